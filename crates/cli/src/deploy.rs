@@ -1,0 +1,177 @@
+//! `helix deploy`: hash, ask which blobs are missing, upload those, finalize.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context;
+use futures_util::{StreamExt, TryStreamExt};
+use helix_core::ProjectName;
+use helix_core::api::{CreateDeployment, CreatedDeployment, Deployment};
+use helix_core::limits::Limits;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::client::Api;
+
+/// Blob uploads in flight at once.
+const UPLOAD_CONCURRENCY: usize = 8;
+
+#[derive(Serialize)]
+pub struct DeployReport {
+    pub id: String,
+    pub project: String,
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub production_url: Option<String>,
+    pub files: usize,
+    pub total_bytes: u64,
+    pub uploaded: usize,
+    pub uploaded_bytes: u64,
+    pub seconds: f64,
+}
+
+pub struct DeployArgs<'a> {
+    pub dir: &'a Path,
+    pub project: Option<&'a str>,
+    pub production: bool,
+    pub show_progress: bool,
+}
+
+/// The project name: given, or made from the directory's name.
+pub fn project_name(dir: &Path, given: Option<&str>) -> anyhow::Result<ProjectName> {
+    if let Some(name) = given {
+        return Ok(ProjectName::parse(name)?);
+    }
+    let base = dir.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    base.as_deref()
+        .and_then(ProjectName::slugify)
+        .with_context(|| format!("cannot make a project name from {}; pass --project", dir.display()))
+}
+
+pub async fn deploy(api: &Api, args: DeployArgs<'_>) -> anyhow::Result<DeployReport> {
+    let started = Instant::now();
+    let project = project_name(args.dir, args.project)?;
+    let listed = crate::scan::list(args.dir, &Limits::default())?;
+    let total: u64 = listed.iter().map(|(_, _, s)| s).sum();
+    let bar = progress(args.show_progress, total, "hashing");
+    let scan = {
+        let bar = bar.clone();
+        tokio::task::spawn_blocking(move || crate::scan::hash(listed, &bar)).await??
+    };
+    bar.finish_and_clear();
+
+    let request = CreateDeployment {
+        files: scan.files.iter().map(|(path, f)| (path.clone(), f.digest.to_hex())).collect(),
+        production: args.production,
+    };
+    let created: CreatedDeployment = api.post(&format!("/api/v1/projects/{project}/deployments"), &request).await?;
+
+    let by_digest: HashMap<String, &crate::scan::ScannedFile> =
+        scan.files.values().map(|f| (f.digest.to_hex(), f)).collect();
+    let uploads: Vec<(&String, &crate::scan::ScannedFile)> = created
+        .required
+        .iter()
+        .map(|d| by_digest.get(d).map(|f| (d, *f)).with_context(|| format!("server asked for unknown digest {d}")))
+        .collect::<anyhow::Result<_>>()?;
+    let uploaded_bytes: u64 = uploads.iter().map(|(_, f)| f.size).sum();
+    let bar = progress(args.show_progress, uploaded_bytes, "uploading");
+    let id = created.id.as_str();
+    futures_util::stream::iter(uploads.iter().map(|(digest, file)| {
+        let bar = bar.clone();
+        async move {
+            let bytes =
+                tokio::fs::read(&file.disk).await.with_context(|| format!("reading {}", file.disk.display()))?;
+            api.put_bytes(&format!("/api/v1/deployments/{id}/blobs/{digest}"), bytes.into())
+                .await
+                .with_context(|| format!("uploading {}", file.disk.display()))?;
+            bar.inc(file.size);
+            anyhow::Ok(())
+        }
+    }))
+    .buffer_unordered(UPLOAD_CONCURRENCY)
+    .try_collect::<Vec<()>>()
+    .await?;
+    bar.finish_and_clear();
+
+    let done: Deployment =
+        api.post(&format!("/api/v1/deployments/{}/finalize", created.id), &serde_json::json!({})).await?;
+    Ok(DeployReport {
+        id: done.id,
+        project: done.project,
+        url: done.url,
+        production_url: if done.production { done.production_url } else { None },
+        files: scan.files.len(),
+        total_bytes: scan.total_bytes,
+        uploaded: uploads.len(),
+        uploaded_bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn progress(show: bool, total: u64, what: &'static str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>9} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what);
+    bar
+}
+
+pub fn print_human(r: &DeployReport) {
+    println!(
+        "✔ hashed {} files ({}) · uploaded {} · deployment {} ready in {:.1} s",
+        group(r.files as u64),
+        human_bytes(r.total_bytes),
+        group(r.uploaded as u64),
+        r.id,
+        r.seconds
+    );
+    println!("  url:        {}", r.url);
+    if let Some(p) = &r.production_url {
+        println!("  production: {p}");
+    }
+}
+
+/// 1234567 → "1,234,567".
+pub fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: &[&str] = &["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit + 1 < UNITS.len() {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_numbers() {
+        assert_eq!(group(1204), "1,204");
+        assert_eq!(group(12), "12");
+        assert_eq!(group(1_000_000), "1,000,000");
+        assert_eq!(human_bytes(38_200_000), "38.2 MB");
+        assert_eq!(human_bytes(999), "999 B");
+    }
+}

@@ -1,0 +1,335 @@
+//! `helix`: the HelixStack CLI and server in one binary.
+//!
+//! This file parses arguments and dispatches; the server is composed in
+//! `helix-server`, deploys are driven through the public API like any other
+//! client would.
+
+mod client;
+mod deploy;
+mod scan;
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use helix_core::api::{Deployment, GcReport, Rollback};
+use helix_core::limits::Limits;
+
+use client::Api;
+use deploy::DeployArgs;
+
+#[derive(Parser)]
+#[command(
+    name = "helix",
+    version,
+    about = "HelixStack: deploy sites to immutable URLs, serve them fast, roll back instantly"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct ClientArgs {
+    /// The HelixStack API.
+    #[arg(long, env = "HELIX_API_URL", default_value = "http://127.0.0.1:7070", global = true)]
+    api_url: String,
+    /// API token (default: `admin.token` in the data directory).
+    #[arg(long, env = "HELIX_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Args, Clone)]
+struct ServerArgs {
+    /// Where state, blobs and the admin token live.
+    #[arg(long, env = "HELIX_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[arg(long, env = "HELIX_API_ADDR", default_value = "127.0.0.1:7070")]
+    api_addr: SocketAddr,
+    #[arg(long, env = "HELIX_EDGE_ADDR", default_value = "127.0.0.1:8080")]
+    edge_addr: SocketAddr,
+    #[arg(long, env = "HELIX_BASE_DOMAIN", default_value = "localhost")]
+    base_domain: String,
+    /// `sqlite://…` or `postgres://…` (default: SQLite in the data directory).
+    #[arg(long, env = "HELIX_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    #[arg(long, env = "HELIX_MAX_FILE_BYTES", default_value_t = Limits::default().max_file_bytes)]
+    max_file_bytes: u64,
+    #[arg(long, env = "HELIX_MAX_FILES", default_value_t = Limits::default().max_files)]
+    max_files: usize,
+    #[arg(long, env = "HELIX_MAX_TOTAL_BYTES", default_value_t = Limits::default().max_total_bytes)]
+    max_total_bytes: u64,
+    /// Seconds between background GC runs; 0 turns it off.
+    #[arg(long, env = "HELIX_GC_INTERVAL_SECS", default_value_t = 3600)]
+    gc_interval_secs: u64,
+    /// GC keeps unreferenced blobs younger than this.
+    #[arg(long, env = "HELIX_GC_GRACE_SECS", default_value_t = 3600)]
+    gc_grace_secs: u64,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control API, the edge and the bus in one process.
+    Server(ServerArgs),
+    /// Start a server (or use the one running), deploy DIR to production, serve until Ctrl-C.
+    Up {
+        dir: PathBuf,
+        #[arg(long)]
+        project: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Deploy a directory to its own immutable URL.
+    Deploy {
+        dir: PathBuf,
+        /// Project name (default: the directory's name).
+        #[arg(long)]
+        project: Option<String>,
+        /// Make it production once ready.
+        #[arg(long)]
+        prod: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List a project's deployments, newest first.
+    Deployments {
+        #[arg(long)]
+        project: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Point production at a deployment.
+    Promote {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Point production back at the previous production deployment (or --to).
+    Rollback {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete blobs no deployment references.
+    Gc {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing();
+    // One TLS provider for the whole process (ring: no C toolchain needed).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => fail(&anyhow::anyhow!("cannot start the async runtime: {e}")),
+    };
+    if let Err(e) = runtime.block_on(run(cli)) {
+        fail(&e);
+    }
+}
+
+fn fail(e: &anyhow::Error) -> ! {
+    eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+    std::process::exit(1);
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HELIX_LOG").unwrap_or_else(|_| "warn,helix=info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Server(args) => {
+            let running = helix_server::start(server_config(&args)?).await?;
+            eprintln!(
+                "helix server: API http://{} · edge {}",
+                running.api_addr,
+                running.public_edge.url_for_host(&format!("*.{}", running.public_edge.base_domain))
+            );
+            wait_for_ctrl_c().await;
+            running.shutdown().await;
+            Ok(())
+        }
+        Command::Up { dir, project, server, client } => up(&dir, project.as_deref(), &server, &client).await,
+        Command::Deploy { dir, project, prod, client } => {
+            let api = api(&client)?;
+            let report = deploy::deploy(
+                &api,
+                DeployArgs {
+                    dir: &dir,
+                    project: project.as_deref(),
+                    production: prod,
+                    show_progress: show_progress(&client),
+                },
+            )
+            .await?;
+            if client.json {
+                print_json(&report)
+            } else {
+                deploy::print_human(&report)
+            }
+            Ok(())
+        }
+        Command::Deployments { project, client } => {
+            let list: Vec<Deployment> = api(&client)?.get(&format!("/api/v1/projects/{project}/deployments")).await?;
+            if client.json {
+                print_json(&list);
+            } else {
+                for d in &list {
+                    let mark = if d.production { "* production" } else { "" };
+                    println!(
+                        "{}  {:>6} files  {:>9}  {}  {mark}",
+                        d.id,
+                        d.file_count,
+                        deploy::human_bytes(d.total_bytes),
+                        d.url
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Promote { id, client } => {
+            let d: Deployment =
+                api(&client)?.post(&format!("/api/v1/deployments/{id}/promote"), &serde_json::json!({})).await?;
+            pointer_moved(&client, "promoted", &d);
+            Ok(())
+        }
+        Command::Rollback { project, to, client } => {
+            let d: Deployment =
+                api(&client)?.post(&format!("/api/v1/projects/{project}/rollback"), &Rollback { to }).await?;
+            pointer_moved(&client, "rolled back to", &d);
+            Ok(())
+        }
+        Command::Gc { client } => {
+            let r: GcReport = api(&client)?.post("/api/v1/gc", &serde_json::json!({})).await?;
+            if client.json {
+                print_json(&r);
+            } else {
+                println!(
+                    "✔ deleted {} blobs ({}) · {} abandoned uploads",
+                    r.blobs_deleted,
+                    deploy::human_bytes(r.bytes_freed),
+                    r.abandoned_deployments
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn up(dir: &Path, project: Option<&str>, server: &ServerArgs, client: &ClientArgs) -> anyhow::Result<()> {
+    let existing = Api::new(&client.api_url, None)?;
+    if existing.healthy().await {
+        let api = api(client)?;
+        let report =
+            deploy::deploy(&api, DeployArgs { dir, project, production: true, show_progress: show_progress(client) })
+                .await?;
+        if client.json {
+            print_json(&report)
+        } else {
+            deploy::print_human(&report)
+        }
+        eprintln!("(deployed to the server already running at {})", api.base());
+        return Ok(());
+    }
+    // Fail on a bad directory before starting anything.
+    deploy::project_name(dir, project)?;
+    let running = helix_server::start(server_config(server)?).await?;
+    let api = Api::new(&format!("http://{}", running.api_addr), Some(running.admin_token.clone()))?;
+    let deployed =
+        deploy::deploy(&api, DeployArgs { dir, project, production: true, show_progress: show_progress(client) }).await;
+    let report = match deployed {
+        Ok(r) => r,
+        Err(e) => {
+            running.shutdown().await;
+            return Err(e);
+        }
+    };
+    if client.json {
+        print_json(&report);
+    } else {
+        deploy::print_human(&report);
+        println!("Serving until Ctrl-C (API http://{}).", running.api_addr);
+    }
+    wait_for_ctrl_c().await;
+    running.shutdown().await;
+    Ok(())
+}
+
+fn server_config(args: &ServerArgs) -> anyhow::Result<helix_server::Config> {
+    let mut config = helix_server::Config::new(data_dir(args.data_dir.as_deref())?);
+    config.api_addr = args.api_addr;
+    config.edge_addr = args.edge_addr;
+    config.base_domain = args.base_domain.trim_end_matches('.').to_ascii_lowercase();
+    config.database_url = args.database_url.clone();
+    config.limits = Limits {
+        max_file_bytes: args.max_file_bytes,
+        max_files: args.max_files,
+        max_total_bytes: args.max_total_bytes,
+    };
+    config.gc.interval = (args.gc_interval_secs > 0).then(|| Duration::from_secs(args.gc_interval_secs));
+    config.gc.grace = Duration::from_secs(args.gc_grace_secs);
+    Ok(config)
+}
+
+/// `--data-dir`/`HELIX_DATA_DIR`, else `~/.helix`.
+fn data_dir(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(d) = given {
+        return Ok(d.to_owned());
+    }
+    let home = std::env::var_os("HOME").context("HOME is not set; pass --data-dir or set HELIX_DATA_DIR")?;
+    Ok(PathBuf::from(home).join(".helix"))
+}
+
+fn api(client: &ClientArgs) -> anyhow::Result<Api> {
+    let token = match &client.token {
+        Some(t) => Some(t.clone()),
+        None => {
+            let dir = data_dir(std::env::var_os("HELIX_DATA_DIR").map(PathBuf::from).as_deref())?;
+            std::fs::read_to_string(dir.join("admin.token")).ok().map(|t| t.trim().to_owned())
+        }
+    };
+    Api::new(&client.api_url, token)
+}
+
+fn show_progress(client: &ClientArgs) -> bool {
+    !client.json && std::io::stderr().is_terminal()
+}
+
+fn pointer_moved(client: &ClientArgs, verb: &str, d: &Deployment) {
+    if client.json {
+        print_json(d);
+    } else {
+        println!("✔ {} {verb} {}", d.project, d.id);
+        if let Some(p) = &d.production_url {
+            println!("  production: {p}");
+        }
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) {
+    println!("{}", serde_json::to_string_pretty(value).expect("plain data serializes"));
+}
+
+async fn wait_for_ctrl_c() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}

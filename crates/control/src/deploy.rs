@@ -1,0 +1,288 @@
+//! The deploy protocol: create (file table in, missing digests out),
+//! upload blobs by digest, finalize (manifest, variants, pointer).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use futures_util::{StreamExt, TryStreamExt};
+use helix_artifacts::variants;
+use helix_core::api::{CreateDeployment, CreatedDeployment, DeploymentState};
+use helix_core::manifest::{Encodings, FileEntry, MANIFEST_VERSION, Manifest, Variant};
+use helix_core::path::SitePath;
+use helix_core::{DeploymentId, Digest, ProjectName};
+use helix_store::{DeploymentRow, Finalized, NewDeployment};
+
+use crate::problem::ApiError;
+use crate::{ControlPlane, now_ms};
+
+impl ControlPlane {
+    pub(crate) async fn create_deployment(&self, project: &str, body: &[u8]) -> Result<CreatedDeployment, ApiError> {
+        let project = ProjectName::parse(project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let req: CreateDeployment = serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("request body is not a valid deployment: {e}")))?;
+        let files = self.validate_files(&req.files)?;
+        let _gc = self.gc_lock.read().await;
+        let now = now_ms();
+        let mut random = [0u8; 16];
+        getrandom::fill(&mut random).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let id = DeploymentId::generate(now as u64, u128::from_le_bytes(random));
+        self.store
+            .create_deployment(NewDeployment {
+                id: &id,
+                project: &project,
+                files: &files,
+                production: req.production,
+                now_ms: now,
+            })
+            .await?;
+        let mut required = Vec::new();
+        let unique: BTreeSet<Digest> = files.values().copied().collect();
+        for digest in unique {
+            if self.blobs.stat(digest).await?.is_none() {
+                required.push(digest.to_hex());
+            }
+        }
+        Ok(CreatedDeployment { url: self.edge.deployment_url(&id, &project), id: id.to_string(), required })
+    }
+
+    /// Normalizes paths and parses digests; any bad entry fails the whole
+    /// request, naming the entry.
+    fn validate_files(&self, raw: &BTreeMap<String, String>) -> Result<BTreeMap<String, Digest>, ApiError> {
+        if raw.is_empty() {
+            return Err(ApiError::BadRequest("a deployment needs at least one file".into()));
+        }
+        if raw.len() > self.limits.max_files {
+            return Err(ApiError::TooLarge(format!(
+                "{} files is over the limit of {} files per deployment",
+                raw.len(),
+                self.limits.max_files
+            )));
+        }
+        let mut files = BTreeMap::new();
+        let mut spelled: BTreeMap<String, &str> = BTreeMap::new();
+        for (path, digest) in raw {
+            let norm = SitePath::parse(path).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            let digest: Digest = digest
+                .parse()
+                .map_err(|e: helix_core::digest::DigestError| ApiError::BadRequest(format!("file {path:?}: {e}")))?;
+            if let Some(first) = spelled.insert(norm.as_str().to_owned(), path) {
+                return Err(ApiError::BadRequest(format!(
+                    "paths {first:?} and {path:?} are the same file {norm} after normalization"
+                )));
+            }
+            files.insert(norm.as_str().to_owned(), digest);
+        }
+        Ok(files)
+    }
+
+    pub(crate) async fn upload_blob(
+        &self,
+        id: &str,
+        digest: &str,
+        content_length: Option<u64>,
+        body: axum::body::Body,
+    ) -> Result<bool, ApiError> {
+        let digest: Digest =
+            digest.parse().map_err(|e: helix_core::digest::DigestError| ApiError::BadRequest(e.to_string()))?;
+        let id = self.parse_known_id(id).await?;
+        let _gc = self.gc_lock.read().await;
+        let Some(files) = self.store.uploading_files(&id).await? else {
+            return Err(ApiError::Conflict(format!(
+                "deployment {id} is not accepting uploads (it is finalized or failed)"
+            )));
+        };
+        if !files.values().any(|d| *d == digest) {
+            return Err(ApiError::Unprocessable(format!("digest {digest} is not a file of deployment {id}")));
+        }
+        let limit = self.limits.max_file_bytes;
+        if content_length.is_some_and(|n| n > limit) {
+            return Err(ApiError::TooLarge(format!("blob is larger than the limit of {limit} bytes per file")));
+        }
+        if self.blobs.stat(digest).await?.is_some() {
+            return Ok(false);
+        }
+        let stream = body.into_data_stream().map_err(std::io::Error::other).boxed();
+        self.blobs.put_stream(digest, stream, limit).await?;
+        Ok(true)
+    }
+
+    pub(crate) async fn finalize(&self, id: &str) -> Result<DeploymentRow, ApiError> {
+        let id = self.parse_known_id(id).await?;
+        let _gc = self.gc_lock.read().await;
+        let Some(files) = self.store.uploading_files(&id).await? else {
+            return self.finalized_already(&id).await;
+        };
+        let mut sizes: BTreeMap<Digest, u64> = BTreeMap::new();
+        let mut missing = Vec::new();
+        for digest in files.values().copied().collect::<BTreeSet<_>>() {
+            match self.blobs.stat(digest).await? {
+                Some(info) => {
+                    sizes.insert(digest, info.size);
+                }
+                None => missing.push(digest.to_hex()),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(ApiError::MissingBlobs {
+                detail: format!("{} blob(s) of deployment {id} have not been uploaded", missing.len()),
+                missing,
+            });
+        }
+        let total: u64 = files.values().map(|d| sizes[d]).sum();
+        if total > self.limits.max_total_bytes {
+            let reason =
+                format!("{total} bytes is over the limit of {} bytes per deployment", self.limits.max_total_bytes);
+            self.store.fail_deployment(&id, &reason).await?;
+            return Err(ApiError::TooLarge(reason));
+        }
+        let row = self
+            .store
+            .deployment(id.as_str())
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("deployment {id} not found")))?;
+        let project = ProjectName::parse(&row.project).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let manifest = self.build_manifest(&id, project, row.created_at_ms, &files, &sizes).await?;
+        let manifest_digest = self.blobs.put_bytes(manifest.to_json().into()).await?;
+        let outcome = self.store.finalize(&id, manifest_digest, total, now_ms()).await?;
+        self.outbox_wake.notify_one();
+        match outcome {
+            Finalized::Now(row) | Finalized::Already(row) => Ok(row),
+            Finalized::NotUploading(_) => self.finalized_already(&id).await,
+        }
+    }
+
+    async fn finalized_already(&self, id: &DeploymentId) -> Result<DeploymentRow, ApiError> {
+        match self.store.deployment(id.as_str()).await? {
+            Some(row) if row.state == DeploymentState::Ready => Ok(row),
+            Some(_) => Err(ApiError::Conflict(format!("deployment {id} failed and cannot be finalized; deploy again"))),
+            None => Err(ApiError::NotFound(format!("deployment {id} not found"))),
+        }
+    }
+
+    async fn build_manifest(
+        &self,
+        id: &DeploymentId,
+        project: ProjectName,
+        created_at_ms: i64,
+        files: &BTreeMap<String, Digest>,
+        sizes: &BTreeMap<Digest, u64>,
+    ) -> Result<Manifest, ApiError> {
+        let content_types: BTreeMap<&str, String> = files.keys().map(|p| (p.as_str(), content_type_of(p))).collect();
+        let to_compress: BTreeSet<Digest> = files
+            .iter()
+            .filter(|(p, d)| {
+                variants::is_compressible(&content_types[p.as_str()])
+                    && sizes[*d] >= variants::MIN_COMPRESS_BYTES as u64
+            })
+            .map(|(_, d)| *d)
+            .collect();
+        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let encodings: BTreeMap<Digest, Encodings> = futures_util::stream::iter(to_compress)
+            .map(|digest| async move { self.encodings_of(digest).await.map(|e| (digest, e)) })
+            .buffer_unordered(parallel)
+            .try_collect()
+            .await?;
+        let files = files
+            .iter()
+            .map(|(path, digest)| {
+                let entry = FileEntry {
+                    digest: *digest,
+                    size: sizes[digest],
+                    content_type: content_types[path.as_str()].clone(),
+                    encodings: encodings.get(digest).cloned().unwrap_or_default(),
+                };
+                (path.clone(), entry)
+            })
+            .collect();
+        Ok(Manifest { version: MANIFEST_VERSION, deployment: id.clone(), project, created_at_ms, files })
+    }
+
+    /// The br and gzip variants of a blob: reused when made before (and
+    /// still stored), otherwise compressed now.
+    async fn encodings_of(&self, digest: Digest) -> Result<Encodings, ApiError> {
+        let mut enc = Encodings::default();
+        for (encoding, variant, size) in self.store.variants(digest).await? {
+            if self.blobs.stat(variant).await?.is_none() {
+                continue;
+            }
+            let v = Some(Variant { digest: variant, size });
+            match encoding.as_str() {
+                "br" => enc.br = v,
+                "gzip" => enc.gzip = v,
+                _ => {}
+            }
+        }
+        if enc.br.is_some() || enc.gzip.is_some() {
+            return Ok(enc);
+        }
+        let bytes = self.blobs.get(digest).await?;
+        let (br, gz) = tokio::task::spawn_blocking(move || variants::compress(&bytes))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        for (name, bytes, slot) in [("br", br, &mut enc.br), ("gzip", gz, &mut enc.gzip)] {
+            if let Some(bytes) = bytes {
+                let size = bytes.len() as u64;
+                let variant = self.blobs.put_bytes(bytes.into()).await?;
+                self.store.put_variant(digest, name, variant, size).await?;
+                *slot = Some(Variant { digest: variant, size });
+            }
+        }
+        Ok(enc)
+    }
+
+    /// A well-formed id of an existing deployment, or the API error.
+    pub(crate) async fn parse_known_id(&self, id: &str) -> Result<DeploymentId, ApiError> {
+        let id = DeploymentId::parse(id).map_err(|e| ApiError::NotFound(e.to_string()))?;
+        if self.store.deployment(id.as_str()).await?.is_none() {
+            return Err(ApiError::NotFound(format!("deployment {id} not found")));
+        }
+        Ok(id)
+    }
+}
+
+/// Content type by extension; text types carry `charset=utf-8`.
+pub(crate) fn content_type_of(path: &str) -> String {
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    let essence = mime.essence_str();
+    let text =
+        mime.type_() == "text" || matches!(essence, "application/javascript" | "application/json" | "image/svg+xml");
+    if text && mime.get_param("charset").is_none() && essence != "image/svg+xml" {
+        format!("{essence}; charset=utf-8")
+    } else {
+        essence.to_owned()
+    }
+}
+
+pub(crate) fn view(cp: &Arc<ControlPlane>, row: &DeploymentRow) -> helix_core::api::Deployment {
+    let (url, production_url) = match (ProjectName::parse(&row.project), DeploymentId::parse(&row.id)) {
+        (Ok(p), Ok(id)) => (cp.edge.deployment_url(&id, &p), Some(cp.edge.production_url(&p))),
+        _ => (String::new(), None),
+    };
+    helix_core::api::Deployment {
+        id: row.id.clone(),
+        project: row.project.clone(),
+        state: row.state,
+        url,
+        production: row.is_production,
+        production_url,
+        file_count: row.file_count as u64,
+        total_bytes: row.total_bytes as u64,
+        created_at_ms: row.created_at_ms,
+        ready_at_ms: row.ready_at_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_type_of;
+
+    #[test]
+    fn content_types() {
+        assert_eq!(content_type_of("/index.html"), "text/html; charset=utf-8");
+        assert_eq!(content_type_of("/app.js"), "text/javascript; charset=utf-8");
+        assert_eq!(content_type_of("/logo.png"), "image/png");
+        assert_eq!(content_type_of("/logo.svg"), "image/svg+xml");
+        assert_eq!(content_type_of("/data.json"), "application/json; charset=utf-8");
+        assert_eq!(content_type_of("/blob"), "application/octet-stream");
+    }
+}

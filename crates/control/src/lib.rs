@@ -1,0 +1,76 @@
+//! The control plane: the REST API under `/api/v1`, token auth, the deploy
+//! protocol (create → upload blobs by digest → finalize), the production
+//! pointer, garbage collection and the outbox relay that publishes events.
+//!
+//! It owns the state store and writes blobs; it never serves site traffic
+//! and never calls the edge: the edge learns from the events it publishes.
+
+mod auth;
+mod deploy;
+mod gc;
+mod outbox;
+mod problem;
+mod routes;
+
+use std::sync::Arc;
+
+use helix_artifacts::BlobStore;
+use helix_bus::Bus;
+use helix_core::hosts::PublicEdge;
+use helix_core::limits::Limits;
+use helix_store::Store;
+
+pub use auth::{TokenError, ensure_admin_token, hash_token};
+pub use gc::GcSettings;
+pub use routes::router;
+
+/// Everything the control plane needs, shared by its handlers and tasks.
+pub struct ControlPlane {
+    pub store: Arc<Store>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub bus: Arc<dyn Bus>,
+    pub edge: PublicEdge,
+    pub limits: Limits,
+    pub gc: GcSettings,
+    /// Wakes the outbox relay after a commit that wrote events.
+    outbox_wake: tokio::sync::Notify,
+    /// Finalize and upload take it shared, GC exclusively: a blob GC is
+    /// deciding about is never one a deploy is about to reference.
+    gc_lock: tokio::sync::RwLock<()>,
+}
+
+impl ControlPlane {
+    pub fn new(
+        store: Arc<Store>,
+        blobs: Arc<dyn BlobStore>,
+        bus: Arc<dyn Bus>,
+        edge: PublicEdge,
+        limits: Limits,
+        gc: GcSettings,
+    ) -> Arc<Self> {
+        Arc::new(ControlPlane {
+            store,
+            blobs,
+            bus,
+            edge,
+            limits,
+            gc,
+            outbox_wake: tokio::sync::Notify::new(),
+            gc_lock: tokio::sync::RwLock::new(()),
+        })
+    }
+
+    /// Runs the outbox relay until the process ends.
+    pub fn spawn_outbox_relay(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(outbox::relay(self.clone()))
+    }
+
+    /// Runs GC on its interval until the process ends.
+    pub fn spawn_gc(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(gc::periodic(self.clone()))
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,31 @@
+//! The outbox relay: publishes committed events in order, then deletes
+//! them. At-least-once: a crash between publish and delete republishes,
+//! and every consumer applies events idempotently.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::ControlPlane;
+
+pub(crate) async fn relay(cp: Arc<ControlPlane>) {
+    loop {
+        match publish_pending(&cp).await {
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %e, "outbox relay: will retry"),
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), cp.outbox_wake.notified()).await;
+    }
+}
+
+async fn publish_pending(cp: &ControlPlane) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    loop {
+        let batch = cp.store.outbox_pending(100).await?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        for (id, event) in batch {
+            cp.bus.publish(&event).await?;
+            cp.store.outbox_delete(&id).await?;
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! API errors as RFC 9457 problem details.
+
+use axum::response::{IntoResponse, Response};
+use helix_core::api::Problem;
+use http::StatusCode;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{detail}")]
+    MissingBlobs { detail: String, missing: Vec<String> },
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) | ApiError::MissingBlobs { .. } => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad-request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::NotFound(_) => "not-found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::MissingBlobs { .. } => "missing-blobs",
+            ApiError::TooLarge(_) => "too-large",
+            ApiError::Unprocessable(_) => "unprocessable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "api request failed");
+        }
+        let problem = Problem {
+            kind: format!("https://helixstack.dev/problems/{}", self.kind()),
+            title: status.canonical_reason().unwrap_or("error").to_owned(),
+            status: status.as_u16(),
+            missing: match &self {
+                ApiError::MissingBlobs { missing, .. } => Some(missing.clone()),
+                _ => None,
+            },
+            detail: self.to_string(),
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        (status, [(http::header::CONTENT_TYPE, "application/problem+json")], body).into_response()
+    }
+}
+
+impl From<helix_store::StoreError> for ApiError {
+    fn from(e: helix_store::StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<helix_artifacts::BlobError> for ApiError {
+    fn from(e: helix_artifacts::BlobError) -> Self {
+        use helix_artifacts::BlobError as B;
+        match e {
+            B::DigestMismatch { .. } => ApiError::Unprocessable(e.to_string()),
+            B::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
+            B::Body(_) => ApiError::BadRequest(e.to_string()),
+            B::NotFound(_) | B::Io(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<helix_store::PointerError> for ApiError {
+    fn from(e: helix_store::PointerError) -> Self {
+        use helix_store::PointerError as P;
+        match e {
+            P::UnknownDeployment(_) | P::UnknownProject(_) => ApiError::NotFound(e.to_string()),
+            P::NotReady(_) | P::WrongProject { .. } | P::NothingToRollBackTo(_) => ApiError::Conflict(e.to_string()),
+            P::Store(e) => e.into(),
+        }
+    }
+}

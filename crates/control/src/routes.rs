@@ -1,0 +1,108 @@
+//! The HTTP surface of the control plane.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
+use helix_core::ProjectName;
+use helix_core::api::Rollback;
+
+use crate::ControlPlane;
+use crate::deploy::view;
+use crate::problem::ApiError;
+
+/// Largest JSON body: a 100,000-file table is about 15 MB.
+const MAX_JSON_BODY: usize = 64 * 1024 * 1024;
+
+type Cp = State<Arc<ControlPlane>>;
+
+/// The API router: `/healthz` is open, everything under `/api/v1` needs a
+/// bearer token.
+pub fn router(cp: Arc<ControlPlane>) -> Router {
+    let api = Router::new()
+        .route("/projects/{project}/deployments", post(create_deployment).get(list_deployments))
+        .route("/projects/{project}/rollback", post(rollback))
+        .route("/deployments/{id}", get(get_deployment))
+        .route("/deployments/{id}/blobs/{digest}", put(upload_blob))
+        .route("/deployments/{id}/finalize", post(finalize))
+        .route("/deployments/{id}/promote", post(promote))
+        .route("/gc", post(gc))
+        .fallback(|| async { ApiError::NotFound("no such API route".into()) })
+        .layer(axum::middleware::from_fn_with_state(cp.clone(), crate::auth::require_token))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
+    Router::new().route("/healthz", get(|| async { "ok\n" })).nest("/api/v1", api).with_state(cp)
+}
+
+async fn create_deployment(
+    State(cp): Cp,
+    Path(project): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let created = cp.create_deployment(&project, &body).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+async fn upload_blob(
+    State(cp): Cp,
+    Path((id, digest)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let length = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let stored = cp.upload_blob(&id, &digest, length, body).await?;
+    let status = if stored { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(serde_json::json!({ "digest": digest.to_ascii_lowercase(), "stored": stored }))))
+}
+
+async fn finalize(State(cp): Cp, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let row = cp.finalize(&id).await?;
+    Ok(Json(view(&cp, &row)))
+}
+
+async fn get_deployment(State(cp): Cp, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let id = cp.parse_known_id(&id).await?;
+    let row = cp
+        .store
+        .deployment(id.as_str())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("deployment {id} not found")))?;
+    Ok(Json(view(&cp, &row)))
+}
+
+async fn list_deployments(State(cp): Cp, Path(project): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let project = ProjectName::parse(&project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let rows = cp
+        .store
+        .ready_deployments(&project)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("project {project} not found")))?;
+    Ok(Json(rows.iter().map(|r| view(&cp, r)).collect::<Vec<_>>()))
+}
+
+async fn promote(State(cp): Cp, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let (row, _moved) = cp.store.promote(&id, crate::now_ms()).await?;
+    cp.outbox_wake.notify_one();
+    Ok(Json(view(&cp, &row)))
+}
+
+async fn rollback(State(cp): Cp, Path(project): Path<String>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
+    let project = ProjectName::parse(&project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let req: Rollback = if body.iter().all(u8::is_ascii_whitespace) {
+        Rollback::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("request body is not a valid rollback: {e}")))?
+    };
+    let (row, _moved) = cp.store.rollback(&project, req.to.as_deref(), crate::now_ms()).await?;
+    cp.outbox_wake.notify_one();
+    Ok(Json(view(&cp, &row)))
+}
+
+async fn gc(State(cp): Cp) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.collect_garbage().await?))
+}

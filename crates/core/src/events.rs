@@ -1,0 +1,56 @@
+//! Events published on the bus. The control plane writes them to its outbox
+//! in the transaction that makes them true; the edge reacts to them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{DeploymentId, Digest, ProjectName};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Event {
+    /// A deployment is complete and may be served at its own hostname.
+    #[serde(rename = "deploy.ready")]
+    DeployReady { project: ProjectName, deployment: DeploymentId, manifest: Digest },
+    /// The project's production pointer moved forward to `deployment`.
+    #[serde(rename = "deploy.promoted")]
+    DeployPromoted { project: ProjectName, deployment: DeploymentId, manifest: Digest },
+    /// The project's production pointer moved back to `deployment`.
+    #[serde(rename = "deploy.rolled_back")]
+    DeployRolledBack { project: ProjectName, deployment: DeploymentId, manifest: Digest },
+}
+
+impl Event {
+    /// The subject this event is published under.
+    pub fn topic(&self) -> &'static str {
+        match self {
+            Event::DeployReady { .. } => "deploy.ready",
+            Event::DeployPromoted { .. } => "deploy.promoted",
+            Event::DeployRolledBack { .. } => "deploy.rolled_back",
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("events serialize: plain data")
+    }
+
+    pub fn from_json(s: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_with_topic_tag() {
+        let e = Event::DeployPromoted {
+            project: ProjectName::parse("site").unwrap(),
+            deployment: DeploymentId::generate(1, 2),
+            manifest: Digest::of(b"m"),
+        };
+        let json = e.to_json();
+        assert!(json.contains(r#""type":"deploy.promoted""#), "{json}");
+        assert_eq!(Event::from_json(&json).unwrap(), e);
+    }
+}

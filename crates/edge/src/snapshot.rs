@@ -1,0 +1,149 @@
+//! The routing snapshot: hostname → site, and each site's file table with
+//! its response headers prepared once, so a request only looks things up.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use helix_artifacts::BlobStore;
+use helix_core::events::Event;
+use helix_core::hosts::{deployment_host, production_host};
+use helix_core::manifest::{FileEntry, Manifest};
+use helix_core::{DeploymentId, Digest, ProjectName};
+use http::HeaderValue;
+
+/// One deployment as the edge serves it.
+pub struct Site {
+    pub deployment: DeploymentId,
+    pub(crate) files: HashMap<Box<str>, ServedFile>,
+}
+
+impl Site {
+    pub(crate) fn file(&self, path: &str) -> Option<&ServedFile> {
+        self.files.get(path)
+    }
+}
+
+pub(crate) struct ServedFile {
+    pub identity: Representation,
+    pub content_type: HeaderValue,
+    pub br: Option<Representation>,
+    pub gzip: Option<Representation>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Representation {
+    pub digest: Digest,
+    pub size: u64,
+    pub etag: HeaderValue,
+}
+
+impl Representation {
+    fn new(digest: Digest, size: u64, suffix: &str) -> Self {
+        let etag = HeaderValue::from_str(&format!("\"{digest}{suffix}\"")).expect("hex is a valid header value");
+        Representation { digest, size, etag }
+    }
+}
+
+impl ServedFile {
+    fn from_entry(entry: &FileEntry) -> Self {
+        ServedFile {
+            identity: Representation::new(entry.digest, entry.size, ""),
+            content_type: HeaderValue::from_str(&entry.content_type)
+                .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream")),
+            br: entry.encodings.br.map(|v| Representation::new(v.digest, v.size, ".br")),
+            gzip: entry.encodings.gzip.map(|v| Representation::new(v.digest, v.size, ".gz")),
+        }
+    }
+}
+
+/// What requests read: immutable once published.
+#[derive(Default)]
+pub struct Snapshot {
+    hosts: HashMap<Box<str>, Arc<Site>>,
+}
+
+impl Snapshot {
+    pub fn site(&self, host: &str) -> Option<&Arc<Site>> {
+        self.hosts.get(host)
+    }
+
+    pub fn hosts(&self) -> impl Iterator<Item = &str> {
+        self.hosts.keys().map(|h| &**h)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("manifest {digest} of deployment {deployment}: {source}")]
+    Blob { deployment: DeploymentId, digest: Digest, source: helix_artifacts::BlobError },
+    #[error("manifest {digest} of deployment {deployment}: {source}")]
+    Manifest { deployment: DeploymentId, digest: Digest, source: helix_core::manifest::ManifestError },
+}
+
+/// The writer's side: the sites known and the production pointers, from
+/// which each new snapshot is built.
+pub(crate) struct SnapshotBuilder {
+    base_domain: String,
+    sites: HashMap<DeploymentId, (ProjectName, Arc<Site>)>,
+    production: HashMap<ProjectName, DeploymentId>,
+}
+
+impl SnapshotBuilder {
+    pub fn new(base_domain: String) -> Self {
+        SnapshotBuilder { base_domain, sites: HashMap::new(), production: HashMap::new() }
+    }
+
+    pub async fn apply(&mut self, event: &Event, blobs: &dyn BlobStore) -> Result<(), ApplyError> {
+        match event {
+            Event::DeployReady { project, deployment, manifest } => {
+                self.load(project, deployment, *manifest, blobs).await?;
+            }
+            Event::DeployPromoted { project, deployment, manifest }
+            | Event::DeployRolledBack { project, deployment, manifest } => {
+                self.load(project, deployment, *manifest, blobs).await?;
+                self.production.insert(project.clone(), deployment.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn load(
+        &mut self,
+        project: &ProjectName,
+        deployment: &DeploymentId,
+        digest: Digest,
+        blobs: &dyn BlobStore,
+    ) -> Result<(), ApplyError> {
+        if self.sites.contains_key(deployment) {
+            return Ok(());
+        }
+        let bytes = blobs.get(digest).await.map_err(|source| ApplyError::Blob {
+            deployment: deployment.clone(),
+            digest,
+            source,
+        })?;
+        let manifest = Manifest::from_json(&bytes).map_err(|source| ApplyError::Manifest {
+            deployment: deployment.clone(),
+            digest,
+            source,
+        })?;
+        let files =
+            manifest.files.iter().map(|(path, entry)| (path.as_str().into(), ServedFile::from_entry(entry))).collect();
+        let site = Arc::new(Site { deployment: deployment.clone(), files });
+        self.sites.insert(deployment.clone(), (project.clone(), site));
+        Ok(())
+    }
+
+    pub fn build(&self) -> Snapshot {
+        let mut hosts = HashMap::with_capacity(self.sites.len() + self.production.len());
+        for (id, (project, site)) in &self.sites {
+            hosts.insert(deployment_host(id, project, &self.base_domain).into_boxed_str(), site.clone());
+        }
+        for (project, id) in &self.production {
+            if let Some((_, site)) = self.sites.get(id) {
+                hosts.insert(production_host(project, &self.base_domain).into_boxed_str(), site.clone());
+            }
+        }
+        Snapshot { hosts }
+    }
+}

@@ -1,0 +1,480 @@
+//! Control-plane state: projects, deployments, the production pointer,
+//! tokens and the event outbox, on SQLite (embedded) or Postgres (fleet).
+//!
+//! One [`Store`] type serves both engines: each query is written once and
+//! compiled for each concrete pool (sqlx's `SqlitePool` and `PgPool`, never
+//! the `Any` driver), and one migration set runs on both. Every state change
+//! that others must learn about writes its events to the outbox in the same
+//! transaction. Only the control plane uses this crate; the edge, build and
+//! runtime planes never do.
+
+mod pool;
+mod rows;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use helix_core::api::DeploymentState;
+use helix_core::events::Event;
+use helix_core::{DeploymentId, Digest, ProjectName};
+
+use pool::{Pool, WritePool};
+pub use rows::DeploymentRow;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database URL {0:?} is neither sqlite:// nor postgres://")]
+    UnsupportedUrl(String),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// What finalize found.
+#[derive(Debug)]
+pub enum Finalized {
+    /// This call made the deployment ready (and production when asked).
+    Now(DeploymentRow),
+    /// It was ready already; nothing changed.
+    Already(DeploymentRow),
+    /// It is not uploading (it errored) or does not exist.
+    NotUploading(Option<DeploymentRow>),
+}
+
+/// Why a pointer move was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PointerError {
+    #[error("deployment {0} not found")]
+    UnknownDeployment(String),
+    #[error("project {0} not found")]
+    UnknownProject(String),
+    #[error("deployment {0} is not ready and cannot serve production")]
+    NotReady(String),
+    #[error("deployment {deployment} belongs to project {actual}, not {expected}")]
+    WrongProject { deployment: String, expected: String, actual: String },
+    #[error("project {0} has no earlier production deployment to roll back to")]
+    NothingToRollBackTo(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for PointerError {
+    fn from(e: sqlx::Error) -> Self {
+        PointerError::Store(e.into())
+    }
+}
+
+/// What the edge must know to serve: every ready deployment and every
+/// production pointer.
+#[derive(Debug, Default)]
+pub struct ServingState {
+    pub deployments: Vec<(ProjectName, DeploymentId, Digest)>,
+    pub production: Vec<(ProjectName, DeploymentId)>,
+}
+
+/// A deployment being created.
+pub struct NewDeployment<'a> {
+    pub id: &'a DeploymentId,
+    pub project: &'a ProjectName,
+    pub files: &'a BTreeMap<String, Digest>,
+    pub production: bool,
+    pub now_ms: i64,
+}
+
+pub struct Store {
+    pool: Pool,
+    ids: Mutex<ulid::Generator>,
+}
+
+/// Writes an event to the outbox inside the caller's transaction.
+macro_rules! insert_outbox {
+    ($tx:expr, $id:expr, $event:expr, $now_ms:expr) => {
+        sqlx::query("INSERT INTO outbox (id, topic, payload, created_at_ms) VALUES ($1, $2, $3, $4)")
+            .bind($id)
+            .bind($event.topic())
+            .bind($event.to_json())
+            .bind($now_ms)
+            .execute($tx)
+            .await?
+    };
+}
+
+macro_rules! on_pool {
+    ($self:expr, $p:ident => $body:expr) => {
+        match &$self.pool {
+            Pool::Sqlite($p) => $body,
+            Pool::Postgres($p) => $body,
+        }
+    };
+}
+
+const DEPLOYMENT_COLUMNS: &str = "d.id, p.name AS project, d.state, d.production_requested, d.manifest_digest, \
+     d.file_count, d.total_bytes, d.created_at_ms, d.ready_at_ms, \
+     (p.production_deployment_id IS NOT NULL AND p.production_deployment_id = d.id) AS is_production";
+
+impl Store {
+    /// Connects by URL scheme (`sqlite://…`, `postgres://…`) and migrates.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let pool = Pool::connect(url).await?;
+        let store = Store { pool, ids: Mutex::new(ulid::Generator::new()) };
+        on_pool!(store, p => pool::migrator().run(p).await?);
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
+        }
+    }
+
+    /// A new time-ordered row id, monotonic within this process.
+    fn new_row_id(&self) -> String {
+        let mut g = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        let id = g.generate().unwrap_or_else(|_| ulid::Ulid::new());
+        id.to_string().to_ascii_lowercase()
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, p => p.close().await)
+    }
+
+    // ---- tokens ----------------------------------------------------------
+
+    pub async fn token_count(&self) -> Result<i64, StoreError> {
+        let n: i64 = on_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens").fetch_one(p).await?);
+        Ok(n)
+    }
+
+    pub async fn insert_token(&self, sha256_hex: &str, name: &str, now_ms: i64) -> Result<(), StoreError> {
+        let id = self.new_row_id();
+        on_pool!(self, p => sqlx::query(
+            "INSERT INTO api_tokens (id, token_sha256, name, created_at_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (token_sha256) DO NOTHING")
+            .bind(&id).bind(sha256_hex).bind(name).bind(now_ms)
+            .execute(p).await.map(drop)?);
+        Ok(())
+    }
+
+    pub async fn token_exists(&self, sha256_hex: &str) -> Result<bool, StoreError> {
+        let n: i64 = on_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens WHERE token_sha256 = $1")
+            .bind(sha256_hex).fetch_one(p).await?);
+        Ok(n > 0)
+    }
+
+    // ---- deployments -----------------------------------------------------
+
+    /// Records an uploading deployment, creating its project on first use.
+    pub async fn create_deployment(&self, new: NewDeployment<'_>) -> Result<(), StoreError> {
+        let files_json: BTreeMap<&str, String> = new.files.iter().map(|(k, v)| (k.as_str(), v.to_hex())).collect();
+        let files_json = serde_json::to_string(&files_json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let project_id = self.new_row_id();
+        on_pool!(self, p => {
+            let mut tx = p.begin_write().await?;
+            sqlx::query("INSERT INTO projects (id, name, created_at_ms) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
+                .bind(&project_id).bind(new.project.as_str()).bind(new.now_ms)
+                .execute(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO deployments (id, project_id, state, production_requested, files_json, file_count, created_at_ms) \
+                 SELECT $1, id, 'uploading', $2, $3, $4, $5 FROM projects WHERE name = $6")
+                .bind(new.id.as_str()).bind(new.production).bind(&files_json)
+                .bind(new.files.len() as i64).bind(new.now_ms).bind(new.project.as_str())
+                .execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    pub async fn deployment(&self, id: &str) -> Result<Option<DeploymentRow>, StoreError> {
+        let row = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments d JOIN projects p ON p.id = d.project_id WHERE d.id = $1")))
+            .bind(id).fetch_optional(p).await?);
+        Ok(row)
+    }
+
+    /// The project's ready deployments, newest first; `None` when the
+    /// project does not exist.
+    pub async fn ready_deployments(&self, project: &ProjectName) -> Result<Option<Vec<DeploymentRow>>, StoreError> {
+        if !self.project_exists(project).await? {
+            return Ok(None);
+        }
+        let rows = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments d JOIN projects p ON p.id = d.project_id \
+             WHERE p.name = $1 AND d.state = 'ready' ORDER BY d.created_at_ms DESC, d.id DESC")))
+            .bind(project.as_str()).fetch_all(p).await?);
+        Ok(Some(rows))
+    }
+
+    pub async fn project_exists(&self, project: &ProjectName) -> Result<bool, StoreError> {
+        let n: i64 = on_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM projects WHERE name = $1")
+            .bind(project.as_str()).fetch_one(p).await?);
+        Ok(n > 0)
+    }
+
+    /// The requested file table of an uploading deployment.
+    pub async fn uploading_files(&self, id: &DeploymentId) -> Result<Option<BTreeMap<String, Digest>>, StoreError> {
+        let json: Option<String> = on_pool!(self, p => sqlx::query_scalar(
+            "SELECT files_json FROM deployments WHERE id = $1 AND state = 'uploading'")
+            .bind(id.as_str()).fetch_optional(p).await?);
+        json.map(|j| parse_files_json(&j)).transpose()
+    }
+
+    /// Makes an uploading deployment ready with its manifest, and moves the
+    /// production pointer to it when that was asked at creation; the events
+    /// go to the outbox in the same transaction.
+    pub async fn finalize(
+        &self,
+        id: &DeploymentId,
+        manifest: Digest,
+        total_bytes: u64,
+        now_ms: i64,
+    ) -> Result<Finalized, StoreError> {
+        let Some(before) = self.deployment(id.as_str()).await? else {
+            return Ok(Finalized::NotUploading(None));
+        };
+        match before.state {
+            DeploymentState::Ready => return Ok(Finalized::Already(before)),
+            DeploymentState::Error => return Ok(Finalized::NotUploading(Some(before))),
+            DeploymentState::Uploading => {}
+        }
+        let project = ProjectName::parse(&before.project).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let ready = Event::DeployReady { project: project.clone(), deployment: id.clone(), manifest };
+        let promoted = Event::DeployPromoted { project: project.clone(), deployment: id.clone(), manifest };
+        let (ready_id, history_id, promoted_id) = (self.new_row_id(), self.new_row_id(), self.new_row_id());
+        let won = on_pool!(self, p => {
+            let mut tx = p.begin_write().await?;
+            let done = sqlx::query(
+                "UPDATE deployments SET state = 'ready', manifest_digest = $1, total_bytes = $2, ready_at_ms = $3, files_json = '' \
+                 WHERE id = $4 AND state = 'uploading'")
+                .bind(manifest.to_hex()).bind(total_bytes as i64).bind(now_ms).bind(id.as_str())
+                .execute(&mut *tx).await?;
+            if done.rows_affected() == 1 {
+                insert_outbox!(&mut *tx, &ready_id, &ready, now_ms);
+                if before.production_requested {
+                    sqlx::query("UPDATE projects SET production_deployment_id = $1 WHERE name = $2")
+                        .bind(id.as_str()).bind(project.as_str()).execute(&mut *tx).await?;
+                    sqlx::query("INSERT INTO production_history (id, project_id, deployment_id, kind, at_ms) \
+                                 SELECT $1, id, $2, 'promoted', $3 FROM projects WHERE name = $4")
+                        .bind(&history_id).bind(id.as_str()).bind(now_ms).bind(project.as_str())
+                        .execute(&mut *tx).await?;
+                    insert_outbox!(&mut *tx, &promoted_id, &promoted, now_ms);
+                }
+                tx.commit().await?;
+                true
+            } else {
+                false
+            }
+        });
+        let after = self.deployment(id.as_str()).await?;
+        Ok(match after {
+            Some(row) if won => Finalized::Now(row),
+            Some(row) if row.state == DeploymentState::Ready => Finalized::Already(row),
+            other => Finalized::NotUploading(other),
+        })
+    }
+
+    /// Marks an uploading deployment as failed; it is never served.
+    pub async fn fail_deployment(&self, id: &DeploymentId, reason: &str) -> Result<(), StoreError> {
+        on_pool!(self, p => sqlx::query("UPDATE deployments SET state = 'error', error = $1, files_json = '' WHERE id = $2 AND state = 'uploading'")
+            .bind(reason).bind(id.as_str()).execute(p).await.map(drop)?);
+        Ok(())
+    }
+
+    /// Points production at a ready deployment. Returns the deployment and
+    /// whether the pointer moved (promoting the current production is a
+    /// no-op).
+    pub async fn promote(&self, id: &str, now_ms: i64) -> Result<(DeploymentRow, bool), PointerError> {
+        let row = self.deployment(id).await?.ok_or_else(|| PointerError::UnknownDeployment(id.to_owned()))?;
+        self.move_pointer(row, PointerMove::Promote, now_ms).await
+    }
+
+    /// Points production back at `to`, or by default at the newest earlier
+    /// deployment that has served production before.
+    pub async fn rollback(
+        &self,
+        project: &ProjectName,
+        to: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(DeploymentRow, bool), PointerError> {
+        if !self.project_exists(project).await? {
+            return Err(PointerError::UnknownProject(project.to_string()));
+        }
+        let target = match to {
+            Some(id) => {
+                let row = self.deployment(id).await?.ok_or_else(|| PointerError::UnknownDeployment(id.to_owned()))?;
+                if row.project != project.as_str() {
+                    return Err(PointerError::WrongProject {
+                        deployment: id.to_owned(),
+                        expected: project.to_string(),
+                        actual: row.project,
+                    });
+                }
+                row
+            }
+            None => {
+                let id: Option<String> = on_pool!(self, p => sqlx::query_scalar(
+                    "SELECT d.id FROM production_history h \
+                     JOIN deployments d ON d.id = h.deployment_id \
+                     JOIN projects p ON p.id = h.project_id \
+                     JOIN deployments cur ON cur.id = p.production_deployment_id \
+                     WHERE p.name = $1 AND d.state = 'ready' AND d.id <> cur.id \
+                       AND (d.created_at_ms < cur.created_at_ms OR (d.created_at_ms = cur.created_at_ms AND d.id < cur.id)) \
+                     ORDER BY d.created_at_ms DESC, d.id DESC LIMIT 1")
+                    .bind(project.as_str()).fetch_optional(p).await?);
+                let id = id.ok_or_else(|| PointerError::NothingToRollBackTo(project.to_string()))?;
+                self.deployment(&id).await?.ok_or_else(|| PointerError::UnknownDeployment(id.clone()))?
+            }
+        };
+        self.move_pointer(target, PointerMove::RollBack, now_ms).await
+    }
+
+    async fn move_pointer(
+        &self,
+        row: DeploymentRow,
+        how: PointerMove,
+        now_ms: i64,
+    ) -> Result<(DeploymentRow, bool), PointerError> {
+        if row.state != DeploymentState::Ready {
+            return Err(PointerError::NotReady(row.id));
+        }
+        if row.is_production {
+            return Ok((row, false));
+        }
+        let (project, deployment, manifest) = row.identity()?;
+        let (kind, event) = match how {
+            PointerMove::Promote => ("promoted", Event::DeployPromoted { project, deployment, manifest }),
+            PointerMove::RollBack => ("rolled_back", Event::DeployRolledBack { project, deployment, manifest }),
+        };
+        let (history_id, outbox_id) = (self.new_row_id(), self.new_row_id());
+        on_pool!(self, p => {
+            let mut tx = p.begin_write().await?;
+            sqlx::query("UPDATE projects SET production_deployment_id = $1 WHERE name = $2")
+                .bind(&row.id).bind(&row.project).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO production_history (id, project_id, deployment_id, kind, at_ms) \
+                         SELECT $1, id, $2, $3, $4 FROM projects WHERE name = $5")
+                .bind(&history_id).bind(&row.id).bind(kind).bind(now_ms).bind(&row.project)
+                .execute(&mut *tx).await?;
+            insert_outbox!(&mut *tx, &outbox_id, &event, now_ms);
+            tx.commit().await?;
+        });
+        let row = self.deployment(&row.id).await?.ok_or_else(|| PointerError::UnknownDeployment(row.id.clone()))?;
+        Ok((row, true))
+    }
+
+    // ---- outbox ----------------------------------------------------------
+
+    /// Unpublished events, oldest first.
+    pub async fn outbox_pending(&self, limit: i64) -> Result<Vec<(String, Event)>, StoreError> {
+        let rows: Vec<(String, String)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT id, payload FROM outbox ORDER BY id LIMIT $1").bind(limit).fetch_all(p).await?);
+        rows.into_iter()
+            .map(|(id, payload)| {
+                let event = Event::from_json(&payload).map_err(|e| StoreError::Corrupt(format!("outbox {id}: {e}")))?;
+                Ok((id, event))
+            })
+            .collect()
+    }
+
+    pub async fn outbox_delete(&self, id: &str) -> Result<(), StoreError> {
+        on_pool!(self, p => sqlx::query("DELETE FROM outbox WHERE id = $1").bind(id).execute(p).await.map(drop)?);
+        Ok(())
+    }
+
+    // ---- what the edge serves, what GC keeps ----------------------------
+
+    pub async fn serving_state(&self) -> Result<ServingState, StoreError> {
+        let deployments: Vec<(String, String, String)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT p.name, d.id, d.manifest_digest FROM deployments d JOIN projects p ON p.id = d.project_id \
+             WHERE d.state = 'ready' ORDER BY d.id").fetch_all(p).await?);
+        let production: Vec<(String, String)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT name, production_deployment_id FROM projects WHERE production_deployment_id IS NOT NULL")
+            .fetch_all(p).await?);
+        let mut state = ServingState::default();
+        for (project, id, manifest) in deployments {
+            state.deployments.push((parse_project(&project)?, parse_id(&id)?, parse_digest(&manifest)?));
+        }
+        for (project, id) in production {
+            state.production.push((parse_project(&project)?, parse_id(&id)?));
+        }
+        Ok(state)
+    }
+
+    /// Manifests of every ready deployment, and the requested files of every
+    /// uploading one: together, every blob that must survive GC.
+    pub async fn live_references(&self) -> Result<(Vec<Digest>, Vec<Digest>), StoreError> {
+        let manifests: Vec<String> = on_pool!(self, p => sqlx::query_scalar(
+            "SELECT manifest_digest FROM deployments WHERE state = 'ready'").fetch_all(p).await?);
+        let uploading: Vec<String> = on_pool!(self, p => sqlx::query_scalar(
+            "SELECT files_json FROM deployments WHERE state = 'uploading'").fetch_all(p).await?);
+        let manifests = manifests.iter().map(|m| parse_digest(m)).collect::<Result<_, _>>()?;
+        let mut files = Vec::new();
+        for json in uploading {
+            files.extend(parse_files_json(&json)?.into_values());
+        }
+        Ok((manifests, files))
+    }
+
+    /// Marks uploads started before `cutoff_ms` and never finalized as
+    /// failed, so their blobs stop being protected from GC.
+    pub async fn abandon_uploads_before(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+        let done = on_pool!(self, p => sqlx::query(
+            "UPDATE deployments SET state = 'error', error = 'abandoned: never finalized', files_json = '' \
+             WHERE state = 'uploading' AND created_at_ms < $1").bind(cutoff_ms).execute(p).await?.rows_affected());
+        Ok(done)
+    }
+
+    // ---- compressed variants --------------------------------------------
+
+    pub async fn variants(&self, digest: Digest) -> Result<Vec<(String, Digest, u64)>, StoreError> {
+        let rows: Vec<(String, String, i64)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT encoding, variant_digest, variant_size FROM blob_variants WHERE digest = $1")
+            .bind(digest.to_hex()).fetch_all(p).await?);
+        rows.into_iter().map(|(enc, d, size)| Ok((enc, parse_digest(&d)?, size as u64))).collect()
+    }
+
+    pub async fn put_variant(
+        &self,
+        digest: Digest,
+        encoding: &str,
+        variant: Digest,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, p => sqlx::query(
+            "INSERT INTO blob_variants (digest, encoding, variant_digest, variant_size) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (digest, encoding) DO UPDATE SET variant_digest = $3, variant_size = $4")
+            .bind(digest.to_hex()).bind(encoding).bind(variant.to_hex()).bind(size as i64)
+            .execute(p).await.map(drop)?);
+        Ok(())
+    }
+
+    /// Forgets the variants whose bytes GC deleted.
+    pub async fn forget_variant(&self, variant: Digest) -> Result<(), StoreError> {
+        on_pool!(self, p => sqlx::query("DELETE FROM blob_variants WHERE variant_digest = $1 OR digest = $1")
+            .bind(variant.to_hex()).execute(p).await.map(drop)?);
+        Ok(())
+    }
+}
+
+enum PointerMove {
+    Promote,
+    RollBack,
+}
+
+fn parse_files_json(json: &str) -> Result<BTreeMap<String, Digest>, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("files_json: {e}")))
+}
+
+fn parse_digest(s: &str) -> Result<Digest, StoreError> {
+    s.parse().map_err(|e: helix_core::digest::DigestError| StoreError::Corrupt(e.to_string()))
+}
+
+fn parse_id(s: &str) -> Result<DeploymentId, StoreError> {
+    DeploymentId::parse(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn parse_project(s: &str) -> Result<ProjectName, StoreError> {
+    ProjectName::parse(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}

@@ -1,0 +1,65 @@
+//! Rows as the store hands them out.
+
+use helix_core::api::DeploymentState;
+use helix_core::{DeploymentId, Digest, ProjectName};
+use sqlx::{Decode, Row, Type};
+
+use crate::StoreError;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeploymentRow {
+    pub id: String,
+    pub project: String,
+    pub state: DeploymentState,
+    pub production_requested: bool,
+    pub manifest_digest: Option<String>,
+    pub file_count: i64,
+    pub total_bytes: i64,
+    pub created_at_ms: i64,
+    pub ready_at_ms: Option<i64>,
+    pub is_production: bool,
+}
+
+impl DeploymentRow {
+    /// Project, id and manifest of a ready deployment.
+    pub fn identity(&self) -> Result<(ProjectName, DeploymentId, Digest), StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("deployment {}: {what}", self.id));
+        let project = ProjectName::parse(&self.project).map_err(|e| corrupt(&e.to_string()))?;
+        let id = DeploymentId::parse(&self.id).map_err(|e| corrupt(&e.to_string()))?;
+        let manifest = self
+            .manifest_digest
+            .as_deref()
+            .ok_or_else(|| corrupt("ready without a manifest"))?
+            .parse()
+            .map_err(|e: helix_core::digest::DigestError| corrupt(&e.to_string()))?;
+        Ok((project, id, manifest))
+    }
+}
+
+impl<'r, R> sqlx::FromRow<'r, R> for DeploymentRow
+where
+    R: Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        let state: String = row.try_get("state")?;
+        Ok(DeploymentRow {
+            id: row.try_get("id")?,
+            project: row.try_get("project")?,
+            state: DeploymentState::parse(&state).ok_or_else(|| sqlx::Error::ColumnDecode {
+                index: "state".into(),
+                source: format!("unknown deployment state {state:?}").into(),
+            })?,
+            production_requested: row.try_get("production_requested")?,
+            manifest_digest: row.try_get("manifest_digest")?,
+            file_count: row.try_get("file_count")?,
+            total_bytes: row.try_get("total_bytes")?,
+            created_at_ms: row.try_get("created_at_ms")?,
+            ready_at_ms: row.try_get("ready_at_ms")?,
+            is_production: row.try_get("is_production")?,
+        })
+    }
+}
