@@ -1,0 +1,212 @@
+//! The store suite: every case runs on SQLite and on Postgres
+//! (`HELIX_TEST_DATABASE_URL`, a fresh database per test).
+
+use std::collections::BTreeMap;
+
+use helix_core::api::DeploymentState;
+use helix_core::events::Event;
+use helix_core::{DeploymentId, Digest, ProjectName};
+use helix_store::{Finalized, NewDeployment, PointerError, Store};
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+                super::$name(Store::open(&url).await.unwrap()).await;
+            })*
+            use helix_store::Store;
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                let Some(url) = helix_testkit::fresh_postgres(stringify!($name)).await else { return };
+                super::$name(Store::open(&url).await.unwrap()).await;
+            })*
+            use helix_store::Store;
+        }
+    };
+}
+
+suite!(
+    a_fresh_store_is_empty,
+    tokens,
+    create_finalize_and_list,
+    finalize_promotes_when_asked_and_writes_events,
+    promote_and_rollback_walk_the_pointer,
+    rollback_errors,
+    failed_and_abandoned_uploads_are_never_served,
+    variants_round_trip,
+);
+
+fn project(name: &str) -> ProjectName {
+    ProjectName::parse(name).unwrap()
+}
+
+static CLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_700_000_000_000);
+
+fn new_id() -> (DeploymentId, i64) {
+    let now = CLOCK.fetch_add(10, std::sync::atomic::Ordering::Relaxed);
+    (DeploymentId::generate(now, now as u128 * 7919), now as i64)
+}
+
+async fn create(store: &Store, p: &str, files: &[(&str, &[u8])], production: bool) -> (DeploymentId, i64) {
+    let (id, now) = new_id();
+    let files: BTreeMap<String, Digest> = files.iter().map(|(k, v)| (k.to_string(), Digest::of(v))).collect();
+    store
+        .create_deployment(NewDeployment { id: &id, project: &project(p), files: &files, production, now_ms: now })
+        .await
+        .unwrap();
+    (id, now)
+}
+
+async fn ready(store: &Store, p: &str, production: bool) -> DeploymentId {
+    let (id, now) = create(store, p, &[("/index.html", id_bytes(p).as_slice())], production).await;
+    match store.finalize(&id, Digest::of(id.as_str().as_bytes()), 10, now + 1).await.unwrap() {
+        Finalized::Now(row) => assert_eq!(row.state, DeploymentState::Ready),
+        other => panic!("{other:?}"),
+    }
+    id
+}
+
+fn id_bytes(p: &str) -> Vec<u8> {
+    format!("<h1>{p}</h1>").into_bytes()
+}
+
+async fn drain_outbox(store: &Store) -> Vec<Event> {
+    let pending = store.outbox_pending(1000).await.unwrap();
+    for (id, _) in &pending {
+        store.outbox_delete(id).await.unwrap();
+    }
+    pending.into_iter().map(|(_, e)| e).collect()
+}
+
+async fn a_fresh_store_is_empty(store: Store) {
+    assert_eq!(store.token_count().await.unwrap(), 0);
+    assert!(store.serving_state().await.unwrap().deployments.is_empty());
+    assert!(store.outbox_pending(10).await.unwrap().is_empty());
+    store.close().await;
+}
+
+async fn tokens(store: Store) {
+    store.insert_token("aa", "admin", 1).await.unwrap();
+    store.insert_token("aa", "admin", 2).await.unwrap();
+    assert_eq!(store.token_count().await.unwrap(), 1);
+    assert!(store.token_exists("aa").await.unwrap());
+    assert!(!store.token_exists("bb").await.unwrap());
+}
+
+async fn create_finalize_and_list(store: Store) {
+    let (id, now) = create(&store, "site", &[("/a.html", b"a"), ("/b.html", b"b")], false).await;
+    // Uploading: known by id, but not listed and not served.
+    let row = store.deployment(id.as_str()).await.unwrap().unwrap();
+    assert_eq!(row.state, DeploymentState::Uploading);
+    assert_eq!(row.file_count, 2);
+    assert_eq!(store.ready_deployments(&project("site")).await.unwrap().unwrap(), vec![]);
+    assert!(store.serving_state().await.unwrap().deployments.is_empty());
+    let files = store.uploading_files(&id).await.unwrap().unwrap();
+    assert_eq!(files["/a.html"], Digest::of(b"a"));
+    let (_, uploading) = store.live_references().await.unwrap();
+    assert!(uploading.contains(&Digest::of(b"b")));
+
+    let manifest = Digest::of(b"manifest");
+    let Finalized::Now(row) = store.finalize(&id, manifest, 2, now + 5).await.unwrap() else { panic!() };
+    assert_eq!(
+        (row.state, row.total_bytes, row.ready_at_ms, row.is_production),
+        (DeploymentState::Ready, 2, Some(now + 5), false)
+    );
+    assert!(matches!(store.finalize(&id, manifest, 2, now + 6).await.unwrap(), Finalized::Already(_)));
+    assert_eq!(store.uploading_files(&id).await.unwrap(), None);
+    let listed = store.ready_deployments(&project("site")).await.unwrap().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(store.ready_deployments(&project("nope")).await.unwrap(), None);
+    let serving = store.serving_state().await.unwrap();
+    assert_eq!(serving.deployments, vec![(project("site"), id.clone(), manifest)]);
+    assert!(serving.production.is_empty());
+    assert_eq!(store.live_references().await.unwrap().0, vec![manifest]);
+    assert_eq!(
+        drain_outbox(&store).await,
+        vec![Event::DeployReady { project: project("site"), deployment: id, manifest }]
+    );
+}
+
+async fn finalize_promotes_when_asked_and_writes_events(store: Store) {
+    let a = ready(&store, "p", true).await;
+    let events = drain_outbox(&store).await;
+    assert_eq!(events.iter().map(Event::topic).collect::<Vec<_>>(), ["deploy.ready", "deploy.promoted"]);
+    let row = store.deployment(a.as_str()).await.unwrap().unwrap();
+    assert!(row.is_production);
+    let serving = store.serving_state().await.unwrap();
+    assert_eq!(serving.production, vec![(project("p"), a)]);
+}
+
+async fn promote_and_rollback_walk_the_pointer(store: Store) {
+    let a = ready(&store, "p", true).await;
+    let b = ready(&store, "p", true).await;
+    let c = ready(&store, "p", false).await;
+    drain_outbox(&store).await;
+    let list = store.ready_deployments(&project("p")).await.unwrap().unwrap();
+    assert_eq!(list.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), [c.to_string(), b.to_string(), a.to_string()]);
+    assert_eq!(list.iter().filter(|r| r.is_production).count(), 1);
+
+    let (row, moved) = store.promote(c.as_str(), 1).await.unwrap();
+    assert!(moved && row.is_production);
+    let (_, moved) = store.promote(c.as_str(), 2).await.unwrap();
+    assert!(!moved, "promoting production again is a no-op");
+    assert_eq!(drain_outbox(&store).await.len(), 1);
+
+    // Default rollback: the newest earlier deployment that served production.
+    let (row, _) = store.rollback(&project("p"), None, 3).await.unwrap();
+    assert_eq!(row.id, b.to_string());
+    let (row, _) = store.rollback(&project("p"), None, 4).await.unwrap();
+    assert_eq!(row.id, a.to_string());
+    assert!(matches!(store.rollback(&project("p"), None, 5).await, Err(PointerError::NothingToRollBackTo(_))));
+    let (row, _) = store.rollback(&project("p"), Some(c.as_str()), 6).await.unwrap();
+    assert_eq!(row.id, c.to_string());
+    let topics: Vec<_> = drain_outbox(&store).await.iter().map(|e| e.topic()).collect();
+    assert_eq!(topics, ["deploy.rolled_back", "deploy.rolled_back", "deploy.rolled_back"]);
+}
+
+async fn rollback_errors(store: Store) {
+    let a = ready(&store, "p", false).await;
+    let other = ready(&store, "q", true).await;
+    assert!(matches!(store.rollback(&project("zzz"), None, 1).await, Err(PointerError::UnknownProject(_))));
+    assert!(matches!(store.rollback(&project("p"), None, 1).await, Err(PointerError::NothingToRollBackTo(_))));
+    assert!(matches!(
+        store.rollback(&project("p"), Some(other.as_str()), 1).await,
+        Err(PointerError::WrongProject { .. })
+    ));
+    assert!(matches!(
+        store.rollback(&project("p"), Some("01jzzzzzzzzzzzzzzzzzzzzzzz"), 1).await,
+        Err(PointerError::UnknownDeployment(_))
+    ));
+    let (uploading, _) = create(&store, "p", &[("/x", b"x")], false).await;
+    assert!(matches!(store.promote(uploading.as_str(), 1).await, Err(PointerError::NotReady(_))));
+    assert!(store.promote(a.as_str(), 1).await.is_ok());
+}
+
+async fn failed_and_abandoned_uploads_are_never_served(store: Store) {
+    let (failed, _) = create(&store, "p", &[("/x", b"x")], true).await;
+    store.fail_deployment(&failed, "too big").await.unwrap();
+    assert!(matches!(store.finalize(&failed, Digest::of(b"m"), 1, 1).await.unwrap(), Finalized::NotUploading(Some(_))));
+    let (old, now) = create(&store, "p", &[("/y", b"y")], false).await;
+    assert_eq!(store.abandon_uploads_before(now + 1).await.unwrap(), 1);
+    assert_eq!(store.deployment(old.as_str()).await.unwrap().unwrap().state, DeploymentState::Error);
+    assert!(store.serving_state().await.unwrap().deployments.is_empty());
+    assert_eq!(store.live_references().await.unwrap(), (vec![], vec![]));
+    assert!(drain_outbox(&store).await.is_empty());
+}
+
+async fn variants_round_trip(store: Store) {
+    let (d, br, gz) = (Digest::of(b"d"), Digest::of(b"br"), Digest::of(b"gz"));
+    store.put_variant(d, "br", br, 2).await.unwrap();
+    store.put_variant(d, "gzip", gz, 3).await.unwrap();
+    store.put_variant(d, "gzip", gz, 3).await.unwrap();
+    let mut v = store.variants(d).await.unwrap();
+    v.sort();
+    assert_eq!(v, vec![("br".into(), br, 2), ("gzip".into(), gz, 3)]);
+    store.forget_variant(br).await.unwrap();
+    assert_eq!(store.variants(d).await.unwrap(), vec![("gzip".into(), gz, 3)]);
+}
