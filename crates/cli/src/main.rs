@@ -157,8 +157,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(args) => {
             let running = helix_server::start(server_config(&args)?).await?;
             eprintln!(
-                "helix server: API http://{} · edge {}",
+                "helix server: API http://{} · edge http://{} (sites at {})",
                 running.api_addr,
+                running.edge_addr,
                 running.public_edge.url_for_host(&format!("*.{}", running.public_edge.base_domain))
             );
             wait_for_ctrl_c().await;

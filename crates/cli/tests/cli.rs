@@ -1,0 +1,288 @@
+//! The `helix` binary end to end: a real `helix server` process, driven by
+//! the real CLI, checked through the real edge. Includes `kill -9` of the
+//! server in the middle of a deploy.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const HELIX: &str = env!("CARGO_BIN_EXE_helix");
+
+/// A `helix server` child process on free ports.
+struct Server {
+    child: Child,
+    data_dir: PathBuf,
+    api: SocketAddr,
+    edge: SocketAddr,
+}
+
+impl Server {
+    fn start(data_dir: &Path) -> Server {
+        let mut child = Command::new(HELIX)
+            .args(["server", "--api-addr", "127.0.0.1:0", "--edge-addr", "127.0.0.1:0", "--gc-interval-secs", "0"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env_remove("HELIX_DATABASE_URL")
+            .env("HELIX_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn helix server");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let line = loop {
+            let line = lines.next().expect("server printed its addresses").expect("utf-8");
+            if line.starts_with("helix server:") {
+                break line;
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        let addr_after = |marker: &str| -> SocketAddr {
+            let rest = &line[line.find(marker).expect(marker) + marker.len()..];
+            rest.split_whitespace().next().unwrap().parse().unwrap()
+        };
+        let (api, edge) = (addr_after("API http://"), addr_after("edge http://"));
+        Server { child, data_dir: data_dir.to_owned(), api, edge }
+    }
+
+    fn helix(&self, args: &[&str]) -> Output {
+        Command::new(HELIX)
+            .args(args)
+            .env("HELIX_API_URL", format!("http://{}", self.api))
+            .env("HELIX_DATA_DIR", &self.data_dir)
+            .env_remove("HELIX_TOKEN")
+            .output()
+            .expect("run helix")
+    }
+
+    fn helix_json(&self, args: &[&str]) -> Value {
+        let out = self.helix(args);
+        assert!(out.status.success(), "helix {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("JSON output")
+    }
+
+    fn get(&self, host: &str, path: &str) -> (u16, String) {
+        let client = http_client();
+        let resp = client.get(format!("http://{}{path}", self.edge)).header("host", host).send().expect("edge answers");
+        (resp.status().as_u16(), resp.text().unwrap())
+    }
+
+    fn wait_serving(&self, host: &str, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if self.get(host, "/").1.contains(want) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("{host} never served {want:?}; it serves {:?}", self.get(host, "/"));
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_site(dir: &Path, version: &str, extra_files: usize) {
+    std::fs::create_dir_all(dir.join("assets")).unwrap();
+    std::fs::write(dir.join("index.html"), format!("<h1>{version}</h1>")).unwrap();
+    std::fs::write(dir.join("404.html"), "<h1>gone</h1>").unwrap();
+    for i in 0..extra_files {
+        let body: String = (0..2000).map(|j| char::from(b'a' + ((i * 7 + j) % 26) as u8)).collect();
+        std::fs::write(dir.join("assets").join(format!("f{i}.txt")), body).unwrap();
+    }
+}
+
+#[test]
+fn deploy_list_promote_rollback_through_the_cli() {
+    let data = tempfile::tempdir().unwrap();
+    let site = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    write_site(site.path(), "one", 20);
+    let dir = site.path().to_str().unwrap();
+
+    let v1 = server.helix_json(&["deploy", dir, "--project", "shop", "--prod", "--json"]);
+    assert_eq!(v1["files"], 22);
+    assert_eq!(v1["uploaded"], 22);
+    assert_eq!(v1["production_url"], format!("http://shop.localhost:{}", server.edge.port()));
+    server.wait_serving("shop.localhost", "one");
+
+    // The same tree again uploads nothing; one changed file uploads one.
+    let same = server.helix_json(&["deploy", dir, "--project", "shop", "--json"]);
+    assert_eq!(same["uploaded"], 0);
+    assert!(same.get("production_url").is_none(), "a preview is not production");
+    std::fs::write(site.path().join("index.html"), "<h1>two</h1>").unwrap();
+    let v2 = server.helix_json(&["deploy", dir, "--project", "shop", "--json"]);
+    assert_eq!((v2["uploaded"].as_u64(), v2["uploaded_bytes"].as_u64()), (Some(1), Some(12)));
+    let v2_id = v2["id"].as_str().unwrap();
+    server.wait_serving(&format!("{v2_id}--shop.localhost"), "two");
+    assert!(server.get("shop.localhost", "/").1.contains("one"), "preview deploys leave production alone");
+
+    let list = server.helix_json(&["deployments", "--project", "shop", "--json"]);
+    let ids: Vec<&str> = list.as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [v2_id, same["id"].as_str().unwrap(), v1["id"].as_str().unwrap()]);
+    assert_eq!(list[2]["production"], true);
+
+    let promoted = server.helix_json(&["promote", v2_id, "--json"]);
+    assert_eq!(promoted["production"], true);
+    server.wait_serving("shop.localhost", "two");
+    let back = server.helix_json(&["rollback", "--project", "shop", "--json"]);
+    assert_eq!(back["id"], v1["id"]);
+    server.wait_serving("shop.localhost", "one");
+    server.helix_json(&["rollback", "--project", "shop", "--to", v2_id, "--json"]);
+    server.wait_serving("shop.localhost", "two");
+
+    // Human output.
+    let out = server.helix(&["deployments", "--project", "shop"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().filter(|l| l.contains("* production")).count(), 1, "{text}");
+    let out = server.helix(&["deploy", dir, "--project", "shop"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("✔ hashed 22 files") && text.contains("uploaded 0"), "{text}");
+
+    let gc = server.helix_json(&["gc", "--json"]);
+    assert_eq!(gc["blobs_deleted"], 0, "GC's grace period keeps fresh blobs");
+}
+
+#[test]
+fn failures_exit_non_zero_with_one_line() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), "s3cret").unwrap();
+    let site = tempfile::tempdir().unwrap();
+    write_site(site.path(), "x", 1);
+    std::os::unix::fs::symlink(outside.path().join("secret"), site.path().join("leak.txt")).unwrap();
+
+    let check = |out: Output, needle: &str| {
+        assert!(!out.status.success());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.starts_with("error: ") && err.trim_end().lines().count() == 1, "{err:?}");
+        assert!(err.contains(needle), "{err:?} should mention {needle:?}");
+    };
+    let dir = site.path().to_str().unwrap();
+    check(server.helix(&["deploy", dir, "--project", "leaky"]), "leak.txt");
+    check(server.helix(&["deploy", dir, "--project", "leaky"]), "points outside the site directory");
+    assert_eq!(server.get("leaky.localhost", "/").0, 404, "nothing was deployed");
+
+    // A symlink that stays inside is followed.
+    std::fs::remove_file(site.path().join("leak.txt")).unwrap();
+    std::os::unix::fs::symlink("index.html", site.path().join("home.html")).unwrap();
+    let ok = server.helix_json(&["deploy", dir, "--project", "linked", "--prod", "--json"]);
+    assert_eq!(ok["files"], 4);
+
+    check(server.helix(&["deploy", "/definitely/not/here", "--project", "p"]), "/definitely/not/here");
+    check(server.helix(&["deployments", "--project", "nope"]), "project nope not found");
+    check(server.helix(&["promote", "01jzzzzzzzzzzzzzzzzzzzzzzz"]), "not found");
+    check(server.helix(&["deploy", dir, "--project", "Bad_Name"]), "invalid project name");
+    let out = Command::new(HELIX)
+        .args(["deployments", "--project", "linked", "--token", "wrong"])
+        .env("HELIX_API_URL", format!("http://{}", server.api))
+        .output()
+        .unwrap();
+    check(out, "invalid token");
+    let out = Command::new(HELIX).args(["deployments", "--project", "x"]).env("HELIX_API_URL", "http://127.0.0.1:9").output().unwrap();
+    check(out, "cannot reach the HelixStack API");
+}
+
+#[test]
+fn kill_9_mid_deploy_keeps_production_and_the_rerun_completes() {
+    let data = tempfile::tempdir().unwrap();
+    let site = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    write_site(site.path(), "stable", 2);
+    let dir = site.path().to_str().unwrap().to_owned();
+    server.helix_json(&["deploy", &dir, "--project", "app", "--prod", "--json"]);
+    server.wait_serving("app.localhost", "stable");
+
+    // A big new version; kill the server while its blobs are uploading.
+    std::fs::remove_dir_all(site.path()).unwrap();
+    write_site(site.path(), "next", 1500);
+    let mut deploy = Command::new(HELIX)
+        .args(["deploy", &dir, "--project", "app", "--prod", "--json"])
+        .env("HELIX_API_URL", format!("http://{}", server.api))
+        .env("HELIX_DATA_DIR", data.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let blobs = data.path().join("blobs/sha256");
+    let count = || walk_count(&blobs);
+    let before = count();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count() < before + 50 {
+        assert!(Instant::now() < deadline, "upload never started");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    server.kill9();
+    let status = deploy.wait().unwrap();
+    assert!(!status.success(), "the deploy cannot succeed against a dead server");
+
+    let server = Server::start(data.path());
+    assert!(server.get("app.localhost", "/").1.contains("stable"), "production is what it was");
+    assert_eq!(walk_count(&data.path().join("blobs/tmp")), 0, "no half-written blob survives");
+    let list = server.helix_json(&["deployments", "--project", "app", "--json"]);
+    assert_eq!(list.as_array().unwrap().len(), 1, "the interrupted deploy is not visible: {list}");
+
+    let rerun = server.helix_json(&["deploy", &dir, "--project", "app", "--prod", "--json"]);
+    let uploaded = rerun["uploaded"].as_u64().unwrap();
+    assert!(uploaded < 1502, "the rerun sends only what is missing ({uploaded})");
+    server.wait_serving("app.localhost", "next");
+    let (status, body) = server.get("app.localhost", "/assets/f1499.txt");
+    assert_eq!((status, body.len()), (200, 2000));
+}
+
+#[test]
+fn up_serves_a_directory_until_interrupted() {
+    let data = tempfile::tempdir().unwrap();
+    let site = tempfile::tempdir().unwrap();
+    write_site(site.path(), "up and running", 0);
+    let mut child = Command::new(HELIX)
+        .args(["up", site.path().to_str().unwrap(), "--project", "local"])
+        .args(["--api-addr", "127.0.0.1:0", "--edge-addr", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(data.path())
+        // Nothing listens on port 9: `up` starts its own embedded server.
+        .env("HELIX_API_URL", "http://127.0.0.1:9")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("✔ hashed 2 files"), "{first}");
+    let production = lines.find_map(|l| l.ok()?.strip_prefix("  production: ").map(str::to_owned)).unwrap();
+    let port: u16 = production.rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(production, format!("http://local.localhost:{port}"));
+    let client = http_client();
+    let body = client.get(format!("http://127.0.0.1:{port}/")).header("host", "local.localhost").send().unwrap().text().unwrap();
+    assert!(body.contains("up and running"));
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "Ctrl-C ends `helix up` cleanly: {status}");
+}
+
+fn walk_count(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| if e.path().is_dir() { walk_count(&e.path()) } else { 1 })
+        .sum()
+}
+
+fn http_client() -> reqwest::blocking::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::builder().no_proxy().build().unwrap()
+}
