@@ -183,6 +183,13 @@ fn failures_exit_non_zero_with_one_line() {
     let ok = server.helix_json(&["deploy", dir, "--project", "linked", "--prod", "--json"]);
     assert_eq!(ok["files"], 4);
 
+    // A file name that is not UTF-8 cannot be a URL path: refused by name.
+    let odd = tempfile::tempdir().unwrap();
+    write_site(odd.path(), "x", 0);
+    let name = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"bad\xffname.html");
+    std::fs::write(odd.path().join(name), "x").unwrap();
+    check(server.helix(&["deploy", odd.path().to_str().unwrap(), "--project", "odd"]), "not valid UTF-8");
+
     check(server.helix(&["deploy", "/definitely/not/here", "--project", "p"]), "/definitely/not/here");
     check(server.helix(&["deployments", "--project", "nope"]), "project nope not found");
     check(server.helix(&["promote", "01jzzzzzzzzzzzzzzzzzzzzzzz"]), "not found");
@@ -193,7 +200,11 @@ fn failures_exit_non_zero_with_one_line() {
         .output()
         .unwrap();
     check(out, "invalid token");
-    let out = Command::new(HELIX).args(["deployments", "--project", "x"]).env("HELIX_API_URL", "http://127.0.0.1:9").output().unwrap();
+    let out = Command::new(HELIX)
+        .args(["deployments", "--project", "x"])
+        .env("HELIX_API_URL", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
     check(out, "cannot reach the HelixStack API");
 }
 
@@ -267,7 +278,13 @@ fn up_serves_a_directory_until_interrupted() {
     let port: u16 = production.rsplit(':').next().unwrap().parse().unwrap();
     assert_eq!(production, format!("http://local.localhost:{port}"));
     let client = http_client();
-    let body = client.get(format!("http://127.0.0.1:{port}/")).header("host", "local.localhost").send().unwrap().text().unwrap();
+    let body = client
+        .get(format!("http://127.0.0.1:{port}/"))
+        .header("host", "local.localhost")
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
     assert!(body.contains("up and running"));
     Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     let status = child.wait().unwrap();
@@ -276,10 +293,7 @@ fn up_serves_a_directory_until_interrupted() {
 
 fn walk_count(dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .flatten()
-        .map(|e| if e.path().is_dir() { walk_count(&e.path()) } else { 1 })
-        .sum()
+    entries.flatten().map(|e| if e.path().is_dir() { walk_count(&e.path()) } else { 1 }).sum()
 }
 
 fn http_client() -> reqwest::blocking::Client {

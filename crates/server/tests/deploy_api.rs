@@ -10,19 +10,6 @@ async fn create(s: &TestServer, project: &str, body: Value) -> (StatusCode, Valu
     s.call(Method::POST, &format!("/api/v1/projects/{project}/deployments"), Some(body)).await
 }
 
-async fn put_blob(s: &TestServer, id: &str, digest: &str, bytes: &[u8]) -> (StatusCode, Value) {
-    let resp = s
-        .http
-        .put(s.api(&format!("/api/v1/deployments/{id}/blobs/{digest}")))
-        .bearer_auth(s.token())
-        .body(bytes.to_vec())
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 fn hex(b: &[u8]) -> String {
     Digest::of(b).to_hex()
 }
@@ -55,8 +42,8 @@ async fn deploy_protocol_uploads_only_what_is_missing() {
     assert_eq!(problem["missing"], json!([hex(index)]));
     assert_nothing_visible(&s, "site").await;
 
-    assert_eq!(put_blob(&s, id, &hex(index), index).await.0, StatusCode::CREATED);
-    assert_eq!(put_blob(&s, id, &hex(index), index).await.0, StatusCode::OK, "second upload is a no-op");
+    assert_eq!(s.put_blob(id, &hex(index), index).await.0, StatusCode::CREATED);
+    assert_eq!(s.put_blob(id, &hex(index), index).await.0, StatusCode::OK, "second upload is a no-op");
     let (status, done) = s.call(Method::POST, &format!("/api/v1/deployments/{id}/finalize"), None).await;
     assert_eq!(status, StatusCode::OK, "{done}");
     assert_eq!(done["state"], "ready");
@@ -128,20 +115,20 @@ async fn blobs_are_verified_and_limited() {
     let id = created["id"].as_str().unwrap();
 
     // Bytes that do not match their digest: refused, nothing stored.
-    let (status, problem) = put_blob(&s, id, &hex(&small), b"evil").await;
+    let (status, problem) = s.put_blob(id, &hex(&small), b"evil").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
     assert!(problem["detail"].as_str().unwrap().contains("hash to"));
     // A digest that is not a file of this deployment.
-    let (status, _) = put_blob(&s, id, &hex(b"stranger"), b"stranger").await;
+    let (status, _) = s.put_blob(id, &hex(b"stranger"), b"stranger").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     // Malformed digest; unknown and malformed deployment ids.
-    assert_eq!(put_blob(&s, id, "xyz", b"x").await.0, StatusCode::BAD_REQUEST);
-    assert_eq!(put_blob(&s, "01jzzzzzzzzzzzzzzzzzzzzzzz", &hex(&small), &small).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(put_blob(&s, "nope", &hex(&small), &small).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(s.put_blob(id, "xyz", b"x").await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(s.put_blob("01jzzzzzzzzzzzzzzzzzzzzzzz", &hex(&small), &small).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(s.put_blob("nope", &hex(&small), &small).await.0, StatusCode::NOT_FOUND);
     // Over the per-file limit.
     let big = vec![b'c'; 1001];
     let (_, c2) = create(&s, "big", json!({"files": {"/big": hex(&big)}})).await;
-    let (status, problem) = put_blob(&s, c2["id"].as_str().unwrap(), &hex(&big), &big).await;
+    let (status, problem) = s.put_blob(c2["id"].as_str().unwrap(), &hex(&big), &big).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{problem}");
     // Over the file count.
     let (status, _) =
@@ -153,8 +140,8 @@ async fn blobs_are_verified_and_limited() {
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
 
     // Over the total size: finalize refuses and the deployment is failed for good.
-    assert_eq!(put_blob(&s, id, &hex(&small), &small).await.0, StatusCode::CREATED);
-    assert_eq!(put_blob(&s, id, &hex(&other), &other).await.0, StatusCode::CREATED);
+    assert_eq!(s.put_blob(id, &hex(&small), &small).await.0, StatusCode::CREATED);
+    assert_eq!(s.put_blob(id, &hex(&other), &other).await.0, StatusCode::CREATED);
     let (status, problem) = s.call(Method::POST, &format!("/api/v1/deployments/{id}/finalize"), None).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{problem}");
     let (status, _) = s.call(Method::POST, &format!("/api/v1/deployments/{id}/finalize"), None).await;
@@ -214,12 +201,12 @@ async fn gc_removes_only_unreferenced_blobs() {
     let pending = b"in flight".to_vec();
     let (_, created) = create(&s, "site", json!({"files": {"/p.html": hex(&pending)}})).await;
     let id = created["id"].as_str().unwrap();
-    put_blob(&s, id, &hex(&pending), &pending).await;
+    s.put_blob(id, &hex(&pending), &pending).await;
     // An orphan: uploaded for a deployment that finalize then refused.
     let orphan = vec![b'o'; 2001];
     let (_, failed) = create(&s, "site", json!({"files": {"/o.html": hex(&orphan)}})).await;
     let failed = failed["id"].as_str().unwrap();
-    put_blob(&s, failed, &hex(&orphan), &orphan).await;
+    s.put_blob(failed, &hex(&orphan), &orphan).await;
     let (status, _) = s.call(Method::POST, &format!("/api/v1/deployments/{failed}/finalize"), None).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 

@@ -94,26 +94,28 @@ impl TestServer {
         for (_, bytes) in files {
             let digest = helix_core::Digest::of(bytes).to_hex();
             if created["required"].as_array().expect("required").iter().any(|d| d == &digest) {
-                let resp = self
-                    .http
-                    .put(self.api(&format!("/api/v1/deployments/{id}/blobs/{digest}")))
-                    .bearer_auth(self.token())
-                    .body(bytes.to_vec())
-                    .send()
-                    .await
-                    .expect("upload");
-                assert!(
-                    resp.status().is_success(),
-                    "upload {}: {}",
-                    resp.status(),
-                    resp.text().await.unwrap_or_default()
-                );
+                let (status, body) = self.put_blob(&id, &digest, bytes).await;
+                assert!(status.is_success(), "upload {status}: {body}");
             }
         }
         let (status, done) =
             self.call(reqwest::Method::POST, &format!("/api/v1/deployments/{id}/finalize"), None).await;
         assert_eq!(status, StatusCode::OK, "{done}");
         done
+    }
+
+    /// `PUT /api/v1/deployments/{id}/blobs/{digest}` with `bytes`.
+    pub async fn put_blob(&self, id: &str, digest: &str, bytes: &[u8]) -> (StatusCode, serde_json::Value) {
+        let resp = self
+            .http
+            .put(self.api(&format!("/api/v1/deployments/{id}/blobs/{digest}")))
+            .bearer_auth(self.token())
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .expect("API answers");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
     }
 
     /// Waits until the edge serves `host` (events are applied asynchronously).
