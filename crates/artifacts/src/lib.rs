@@ -5,7 +5,8 @@
 //! (a directory on local disk). [`variants`] makes the precompressed
 //! encodings of a file at deploy time. A blob becomes visible only whole and
 //! verified: it is streamed to a temporary file, checked against its digest,
-//! fsynced and renamed into place. This crate never decides which blobs are
+//! fsynced and renamed into place; [`BlobStore::sync`] makes the renames
+//! durable before a deployment that needs them is committed. This crate never decides which blobs are
 //! needed; callers (control plane, edge) do.
 
 mod local;
@@ -70,6 +71,12 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Every stored digest (for garbage collection).
     fn list(&self) -> BoxFuture<'_, Result<Vec<Digest>, BlobError>>;
+
+    /// Makes every blob stored so far durable (a barrier before a commit
+    /// that references them). `put_stream` makes each blob's bytes durable
+    /// before it becomes visible; this makes the names durable too, once
+    /// for a whole deploy instead of once per blob.
+    fn sync(&self) -> BoxFuture<'_, Result<(), BlobError>>;
 
     /// Removes a blob; absent blobs are not an error.
     fn delete(&self, digest: Digest) -> BoxFuture<'_, Result<(), BlobError>>;

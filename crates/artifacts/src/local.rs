@@ -3,7 +3,7 @@
 //! is a write that a crash interrupted).
 
 use std::io::SeekFrom;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -14,9 +14,11 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::{BlobError, BlobInfo, BlobStore, ByteStream};
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct LocalBlobStore {
     root: PathBuf,
+    /// Fan-out directories with renames not yet fsynced.
+    dirty_dirs: std::sync::Mutex<std::collections::BTreeSet<PathBuf>>,
 }
 
 impl LocalBlobStore {
@@ -29,7 +31,7 @@ impl LocalBlobStore {
             std::fs::remove_dir_all(&tmp)?;
         }
         std::fs::create_dir_all(&tmp)?;
-        Ok(LocalBlobStore { root })
+        Ok(LocalBlobStore { root, dirty_dirs: Default::default() })
     }
 
     fn path_of(&self, digest: Digest) -> PathBuf {
@@ -63,14 +65,16 @@ impl LocalBlobStore {
         tokio::fs::create_dir_all(dir).await?;
         // `persist` renames atomically; the TempPath is consumed either way.
         tmp_path.persist(&dest).map_err(|e| BlobError::Io(e.error))?;
-        sync_dir(dir).await?;
+        self.dirty_dirs.lock().unwrap_or_else(|p| p.into_inner()).insert(dir.to_owned());
         Ok(size)
     }
 }
 
-async fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    let dir = dir.to_owned();
-    tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all()).await.map_err(std::io::Error::other)?
+fn sync_dirs(dirs: Vec<PathBuf>) -> std::io::Result<()> {
+    for dir in dirs {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 fn not_found_as(digest: Digest) -> impl Fn(std::io::Error) -> BlobError {
@@ -147,6 +151,28 @@ impl BlobStore for LocalBlobStore {
         })
     }
 
+    fn sync(&self) -> BoxFuture<'_, Result<(), BlobError>> {
+        Box::pin(async move {
+            let dirs: Vec<PathBuf> =
+                std::mem::take(&mut *self.dirty_dirs.lock().unwrap_or_else(|p| p.into_inner())).into_iter().collect();
+            if dirs.is_empty() {
+                return Ok(());
+            }
+            let result = tokio::task::spawn_blocking({
+                let dirs = dirs.clone();
+                move || sync_dirs(dirs)
+            })
+            .await
+            .map_err(std::io::Error::other)?;
+            if let Err(e) = result {
+                // Not synced: keep them dirty for the next barrier.
+                self.dirty_dirs.lock().unwrap_or_else(|p| p.into_inner()).extend(dirs);
+                return Err(e.into());
+            }
+            Ok(())
+        })
+    }
+
     fn delete(&self, digest: Digest) -> BoxFuture<'_, Result<(), BlobError>> {
         Box::pin(async move {
             match tokio::fs::remove_file(self.path_of(digest)).await {
@@ -183,6 +209,8 @@ mod tests {
         // Nothing half-written is left behind.
         assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
         assert_eq!(store.list().await.unwrap(), vec![d]);
+        store.sync().await.unwrap();
+        store.sync().await.unwrap();
 
         let mut range = store.get_range(d, 6, 3).await.unwrap();
         assert_eq!(range.next().await.unwrap().unwrap(), Bytes::from_static(b"wor"));

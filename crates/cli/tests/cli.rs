@@ -260,18 +260,20 @@ fn up_serves_a_directory_until_interrupted() {
     let data = tempfile::tempdir().unwrap();
     let site = tempfile::tempdir().unwrap();
     write_site(site.path(), "up and running", 0);
-    let mut child = Command::new(HELIX)
-        .args(["up", site.path().to_str().unwrap(), "--project", "local"])
-        .args(["--api-addr", "127.0.0.1:0", "--edge-addr", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(data.path())
-        // Nothing listens on port 9: `up` starts its own embedded server.
-        .env("HELIX_API_URL", "http://127.0.0.1:9")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut child = KillOnDrop(
+        Command::new(HELIX)
+            .args(["up", site.path().to_str().unwrap(), "--project", "local"])
+            .args(["--api-addr", "127.0.0.1:0", "--edge-addr", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data.path())
+            // Nothing listens on port 9: `up` starts its own embedded server.
+            .env("HELIX_API_URL", "http://127.0.0.1:9")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     assert!(first.starts_with("✔ hashed 2 files"), "{first}");
     let production = lines.find_map(|l| l.ok()?.strip_prefix("  production: ").map(str::to_owned)).unwrap();
@@ -286,9 +288,19 @@ fn up_serves_a_directory_until_interrupted() {
         .text()
         .unwrap();
     assert!(body.contains("up and running"));
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    let status = child.wait().unwrap();
+    Command::new("kill").args(["-INT", &child.0.id().to_string()]).status().unwrap();
+    let status = child.0.wait().unwrap();
     assert!(status.success(), "Ctrl-C ends `helix up` cleanly: {status}");
+}
+
+/// A child process that dies with the test, pass or fail.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn walk_count(dir: &Path) -> usize {

@@ -1,7 +1,7 @@
 //! The deploy protocol: create (file table in, missing digests out),
 //! upload blobs by digest, finalize (manifest, variants, pointer).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use futures_util::{StreamExt, TryStreamExt};
@@ -84,14 +84,10 @@ impl ControlPlane {
     ) -> Result<bool, ApiError> {
         let digest: Digest =
             digest.parse().map_err(|e: helix_core::digest::DigestError| ApiError::BadRequest(e.to_string()))?;
-        let id = self.parse_known_id(id).await?;
+        let id = DeploymentId::parse(id).map_err(|e| ApiError::NotFound(e.to_string()))?;
         let _gc = self.gc_lock.read().await;
-        let Some(files) = self.store.uploading_files(&id).await? else {
-            return Err(ApiError::Conflict(format!(
-                "deployment {id} is not accepting uploads (it is finalized or failed)"
-            )));
-        };
-        if !files.values().any(|d| *d == digest) {
+        let digests = self.uploading_digests(&id).await?;
+        if !digests.contains(&digest) {
             return Err(ApiError::Unprocessable(format!("digest {digest} is not a file of deployment {id}")));
         }
         let limit = self.limits.max_file_bytes;
@@ -143,12 +139,39 @@ impl ControlPlane {
         let project = ProjectName::parse(&row.project).map_err(|e| ApiError::Internal(e.to_string()))?;
         let manifest = self.build_manifest(&id, project, row.created_at_ms, &files, &sizes).await?;
         let manifest_digest = self.blobs.put_bytes(manifest.to_json().into()).await?;
+        self.blobs.sync().await?;
         let outcome = self.store.finalize(&id, manifest_digest, total, now_ms()).await?;
+        self.upload_sets.remove(&id);
         self.outbox_wake.notify_one();
         match outcome {
             Finalized::Now(row) | Finalized::Already(row) => Ok(row),
             Finalized::NotUploading(_) => self.finalized_already(&id).await,
         }
+    }
+
+    /// The digests an uploading deployment may receive; 404 for an unknown
+    /// deployment, 409 for one no longer uploading. The set is read from the store once per
+    /// deployment and then served from memory: a deploy sends one request
+    /// per blob, and re-reading the whole file table each time would make
+    /// a deploy quadratic in its file count.
+    async fn uploading_digests(&self, id: &DeploymentId) -> Result<Arc<HashSet<Digest>>, ApiError> {
+        let not_uploading =
+            || ApiError::Conflict(format!("deployment {id} is not accepting uploads (it is finalized or failed)"));
+        match self.store.deployment(id.as_str()).await? {
+            None => return Err(ApiError::NotFound(format!("deployment {id} not found"))),
+            Some(row) if row.state != DeploymentState::Uploading => {
+                self.upload_sets.remove(id);
+                return Err(not_uploading());
+            }
+            Some(_) => {}
+        }
+        if let Some(set) = self.upload_sets.get(id) {
+            return Ok(set);
+        }
+        let files = self.store.uploading_files(id).await?.ok_or_else(not_uploading)?;
+        let set: Arc<HashSet<Digest>> = Arc::new(files.into_values().collect());
+        self.upload_sets.insert(id.clone(), set.clone());
+        Ok(set)
     }
 
     async fn finalized_already(&self, id: &DeploymentId) -> Result<DeploymentRow, ApiError> {

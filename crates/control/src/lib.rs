@@ -12,12 +12,14 @@ mod outbox;
 mod problem;
 mod routes;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use helix_artifacts::BlobStore;
 use helix_bus::Bus;
 use helix_core::hosts::PublicEdge;
 use helix_core::limits::Limits;
+use helix_core::{DeploymentId, Digest};
 use helix_store::Store;
 
 pub use auth::{TokenError, ensure_admin_token, hash_token};
@@ -37,6 +39,17 @@ pub struct ControlPlane {
     /// Finalize and upload take it shared, GC exclusively: a blob GC is
     /// deciding about is never one a deploy is about to reference.
     gc_lock: tokio::sync::RwLock<()>,
+    /// Digest sets of deployments being uploaded, weighted by size.
+    upload_sets: quick_cache::sync::Cache<DeploymentId, Arc<HashSet<Digest>>, DigestSetWeight>,
+}
+
+#[derive(Clone)]
+struct DigestSetWeight;
+
+impl quick_cache::Weighter<DeploymentId, Arc<HashSet<Digest>>> for DigestSetWeight {
+    fn weight(&self, _key: &DeploymentId, set: &Arc<HashSet<Digest>>) -> u64 {
+        set.len() as u64 + 1
+    }
 }
 
 impl ControlPlane {
@@ -57,6 +70,8 @@ impl ControlPlane {
             gc,
             outbox_wake: tokio::sync::Notify::new(),
             gc_lock: tokio::sync::RwLock::new(()),
+            // About 40 bytes a digest: at most ~40 MB of sets in memory.
+            upload_sets: quick_cache::sync::Cache::with_weighter(64, 1_000_000, DigestSetWeight),
         })
     }
 

@@ -113,7 +113,8 @@ mod tests {
 
     #[test]
     fn rejects_hostile_paths() {
-        let cases: &[(&str, fn(String) -> PathError)] = &[
+        type Case = (&'static str, fn(String) -> PathError);
+        let cases: &[Case] = &[
             ("", PathError::Empty),
             ("/", PathError::Empty),
             ("/a/../b", PathError::DotSegment),
@@ -131,5 +132,27 @@ mod tests {
         }
         assert!(matches!(SitePath::parse(&format!("/{}", "a".repeat(256))), Err(PathError::TooLong(_))));
         assert!(matches!(SitePath::parse(&"/aaaa".repeat(300)), Err(PathError::TooLong(_))));
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any input either fails with an error or yields a normalized path
+        /// that is its own normal form and carries nothing hostile.
+        #[test]
+        fn parse_is_total_and_normalizes(raw in "\\PC{0,64}|[a-z./\\\\:\\x00-\\x1f]{0,32}") {
+            if let Ok(p) = SitePath::parse(&raw) {
+                let s = p.as_str();
+                prop_assert!(s.starts_with('/') && !s.ends_with('/') && !s.contains("//"));
+                prop_assert!(s.split('/').skip(1).all(|seg| !seg.is_empty() && seg != "." && seg != ".."));
+                prop_assert!(!s.contains('\\') && !s.chars().any(char::is_control));
+                let again = SitePath::parse(s);
+                prop_assert_eq!(again, Ok(p.clone()));
+            }
+        }
     }
 }

@@ -328,3 +328,25 @@ mod tests {
         assert!(!etag_matches(None, &ours));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the header says, a range is inside the file or refused.
+        #[test]
+        fn ranges_stay_inside_the_file(header in "bytes=[0-9]{0,4}-[0-9]{0,4}|\\PC{0,20}", size in 0u64..5000) {
+            let Ok(value) = HeaderValue::from_str(&header) else { return Ok(()) };
+            if let RangeSpec::Part { start, end } = parse_range(Some(&value), size) {
+                prop_assert!(start <= end && end < size);
+            }
+        }
+
+        #[test]
+        fn accept_encoding_never_panics(header in "\\PC{0,60}") {
+            let _ = accepts(&header, "br");
+        }
+    }
+}

@@ -13,7 +13,11 @@ use crate::Edge;
 
 /// Serves connections from `listener` until `shutdown` resolves.
 pub async fn serve(edge: Arc<Edge>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Write bodies with writev straight from the cached `Bytes` instead of
+    // copying them into hyper's buffer first.
+    builder.http1().writev(true);
+    let builder = Arc::new(builder);
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {

@@ -147,7 +147,7 @@ async fn large_files_stream_from_the_blob_store() {
     let s = TestServer::start().await;
     let big: Vec<u8> = (0..6 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     s.deploy("big", &[("/big.bin", &big)], true).await;
-    s.wait_for_host("big.localhost", |_| true).await;
+    s.wait_for_site("big.localhost").await;
     let resp = s.get_edge("big.localhost", "/big.bin").await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.bytes().await.unwrap().as_ref(), big.as_slice());

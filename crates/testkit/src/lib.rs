@@ -118,6 +118,17 @@ impl TestServer {
         (status, resp.json().await.unwrap_or(serde_json::Value::Null))
     }
 
+    /// Waits until the edge's snapshot has `host`.
+    pub async fn wait_for_site(&self, host: &str) {
+        for _ in 0..500 {
+            if self.running.edge.hosts().iter().any(|h| h == host) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the edge never learned about {host}");
+    }
+
     /// Waits until the edge serves `host` (events are applied asynchronously).
     pub async fn wait_for_host(&self, host: &str, pred: impl Fn(&str) -> bool) {
         for _ in 0..200 {
