@@ -40,11 +40,12 @@ impl LocalBlobStore {
     }
 
     async fn write_verified(&self, expected: Digest, mut body: ByteStream, max_bytes: u64) -> Result<u64, BlobError> {
-        let tmp = tempfile::Builder::new().prefix("upload-").tempfile_in(self.root.join("tmp"))?;
-        let (std_file, tmp_path) = tmp.into_parts();
-        let mut file = tokio::fs::File::from_std(std_file);
         let mut hasher = Hasher::new();
         let mut size = 0u64;
+        // Small bodies are gathered in memory and written by one blocking
+        // call; a body that outgrows the buffer streams to a temp file.
+        let mut pending: Vec<Bytes> = Vec::new();
+        let mut streaming: Option<(tokio::fs::File, tempfile::TempPath)> = None;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(BlobError::Body)?;
             size += chunk.len() as u64;
@@ -52,22 +53,68 @@ impl LocalBlobStore {
                 return Err(BlobError::TooLarge { limit: max_bytes });
             }
             hasher.update(&chunk);
-            file.write_all(&chunk).await?;
+            match &mut streaming {
+                Some((file, _)) => file.write_all(&chunk).await?,
+                None => {
+                    pending.push(chunk);
+                    if size > BUFFERED_BLOB_BYTES {
+                        let (file, path) = self.temp_file()?.into_parts();
+                        let mut file = tokio::fs::File::from_std(file);
+                        for part in pending.drain(..) {
+                            file.write_all(&part).await?;
+                        }
+                        streaming = Some((file, path));
+                    }
+                }
+            }
         }
         let actual = hasher.finish();
         if actual != expected {
             return Err(BlobError::DigestMismatch { expected, actual });
         }
-        file.sync_all().await?;
-        drop(file);
         let dest = self.path_of(expected);
-        let dir = dest.parent().expect("blob paths have a fan-out directory");
-        tokio::fs::create_dir_all(dir).await?;
-        // `persist` renames atomically; the TempPath is consumed either way.
-        tmp_path.persist(&dest).map_err(|e| BlobError::Io(e.error))?;
-        self.dirty_dirs.lock().unwrap_or_else(|p| p.into_inner()).insert(dir.to_owned());
+        let dir = dest.parent().expect("blob paths have a fan-out directory").to_owned();
+        match streaming {
+            Some((file, path)) => {
+                file.sync_all().await?;
+                drop(file);
+                let dir = dir.clone();
+                blocking(move || {
+                    std::fs::create_dir_all(&dir)?;
+                    path.persist(&dest).map_err(|e| e.error)
+                })
+                .await?;
+            }
+            None => {
+                let tmp = self.temp_file()?;
+                let dir = dir.clone();
+                blocking(move || {
+                    let mut tmp = tmp;
+                    for part in &pending {
+                        std::io::Write::write_all(&mut tmp, part)?;
+                    }
+                    tmp.as_file().sync_all()?;
+                    std::fs::create_dir_all(&dir)?;
+                    // `persist` renames atomically into place.
+                    tmp.persist(&dest).map(drop).map_err(|e| e.error)
+                })
+                .await?;
+            }
+        }
+        self.dirty_dirs.lock().unwrap_or_else(|p| p.into_inner()).insert(dir);
         Ok(size)
     }
+
+    fn temp_file(&self) -> std::io::Result<tempfile::NamedTempFile> {
+        tempfile::Builder::new().prefix("upload-").tempfile_in(self.root.join("tmp"))
+    }
+}
+
+/// Bodies up to this size are written with one blocking call.
+const BUFFERED_BLOB_BYTES: u64 = 1024 * 1024;
+
+async fn blocking(f: impl FnOnce() -> std::io::Result<()> + Send + 'static) -> std::io::Result<()> {
+    tokio::task::spawn_blocking(f).await.map_err(std::io::Error::other)?
 }
 
 fn sync_dirs(dirs: Vec<PathBuf>) -> std::io::Result<()> {
@@ -211,6 +258,26 @@ mod tests {
         assert_eq!(store.list().await.unwrap(), vec![d]);
         store.sync().await.unwrap();
         store.sync().await.unwrap();
+
+        // A body over the in-memory buffer streams to disk; same guarantees.
+        let chunk: &'static [u8] = Box::leak(vec![7u8; 300 * 1024].into_boxed_slice());
+        let big: Vec<u8> = chunk.repeat(4);
+        let big_digest = Digest::of(&big);
+        assert!(matches!(
+            store.put_stream(Digest::of(b"x"), body(&[chunk, chunk, chunk, chunk]), 10 << 20).await,
+            Err(BlobError::DigestMismatch { .. })
+        ));
+        assert!(matches!(
+            store.put_stream(big_digest, body(&[chunk, chunk, chunk, chunk]), 1 << 20).await,
+            Err(BlobError::TooLarge { .. })
+        ));
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            store.put_stream(big_digest, body(&[chunk, chunk, chunk, chunk]), 10 << 20).await.unwrap(),
+            big.len() as u64
+        );
+        assert_eq!(store.get(big_digest).await.unwrap(), big);
+        store.delete(big_digest).await.unwrap();
 
         let mut range = store.get_range(d, 6, 3).await.unwrap();
         assert_eq!(range.next().await.unwrap().unwrap(), Bytes::from_static(b"wor"));

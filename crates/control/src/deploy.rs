@@ -239,9 +239,11 @@ impl ControlPlane {
             return Ok(enc);
         }
         let bytes = self.blobs.get(digest).await?;
-        let (br, gz) = tokio::task::spawn_blocking(move || variants::compress(&bytes))
+        let (br, gz) = self
+            .compressor
+            .compress(bytes)
             .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+            .ok_or_else(|| ApiError::Internal("the compression pool has stopped".into()))?;
         for (name, bytes, slot) in [("br", br, &mut enc.br), ("gzip", gz, &mut enc.gzip)] {
             if let Some(bytes) = bytes {
                 let size = bytes.len() as u64;

@@ -39,6 +39,7 @@ pub struct ControlPlane {
     /// Finalize and upload take it shared, GC exclusively: a blob GC is
     /// deciding about is never one a deploy is about to reference.
     gc_lock: tokio::sync::RwLock<()>,
+    compressor: helix_artifacts::variants::CompressionPool,
     /// Digest sets of deployments being uploaded, weighted by size.
     upload_sets: quick_cache::sync::Cache<DeploymentId, Arc<HashSet<Digest>>, DigestSetWeight>,
 }
@@ -60,8 +61,10 @@ impl ControlPlane {
         edge: PublicEdge,
         limits: Limits,
         gc: GcSettings,
-    ) -> Arc<Self> {
-        Arc::new(ControlPlane {
+    ) -> std::io::Result<Arc<Self>> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Arc::new(ControlPlane {
+            compressor: helix_artifacts::variants::CompressionPool::new(cores)?,
             store,
             blobs,
             bus,
@@ -72,7 +75,7 @@ impl ControlPlane {
             gc_lock: tokio::sync::RwLock::new(()),
             // About 40 bytes a digest: at most ~40 MB of sets in memory.
             upload_sets: quick_cache::sync::Cache::with_weighter(64, 1_000_000, DigestSetWeight),
-        })
+        }))
     }
 
     /// Runs the outbox relay until the process ends.

@@ -119,7 +119,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     edge.apply(&initial_events(&store).await?).await;
 
     let control =
-        ControlPlane::new(store.clone(), blobs, bus as Arc<dyn Bus>, public_edge.clone(), config.limits, config.gc);
+        ControlPlane::new(store.clone(), blobs, bus as Arc<dyn Bus>, public_edge.clone(), config.limits, config.gc)
+            .context("starting the compression threads")?;
     let (stop, stopped) = watch::channel(false);
     let until_stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
