@@ -136,7 +136,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(if matches!(cli.command, Command::Server(_)) { "warn,helix=info,helix_server=info" } else { "warn" });
     // One TLS provider for the whole process (ring: no C toolchain needed).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -153,8 +153,9 @@ fn fail(e: &anyhow::Error) -> ! {
     std::process::exit(1);
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HELIX_LOG").unwrap_or_else(|_| "warn,helix=info".into());
+/// Logs go to stderr; `HELIX_LOG` (an `EnvFilter`) overrides `default`.
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HELIX_LOG").unwrap_or_else(|_| default.into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
