@@ -1,14 +1,14 @@
 //! `helix deploy`: hash, ask which blobs are missing, upload those, finalize.
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
 use futures_util::{StreamExt, TryStreamExt};
-use helix_core::ProjectName;
-use helix_core::api::{CreateDeployment, CreatedDeployment, Deployment};
+use helix_core::api::{CreateDeployment, CreatedDeployment, Deployment, RoutesReport};
 use helix_core::limits::Limits;
+use helix_core::{Digest, ProjectName};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -29,13 +29,50 @@ pub struct DeployReport {
     pub uploaded: usize,
     pub uploaded_bytes: u64,
     pub seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routes: Option<RoutesReport>,
 }
 
 pub struct DeployArgs<'a> {
+    /// The project root: config files are read here.
     pub dir: &'a Path,
+    /// The directory to publish, relative to the root (default: what the
+    /// config names, else the root).
+    pub publish_dir: Option<&'a Path>,
     pub project: Option<&'a str>,
     pub production: bool,
+    pub compat: Option<&'a str>,
+    pub strict: bool,
     pub show_progress: bool,
+}
+
+/// A project on disk: its root config files and the directory it publishes.
+pub struct Project {
+    pub config: BTreeMap<String, Vec<u8>>,
+    pub publish: PathBuf,
+}
+
+/// Reads the root's config files and finds the publish directory.
+pub fn project(root: &Path, publish_dir: Option<&Path>) -> anyhow::Result<Project> {
+    let mut config = BTreeMap::new();
+    for name in helix_config::ROOT_CONFIG_FILES {
+        let path = root.join(name);
+        if path.is_file() {
+            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            config.insert((*name).to_owned(), bytes);
+        }
+    }
+    let publish = match publish_dir {
+        Some(d) => root.join(d),
+        None => match helix_config::publish_dir(&config) {
+            Some(d) => root.join(d.trim_start_matches("./")),
+            None => root.to_owned(),
+        },
+    };
+    if !publish.is_dir() {
+        anyhow::bail!("publish directory {} does not exist", publish.display());
+    }
+    Ok(Project { config, publish })
 }
 
 /// The project name: given, or made from the directory's name.
@@ -52,7 +89,12 @@ pub fn project_name(dir: &Path, given: Option<&str>) -> anyhow::Result<ProjectNa
 pub async fn deploy(api: &Api, args: DeployArgs<'_>) -> anyhow::Result<DeployReport> {
     let started = Instant::now();
     let project = project_name(args.dir, args.project)?;
-    let listed = crate::scan::list(args.dir, &Limits::default())?;
+    let on_disk = self::project(args.dir, args.publish_dir)?;
+    let mut listed = crate::scan::list(&on_disk.publish, &Limits::default())?;
+    if on_disk.publish.canonicalize().ok() == args.dir.canonicalize().ok() {
+        // Config files at the root are read, not served.
+        listed.retain(|(site_path, _, _)| !on_disk.config.contains_key(site_path.trim_start_matches('/')));
+    }
     let total: u64 = listed.iter().map(|(_, _, s)| s).sum();
     let bar = progress(args.show_progress, total, "hashing");
     let scan = {
@@ -61,19 +103,32 @@ pub async fn deploy(api: &Api, args: DeployArgs<'_>) -> anyhow::Result<DeployRep
     };
     bar.finish_and_clear();
 
+    let config: BTreeMap<String, (Digest, Vec<u8>)> =
+        on_disk.config.into_iter().map(|(name, bytes)| (name, (Digest::of(&bytes), bytes))).collect();
     let request = CreateDeployment {
         files: scan.files.iter().map(|(path, f)| (path.clone(), f.digest.to_hex())).collect(),
         production: args.production,
+        config: config.iter().map(|(name, (digest, _))| (name.clone(), digest.to_hex())).collect(),
+        compat: args.compat.map(str::to_owned),
+        strict: args.strict,
     };
     let created: CreatedDeployment = api.post(&format!("/api/v1/projects/{project}/deployments"), &request).await?;
 
     let by_digest: HashMap<String, &crate::scan::ScannedFile> =
         scan.files.values().map(|f| (f.digest.to_hex(), f)).collect();
-    let uploads: Vec<(&String, &crate::scan::ScannedFile)> = created
-        .required
-        .iter()
-        .map(|d| by_digest.get(d).map(|f| (d, *f)).with_context(|| format!("server asked for unknown digest {d}")))
-        .collect::<anyhow::Result<_>>()?;
+    let config_by_digest: HashMap<String, &Vec<u8>> =
+        config.values().map(|(digest, bytes)| (digest.to_hex(), bytes)).collect();
+    let mut uploads: Vec<(&String, &crate::scan::ScannedFile)> = Vec::new();
+    for digest in &created.required {
+        if let Some(file) = by_digest.get(digest) {
+            uploads.push((digest, *file));
+        } else if let Some(bytes) = config_by_digest.get(digest) {
+            let path = format!("/api/v1/deployments/{}/blobs/{digest}", created.id);
+            api.put_bytes(&path, bytes::Bytes::from((*bytes).clone())).await.context("uploading a config file")?;
+        } else {
+            anyhow::bail!("server asked for unknown digest {digest}");
+        }
+    }
     let uploaded_bytes: u64 = uploads.iter().map(|(_, f)| f.size).sum();
     let bar = progress(args.show_progress, uploaded_bytes, "uploading");
     let id = created.id.as_str();
@@ -106,6 +161,7 @@ pub async fn deploy(api: &Api, args: DeployArgs<'_>) -> anyhow::Result<DeployRep
         uploaded: uploads.len(),
         uploaded_bytes,
         seconds: started.elapsed().as_secs_f64(),
+        routes: done.routes,
     })
 }
 
@@ -135,6 +191,17 @@ pub fn print_human(r: &DeployReport) {
     println!("  url:        {}", r.url);
     if let Some(p) = &r.production_url {
         println!("  production: {p}");
+    }
+    if let Some(routes) = &r.routes {
+        print_routes_summary(routes);
+    }
+}
+
+/// One line on the routing semantics, then each rule not honored.
+pub fn print_routes_summary(routes: &RoutesReport) {
+    println!("  routing:    {} · {} redirects · {} header rules", routes.reason, routes.redirects, routes.headers);
+    for d in &routes.diagnostics {
+        println!("    {d}");
     }
 }
 

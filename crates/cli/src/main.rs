@@ -77,6 +77,39 @@ struct ServerArgs {
     /// GC keeps unreferenced blobs younger than this.
     #[arg(long, env = "HELIX_GC_GRACE_SECS", default_value_t = 3600)]
     gc_grace_secs: u64,
+    /// A trusted request header carrying the visitor's ISO country code
+    /// (set by your CDN or load balancer), for `Country=` rules.
+    #[arg(long, env = "HELIX_COUNTRY_HEADER")]
+    country_header: Option<String>,
+}
+
+/// How a project's routing files are read.
+#[derive(Args, Clone)]
+struct RoutingArgs {
+    /// The directory to publish, relative to DIR (default: what
+    /// netlify.toml or wrangler.toml names, else DIR itself).
+    #[arg(long)]
+    publish_dir: Option<PathBuf>,
+    /// Whose routing semantics apply: netlify, cloudflare-pages (default: detected).
+    #[arg(long)]
+    compat: Option<String>,
+    /// Fail when any routing rule cannot be honored exactly.
+    #[arg(long)]
+    strict: bool,
+}
+
+#[derive(Subcommand)]
+enum RoutesCommand {
+    /// Compile DIR's routing files and print the rules and what cannot be honored, without deploying.
+    Check {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        #[command(flatten)]
+        routing: RoutingArgs,
+        /// Print machine-readable JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -89,13 +122,17 @@ enum Command {
         #[arg(long)]
         project: Option<String>,
         #[command(flatten)]
+        routing: RoutingArgs,
+        #[command(flatten)]
         server: ServerArgs,
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Deploy a directory to its own immutable URL.
+    /// Deploy a project directory to its own immutable URL.
     Deploy {
         dir: PathBuf,
+        #[command(flatten)]
+        routing: RoutingArgs,
         /// Project name (default: the directory's name).
         #[arg(long)]
         project: Option<String>,
@@ -127,6 +164,9 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Routing rules: check how a project's files compile.
+    #[command(subcommand)]
+    Routes(RoutesCommand),
     /// Delete blobs no deployment references.
     Gc {
         #[command(flatten)]
@@ -173,19 +213,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             running.shutdown().await;
             Ok(())
         }
-        Command::Up { dir, project, server, client } => up(&dir, project.as_deref(), &server, &client).await,
-        Command::Deploy { dir, project, prod, client } => {
+        Command::Up { dir, project, routing, server, client } => {
+            up(&dir, project.as_deref(), &routing, &server, &client).await
+        }
+        Command::Deploy { dir, routing, project, prod, client } => {
             let api = api(&client)?;
-            let report = deploy::deploy(
-                &api,
-                DeployArgs {
-                    dir: &dir,
-                    project: project.as_deref(),
-                    production: prod,
-                    show_progress: show_progress(&client),
-                },
-            )
-            .await?;
+            let report = deploy::deploy(&api, deploy_args(&dir, project.as_deref(), prod, &routing, &client)).await?;
             if client.json {
                 print_json(&report)
             } else {
@@ -223,6 +256,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             pointer_moved(&client, "rolled back to", &d);
             Ok(())
         }
+        Command::Routes(RoutesCommand::Check { dir, routing, json }) => routes_check(&dir, &routing, json),
         Command::Gc { client } => {
             let r: GcReport = api(&client)?.post("/api/v1/gc", &serde_json::json!({})).await?;
             if client.json {
@@ -240,13 +274,89 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn up(dir: &Path, project: Option<&str>, server: &ServerArgs, client: &ClientArgs) -> anyhow::Result<()> {
+fn deploy_args<'a>(
+    dir: &'a Path,
+    project: Option<&'a str>,
+    production: bool,
+    routing: &'a RoutingArgs,
+    client: &ClientArgs,
+) -> DeployArgs<'a> {
+    DeployArgs {
+        dir,
+        publish_dir: routing.publish_dir.as_deref(),
+        project,
+        production,
+        compat: routing.compat.as_deref(),
+        strict: routing.strict,
+        show_progress: show_progress(client),
+    }
+}
+
+/// `helix routes check`: compile locally, print, fail on what the platform
+/// would refuse (or, with `--strict`, on anything not honored).
+fn routes_check(dir: &Path, routing: &RoutingArgs, json: bool) -> anyhow::Result<()> {
+    let project = deploy::project(dir, routing.publish_dir.as_deref())?;
+    let mut files = helix_config::ProjectFiles { root: project.config, ..Default::default() };
+    for name in helix_config::PUBLISH_CONFIG_FILES {
+        let path = project.publish.join(name);
+        if path.is_file() {
+            files.publish.insert(
+                (*name).to_owned(),
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+            );
+        }
+    }
+    let compat = match routing.compat.as_deref() {
+        Some(c) => Some(
+            helix_core::routes::Platform::parse(c)
+                .with_context(|| format!("compat {c:?} is not one of netlify, cloudflare-pages, helix"))?,
+        ),
+        None => None,
+    };
+    let compiled = helix_config::compile(&files, compat);
+    if json {
+        print_json(&serde_json::json!({
+            "platform": compiled.table.platform,
+            "reason": compiled.reason,
+            "redirects": compiled.table.redirects,
+            "headers": compiled.table.headers,
+            "diagnostics": compiled.diagnostics,
+        }));
+    } else {
+        println!("platform: {}", compiled.reason);
+        for r in &compiled.table.redirects {
+            let force =
+                if r.force && compiled.table.platform == helix_core::routes::Platform::Netlify { "!" } else { "" };
+            println!("  {}:{}  {} → {} {}{force}", r.origin.file, r.origin.line, r.from, r.to, r.status);
+        }
+        for h in &compiled.table.headers {
+            let names: Vec<&str> = h.set.iter().map(|(n, _)| n.as_str()).collect();
+            println!("  {}:{}  {} headers: {}", h.origin.file, h.origin.line, h.path, names.join(", "));
+        }
+        for d in &compiled.diagnostics {
+            println!("  {d}");
+        }
+    }
+    if compiled.rejected() {
+        anyhow::bail!("the platform would refuse these routing files");
+    }
+    if routing.strict && !compiled.diagnostics.is_empty() {
+        anyhow::bail!("{} rule(s) cannot be honored exactly (--strict)", compiled.diagnostics.len());
+    }
+    Ok(())
+}
+
+async fn up(
+    dir: &Path,
+    project: Option<&str>,
+    routing: &RoutingArgs,
+    server: &ServerArgs,
+    client: &ClientArgs,
+) -> anyhow::Result<()> {
     let existing = Api::new(&client.api_url, None)?;
     if existing.healthy().await {
         let api = api(client)?;
-        let report =
-            deploy::deploy(&api, DeployArgs { dir, project, production: true, show_progress: show_progress(client) })
-                .await?;
+        let report = deploy::deploy(&api, deploy_args(dir, project, true, routing, client)).await?;
         if client.json {
             print_json(&report)
         } else {
@@ -259,8 +369,7 @@ async fn up(dir: &Path, project: Option<&str>, server: &ServerArgs, client: &Cli
     deploy::project_name(dir, project)?;
     let running = helix_server::start(server_config(server)?).await?;
     let api = Api::new(&format!("http://{}", running.api_addr), Some(running.admin_token.clone()))?;
-    let deployed =
-        deploy::deploy(&api, DeployArgs { dir, project, production: true, show_progress: show_progress(client) }).await;
+    let deployed = deploy::deploy(&api, deploy_args(dir, project, true, routing, client)).await;
     let report = match deployed {
         Ok(r) => r,
         Err(e) => {
@@ -292,6 +401,7 @@ fn server_config(args: &ServerArgs) -> anyhow::Result<helix_server::Config> {
     };
     config.gc.interval = (args.gc_interval_secs > 0).then(|| Duration::from_secs(args.gc_interval_secs));
     config.gc.grace = Duration::from_secs(args.gc_grace_secs);
+    config.country_header = args.country_header.clone();
     Ok(config)
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures_util::{StreamExt, TryStreamExt};
 use helix_artifacts::variants;
-use helix_core::api::{CreateDeployment, CreatedDeployment, DeploymentState};
+use helix_core::api::{CreateDeployment, CreatedDeployment, DeployOptions, DeploymentState, RoutesReport};
 use helix_core::manifest::{Encodings, FileEntry, MANIFEST_VERSION, Manifest, Variant};
 use helix_core::path::SitePath;
 use helix_core::{DeploymentId, Digest, ProjectName};
@@ -21,6 +21,7 @@ impl ControlPlane {
         let req: CreateDeployment = serde_json::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("request body is not a valid deployment: {e}")))?;
         let files = self.validate_files(&req.files)?;
+        let options = validate_options(&req)?;
         let _gc = self.gc_lock.read().await;
         let now = now_ms();
         let mut random = [0u8; 16];
@@ -29,6 +30,7 @@ impl ControlPlane {
         self.store
             .create_deployment(NewDeployment {
                 id: &id,
+                options: &options,
                 project: &project,
                 files: &files,
                 production: req.production,
@@ -36,7 +38,7 @@ impl ControlPlane {
             })
             .await?;
         let mut required = Vec::new();
-        let unique: BTreeSet<Digest> = files.values().copied().collect();
+        let unique: BTreeSet<Digest> = files.values().chain(options.config.values()).copied().collect();
         for digest in unique {
             if self.blobs.stat(digest).await?.is_none() {
                 required.push(digest.to_hex());
@@ -105,12 +107,14 @@ impl ControlPlane {
     pub(crate) async fn finalize(&self, id: &str) -> Result<DeploymentRow, ApiError> {
         let id = self.parse_known_id(id).await?;
         let _gc = self.gc_lock.read().await;
-        let Some(files) = self.store.uploading_files(&id).await? else {
+        let (Some(mut files), Some(options)) =
+            (self.store.uploading_files(&id).await?, self.store.uploading_options(&id).await?)
+        else {
             return self.finalized_already(&id).await;
         };
         let mut sizes: BTreeMap<Digest, u64> = BTreeMap::new();
         let mut missing = Vec::new();
-        for digest in files.values().copied().collect::<BTreeSet<_>>() {
+        for digest in files.values().chain(options.config.values()).copied().collect::<BTreeSet<_>>() {
             match self.blobs.stat(digest).await? {
                 Some(info) => {
                     sizes.insert(digest, info.size);
@@ -124,6 +128,7 @@ impl ControlPlane {
                 missing,
             });
         }
+        let routes = self.compile_routes(&id, &mut files, &options).await?;
         let total: u64 = files.values().map(|d| sizes[d]).sum();
         if total > self.limits.max_total_bytes {
             let reason =
@@ -137,16 +142,61 @@ impl ControlPlane {
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("deployment {id} not found")))?;
         let project = ProjectName::parse(&row.project).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let manifest = self.build_manifest(&id, project, row.created_at_ms, &files, &sizes).await?;
+        let mut manifest = self.build_manifest(&id, project, row.created_at_ms, &files, &sizes).await?;
+        let report = RoutesReport {
+            platform: routes.table.platform,
+            reason: routes.reason,
+            redirects: routes.table.redirects.len(),
+            headers: routes.table.headers.len(),
+            diagnostics: routes.diagnostics,
+        };
+        manifest.routes = routes.table;
         let manifest_digest = self.blobs.put_bytes(manifest.to_json().into()).await?;
         self.blobs.sync().await?;
-        let outcome = self.store.finalize(&id, manifest_digest, total, now_ms()).await?;
+        let report_json = serde_json::to_string(&report).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let outcome = self.store.finalize(&id, manifest_digest, total, &report_json, now_ms()).await?;
         self.upload_sets.remove(&id);
         self.outbox_wake.notify_one();
         match outcome {
             Finalized::Now(row) | Finalized::Already(row) => Ok(row),
             Finalized::NotUploading(_) => self.finalized_already(&id).await,
         }
+    }
+
+    /// Compiles the routing files (SPEC: per platform) and takes the ones it
+    /// read out of the served files. A file the platform would refuse, or
+    /// any rule not honored exactly under `strict`, fails the deployment.
+    async fn compile_routes(
+        &self,
+        id: &DeploymentId,
+        files: &mut BTreeMap<String, Digest>,
+        options: &DeployOptions,
+    ) -> Result<helix_config::Compiled, ApiError> {
+        let mut project = helix_config::ProjectFiles::default();
+        for (name, digest) in &options.config {
+            project.root.insert(name.clone(), self.blobs.get(*digest).await?.to_vec());
+        }
+        for name in helix_config::PUBLISH_CONFIG_FILES {
+            if let Some(digest) = files.get(&format!("/{name}")) {
+                project.publish.insert((*name).to_owned(), self.blobs.get(*digest).await?.to_vec());
+            }
+        }
+        let compiled = helix_config::compile(&project, options.compat);
+        let refuse = compiled.rejected() || (options.strict && !compiled.diagnostics.is_empty());
+        if refuse {
+            let lines: Vec<String> = compiled.diagnostics.iter().map(ToString::to_string).collect();
+            let why =
+                if compiled.rejected() { "the routing files are invalid" } else { "strict: rules not honored exactly" };
+            let reason = format!("{why}: {}", lines.join("; "));
+            self.store.fail_deployment(id, &reason).await?;
+            return Err(ApiError::Unprocessable(reason));
+        }
+        if compiled.table.platform != helix_core::routes::Platform::Helix {
+            for name in helix_config::PUBLISH_CONFIG_FILES {
+                files.remove(&format!("/{name}"));
+            }
+        }
+        Ok(compiled)
     }
 
     /// The digests an uploading deployment may receive; 404 for an unknown
@@ -169,7 +219,8 @@ impl ControlPlane {
             return Ok(set);
         }
         let files = self.store.uploading_files(id).await?.ok_or_else(not_uploading)?;
-        let set: Arc<HashSet<Digest>> = Arc::new(files.into_values().collect());
+        let options = self.store.uploading_options(id).await?.ok_or_else(not_uploading)?;
+        let set: Arc<HashSet<Digest>> = Arc::new(files.into_values().chain(options.config.into_values()).collect());
         self.upload_sets.insert(id.clone(), set.clone());
         Ok(set)
     }
@@ -217,7 +268,14 @@ impl ControlPlane {
                 (path.clone(), entry)
             })
             .collect();
-        Ok(Manifest { version: MANIFEST_VERSION, deployment: id.clone(), project, created_at_ms, files })
+        Ok(Manifest {
+            version: MANIFEST_VERSION,
+            deployment: id.clone(),
+            project,
+            created_at_ms,
+            files,
+            routes: Default::default(),
+        })
     }
 
     /// The br and gzip variants of a blob: reused when made before (and
@@ -265,6 +323,30 @@ impl ControlPlane {
     }
 }
 
+/// Config file names, digests and the compat setting of a create request.
+fn validate_options(req: &CreateDeployment) -> Result<DeployOptions, ApiError> {
+    let mut config = BTreeMap::new();
+    for (name, digest) in &req.config {
+        if !helix_config::ROOT_CONFIG_FILES.contains(&name.as_str()) {
+            return Err(ApiError::BadRequest(format!(
+                "config file {name:?} is not one HelixStack reads (expected one of {})",
+                helix_config::ROOT_CONFIG_FILES.join(", ")
+            )));
+        }
+        let digest: Digest = digest
+            .parse()
+            .map_err(|e: helix_core::digest::DigestError| ApiError::BadRequest(format!("config {name:?}: {e}")))?;
+        config.insert(name.clone(), digest);
+    }
+    let compat = match req.compat.as_deref() {
+        None => None,
+        Some(c) => Some(helix_core::routes::Platform::parse(c).ok_or_else(|| {
+            ApiError::BadRequest(format!("compat {c:?} is not one of netlify, cloudflare-pages, helix"))
+        })?),
+    };
+    Ok(DeployOptions { config, compat, strict: req.strict })
+}
+
 /// Content type by extension; text types carry `charset=utf-8`.
 pub(crate) fn content_type_of(path: &str) -> String {
     let mime = mime_guess::from_path(path).first_or_octet_stream();
@@ -294,6 +376,7 @@ pub(crate) fn view(cp: &Arc<ControlPlane>, row: &DeploymentRow) -> helix_core::a
         total_bytes: row.total_bytes as u64,
         created_at_ms: row.created_at_ms,
         ready_at_ms: row.ready_at_ms,
+        routes: serde_json::from_str(&row.routes_json).ok(),
     }
 }
 

@@ -12,6 +12,40 @@ pub struct CreateDeployment {
     pub files: BTreeMap<String, String>,
     #[serde(default)]
     pub production: bool,
+    /// Config files from the project root (`netlify.toml`, …), not
+    /// served: name → SHA-256 hex. Uploaded like files.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    /// Whose routing semantics apply (`netlify`, `cloudflare-pages`);
+    /// default: detected from the files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compat: Option<String>,
+    /// Fail the deploy when any routing rule cannot be honored exactly.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub strict: bool,
+}
+
+/// What a deployment asked for besides its files, kept while it uploads.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployOptions {
+    #[serde(default)]
+    pub config: BTreeMap<String, crate::Digest>,
+    #[serde(default)]
+    pub compat: Option<crate::routes::Platform>,
+    #[serde(default)]
+    pub strict: bool,
+}
+
+/// How a deployment's routing files were read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutesReport {
+    pub platform: crate::routes::Platform,
+    /// Why that platform's semantics were chosen.
+    pub reason: String,
+    pub redirects: usize,
+    pub headers: usize,
+    /// Rules that could not be honored exactly, with file and line.
+    pub diagnostics: Vec<crate::routes::Diagnostic>,
 }
 
 /// Answer to [`CreateDeployment`].
@@ -68,6 +102,9 @@ pub struct Deployment {
     pub total_bytes: u64,
     pub created_at_ms: i64,
     pub ready_at_ms: Option<i64>,
+    /// How the routing files were compiled (ready deployments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routes: Option<RoutesReport>,
 }
 
 /// `POST /api/v1/projects/{project}/rollback`

@@ -14,6 +14,7 @@ pub mod ids;
 pub mod limits;
 pub mod manifest;
 pub mod path;
+pub mod routes;
 
 pub use digest::Digest;
 pub use ids::{DeploymentId, ProjectName};

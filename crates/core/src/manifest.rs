@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::routes::RouteTable;
 use crate::{DeploymentId, Digest, ProjectName};
 
 pub const MANIFEST_VERSION: u32 = 1;
@@ -21,6 +22,10 @@ pub struct Manifest {
     pub created_at_ms: i64,
     /// Site path (`/a/b.html`) → file.
     pub files: BTreeMap<String, FileEntry>,
+    /// Routing rules compiled at deploy time; absent means plain static
+    /// serving.
+    #[serde(default, skip_serializing_if = "RouteTable::is_empty")]
+    pub routes: RouteTable,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

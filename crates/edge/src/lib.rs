@@ -1,7 +1,7 @@
 //! The edge: the HTTP front that serves deployments.
 //!
 //! A request goes through named phases (see `docs/edge-phases.md`):
-//! `accept` → `resolve_host` → `resolve_file` → `respond_static` →
+//! `accept` → `resolve_host` → `route` → `respond_static` →
 //! `finish` (request id, metrics). What to serve comes from one immutable
 //! [`snapshot::Snapshot`], swapped atomically when a `deploy.*` event
 //! arrives; bytes come from the blob store through an in-memory cache of hot
@@ -9,6 +9,7 @@
 //! a lock held across I/O.
 
 mod respond;
+mod routing;
 mod server;
 pub mod snapshot;
 
@@ -33,6 +34,9 @@ pub struct EdgeConfig {
     pub cache_bytes: u64,
     /// Blobs up to this size are cached whole; larger ones are streamed.
     pub cache_max_blob_bytes: u64,
+    /// The request header a trusted front (CDN, load balancer) sets to the
+    /// visitor's ISO country code, for Netlify `Country=` rules.
+    pub country_header: Option<http::HeaderName>,
 }
 
 impl Default for EdgeConfig {
@@ -41,6 +45,7 @@ impl Default for EdgeConfig {
             base_domain: "localhost".into(),
             cache_bytes: 256 * 1024 * 1024,
             cache_max_blob_bytes: 4 * 1024 * 1024,
+            country_header: None,
         }
     }
 }

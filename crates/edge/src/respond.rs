@@ -1,4 +1,4 @@
-//! The request phases: `resolve_host` → `resolve_file` → `respond_static`,
+//! The request phases: `resolve_host` → `route` → `respond_static`,
 //! each a function of its own; `handle` strings them together.
 
 use std::borrow::Cow;
@@ -14,6 +14,9 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Either, Empty, Full};
 
 use crate::Edge;
+use helix_core::routes::Platform;
+
+use crate::routing::{Outcome, RequestFacts};
 use crate::snapshot::{Representation, ServedFile, Site};
 
 pub type EdgeBody = Either<Full<Bytes>, UnsyncBoxBody<Bytes, std::io::Error>>;
@@ -44,21 +47,55 @@ impl Edge {
     }
 
     async fn serve_site<B>(&self, site: &Site, req: &Request<B>) -> Response<EdgeBody> {
-        if req.method() != Method::GET && req.method() != Method::HEAD {
-            let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-            resp.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return resp;
-        }
         let Some(path) = decode_path(req.uri().path()) else {
             return text(StatusCode::BAD_REQUEST, "malformed path: not valid percent-encoded UTF-8\n");
         };
-        match resolve_file(site, &path) {
-            Some(file) => self.respond_static(file, req, StatusCode::OK).await,
-            None => match site.file("/404.html") {
-                Some(page) => self.respond_static(page, req, StatusCode::NOT_FOUND).await,
-                None => text(StatusCode::NOT_FOUND, "404 not found\n"),
-            },
+        let facts = RequestFacts {
+            path: &path,
+            query: req.uri().query(),
+            host: host_of(req).unwrap_or_default(),
+            read_only: req.method() == Method::GET || req.method() == Method::HEAD,
+            country: self.country_of(req),
+            language: language_of(req.headers()),
+        };
+        let router = &site.router;
+        let outcome = router.route(site, &facts);
+        let decorate = match (&outcome, router.platform) {
+            (_, Platform::Helix) => false,
+            (Outcome::File { .. }, _) => true,
+            (_, Platform::CloudflarePages) => true,
+            _ => false,
+        };
+        let mut resp = match outcome {
+            Outcome::File { file, status } => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                self.respond_static(file, req, status).await
+            }
+            Outcome::Redirect { status, location } => redirect(status, &location),
+            Outcome::NotFound => text(StatusCode::NOT_FOUND, "404 not found\n"),
+            Outcome::MethodNotAllowed => {
+                let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+                resp.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+                resp
+            }
+        };
+        if decorate {
+            apply_rule_headers(resp.headers_mut(), router.headers_for(&path));
+            if router.platform == Platform::CloudflarePages && resp.status() == StatusCode::NOT_FOUND {
+                resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            }
         }
+        resp
+    }
+
+    /// The visitor's country: the `nf_country` cookie, else the trusted
+    /// country header when one is configured.
+    fn country_of<'r, B>(&self, req: &'r Request<B>) -> Option<Cow<'r, str>> {
+        if let Some(c) = cookie(req.headers(), "nf_country") {
+            return Some(Cow::Borrowed(c));
+        }
+        let name = self.config.country_header.as_ref()?;
+        req.headers().get(name).and_then(|v| v.to_str().ok()).map(|v| Cow::Borrowed(v.trim()))
     }
 
     /// Phase `respond_static`: conditional request, encoding, range, body.
@@ -134,13 +171,51 @@ impl Edge {
     }
 }
 
-/// Phase `resolve_file`: the exact path, then `index.html` of a directory,
-/// then `path.html`.
-fn resolve_file<'s>(site: &'s Site, path: &str) -> Option<&'s ServedFile> {
-    if path.ends_with('/') {
-        return site.file(&format!("{path}index.html"));
+/// The visitor's language: the `nf_lang` cookie, else the first
+/// `Accept-Language` entry.
+fn language_of(headers: &HeaderMap) -> Option<Cow<'_, str>> {
+    if let Some(l) = cookie(headers, "nf_lang") {
+        return Some(Cow::Borrowed(l));
     }
-    site.file(path).or_else(|| site.file(&format!("{path}/index.html"))).or_else(|| site.file(&format!("{path}.html")))
+    let first = headers.get(http::header::ACCEPT_LANGUAGE)?.to_str().ok()?.split(',').next()?;
+    let tag = first.split(';').next()?.trim();
+    (!tag.is_empty() && tag != "*").then_some(Cow::Borrowed(tag))
+}
+
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Sets or removes the headers the route table's rules decided on.
+fn apply_rule_headers(headers: &mut HeaderMap, rules: Vec<(String, Option<String>)>) {
+    for (name, value) in rules {
+        let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) else { continue };
+        match value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            Some(v) => {
+                headers.insert(name, v);
+            }
+            None => {
+                headers.remove(name);
+            }
+        }
+    }
+}
+
+fn redirect(status: u16, location: &str) -> Response<EdgeBody> {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND);
+    let builder = Response::builder().status(status).header(CACHE_CONTROL, "public, max-age=0, must-revalidate");
+    let builder = match HeaderValue::from_str(location) {
+        Ok(v) => builder.header(http::header::LOCATION, v),
+        Err(_) => builder,
+    };
+    builder.body(empty()).expect("valid response")
 }
 
 fn host_of<B>(req: &Request<B>) -> Option<&str> {

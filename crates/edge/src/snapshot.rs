@@ -15,6 +15,7 @@ use http::HeaderValue;
 pub struct Site {
     pub deployment: DeploymentId,
     pub(crate) files: HashMap<Box<str>, ServedFile>,
+    pub(crate) router: crate::routing::Router,
 }
 
 impl Site {
@@ -129,7 +130,8 @@ impl SnapshotBuilder {
         })?;
         let files =
             manifest.files.iter().map(|(path, entry)| (path.as_str().into(), ServedFile::from_entry(entry))).collect();
-        let site = Arc::new(Site { deployment: deployment.clone(), files });
+        let router = crate::routing::Router::new(&manifest.routes);
+        let site = Arc::new(Site { deployment: deployment.clone(), files, router });
         self.sites.insert(deployment.clone(), (project.clone(), site));
         Ok(())
     }

@@ -34,6 +34,8 @@ pub struct Config {
     pub limits: Limits,
     pub gc: GcSettings,
     pub edge_cache_bytes: u64,
+    /// Trusted request header carrying the visitor's country code.
+    pub country_header: Option<String>,
 }
 
 impl Config {
@@ -49,6 +51,7 @@ impl Config {
             limits: Limits::default(),
             gc: GcSettings::default(),
             edge_cache_bytes: EdgeConfig::default().cache_bytes,
+            country_header: None,
         }
     }
 }
@@ -107,10 +110,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     // The edge subscribes before it reads the current state, so no event
     // falls between the two; applying an event twice is harmless.
+    let country_header = match &config.country_header {
+        Some(name) => Some(
+            http::HeaderName::from_bytes(name.as_bytes())
+                .with_context(|| format!("country header {name:?} is not a valid header name"))?,
+        ),
+        None => None,
+    };
     let edge = Edge::new(
         EdgeConfig {
             base_domain: config.base_domain.clone(),
             cache_bytes: config.edge_cache_bytes,
+            country_header,
             ..EdgeConfig::default()
         },
         blobs.clone(),

@@ -78,6 +78,7 @@ pub struct ServingState {
 /// A deployment being created.
 pub struct NewDeployment<'a> {
     pub id: &'a DeploymentId,
+    pub options: &'a helix_core::api::DeployOptions,
     pub project: &'a ProjectName,
     pub files: &'a BTreeMap<String, Digest>,
     pub production: bool,
@@ -113,7 +114,7 @@ macro_rules! on_pool {
 
 const DEPLOYMENT_COLUMNS: &str = "d.id, p.name AS project, d.state, d.production_requested, d.manifest_digest, \
      d.file_count, d.total_bytes, d.created_at_ms, d.ready_at_ms, \
-     (p.production_deployment_id IS NOT NULL AND p.production_deployment_id = d.id) AS is_production";
+     d.routes_json, (p.production_deployment_id IS NOT NULL AND p.production_deployment_id = d.id) AS is_production";
 
 impl Store {
     /// Connects by URL scheme (`sqlite://…`, `postgres://…`) and migrates.
@@ -171,6 +172,7 @@ impl Store {
     pub async fn create_deployment(&self, new: NewDeployment<'_>) -> Result<(), StoreError> {
         let files_json: BTreeMap<&str, String> = new.files.iter().map(|(k, v)| (k.as_str(), v.to_hex())).collect();
         let files_json = serde_json::to_string(&files_json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let options_json = serde_json::to_string(new.options).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let project_id = self.new_row_id();
         on_pool!(self, p => {
             let mut tx = p.begin_write().await?;
@@ -178,9 +180,9 @@ impl Store {
                 .bind(&project_id).bind(new.project.as_str()).bind(new.now_ms)
                 .execute(&mut *tx).await?;
             sqlx::query(
-                "INSERT INTO deployments (id, project_id, state, production_requested, files_json, file_count, created_at_ms) \
-                 SELECT $1, id, 'uploading', $2, $3, $4, $5 FROM projects WHERE name = $6")
-                .bind(new.id.as_str()).bind(new.production).bind(&files_json)
+                "INSERT INTO deployments (id, project_id, state, production_requested, files_json, options_json, file_count, created_at_ms) \
+                 SELECT $1, id, 'uploading', $2, $3, $4, $5, $6 FROM projects WHERE name = $7")
+                .bind(new.id.as_str()).bind(new.production).bind(&files_json).bind(&options_json)
                 .bind(new.files.len() as i64).bind(new.now_ms).bind(new.project.as_str())
                 .execute(&mut *tx).await?;
             tx.commit().await?;
@@ -222,6 +224,18 @@ impl Store {
         json.map(|j| parse_files_json(&j)).transpose()
     }
 
+    /// What an uploading deployment asked for besides its files.
+    pub async fn uploading_options(
+        &self,
+        id: &DeploymentId,
+    ) -> Result<Option<helix_core::api::DeployOptions>, StoreError> {
+        let json: Option<String> = on_pool!(self, p => sqlx::query_scalar(
+            "SELECT options_json FROM deployments WHERE id = $1 AND state = 'uploading'")
+            .bind(id.as_str()).fetch_optional(p).await?);
+        json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(format!("options_json: {e}"))))
+            .transpose()
+    }
+
     /// Makes an uploading deployment ready with its manifest, and moves the
     /// production pointer to it when that was asked at creation; the events
     /// go to the outbox in the same transaction.
@@ -230,6 +244,7 @@ impl Store {
         id: &DeploymentId,
         manifest: Digest,
         total_bytes: u64,
+        routes_json: &str,
         now_ms: i64,
     ) -> Result<Finalized, StoreError> {
         let Some(before) = self.deployment(id.as_str()).await? else {
@@ -247,9 +262,9 @@ impl Store {
         let won = on_pool!(self, p => {
             let mut tx = p.begin_write().await?;
             let done = sqlx::query(
-                "UPDATE deployments SET state = 'ready', manifest_digest = $1, total_bytes = $2, ready_at_ms = $3, files_json = '' \
-                 WHERE id = $4 AND state = 'uploading'")
-                .bind(manifest.to_hex()).bind(total_bytes as i64).bind(now_ms).bind(id.as_str())
+                "UPDATE deployments SET state = 'ready', manifest_digest = $1, total_bytes = $2, ready_at_ms = $3, \
+                 routes_json = $4, files_json = '', options_json = '{}' WHERE id = $5 AND state = 'uploading'")
+                .bind(manifest.to_hex()).bind(total_bytes as i64).bind(now_ms).bind(routes_json).bind(id.as_str())
                 .execute(&mut *tx).await?;
             if done.rows_affected() == 1 {
                 insert_outbox!(&mut *tx, &ready_id, &ready, now_ms);
@@ -407,12 +422,15 @@ impl Store {
     pub async fn live_references(&self) -> Result<(Vec<Digest>, Vec<Digest>), StoreError> {
         let manifests: Vec<String> = on_pool!(self, p => sqlx::query_scalar(
             "SELECT manifest_digest FROM deployments WHERE state = 'ready'").fetch_all(p).await?);
-        let uploading: Vec<String> = on_pool!(self, p => sqlx::query_scalar(
-            "SELECT files_json FROM deployments WHERE state = 'uploading'").fetch_all(p).await?);
+        let uploading: Vec<(String, String)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT files_json, options_json FROM deployments WHERE state = 'uploading'").fetch_all(p).await?);
         let manifests = manifests.iter().map(|m| parse_digest(m)).collect::<Result<_, _>>()?;
         let mut files = Vec::new();
-        for json in uploading {
+        for (json, options) in uploading {
             files.extend(parse_files_json(&json)?.into_values());
+            let options: helix_core::api::DeployOptions =
+                serde_json::from_str(&options).map_err(|e| StoreError::Corrupt(format!("options_json: {e}")))?;
+            files.extend(options.config.into_values());
         }
         Ok((manifests, files))
     }

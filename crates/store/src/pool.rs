@@ -64,7 +64,10 @@ impl WritePool for PgPool {
 /// The migration set, embedded in the binary; the same SQL runs on both
 /// engines.
 pub(crate) fn migrator() -> Migrator {
-    const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "spine", include_str!("../migrations/0001_spine.sql"))];
+    const MIGRATIONS: &[(i64, &str, &str)] = &[
+        (1, "spine", include_str!("../migrations/0001_spine.sql")),
+        (2, "routes", include_str!("../migrations/0002_routes.sql")),
+    ];
     Migrator::with_migrations(
         MIGRATIONS
             .iter()

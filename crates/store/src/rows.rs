@@ -17,6 +17,8 @@ pub struct DeploymentRow {
     pub total_bytes: i64,
     pub created_at_ms: i64,
     pub ready_at_ms: Option<i64>,
+    /// The routes report (JSON) of a ready deployment; empty otherwise.
+    pub routes_json: String,
     pub is_production: bool,
 }
 
@@ -59,6 +61,7 @@ where
             total_bytes: row.try_get("total_bytes")?,
             created_at_ms: row.try_get("created_at_ms")?,
             ready_at_ms: row.try_get("ready_at_ms")?,
+            routes_json: row.try_get("routes_json")?,
             is_production: row.try_get("is_production")?,
         })
     }

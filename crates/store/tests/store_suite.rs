@@ -56,7 +56,14 @@ async fn create(store: &Store, p: &str, files: &[(&str, &[u8])], production: boo
     let (id, now) = new_id();
     let files: BTreeMap<String, Digest> = files.iter().map(|(k, v)| (k.to_string(), Digest::of(v))).collect();
     store
-        .create_deployment(NewDeployment { id: &id, project: &project(p), files: &files, production, now_ms: now })
+        .create_deployment(NewDeployment {
+            id: &id,
+            options: &Default::default(),
+            project: &project(p),
+            files: &files,
+            production,
+            now_ms: now,
+        })
         .await
         .unwrap();
     (id, now)
@@ -64,7 +71,7 @@ async fn create(store: &Store, p: &str, files: &[(&str, &[u8])], production: boo
 
 async fn ready(store: &Store, p: &str, production: bool) -> DeploymentId {
     let (id, now) = create(store, p, &[("/index.html", id_bytes(p).as_slice())], production).await;
-    match store.finalize(&id, Digest::of(id.as_str().as_bytes()), 10, now + 1).await.unwrap() {
+    match store.finalize(&id, Digest::of(id.as_str().as_bytes()), 10, "", now + 1).await.unwrap() {
         Finalized::Now(row) => assert_eq!(row.state, DeploymentState::Ready),
         other => panic!("{other:?}"),
     }
@@ -112,12 +119,12 @@ async fn create_finalize_and_list(store: Store) {
     assert!(uploading.contains(&Digest::of(b"b")));
 
     let manifest = Digest::of(b"manifest");
-    let Finalized::Now(row) = store.finalize(&id, manifest, 2, now + 5).await.unwrap() else { panic!() };
+    let Finalized::Now(row) = store.finalize(&id, manifest, 2, "", now + 5).await.unwrap() else { panic!() };
     assert_eq!(
         (row.state, row.total_bytes, row.ready_at_ms, row.is_production),
         (DeploymentState::Ready, 2, Some(now + 5), false)
     );
-    assert!(matches!(store.finalize(&id, manifest, 2, now + 6).await.unwrap(), Finalized::Already(_)));
+    assert!(matches!(store.finalize(&id, manifest, 2, "", now + 6).await.unwrap(), Finalized::Already(_)));
     assert_eq!(store.uploading_files(&id).await.unwrap(), None);
     let listed = store.ready_deployments(&project("site")).await.unwrap().unwrap();
     assert_eq!(listed.len(), 1);
@@ -190,7 +197,10 @@ async fn rollback_errors(store: Store) {
 async fn failed_and_abandoned_uploads_are_never_served(store: Store) {
     let (failed, _) = create(&store, "p", &[("/x", b"x")], true).await;
     store.fail_deployment(&failed, "too big").await.unwrap();
-    assert!(matches!(store.finalize(&failed, Digest::of(b"m"), 1, 1).await.unwrap(), Finalized::NotUploading(Some(_))));
+    assert!(matches!(
+        store.finalize(&failed, Digest::of(b"m"), 1, "", 1).await.unwrap(),
+        Finalized::NotUploading(Some(_))
+    ));
     let (old, now) = create(&store, "p", &[("/y", b"y")], false).await;
     assert_eq!(store.abandon_uploads_before(now + 1).await.unwrap(), 1);
     assert_eq!(store.deployment(old.as_str()).await.unwrap().unwrap().state, DeploymentState::Error);

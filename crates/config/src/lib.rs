@@ -1,0 +1,123 @@
+//! Project configuration → one normalized route table.
+//!
+//! Reads the routing files of Netlify (`_redirects`, `_headers`,
+//! `netlify.toml`) and Cloudflare Pages (`_redirects`, `_headers`), decides
+//! whose semantics apply, and compiles them into
+//! [`helix_core::routes::RouteTable`] with a report of every rule that could
+//! not be honored exactly. Pure: callers hand in file contents; this crate
+//! does no I/O and never serves anything.
+
+mod cloudflare;
+mod detect;
+mod netlify;
+
+use std::collections::BTreeMap;
+
+use helix_core::routes::{Diagnostic, DiagnosticKind, Platform, RouteTable};
+
+pub use detect::detect;
+
+/// Config files read from the project root (not served).
+pub const ROOT_CONFIG_FILES: &[&str] = &["netlify.toml", "wrangler.toml"];
+/// Routing files read from the publish directory (not served either).
+pub const PUBLISH_CONFIG_FILES: &[&str] = &["_redirects", "_headers", "_routes.json"];
+
+/// The files a compile looks at: name → contents.
+#[derive(Debug, Default)]
+pub struct ProjectFiles {
+    /// `netlify.toml` and friends, from the project root.
+    pub root: BTreeMap<String, Vec<u8>>,
+    /// `_redirects`, `_headers`, from the publish directory's top level.
+    pub publish: BTreeMap<String, Vec<u8>>,
+}
+
+/// The outcome of a compile.
+#[derive(Debug)]
+pub struct Compiled {
+    pub table: RouteTable,
+    /// Why this platform's semantics were chosen.
+    pub reason: String,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Compiled {
+    /// Whether the platform itself would refuse the deploy.
+    pub fn rejected(&self) -> bool {
+        self.diagnostics.iter().any(|d| d.kind == DiagnosticKind::Rejected)
+    }
+}
+
+/// Compiles the routing files for `compat` (or the detected platform).
+pub fn compile(files: &ProjectFiles, compat: Option<Platform>) -> Compiled {
+    let (platform, reason) = match compat {
+        Some(p) => (p, format!("{} (set explicitly)", p.as_str())),
+        None => detect(files),
+    };
+    let mut diagnostics = Vec::new();
+    let mut table = RouteTable { platform, ..RouteTable::default() };
+    let text = |name: &str, from: &BTreeMap<String, Vec<u8>>, diags: &mut Vec<Diagnostic>| -> Option<String> {
+        let bytes = from.get(name)?;
+        match String::from_utf8(bytes.clone()) {
+            Ok(s) => Some(s),
+            Err(_) => {
+                diags.push(Diagnostic {
+                    file: name.to_owned(),
+                    line: 0,
+                    kind: DiagnosticKind::Rejected,
+                    message: "the file is not valid UTF-8".into(),
+                });
+                None
+            }
+        }
+    };
+    match platform {
+        Platform::Helix => {
+            for name in PUBLISH_CONFIG_FILES {
+                if files.publish.contains_key(*name) {
+                    diagnostics.push(Diagnostic {
+                        file: (*name).to_owned(),
+                        line: 0,
+                        kind: DiagnosticKind::Ignored,
+                        message: "routing files are read only with a platform's semantics; set compat".into(),
+                    });
+                }
+            }
+        }
+        Platform::Netlify => {
+            let redirects = text("_redirects", &files.publish, &mut diagnostics);
+            let headers = text("_headers", &files.publish, &mut diagnostics);
+            let toml = text("netlify.toml", &files.root, &mut diagnostics);
+            netlify::compile(redirects.as_deref(), headers.as_deref(), toml.as_deref(), &mut table, &mut diagnostics);
+        }
+        Platform::CloudflarePages => {
+            if let Some(t) = text("_redirects", &files.publish, &mut diagnostics) {
+                table.redirects = cloudflare::parse_redirects(&t, "_redirects", &mut diagnostics);
+            }
+            if let Some(t) = text("_headers", &files.publish, &mut diagnostics) {
+                table.headers = cloudflare::parse_headers(&t, "_headers", &mut diagnostics);
+            }
+        }
+    }
+    Compiled { table, reason, diagnostics }
+}
+
+/// The publish directory the root config names, if any (relative to the
+/// root): `netlify.toml` `[build] publish`, `wrangler.toml`
+/// `pages_build_output_dir`.
+pub fn publish_dir(root: &BTreeMap<String, Vec<u8>>) -> Option<String> {
+    if let Some(toml) = root.get("netlify.toml").and_then(|b| std::str::from_utf8(b).ok())
+        && let Some(dir) = netlify::publish_dir(toml)
+    {
+        return Some(dir);
+    }
+    #[derive(serde::Deserialize)]
+    struct Wrangler {
+        pages_build_output_dir: Option<String>,
+    }
+    let wrangler = std::str::from_utf8(root.get("wrangler.toml")?).ok()?;
+    toml::from_str::<Wrangler>(wrangler).ok()?.pages_build_output_dir
+}
+
+pub(crate) fn diag(file: &str, line: usize, kind: DiagnosticKind, message: impl Into<String>) -> Diagnostic {
+    Diagnostic { file: file.to_owned(), line: line as u32, kind, message: message.into() }
+}

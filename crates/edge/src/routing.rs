@@ -1,0 +1,537 @@
+//! Phase `route`: a deployment's compiled route table, evaluated in the
+//! order of the platform whose files it came from (SPEC §6).
+//!
+//! Patterns become anchored regexes (the `regex` crate matches in time
+//! linear in the input, whatever the pattern) when the manifest is loaded;
+//! one `RegexSet` per table finds every candidate rule in a single pass, so
+//! a request does not try rules one by one.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use helix_core::routes::{HeaderRule, Platform, Redirect, RouteTable};
+use regex::{Regex, RegexSet};
+
+use crate::snapshot::{ServedFile, Site};
+
+/// What the route phase decided.
+pub(crate) enum Outcome<'s> {
+    /// Serve a file with a status (200, or a custom 404/410/…).
+    File {
+        file: &'s ServedFile,
+        status: u16,
+    },
+    Redirect {
+        status: u16,
+        location: String,
+    },
+    /// Nothing matched and there is no 404 page.
+    NotFound,
+    MethodNotAllowed,
+}
+
+/// The request facts rules may look at.
+pub(crate) struct RequestFacts<'r> {
+    pub path: &'r str,
+    pub query: Option<&'r str>,
+    pub host: &'r str,
+    pub read_only: bool,
+    pub country: Option<Cow<'r, str>>,
+    pub language: Option<Cow<'r, str>>,
+}
+
+pub(crate) struct Router {
+    pub platform: Platform,
+    redirects: Vec<CompiledRedirect>,
+    redirect_set: Matcher,
+    headers: Vec<(HeaderRule, Regex)>,
+    header_set: Matcher,
+}
+
+struct CompiledRedirect {
+    rule: Redirect,
+    regex: Regex,
+}
+
+/// All patterns of a table at once; `None` when the set was too large to
+/// build, in which case the rules are tried one by one.
+struct Matcher(Option<RegexSet>);
+
+impl Matcher {
+    fn new(patterns: impl IntoIterator<Item = String>) -> Matcher {
+        let set = regex::RegexSetBuilder::new(patterns).size_limit(64 << 20).dfa_size_limit(16 << 20).build();
+        Matcher(set.ok())
+    }
+
+    fn candidates<'a>(&self, subject: &str, each: impl Fn(usize) -> &'a Regex, count: usize) -> Vec<usize> {
+        match &self.0 {
+            Some(set) => set.matches(subject).into_iter().collect(),
+            None => (0..count).filter(|i| each(*i).is_match(subject)).collect(),
+        }
+    }
+}
+
+impl Router {
+    pub fn new(table: &RouteTable) -> Router {
+        let platform = table.platform;
+        let redirects: Vec<CompiledRedirect> = table
+            .redirects
+            .iter()
+            .filter_map(|rule| {
+                let source = redirect_regex(platform, &rule.from);
+                Regex::new(&source).ok().map(|regex| CompiledRedirect { rule: rule.clone(), regex })
+            })
+            .collect();
+        let headers: Vec<(HeaderRule, Regex)> = table
+            .headers
+            .iter()
+            .filter_map(|rule| Regex::new(&header_regex(platform, &rule.path)).ok().map(|re| (rule.clone(), re)))
+            .collect();
+        Router {
+            platform,
+            redirect_set: Matcher::new(redirects.iter().map(|r| r.regex.as_str().to_owned())),
+            header_set: Matcher::new(headers.iter().map(|(_, re)| re.as_str().to_owned())),
+            redirects,
+            headers,
+        }
+    }
+
+    /// Decides what a request gets.
+    pub fn route<'s>(&self, site: &'s Site, req: &RequestFacts<'_>) -> Outcome<'s> {
+        match self.platform {
+            Platform::Helix => helix(site, req),
+            Platform::Netlify => self.netlify(site, req),
+            Platform::CloudflarePages => self.cloudflare(site, req),
+        }
+    }
+
+    /// Rules whose pattern matches, in rule order, with their captures.
+    fn matching_redirects<'a>(
+        &'a self,
+        subject: &'a str,
+    ) -> impl Iterator<Item = (&'a Redirect, HashMap<&'a str, &'a str>)> + 'a {
+        self.redirect_set
+            .candidates(subject, |i| &self.redirects[i].regex, self.redirects.len())
+            .into_iter()
+            .filter_map(move |i| {
+                let r = &self.redirects[i];
+                r.regex.captures(subject).map(|c| (&r.rule, captures(&r.regex, &c)))
+            })
+    }
+
+    /// Netlify (SPEC §1.7): first matching rule whose query and conditions
+    /// hold; a file at the path wins unless the rule is forced.
+    fn netlify<'s>(&self, site: &'s Site, req: &RequestFacts<'_>) -> Outcome<'s> {
+        if !req.read_only {
+            return Outcome::MethodNotAllowed;
+        }
+        let normalized = trim_trailing_slash(req.path);
+        for (rule, params) in self.matching_redirects(normalized) {
+            let Some(params) = netlify_params(rule, params, req) else { continue };
+            if !rule.force && pretty_lookup(site, req.path).is_some() {
+                break;
+            }
+            let target = substitute(&rule.to, &params);
+            return match rule.status {
+                300..=399 => Outcome::Redirect { status: rule.status, location: with_query(target, req.query) },
+                status => {
+                    let path = target.split(['?', '#']).next().unwrap_or_default();
+                    match pretty_lookup(site, path) {
+                        Some(file) => Outcome::File { file, status },
+                        None => not_found_page(site, "/404.html"),
+                    }
+                }
+            };
+        }
+        match pretty_lookup(site, req.path) {
+            Some(file) => Outcome::File { file, status: 200 },
+            None => not_found_page(site, "/404.html"),
+        }
+    }
+
+    /// Cloudflare Pages (SPEC §2.2, §2.4): redirects always apply; a 200
+    /// rule changes the path once; then HTML handling and the nearest 404.
+    fn cloudflare<'s>(&self, site: &'s Site, req: &RequestFacts<'_>) -> Outcome<'s> {
+        let mut path: Cow<'_, str> = Cow::Borrowed(req.path);
+        if let Some((rule, params)) = self.matching_redirects(req.path).next() {
+            let mut target = substitute(&rule.to, &params);
+            if !target.starts_with("https://") {
+                target = collapse_slashes(&target);
+            } else if let Some(rest) = target.strip_prefix("https://").and_then(|r| r.strip_prefix(req.host)) {
+                if rest.starts_with('/') {
+                    target = rest.to_owned();
+                }
+            }
+            if rule.status != 200 {
+                return Outcome::Redirect { status: rule.status, location: with_query(target, req.query) };
+            }
+            path = Cow::Owned(target.split(['?', '#']).next().unwrap_or("/").to_owned());
+        }
+        if !req.read_only {
+            return Outcome::MethodNotAllowed;
+        }
+        match cloudflare_lookup(site, &path) {
+            CfAsset::Serve(file) => Outcome::File { file, status: 200 },
+            CfAsset::Redirect(to) => Outcome::Redirect { status: 308, location: with_query(to, req.query) },
+            CfAsset::NotFound => {
+                let mut dir = path.as_ref();
+                loop {
+                    dir = match dir.rfind('/') {
+                        Some(i) => &dir[..i],
+                        None => break,
+                    };
+                    if let Some(page) = site.file(&format!("{dir}/404.html")) {
+                        return Outcome::File { file: page, status: 404 };
+                    }
+                }
+                match site.file("/index.html") {
+                    Some(index) => Outcome::File { file: index, status: 200 },
+                    None => Outcome::NotFound,
+                }
+            }
+        }
+    }
+
+    /// Headers the rules add for `path`, already merged the platform's way:
+    /// `(name, Some(value))` to set, `(name, None)` to remove.
+    pub fn headers_for(&self, path: &str) -> Vec<(String, Option<String>)> {
+        let mut out: Vec<(String, Option<String>)> = Vec::new();
+        if self.headers.is_empty() {
+            return out;
+        }
+        let subject = path;
+        let matches = self.header_set.candidates(subject, |i| &self.headers[i].1, self.headers.len());
+        for i in matches {
+            let (rule, re) = &self.headers[i];
+            let params: HashMap<&str, &str> = re.captures(subject).map(|c| captures(re, &c)).unwrap_or_default();
+            for name in &rule.unset {
+                out.retain(|(n, _)| n != name);
+                out.push((name.clone(), None));
+            }
+            for (name, value) in &rule.set {
+                let value =
+                    if self.platform == Platform::CloudflarePages { substitute(value, &params) } else { value.clone() };
+                match out.iter_mut().find(|(n, v)| n == name && v.is_some()) {
+                    Some((_, Some(existing))) if self.platform == Platform::CloudflarePages => {
+                        existing.push_str(", ");
+                        existing.push_str(&value);
+                    }
+                    Some((_, existing)) => *existing = Some(value),
+                    None => {
+                        out.retain(|(n, _)| n != name);
+                        out.push((name.clone(), Some(value)));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// No routing files: the exact path, `index.html` of a directory, `x.html`.
+fn helix<'s>(site: &'s Site, req: &RequestFacts<'_>) -> Outcome<'s> {
+    if !req.read_only {
+        return Outcome::MethodNotAllowed;
+    }
+    match pretty_lookup(site, req.path) {
+        Some(file) => Outcome::File { file, status: 200 },
+        None => not_found_page(site, "/404.html"),
+    }
+}
+
+fn not_found_page<'s>(site: &'s Site, page: &str) -> Outcome<'s> {
+    match site.file(page) {
+        Some(file) => Outcome::File { file, status: 404 },
+        None => Outcome::NotFound,
+    }
+}
+
+/// The exact path, then `path/index.html`, then `path.html` (Netlify's
+/// pretty URLs; also HelixStack's own default).
+pub(crate) fn pretty_lookup<'s>(site: &'s Site, path: &str) -> Option<&'s ServedFile> {
+    if let Some(dir) = path.strip_suffix('/') {
+        return site
+            .file(&format!("{dir}/index.html"))
+            .or_else(|| if dir.is_empty() { None } else { site.file(&format!("{dir}.html")) });
+    }
+    site.file(path).or_else(|| site.file(&format!("{path}/index.html"))).or_else(|| site.file(&format!("{path}.html")))
+}
+
+enum CfAsset<'s> {
+    Serve(&'s ServedFile),
+    Redirect(String),
+    NotFound,
+}
+
+/// Pages' default HTML handling, "auto-trailing-slash" (SPEC §2.4).
+fn cloudflare_lookup<'s>(site: &'s Site, path: &str) -> CfAsset<'s> {
+    if path.ends_with('/') {
+        if let Some(f) = site.file(&format!("{path}index.html")) {
+            return CfAsset::Serve(f);
+        }
+        if let Some(parent) = path.strip_suffix("index/") {
+            return CfAsset::Redirect(parent.to_owned());
+        }
+        let stem = &path[..path.len() - 1];
+        if !stem.is_empty() && site.file(&format!("{stem}.html")).is_some() {
+            return CfAsset::Redirect(stem.to_owned());
+        }
+        return CfAsset::NotFound;
+    }
+    if let Some(stem) = path.strip_suffix(".html")
+        && let Some(file) = site.file(path)
+    {
+        if let Some(dir) = path.strip_suffix("index.html")
+            && dir.ends_with('/')
+        {
+            return CfAsset::Redirect(dir.to_owned());
+        }
+        if site.file(stem).is_some() || path == "/.html" {
+            return CfAsset::Serve(file);
+        }
+        return CfAsset::Redirect(stem.to_owned());
+    }
+    if let Some(file) = site.file(path) {
+        return CfAsset::Serve(file);
+    }
+    if let Some(dir) = path.strip_suffix("index")
+        && dir.ends_with('/')
+    {
+        return CfAsset::Redirect(dir.to_owned());
+    }
+    if let Some(file) = site.file(&format!("{path}.html")) {
+        return CfAsset::Serve(file);
+    }
+    if site.file(&format!("{path}/index.html")).is_some() {
+        return CfAsset::Redirect(format!("{path}/"));
+    }
+    CfAsset::NotFound
+}
+
+/// Netlify normalizes `/a/` to `/a` before matching.
+fn trim_trailing_slash(path: &str) -> &str {
+    if path.len() > 1 { path.strip_suffix('/').unwrap_or(path) } else { path }
+}
+
+/// The placeholders a Netlify rule binds, or `None` when its query or
+/// conditions do not hold.
+fn netlify_params<'a>(
+    rule: &'a Redirect,
+    mut params: HashMap<&'a str, &'a str>,
+    req: &'a RequestFacts<'_>,
+) -> Option<HashMap<&'a str, &'a str>> {
+    if !rule.query.is_empty() {
+        let pairs: Vec<(&str, &str)> = req
+            .query
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| p.split_once('=').unwrap_or((p, "")))
+            .collect();
+        for (key, want) in &rule.query {
+            let (_, got) = pairs.iter().find(|(k, _)| k == key)?;
+            match want.strip_prefix(':') {
+                Some(var) => {
+                    params.insert(var, got);
+                }
+                None if want == got => {}
+                None => return None,
+            }
+        }
+    }
+    let c = &rule.conditions;
+    if !c.country.is_empty() {
+        let country = req.country.as_deref()?.to_ascii_lowercase();
+        if !c.country.iter().any(|x| *x == country) {
+            return None;
+        }
+    }
+    if !c.language.is_empty() {
+        let lang = req.language.as_deref()?.to_ascii_lowercase();
+        let primary = lang.split('-').next().unwrap_or_default();
+        if !c.language.iter().any(|x| *x == lang || *x == primary) {
+            return None;
+        }
+    }
+    Some(params)
+}
+
+/// Named captures: placeholder or `splat` → matched text.
+fn captures<'a>(re: &'a Regex, caps: &regex::Captures<'a>) -> HashMap<&'a str, &'a str> {
+    re.capture_names().flatten().filter_map(|name| caps.name(name).map(|m| (name, m.as_str()))).collect()
+}
+
+/// Replaces `:name` placeholders (longest names first, so `:id` does not
+/// eat into `:idx`).
+fn substitute(template: &str, params: &HashMap<&str, &str>) -> String {
+    if params.is_empty() || !template.contains(':') {
+        return template.to_owned();
+    }
+    let mut names: Vec<&&str> = params.keys().collect();
+    names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    let mut out = template.to_owned();
+    for name in names {
+        out = out.replace(&format!(":{name}"), params[*name]);
+    }
+    out
+}
+
+/// Appends the request's query unless the target has one of its own.
+fn with_query(target: String, query: Option<&str>) -> String {
+    let Some(q) = query.filter(|q| !q.is_empty()) else { return target };
+    let (base, fragment) = match target.split_once('#') {
+        Some((b, f)) => (b, Some(f)),
+        None => (target.as_str(), None),
+    };
+    if base.contains('?') {
+        return target;
+    }
+    match fragment {
+        Some(f) => format!("{base}?{q}#{f}"),
+        None => format!("{base}?{q}"),
+    }
+}
+
+fn collapse_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && out.ends_with('/')) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The regex for a redirect's `from`.
+fn redirect_regex(platform: Platform, from: &str) -> String {
+    match platform {
+        Platform::CloudflarePages => cloudflare_regex(from),
+        _ => {
+            // Netlify: segments; `:name` is one segment; a final `*` takes
+            // the rest (and the slash before it is optional).
+            let from = trim_trailing_slash(from);
+            let mut re = String::from("^");
+            let segments: Vec<&str> = from.split('/').filter(|s| !s.is_empty()).collect();
+            for (i, seg) in segments.iter().enumerate() {
+                if *seg == "*" && i + 1 == segments.len() {
+                    re.push_str("(?:/(?P<splat>.*))?");
+                } else if let Some(name) = seg.strip_prefix(':').filter(|n| is_name(n)) {
+                    re.push_str(&format!("/(?P<{name}>[^/]+)"));
+                } else {
+                    re.push('/');
+                    re.push_str(&regex::escape(seg));
+                }
+            }
+            if segments.is_empty() {
+                re.push('/');
+            }
+            re.push('$');
+            re
+        }
+    }
+}
+
+/// Pages' rule engine: `*` is a greedy splat anywhere, `:name` one
+/// segment; exact, case-sensitive.
+fn cloudflare_regex(pattern: &str) -> String {
+    let mut re = String::from("^");
+    let mut rest = pattern;
+    let mut splat_used = false;
+    while let Some(c) = rest.chars().next() {
+        if c == '*' && !splat_used {
+            re.push_str("(?P<splat>.*)");
+            splat_used = true;
+            rest = &rest[1..];
+        } else if c == ':' {
+            let name: String = rest[1..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            if is_name(&name) && name != "splat" {
+                re.push_str(&format!("(?P<{name}>[^/]+)"));
+                rest = &rest[1 + name.len()..];
+            } else {
+                re.push_str(&regex::escape(":"));
+                rest = &rest[1..];
+            }
+        } else {
+            re.push_str(&regex::escape(&c.to_string()));
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    re.push('$');
+    re
+}
+
+/// The regex for a header rule's path.
+fn header_regex(platform: Platform, path: &str) -> String {
+    match platform {
+        Platform::CloudflarePages => cloudflare_regex(path),
+        _ => {
+            // Netlify `forRegExp`: case-insensitive, optional trailing slash.
+            let mut re = String::from("(?i)^");
+            for seg in path.split('/').filter(|s| !s.is_empty()) {
+                if seg == "*" {
+                    re.push_str("/?(.*)");
+                } else if let Some(name) = seg.strip_prefix(':').filter(|n| is_name(n)) {
+                    let _ = name;
+                    re.push_str("/([^/]+)");
+                } else {
+                    re.push('/');
+                    re.push_str(&seg.split('*').map(regex::escape).collect::<Vec<_>>().join("(.*)"));
+                }
+            }
+            re.push_str("/?$");
+            re
+        }
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netlify_patterns() {
+        let re = |p: &str| Regex::new(&redirect_regex(Platform::Netlify, p)).unwrap();
+        assert!(re("/news/*").is_match("/news/a/b"));
+        assert!(re("/news/*").is_match("/news"));
+        assert!(!re("/news/*").is_match("/newsy"));
+        let caps = re("/blog/:year/:slug").captures("/blog/2024/hello").unwrap();
+        assert_eq!(&caps["year"], "2024");
+        assert!(re("/").is_match("/"));
+        assert!(re("/a.b+c").is_match("/a.b+c"));
+        assert!(!re("/a.b+c").is_match("/aXb+c"));
+    }
+
+    #[test]
+    fn cloudflare_patterns() {
+        let re = |p: &str| Regex::new(&cloudflare_regex(p)).unwrap();
+        assert!(re("/*.jpg").is_match("/a/b.jpg"));
+        assert!(re("/blog/*").is_match("/blog/"));
+        assert!(!re("/blog/*").is_match("/blog"));
+        assert!(!re("/about").is_match("/about/"));
+        assert_eq!(&re("/u/:name/x").captures("/u/bob/x").unwrap()["name"], "bob");
+    }
+
+    #[test]
+    fn netlify_header_patterns() {
+        let re = |p: &str| Regex::new(&header_regex(Platform::Netlify, p)).unwrap();
+        assert!(re("/static/*").is_match("/static"));
+        assert!(re("/static/*").is_match("/STATIC/x/y"));
+        assert!(re("/*/_next/static/chunks/*").is_match("/a/_next/static/chunks/b.js"));
+        assert!(re("/").is_match("/"));
+    }
+
+    #[test]
+    fn queries_and_substitution() {
+        assert_eq!(with_query("/b".into(), Some("x=1")), "/b?x=1");
+        assert_eq!(with_query("/b?y=2".into(), Some("x=1")), "/b?y=2");
+        assert_eq!(with_query("/b#f".into(), Some("x=1")), "/b?x=1#f");
+        let params = HashMap::from([("id", "7"), ("idx", "9")]);
+        assert_eq!(substitute("/p/:idx/:id", &params), "/p/9/7");
+        assert_eq!(collapse_slashes("/a//b///c"), "/a/b/c");
+    }
+}
