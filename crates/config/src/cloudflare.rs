@@ -49,7 +49,7 @@ pub(crate) fn parse_redirects(text: &str, file: &str, diags: &mut Vec<Diagnostic
         let tokens: Vec<&str> = strip_comment(line).split_whitespace().collect();
         if !(2..=3).contains(&tokens.len()) {
             ignore(format!(
-                "expected `from to [status]`, found {} fields (Pages has no query or condition fields)",
+                "Expected exactly 2 or 3 whitespace-separated tokens. Got {} (`from to [status]`; Pages has no query or condition fields)",
                 tokens.len()
             ));
             continue;
@@ -59,14 +59,14 @@ pub(crate) fn parse_redirects(text: &str, file: &str, diags: &mut Vec<Diagnostic
             Some(t) => match t.parse::<u16>() {
                 Ok(s) if STATUSES.contains(&s) => s,
                 _ => {
-                    ignore(format!("status {t:?} is not one of 200, 301, 302, 303, 307, 308"));
+                    ignore(format!("Valid status codes are 200, 301, 302 (default), 303, 307, or 308. Got {t}"));
                     continue;
                 }
             },
         };
         let raw_from = tokens[0];
         if raw_from.contains("://") {
-            ignore(format!("{raw_from:?}: Pages redirects must be relative paths"));
+            ignore(format!("Only relative URLs are allowed as a source on Pages: {raw_from:?}"));
             continue;
         }
         let from = normalize_from(raw_from);
@@ -83,7 +83,7 @@ pub(crate) fn parse_redirects(text: &str, file: &str, diags: &mut Vec<Diagnostic
         let to_index = matches!(to.as_str(), "/index" | "/index.html");
         if to_index && (from == "/" || from.ends_with("/*")) {
             ignore(format!(
-                "{from} → {to} would loop; Pages drops it (without a 404.html Pages serves index.html for misses)"
+                "Infinite loop detected: {from} → {to}; Pages drops it (without a 404.html it serves index.html for misses)"
             ));
             continue;
         }
@@ -148,8 +148,18 @@ pub(crate) fn parse_headers(text: &str, file: &str, diags: &mut Vec<Diagnostic>)
         if opens_rule {
             skipping = true;
             if line.contains("://") {
-                ignore(format!("{line:?}: header rules for an absolute URL are not supported yet"));
-                continue;
+                let host = line.strip_prefix("https://").map(|rest| rest.split('/').next().unwrap_or_default());
+                match host {
+                    None => {
+                        ignore(format!("{line:?}: absolute URLs must use https://"));
+                        continue;
+                    }
+                    Some(h) if h.contains(':') && !h.starts_with(':') => {
+                        ignore(format!("{line:?}: a port is not allowed"));
+                        continue;
+                    }
+                    Some(_) => {}
+                }
             }
             if line.matches('*').count() > 1 || (line.contains('*') && line.contains(":splat")) {
                 ignore(format!("{line:?}: only one `*` per path, and not together with :splat"));

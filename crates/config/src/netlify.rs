@@ -146,7 +146,7 @@ fn finish_rule(f: RuleFields, file: &str, line: usize, diags: &mut Vec<Diagnosti
     }
     let from = if f.from.starts_with('/') { f.from.clone() } else { format!("/{}", f.from) };
     if from.starts_with("/.netlify") {
-        report(DiagnosticKind::Ignored, format!("{from:?}: paths under /.netlify cannot be redirected"));
+        report(DiagnosticKind::Ignored, format!("{from:?}: a rule's path must not start with /.netlify"));
         return None;
     }
     let status = f.status.unwrap_or(301);

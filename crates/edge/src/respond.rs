@@ -60,14 +60,14 @@ impl Edge {
         };
         let router = &site.router;
         let outcome = router.route(site, &facts);
-        let decorate = match (&outcome, router.platform) {
-            (_, Platform::Helix) => false,
-            (Outcome::File { .. }, _) => true,
-            (_, Platform::CloudflarePages) => true,
-            _ => false,
+        let header_path = match (&outcome, router.platform) {
+            (_, Platform::Helix) => None,
+            (Outcome::File { rewritten: Some(target), .. }, Platform::Netlify) => Some(target.clone()),
+            (Outcome::File { .. }, _) | (_, Platform::CloudflarePages) => Some(path.to_string()),
+            _ => None,
         };
         let mut resp = match outcome {
-            Outcome::File { file, status } => {
+            Outcome::File { file, status, .. } => {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
                 self.respond_static(file, req, status).await
             }
@@ -79,8 +79,8 @@ impl Edge {
                 resp
             }
         };
-        if decorate {
-            apply_rule_headers(resp.headers_mut(), router.headers_for(&path));
+        if let Some(header_path) = header_path {
+            apply_rule_headers(resp.headers_mut(), router.headers_for(facts.host, &header_path));
             if router.platform == Platform::CloudflarePages && resp.status() == StatusCode::NOT_FOUND {
                 resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             }

@@ -16,10 +16,12 @@ use crate::snapshot::{ServedFile, Site};
 
 /// What the route phase decided.
 pub(crate) enum Outcome<'s> {
-    /// Serve a file with a status (200, or a custom 404/410/…).
+    /// Serve a file with a status (200, or a custom 404/410/…); header
+    /// rules match `rewritten` when a rewrite chose the file.
     File {
         file: &'s ServedFile,
         status: u16,
+        rewritten: Option<String>,
     },
     Redirect {
         status: u16,
@@ -132,19 +134,21 @@ impl Router {
                 break;
             }
             let target = substitute(&rule.to, &params);
+            // A rule that matched on the query consumed it.
+            let passthrough = if rule.query.is_empty() { req.query } else { None };
             return match rule.status {
-                300..=399 => Outcome::Redirect { status: rule.status, location: with_query(target, req.query) },
+                300..=399 => Outcome::Redirect { status: rule.status, location: with_query(target, passthrough) },
                 status => {
                     let path = target.split(['?', '#']).next().unwrap_or_default();
                     match pretty_lookup(site, path) {
-                        Some(file) => Outcome::File { file, status },
+                        Some(file) => Outcome::File { file, status, rewritten: Some(path.to_owned()) },
                         None => not_found_page(site, "/404.html"),
                     }
                 }
             };
         }
         match pretty_lookup(site, req.path) {
-            Some(file) => Outcome::File { file, status: 200 },
+            Some(file) => Outcome::File { file, status: 200, rewritten: None },
             None => not_found_page(site, "/404.html"),
         }
     }
@@ -157,11 +161,10 @@ impl Router {
             let mut target = substitute(&rule.to, &params);
             if !target.starts_with("https://") {
                 target = collapse_slashes(&target);
-            } else if let Some(rest) = target.strip_prefix("https://").and_then(|r| r.strip_prefix(req.host)) {
-                if rest.starts_with('/') {
+            } else if let Some(rest) = target.strip_prefix("https://").and_then(|r| r.strip_prefix(req.host))
+                && rest.starts_with('/') {
                     target = rest.to_owned();
                 }
-            }
             if rule.status != 200 {
                 return Outcome::Redirect { status: rule.status, location: with_query(target, req.query) };
             }
@@ -171,7 +174,7 @@ impl Router {
             return Outcome::MethodNotAllowed;
         }
         match cloudflare_lookup(site, &path) {
-            CfAsset::Serve(file) => Outcome::File { file, status: 200 },
+            CfAsset::Serve(file) => Outcome::File { file, status: 200, rewritten: None },
             CfAsset::Redirect(to) => Outcome::Redirect { status: 308, location: with_query(to, req.query) },
             CfAsset::NotFound => {
                 let mut dir = path.as_ref();
@@ -181,11 +184,11 @@ impl Router {
                         None => break,
                     };
                     if let Some(page) = site.file(&format!("{dir}/404.html")) {
-                        return Outcome::File { file: page, status: 404 };
+                        return Outcome::File { file: page, status: 404, rewritten: None };
                     }
                 }
                 match site.file("/index.html") {
-                    Some(index) => Outcome::File { file: index, status: 200 },
+                    Some(index) => Outcome::File { file: index, status: 200, rewritten: None },
                     None => Outcome::NotFound,
                 }
             }
@@ -194,12 +197,19 @@ impl Router {
 
     /// Headers the rules add for `path`, already merged the platform's way:
     /// `(name, Some(value))` to set, `(name, None)` to remove.
-    pub fn headers_for(&self, path: &str) -> Vec<(String, Option<String>)> {
+    pub fn headers_for(&self, host: &str, path: &str) -> Vec<(String, Option<String>)> {
         let mut out: Vec<(String, Option<String>)> = Vec::new();
         if self.headers.is_empty() {
             return out;
         }
-        let subject = path;
+        // Pages rules may name a host; they all match `host + path`.
+        let with_host;
+        let subject = if self.platform == Platform::CloudflarePages {
+            with_host = format!("{host}{path}");
+            with_host.as_str()
+        } else {
+            path
+        };
         let matches = self.header_set.candidates(subject, |i| &self.headers[i].1, self.headers.len());
         for i in matches {
             let (rule, re) = &self.headers[i];
@@ -234,14 +244,14 @@ fn helix<'s>(site: &'s Site, req: &RequestFacts<'_>) -> Outcome<'s> {
         return Outcome::MethodNotAllowed;
     }
     match pretty_lookup(site, req.path) {
-        Some(file) => Outcome::File { file, status: 200 },
+        Some(file) => Outcome::File { file, status: 200, rewritten: None },
         None => not_found_page(site, "/404.html"),
     }
 }
 
 fn not_found_page<'s>(site: &'s Site, page: &str) -> Outcome<'s> {
     match site.file(page) {
-        Some(file) => Outcome::File { file, status: 404 },
+        Some(file) => Outcome::File { file, status: 404, rewritten: None },
         None => Outcome::NotFound,
     }
 }
@@ -265,14 +275,13 @@ enum CfAsset<'s> {
 
 /// Pages' default HTML handling, "auto-trailing-slash" (SPEC §2.4).
 fn cloudflare_lookup<'s>(site: &'s Site, path: &str) -> CfAsset<'s> {
-    if path.ends_with('/') {
+    if let Some(stem) = path.strip_suffix('/') {
         if let Some(f) = site.file(&format!("{path}index.html")) {
             return CfAsset::Serve(f);
         }
         if let Some(parent) = path.strip_suffix("index/") {
             return CfAsset::Redirect(parent.to_owned());
         }
-        let stem = &path[..path.len() - 1];
         if !stem.is_empty() && site.file(&format!("{stem}.html")).is_some() {
             return CfAsset::Redirect(stem.to_owned());
         }
@@ -342,7 +351,7 @@ fn netlify_params<'a>(
     let c = &rule.conditions;
     if !c.country.is_empty() {
         let country = req.country.as_deref()?.to_ascii_lowercase();
-        if !c.country.iter().any(|x| *x == country) {
+        if !c.country.contains(&country) {
             return None;
         }
     }
@@ -463,7 +472,22 @@ fn cloudflare_regex(pattern: &str) -> String {
 /// The regex for a header rule's path.
 fn header_regex(platform: Platform, path: &str) -> String {
     match platform {
-        Platform::CloudflarePages => cloudflare_regex(path),
+        Platform::CloudflarePages => match path.strip_prefix("https://") {
+            Some(url) => {
+                let (host, path) = url.split_at(url.find('/').unwrap_or(url.len()));
+                let path = if path.is_empty() { "/" } else { path };
+                let host_re: String = host
+                    .split('.')
+                    .map(|label| match label.strip_prefix(':').filter(|n| is_name(n)) {
+                        Some(name) => format!("(?P<{name}>[^/.]+)"),
+                        None => regex::escape(label),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(r"\.");
+                format!("^{host_re}{}", &cloudflare_regex(path)[1..])
+            }
+            None => format!("^[^/]*{}", &cloudflare_regex(path)[1..]),
+        },
         _ => {
             // Netlify `forRegExp`: case-insensitive, optional trailing slash.
             let mut re = String::from("(?i)^");

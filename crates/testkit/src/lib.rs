@@ -12,6 +12,8 @@ use reqwest::StatusCode;
 
 pub use helix_server;
 
+pub mod cases;
+
 /// A server running for one test.
 pub struct TestServer {
     pub running: Running,
