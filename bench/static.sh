@@ -63,10 +63,10 @@ for f in 1k.bin 100k.bin; do
         || { echo "nginx serves other bytes for $f" >&2; exit 1; }
 done
 
-# wrk_run PORT PATH DURATION → "req_per_s p99_ms non2xx errors"
+# wrk_run PORT PATH DURATION [HOST] → "req_per_s p99_ms non2xx errors"
 wrk_run() {
     local out
-    out=$(taskset -c 0 wrk -t1 -c64 -d"$3" --latency -H "Host: $HOST" "http://127.0.0.1:$1$2")
+    out=$(taskset -c 0 wrk -t1 -c64 -d"$3" --latency -H "Host: ${4:-$HOST}" "http://127.0.0.1:$1$2")
     echo "$out" >>"$WORK/wrk.log"
     echo "$out" | awk '
         function ms(v) {
@@ -99,3 +99,27 @@ for f in 1k.bin 100k.bin; do
     result "static_${size}_helix_p99_ms" "$helix_p99"
     result "static_${size}_nginx_p99_ms" "$nginx_p99"
 done
+
+# The same site with a 1,000-rule Netlify _redirects (exact, placeholder and
+# splat rules, none of which matches the file requested, so every request
+# goes through the whole route phase) against the site without rules.
+mkdir -p "$WORK/rules-site"
+cp "$WORK/site/"* "$WORK/rules-site/"
+for i in $(seq 0 999); do
+    case $((i % 10)) in
+        [0-5]) echo "/old/page-$i /new/page-$i 301" ;;
+        [6-8]) echo "/blog/$i/:slug /posts/$i/:slug 301" ;;
+        9) echo "/docs-$i/* /d/$i/:splat 302" ;;
+    esac
+done >"$WORK/rules-site/_redirects"
+helix_cli H deploy "$WORK/rules-site" --project rules --prod --compat netlify --json >/dev/null
+wait_http "http://127.0.0.1:$H_EDGE/1k.bin" rules.localhost
+for host in "$HOST" rules.localhost; do
+    wrk_run "$H_EDGE" /1k.bin "$WARMUP" "$host" >/dev/null
+    read -r rps p99 bad err < <(wrk_run "$H_EDGE" /1k.bin "$DURATION" "$host")
+    printf '  1k    %-16s %10.0f req/s   p99 %7.2f ms   non-2xx %d   socket errors %d\n' "$host" "$rps" "$p99" "$bad" "$err"
+    [[ $host == rules.localhost ]] && rules_rps=$rps || plain_rps=$rps
+done
+result static_rules_1k_rps "$rules_rps"
+result static_plain_1k_rps "$plain_rps"
+result static_rules_ratio "$(ratio "$rules_rps" "$plain_rps")"

@@ -1,8 +1,10 @@
 //! `helix-bench`: helpers for the scripts in `bench/`: deterministic test
-//! content, a free port, and the rollback-under-load probe.
+//! content, a free port, the rollback-under-load probe and the route
+//! evaluation benchmark.
 
 mod generate;
 mod rollback;
+mod routes;
 
 use std::path::PathBuf;
 
@@ -37,6 +39,11 @@ enum Command {
     FreePort,
     /// Measure a rollback under constant load; prints one JSON object.
     Rollback(rollback::Args),
+    /// Route evaluation cost with N rules: ns per request.
+    Routes {
+        #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+        rules: Vec<usize>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,5 +59,9 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Rollback(args) => tokio::runtime::Runtime::new()?.block_on(rollback::run(args)),
+        Command::Routes { rules } => {
+            routes::run(&rules);
+            Ok(())
+        }
     }
 }

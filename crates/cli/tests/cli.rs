@@ -326,3 +326,76 @@ fn http_client() -> reqwest::blocking::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::blocking::Client::builder().no_proxy().build().unwrap()
 }
+
+#[test]
+fn routing_files_from_a_netlify_project_root() {
+    let data = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let r = root.path();
+    std::fs::create_dir_all(r.join("dist")).unwrap();
+    std::fs::write(
+        r.join("netlify.toml"),
+        "[build]\n  publish = \"dist\"\n\n[[redirects]]\n  from = \"/old\"\n  to = \"/new\"\n  status = 301\n",
+    )
+    .unwrap();
+    std::fs::write(r.join("dist/_redirects"), "/a /b 302\n/bad-line\n").unwrap();
+    std::fs::write(r.join("dist/_headers"), "/new\n  X-Frame-Options: DENY\n").unwrap();
+    std::fs::write(r.join("dist/index.html"), "home").unwrap();
+    std::fs::write(r.join("dist/new.html"), "new page").unwrap();
+    std::fs::write(r.join("README.md"), "not published").unwrap();
+    let dir = r.to_str().unwrap();
+
+    let check = server.helix_json(&["routes", "check", dir, "--json"]);
+    assert_eq!(check["platform"], "netlify");
+    assert_eq!(check["redirects"].as_array().unwrap().len(), 2);
+    assert_eq!(check["diagnostics"][0]["line"], 2);
+    assert_eq!(check["diagnostics"][0]["file"], "_redirects");
+
+    let deployed = server.helix_json(&["deploy", dir, "--project", "routed", "--prod", "--json"]);
+    assert_eq!(deployed["files"], 4, "dist/ only: {deployed}");
+    assert_eq!(deployed["routes"]["platform"], "netlify");
+    assert_eq!(deployed["routes"]["redirects"], 2);
+    assert_eq!(deployed["routes"]["diagnostics"].as_array().unwrap().len(), 1);
+    server.wait_serving("routed.localhost", "home");
+    let client =
+        reqwest::blocking::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let get = |path: &str| {
+        client.get(format!("http://{}{path}", server.edge)).header("host", "routed.localhost").send().unwrap()
+    };
+    let resp = get("/old");
+    assert_eq!((resp.status().as_u16(), resp.headers()["location"].to_str().unwrap()), (301, "/new"));
+    let resp = get("/a?x=1");
+    assert_eq!((resp.status().as_u16(), resp.headers()["location"].to_str().unwrap()), (302, "/b?x=1"));
+    let resp = get("/new");
+    assert_eq!(resp.headers()["x-frame-options"], "DENY");
+    assert_eq!(resp.text().unwrap(), "new page");
+    assert_eq!(get("/_redirects").status().as_u16(), 404, "routing files are not served");
+    assert_eq!(get("/README.md").status().as_u16(), 404, "only the publish directory is deployed");
+
+    // The human output names the platform and the line it could not honor.
+    let out = server.helix(&["deploy", dir, "--project", "routed"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("routing:    netlify (netlify.toml is present)"), "{text}");
+    assert!(text.contains("_redirects:2: ignored: Missing destination"), "{text}");
+
+    // --strict turns the report into a failure; nothing new is listed.
+    let before = server.helix_json(&["deployments", "--project", "routed", "--json"]).as_array().unwrap().len();
+    let out = server.helix(&["deploy", dir, "--project", "routed", "--strict"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("strict") && err.contains("_redirects:2"), "{err}");
+    let after = server.helix_json(&["deployments", "--project", "routed", "--json"]).as_array().unwrap().len();
+    assert_eq!(before, after);
+    let out = server.helix(&["routes", "check", dir, "--strict"]);
+    assert!(!out.status.success());
+
+    // A netlify.toml the platform would refuse fails the deploy with its line.
+    std::fs::write(r.join("netlify.toml"), "[build]\n  publish = \"dist\"\n[[redirects]]\n  from = \n").unwrap();
+    let out = server.helix(&["deploy", dir, "--project", "routed"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("netlify.toml:4") && err.contains("invalid TOML"), "{err}");
+    let out = server.helix(&["deploy", dir, "--project", "routed", "--compat", "bogus"]);
+    assert!(String::from_utf8(out.stderr).unwrap().contains("compat \"bogus\""));
+}

@@ -121,3 +121,39 @@ pub fn publish_dir(root: &BTreeMap<String, Vec<u8>>) -> Option<String> {
 pub(crate) fn diag(file: &str, line: usize, kind: DiagnosticKind, message: impl Into<String>) -> Diagnostic {
     Diagnostic { file: file.to_owned(), line: line as u32, kind, message: message.into() }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn files(name: &str, text: &str) -> ProjectFiles {
+        let mut f = ProjectFiles::default();
+        if name == "netlify.toml" {
+            f.root.insert(name.into(), text.as_bytes().to_vec());
+        } else {
+            f.publish.insert(name.into(), text.as_bytes().to_vec());
+        }
+        f
+    }
+
+    proptest! {
+        /// No input makes a parser panic, and every rule it keeps has a
+        /// path pattern starting with `/` and a valid status.
+        #[test]
+        fn parsers_are_total(
+            text in "([/:*a-z0-9 !=#.\\t-]{0,40}\\n){0,12}|\\PC{0,200}",
+            name in prop::sample::select(vec!["_redirects", "_headers", "netlify.toml"]),
+            platform in prop::sample::select(vec![Platform::Netlify, Platform::CloudflarePages]),
+        ) {
+            let compiled = compile(&files(name, &text), Some(platform));
+            for r in &compiled.table.redirects {
+                prop_assert!(r.from.starts_with('/'), "{r:?}");
+                prop_assert!((100..=999).contains(&r.status), "{r:?}");
+            }
+            for d in &compiled.diagnostics {
+                prop_assert!(!d.message.is_empty());
+            }
+        }
+    }
+}

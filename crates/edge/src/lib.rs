@@ -9,7 +9,7 @@
 //! a lock held across I/O.
 
 mod respond;
-mod routing;
+pub mod routing;
 mod server;
 pub mod snapshot;
 

@@ -33,7 +33,7 @@ pub(crate) enum Outcome<'s> {
 }
 
 /// The request facts rules may look at.
-pub(crate) struct RequestFacts<'r> {
+pub struct RequestFacts<'r> {
     pub path: &'r str,
     pub query: Option<&'r str>,
     pub host: &'r str,
@@ -45,6 +45,10 @@ pub(crate) struct RequestFacts<'r> {
 pub(crate) struct Router {
     pub platform: Platform,
     redirects: Vec<CompiledRedirect>,
+    /// Literal rules by the path they match: one hash lookup.
+    exact: HashMap<String, Vec<usize>>,
+    /// The other rules' indices, in order, and one set over their patterns.
+    dynamic: Vec<usize>,
     redirect_set: Matcher,
     headers: Vec<(HeaderRule, Regex)>,
     header_set: Matcher,
@@ -67,6 +71,9 @@ impl Matcher {
 
     fn candidates<'a>(&self, subject: &str, each: impl Fn(usize) -> &'a Regex, count: usize) -> Vec<usize> {
         match &self.0 {
+            // Most requests match no rule; `is_match` answers that without
+            // building the per-pattern match list.
+            Some(set) if !set.is_match(subject) => Vec::new(),
             Some(set) => set.matches(subject).into_iter().collect(),
             None => (0..count).filter(|i| each(*i).is_match(subject)).collect(),
         }
@@ -89,9 +96,19 @@ impl Router {
             .iter()
             .filter_map(|rule| Regex::new(&header_regex(platform, &rule.path)).ok().map(|re| (rule.clone(), re)))
             .collect();
+        let mut exact: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut dynamic = Vec::new();
+        for (i, r) in redirects.iter().enumerate() {
+            match literal_path(platform, &r.rule.from) {
+                Some(path) => exact.entry(path).or_default().push(i),
+                None => dynamic.push(i),
+            }
+        }
         Router {
             platform,
-            redirect_set: Matcher::new(redirects.iter().map(|r| r.regex.as_str().to_owned())),
+            redirect_set: Matcher::new(dynamic.iter().map(|i| redirects[*i].regex.as_str().to_owned())),
+            exact,
+            dynamic,
             header_set: Matcher::new(headers.iter().map(|(_, re)| re.as_str().to_owned())),
             redirects,
             headers,
@@ -112,13 +129,15 @@ impl Router {
         &'a self,
         subject: &'a str,
     ) -> impl Iterator<Item = (&'a Redirect, HashMap<&'a str, &'a str>)> + 'a {
-        self.redirect_set
-            .candidates(subject, |i| &self.redirects[i].regex, self.redirects.len())
-            .into_iter()
-            .filter_map(move |i| {
-                let r = &self.redirects[i];
-                r.regex.captures(subject).map(|c| (&r.rule, captures(&r.regex, &c)))
-            })
+        let mut candidates: Vec<usize> = self.exact.get(subject).cloned().unwrap_or_default();
+        let dynamic =
+            self.redirect_set.candidates(subject, |k| &self.redirects[self.dynamic[k]].regex, self.dynamic.len());
+        candidates.extend(dynamic.into_iter().map(|k| self.dynamic[k]));
+        candidates.sort_unstable();
+        candidates.into_iter().filter_map(move |i| {
+            let r = &self.redirects[i];
+            r.regex.captures(subject).map(|c| (&r.rule, captures(&r.regex, &c)))
+        })
     }
 
     /// Netlify (SPEC §1.7): first matching rule whose query and conditions
@@ -162,9 +181,10 @@ impl Router {
             if !target.starts_with("https://") {
                 target = collapse_slashes(&target);
             } else if let Some(rest) = target.strip_prefix("https://").and_then(|r| r.strip_prefix(req.host))
-                && rest.starts_with('/') {
-                    target = rest.to_owned();
-                }
+                && rest.starts_with('/')
+            {
+                target = rest.to_owned();
+            }
             if rule.status != 200 {
                 return Outcome::Redirect { status: rule.status, location: with_query(target, req.query) };
             }
@@ -409,6 +429,22 @@ fn collapse_slashes(path: &str) -> String {
         }
     }
     out
+}
+
+/// The one path a rule without placeholders or splats matches, as the
+/// platform compares it.
+fn literal_path(platform: Platform, from: &str) -> Option<String> {
+    let dynamic = from.contains('*')
+        || from
+            .match_indices(':')
+            .any(|(i, _)| from[i + 1..].chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_'));
+    if dynamic {
+        return None;
+    }
+    Some(match platform {
+        Platform::CloudflarePages => from.to_owned(),
+        _ => trim_trailing_slash(from).to_owned(),
+    })
 }
 
 /// The regex for a redirect's `from`.

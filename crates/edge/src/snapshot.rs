@@ -19,8 +19,29 @@ pub struct Site {
 }
 
 impl Site {
+    /// A site as the edge serves it: file table with prepared headers, and
+    /// the route table compiled to matchers.
+    pub fn from_manifest(manifest: &Manifest) -> Site {
+        let files =
+            manifest.files.iter().map(|(path, entry)| (path.as_str().into(), ServedFile::from_entry(entry))).collect();
+        let router = crate::routing::Router::new(&manifest.routes);
+        Site { deployment: manifest.deployment.clone(), files, router }
+    }
+
     pub(crate) fn file(&self, path: &str) -> Option<&ServedFile> {
         self.files.get(path)
+    }
+
+    /// The route phase alone (for benchmarks and diagnostics): the status
+    /// a request would get and, for redirects, its `Location`.
+    pub fn evaluate(&self, req: &crate::routing::RequestFacts<'_>) -> (u16, Option<String>) {
+        use crate::routing::Outcome;
+        match self.router.route(self, req) {
+            Outcome::File { status, .. } => (status, None),
+            Outcome::Redirect { status, location } => (status, Some(location)),
+            Outcome::NotFound => (404, None),
+            Outcome::MethodNotAllowed => (405, None),
+        }
     }
 }
 
@@ -128,10 +149,7 @@ impl SnapshotBuilder {
             digest,
             source,
         })?;
-        let files =
-            manifest.files.iter().map(|(path, entry)| (path.as_str().into(), ServedFile::from_entry(entry))).collect();
-        let router = crate::routing::Router::new(&manifest.routes);
-        let site = Arc::new(Site { deployment: deployment.clone(), files, router });
+        let site = Arc::new(Site::from_manifest(&manifest));
         self.sites.insert(deployment.clone(), (project.clone(), site));
         Ok(())
     }
