@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use helix_core::routes::{Conditions, Diagnostic, DiagnosticKind, HeaderRule, Origin, Redirect};
 
-use crate::diag;
+use crate::{content_lines, diag, header_block, push_header};
 
 const MAX_LINE_CHARS: usize = 2000;
 const MAX_STATIC_REDIRECTS: usize = 2000;
@@ -35,13 +35,8 @@ pub(crate) fn parse_redirects(text: &str, file: &str, diags: &mut Vec<Diagnostic
     let mut seen = HashSet::new();
     let (mut statics, mut dynamics) = (0usize, 0usize);
     let mut dynamic_from_here = false;
-    for (i, raw) in text.split('\n').enumerate() {
-        let line_no = i + 1;
+    for (line_no, line) in content_lines(text) {
         let mut ignore = |msg: String| diags.push(diag(file, line_no, DiagnosticKind::Ignored, msg));
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
         if line.chars().count() > MAX_LINE_CHARS {
             ignore(format!("line is longer than {MAX_LINE_CHARS} characters"));
             continue;
@@ -133,13 +128,8 @@ fn normalize_from(raw: &str) -> String {
 pub(crate) fn parse_headers(text: &str, file: &str, diags: &mut Vec<Diagnostic>) -> Vec<HeaderRule> {
     let mut rules: Vec<HeaderRule> = Vec::new();
     let mut skipping = false;
-    for (i, raw) in text.split('\n').enumerate() {
-        let line_no = i + 1;
+    for (line_no, line) in content_lines(text) {
         let mut ignore = |msg: String| diags.push(diag(file, line_no, DiagnosticKind::Ignored, msg));
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
         if line.chars().count() > MAX_LINE_CHARS {
             ignore(format!("line is longer than {MAX_LINE_CHARS} characters"));
             continue;
@@ -172,12 +162,7 @@ pub(crate) fn parse_headers(text: &str, file: &str, diags: &mut Vec<Diagnostic>)
             skipping = false;
             // A later block for the same path replaces the earlier one.
             rules.retain(|r| r.path != line);
-            rules.push(HeaderRule {
-                path: line.to_owned(),
-                set: Vec::new(),
-                unset: Vec::new(),
-                origin: Origin { file: file.to_owned(), line: line_no as u32 },
-            });
+            rules.push(header_block(line, file, line_no));
             continue;
         }
         if skipping {
@@ -200,13 +185,7 @@ pub(crate) fn parse_headers(text: &str, file: &str, diags: &mut Vec<Diagnostic>)
             ignore(format!("invalid header name {name:?}"));
             continue;
         }
-        match rule.set.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, existing)) => {
-                existing.push_str(", ");
-                existing.push_str(value);
-            }
-            None => rule.set.push((name, value.to_owned())),
-        }
+        push_header(rule, &name, value);
     }
     let (kept, empty): (Vec<_>, Vec<_>) = rules.into_iter().partition(|r| !r.set.is_empty() || !r.unset.is_empty());
     for r in empty {

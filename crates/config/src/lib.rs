@@ -13,7 +13,7 @@ mod netlify;
 
 use std::collections::BTreeMap;
 
-use helix_core::routes::{Diagnostic, DiagnosticKind, Platform, RouteTable};
+use helix_core::routes::{Diagnostic, DiagnosticKind, HeaderRule, Platform, RouteTable};
 
 pub use detect::detect;
 
@@ -116,6 +116,34 @@ pub fn publish_dir(root: &BTreeMap<String, Vec<u8>>) -> Option<String> {
     }
     let wrangler = std::str::from_utf8(root.get("wrangler.toml")?).ok()?;
     toml::from_str::<Wrangler>(wrangler).ok()?.pages_build_output_dir
+}
+
+/// The lines of a routing file that carry something: 1-based number and
+/// trimmed text; blank lines and `#` comment lines are skipped.
+pub(crate) fn content_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.split('\n').enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+}
+
+/// A header block for `path`, opened at `line` of `file`.
+pub(crate) fn header_block(path: &str, file: &str, line: usize) -> HeaderRule {
+    HeaderRule {
+        path: path.to_owned(),
+        set: Vec::new(),
+        unset: Vec::new(),
+        origin: helix_core::routes::Origin { file: file.to_owned(), line: line as u32 },
+    }
+}
+
+/// Adds a header to a block; a name repeated in one block joins its
+/// values with ", " (both platforms).
+pub(crate) fn push_header(rule: &mut HeaderRule, name: &str, value: &str) {
+    match rule.set.iter_mut().find(|(n, _)| n == name) {
+        Some((_, existing)) => {
+            existing.push_str(", ");
+            existing.push_str(value);
+        }
+        None => rule.set.push((name.to_owned(), value.to_owned())),
+    }
 }
 
 pub(crate) fn diag(file: &str, line: usize, kind: DiagnosticKind, message: impl Into<String>) -> Diagnostic {

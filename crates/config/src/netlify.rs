@@ -2,7 +2,7 @@
 
 use helix_core::routes::{Conditions, Diagnostic, DiagnosticKind, HeaderRule, Origin, Redirect, RouteTable};
 
-use crate::diag;
+use crate::{content_lines, diag, header_block, push_header};
 
 /// `_redirects` rules first, then `netlify.toml`'s; exact duplicates keep
 /// the position of their last occurrence. Headers: `_headers`, then toml.
@@ -47,12 +47,7 @@ fn dedup_keep_last(rules: Vec<Redirect>) -> Vec<Redirect> {
 /// the valid ones apply.
 pub(crate) fn parse_redirects(text: &str, file: &str, diags: &mut Vec<Diagnostic>) -> Vec<Redirect> {
     let mut out = Vec::new();
-    for (i, raw) in text.split('\n').enumerate() {
-        let line_no = i + 1;
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
+    for (line_no, line) in content_lines(text) {
         let tokens: Vec<&str> = line.split_whitespace().take_while(|t| !t.starts_with('#')).collect();
         match parse_redirect_line(&tokens) {
             Ok(Some(fields)) => {
@@ -220,19 +215,9 @@ fn pattern_problem(from: &str) -> Option<String> {
 /// One `_headers` file (SPEC §1.5).
 pub(crate) fn parse_headers(text: &str, file: &str, diags: &mut Vec<Diagnostic>) -> Vec<HeaderRule> {
     let mut rules: Vec<HeaderRule> = Vec::new();
-    for (i, raw) in text.split('\n').enumerate() {
-        let line_no = i + 1;
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
+    for (line_no, line) in content_lines(text) {
         if line.starts_with('/') {
-            rules.push(HeaderRule {
-                path: line.to_owned(),
-                set: Vec::new(),
-                unset: Vec::new(),
-                origin: Origin { file: file.to_owned(), line: line_no as u32 },
-            });
+            rules.push(header_block(line, file, line_no));
             continue;
         }
         let Some((name, value)) = line.split_once(':') else {
@@ -274,13 +259,7 @@ fn add_header(rule: &mut HeaderRule, name: &str, value: &str, file: &str, line: 
         diags.push(diag(file, line, DiagnosticKind::NotHonored, "Basic-Auth password protection is not supported yet"));
         return;
     }
-    match rule.set.iter_mut().find(|(n, _)| n == name) {
-        Some((_, existing)) => {
-            existing.push_str(", ");
-            existing.push_str(value);
-        }
-        None => rule.set.push((name.to_owned(), value.to_owned())),
-    }
+    push_header(rule, name, value);
 }
 
 #[derive(serde::Deserialize)]
