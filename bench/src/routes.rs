@@ -38,6 +38,8 @@ fn site(rules: usize, platform: Platform) -> Site {
                 status: 301,
                 force: false,
                 conditions: Default::default(),
+                has: Vec::new(),
+                missing: Vec::new(),
                 origin: Origin { file: "_redirects".into(), line: i as u32 + 1 },
             }
         })
@@ -48,7 +50,7 @@ fn site(rules: usize, platform: Platform) -> Site {
         project: ProjectName::parse("bench").expect("valid name"),
         created_at_ms: 0,
         files,
-        routes: RouteTable { platform, redirects, headers: Vec::new() },
+        routes: RouteTable { platform, redirects, ..RouteTable::default() },
     };
     Site::from_manifest(&manifest)
 }
@@ -84,6 +86,7 @@ pub fn run(sizes: &[usize]) {
                 for path in &paths {
                     let facts = RequestFacts {
                         path,
+                        headers: None,
                         query: None,
                         host: "bench.localhost",
                         read_only: true,

@@ -113,6 +113,8 @@ pub(crate) fn parse_redirects(text: &str, file: &str, diags: &mut Vec<Diagnostic
             status,
             force: true,
             conditions: Conditions::default(),
+            has: Vec::new(),
+            missing: Vec::new(),
             origin: Origin { file: file.to_owned(), line: line_no as u32 },
         });
     }

@@ -9,6 +9,9 @@ pub fn detect(files: &ProjectFiles) -> (Platform, String) {
     if files.root.contains_key("netlify.toml") {
         return (Platform::Netlify, "netlify (netlify.toml is present)".into());
     }
+    if files.root.contains_key("vercel.json") {
+        return (Platform::Vercel, "vercel (vercel.json is present)".into());
+    }
     if files.root.contains_key("wrangler.toml") || files.publish.contains_key("_routes.json") {
         return (Platform::CloudflarePages, "cloudflare-pages (wrangler.toml or _routes.json is present)".into());
     }

@@ -1,7 +1,8 @@
 //! Project configuration → one normalized route table.
 //!
 //! Reads the routing files of Netlify (`_redirects`, `_headers`,
-//! `netlify.toml`) and Cloudflare Pages (`_redirects`, `_headers`), decides
+//! `netlify.toml`), Cloudflare Pages (`_redirects`, `_headers`) and Vercel
+//! (`vercel.json`), decides
 //! whose semantics apply, and compiles them into
 //! [`helix_core::routes::RouteTable`] with a report of every rule that could
 //! not be honored exactly. Pure: callers hand in file contents; this crate
@@ -10,6 +11,7 @@
 mod cloudflare;
 mod detect;
 mod netlify;
+mod vercel;
 
 use std::collections::BTreeMap;
 
@@ -18,7 +20,7 @@ use helix_core::routes::{Diagnostic, DiagnosticKind, HeaderRule, Platform, Route
 pub use detect::detect;
 
 /// Config files read from the project root (not served).
-pub const ROOT_CONFIG_FILES: &[&str] = &["netlify.toml", "wrangler.toml"];
+pub const ROOT_CONFIG_FILES: &[&str] = &["netlify.toml", "wrangler.toml", "vercel.json"];
 /// Routing files read from the publish directory (not served either).
 pub const PUBLISH_CONFIG_FILES: &[&str] = &["_redirects", "_headers", "_routes.json"];
 
@@ -89,6 +91,11 @@ pub fn compile(files: &ProjectFiles, compat: Option<Platform>) -> Compiled {
             let toml = text("netlify.toml", &files.root, &mut diagnostics);
             netlify::compile(redirects.as_deref(), headers.as_deref(), toml.as_deref(), &mut table, &mut diagnostics);
         }
+        Platform::Vercel => {
+            if let Some(t) = text("vercel.json", &files.root, &mut diagnostics) {
+                vercel::compile(&t, &mut table, &mut diagnostics);
+            }
+        }
         Platform::CloudflarePages => {
             if let Some(t) = text("_redirects", &files.publish, &mut diagnostics) {
                 table.redirects = cloudflare::parse_redirects(&t, "_redirects", &mut diagnostics);
@@ -109,6 +116,12 @@ pub fn publish_dir(root: &BTreeMap<String, Vec<u8>>) -> Option<String> {
         && let Some(dir) = netlify::publish_dir(toml)
     {
         return Some(dir);
+    }
+    if let Some(vercel) = root.get("vercel.json")
+        && let Ok(v) = serde_json::from_slice::<serde_json::Value>(vercel)
+        && let Some(dir) = v.get("outputDirectory").and_then(|d| d.as_str())
+    {
+        return Some(dir.to_owned());
     }
     #[derive(serde::Deserialize)]
     struct Wrangler {

@@ -197,6 +197,8 @@ fn finish_rule(f: RuleFields, file: &str, line: usize, diags: &mut Vec<Diagnosti
         status,
         force: f.force,
         conditions,
+        has: Vec::new(),
+        missing: Vec::new(),
         origin: Origin { file: file.to_owned(), line: line as u32 },
     })
 }

@@ -20,7 +20,7 @@ impl ControlPlane {
         let project = ProjectName::parse(project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let req: CreateDeployment = serde_json::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("request body is not a valid deployment: {e}")))?;
-        let files = self.validate_files(&req.files)?;
+        let files = self.validate_files(&req.files, !req.config.is_empty())?;
         let options = validate_options(&req)?;
         let _gc = self.gc_lock.read().await;
         let now = now_ms();
@@ -49,8 +49,14 @@ impl ControlPlane {
 
     /// Normalizes paths and parses digests; any bad entry fails the whole
     /// request, naming the entry.
-    fn validate_files(&self, raw: &BTreeMap<String, String>) -> Result<BTreeMap<String, Digest>, ApiError> {
-        if raw.is_empty() {
+    /// A deployment may have no files only when it carries routing config
+    /// (a redirect-only project).
+    fn validate_files(
+        &self,
+        raw: &BTreeMap<String, String>,
+        has_config: bool,
+    ) -> Result<BTreeMap<String, Digest>, ApiError> {
+        if raw.is_empty() && !has_config {
             return Err(ApiError::BadRequest("a deployment needs at least one file".into()));
         }
         if raw.len() > self.limits.max_files {

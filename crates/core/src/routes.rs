@@ -17,6 +17,7 @@ pub enum Platform {
     Helix,
     Netlify,
     CloudflarePages,
+    Vercel,
 }
 
 impl Platform {
@@ -25,6 +26,7 @@ impl Platform {
             Platform::Helix => "helix",
             Platform::Netlify => "netlify",
             Platform::CloudflarePages => "cloudflare-pages",
+            Platform::Vercel => "vercel",
         }
     }
 
@@ -33,6 +35,7 @@ impl Platform {
             "helix" => Some(Platform::Helix),
             "netlify" => Some(Platform::Netlify),
             "cloudflare-pages" | "cloudflare" | "pages" => Some(Platform::CloudflarePages),
+            "vercel" => Some(Platform::Vercel),
             _ => None,
         }
     }
@@ -45,12 +48,42 @@ pub struct RouteTable {
     pub redirects: Vec<Redirect>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<HeaderRule>,
+    /// Vercel `rewrites`: tried after the filesystem.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rewrites: Vec<Redirect>,
+    /// Vercel `cleanUrls`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clean_urls: bool,
+    /// Vercel `trailingSlash` (absent: both forms served).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trailing_slash: Option<bool>,
 }
 
 impl RouteTable {
     pub fn is_empty(&self) -> bool {
         self.platform == Platform::Helix && self.redirects.is_empty() && self.headers.is_empty()
     }
+}
+
+/// A request property a rule requires (`has`) or forbids (`missing`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Matcher {
+    pub on: MatchOn,
+    /// Header (lowercase), cookie or query name; unused for `host`.
+    #[serde(default)]
+    pub key: String,
+    /// An anchored regex the value must match; `None`: present at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatchOn {
+    Header,
+    Cookie,
+    Query,
+    Host,
 }
 
 /// Where a rule came from, for reports.
@@ -63,7 +96,9 @@ pub struct Origin {
 /// One redirect, rewrite or custom-status rule.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Redirect {
-    /// Path pattern: literal segments, `:name` placeholders, `*` splat.
+    /// Path pattern: literal segments, `:name` placeholders, `*` splat
+    /// (Netlify, Pages); for Vercel, the anchored regex its path-to-regexp
+    /// `source` compiles to, with a named group per parameter.
     pub from: String,
     /// Required query parameters: name → `:placeholder` or literal value.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -75,6 +110,12 @@ pub struct Redirect {
     pub force: bool,
     #[serde(default, skip_serializing_if = "Conditions::is_empty")]
     pub conditions: Conditions,
+    /// Vercel `has`: every one must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub has: Vec<Matcher>,
+    /// Vercel `missing`: none may hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<Matcher>,
     pub origin: Origin,
 }
 

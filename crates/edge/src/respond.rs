@@ -52,6 +52,7 @@ impl Edge {
         };
         let facts = RequestFacts {
             path: &path,
+            headers: Some(req.headers()),
             query: req.uri().query(),
             host: host_of(req).unwrap_or_default(),
             read_only: req.method() == Method::GET || req.method() == Method::HEAD,
@@ -182,7 +183,7 @@ fn language_of(headers: &HeaderMap) -> Option<Cow<'_, str>> {
     (!tag.is_empty() && tag != "*").then_some(Cow::Borrowed(tag))
 }
 
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(http::header::COOKIE)
         .iter()

@@ -35,6 +35,8 @@ pub(crate) enum Outcome<'s> {
 /// The request facts rules may look at.
 pub struct RequestFacts<'r> {
     pub path: &'r str,
+    /// The request's headers, for Vercel `has`/`missing`.
+    pub headers: Option<&'r http::HeaderMap>,
     pub query: Option<&'r str>,
     pub host: &'r str,
     pub read_only: bool,
@@ -52,6 +54,10 @@ pub(crate) struct Router {
     redirect_set: Matcher,
     headers: Vec<(HeaderRule, Regex)>,
     header_set: Matcher,
+    /// Vercel `rewrites`, tried after the filesystem.
+    rewrites: Vec<CompiledRedirect>,
+    clean_urls: bool,
+    trailing_slash: Option<bool>,
 }
 
 struct CompiledRedirect {
@@ -91,6 +97,11 @@ impl Router {
                 Regex::new(&source).ok().map(|regex| CompiledRedirect { rule: rule.clone(), regex })
             })
             .collect();
+        let rewrites: Vec<CompiledRedirect> = table
+            .rewrites
+            .iter()
+            .filter_map(|rule| Regex::new(&rule.from).ok().map(|regex| CompiledRedirect { rule: rule.clone(), regex }))
+            .collect();
         let headers: Vec<(HeaderRule, Regex)> = table
             .headers
             .iter()
@@ -109,6 +120,9 @@ impl Router {
             redirect_set: Matcher::new(dynamic.iter().map(|i| redirects[*i].regex.as_str().to_owned())),
             exact,
             dynamic,
+            rewrites,
+            clean_urls: table.clean_urls,
+            trailing_slash: table.trailing_slash,
             header_set: Matcher::new(headers.iter().map(|(_, re)| re.as_str().to_owned())),
             redirects,
             headers,
@@ -121,7 +135,90 @@ impl Router {
             Platform::Helix => helix(site, req),
             Platform::Netlify => self.netlify(site, req),
             Platform::CloudflarePages => self.cloudflare(site, req),
+            Platform::Vercel => self.vercel(site, req),
         }
+    }
+
+    /// Vercel (SPEC §3.1): cleanUrls and trailingSlash redirects, then
+    /// `redirects` (files do not shadow them), the filesystem, `rewrites`,
+    /// and `404.html`.
+    fn vercel<'s>(&self, site: &'s Site, req: &RequestFacts<'_>) -> Outcome<'s> {
+        let path = req.path;
+        if let Some(to) = self.vercel_canonical(path) {
+            return Outcome::Redirect { status: 308, location: with_query(to, req.query) };
+        }
+        for (rule, caps) in self.matching_redirects(path) {
+            if !matchers_hold(rule, req) {
+                continue;
+            }
+            let target = substitute_vercel(&rule.to, &caps);
+            return Outcome::Redirect { status: rule.status, location: with_query(target, req.query) };
+        }
+        if !req.read_only {
+            return Outcome::MethodNotAllowed;
+        }
+        if let Some(file) = self.vercel_lookup(site, path) {
+            return Outcome::File { file, status: 200, rewritten: None };
+        }
+        for r in &self.rewrites {
+            let Some(c) = r.regex.captures(path) else { continue };
+            if !matchers_hold(&r.rule, req) {
+                continue;
+            }
+            let target = substitute_vercel(&r.rule.to, &captures(&r.regex, &c));
+            let target_path = target.split(['?', '#']).next().unwrap_or("/");
+            return match self.vercel_lookup(site, target_path) {
+                Some(file) => Outcome::File { file, status: r.rule.status, rewritten: None },
+                None => not_found_page(site, "/404.html"),
+            };
+        }
+        not_found_page(site, "/404.html")
+    }
+
+    /// The 308 target of `cleanUrls` and `trailingSlash`, if the path is
+    /// not in its canonical form.
+    fn vercel_canonical(&self, path: &str) -> Option<String> {
+        let slash = self.trailing_slash == Some(true);
+        if self.clean_urls {
+            let p = if path.len() > 1 { path.strip_suffix('/').unwrap_or(path) } else { path };
+            let stripped = p
+                .strip_suffix("/index.html")
+                .or_else(|| p.strip_suffix("/index"))
+                .or_else(|| p.strip_suffix(".html").filter(|s| !s.is_empty()));
+            if let Some(base) = stripped {
+                let base = if base.is_empty() { "/" } else { base };
+                let to = if slash && base != "/" { format!("{base}/") } else { base.to_owned() };
+                return Some(to);
+            }
+        }
+        match self.trailing_slash {
+            Some(true) if !path.starts_with("/.well-known") => {
+                let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+                let file_like = last
+                    .rsplit_once('.')
+                    .is_some_and(|(_, ext)| !ext.is_empty() && ext.chars().all(|c| c.is_alphanumeric() || c == '_'));
+                if path != "/" && !path.ends_with('/') && !last.contains('.') {
+                    Some(format!("{path}/"))
+                } else if path.len() > 1 && path.ends_with('/') && file_like {
+                    Some(path.trim_end_matches('/').to_owned())
+                } else {
+                    None
+                }
+            }
+            Some(false) if path.len() > 1 && path.ends_with('/') => Some(path.trim_end_matches('/').to_owned()),
+            _ => None,
+        }
+    }
+
+    /// A file at `path`, its directory's `index.html`, or with `cleanUrls`
+    /// the `.html` file.
+    fn vercel_lookup<'s>(&self, site: &'s Site, path: &str) -> Option<&'s ServedFile> {
+        if let Some(f) = site.file(path) {
+            return Some(f);
+        }
+        let dir = path.trim_end_matches('/');
+        site.file(&format!("{dir}/index.html"))
+            .or_else(|| if self.clean_urls && !dir.is_empty() { site.file(&format!("{dir}.html")) } else { None })
     }
 
     /// Rules whose pattern matches, in rule order, with their captures.
@@ -239,8 +336,7 @@ impl Router {
                 out.push((name.clone(), None));
             }
             for (name, value) in &rule.set {
-                let value =
-                    if self.platform == Platform::CloudflarePages { substitute(value, &params) } else { value.clone() };
+                let value = if self.platform == Platform::Netlify { value.clone() } else { substitute(value, &params) };
                 match out.iter_mut().find(|(n, v)| n == name && v.is_some()) {
                     Some((_, Some(existing))) if self.platform == Platform::CloudflarePages => {
                         existing.push_str(", ");
@@ -385,9 +481,65 @@ fn netlify_params<'a>(
     Some(params)
 }
 
-/// Named captures: placeholder or `splat` → matched text.
+/// Whether a Vercel rule's `has` all hold and its `missing` all do not.
+fn matchers_hold(rule: &Redirect, req: &RequestFacts<'_>) -> bool {
+    let holds = |m: &helix_core::routes::Matcher| -> bool {
+        use helix_core::routes::MatchOn;
+        let value: Option<&str> = match m.on {
+            MatchOn::Host => Some(req.host),
+            MatchOn::Header => req.headers.and_then(|h| h.get(m.key.as_str())).and_then(|v| v.to_str().ok()),
+            MatchOn::Cookie => req.headers.and_then(|h| crate::respond::cookie(h, &m.key)),
+            MatchOn::Query => req
+                .query
+                .unwrap_or("")
+                .split('&')
+                .filter_map(|p| p.split_once('=').or(Some((p, ""))))
+                .find(|(k, _)| *k == m.key)
+                .map(|(_, v)| v),
+        };
+        match (value, &m.value) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(v), Some(re)) => Regex::new(re).is_ok_and(|re| re.is_match(v)),
+        }
+    };
+    rule.has.iter().all(holds) && !rule.missing.iter().any(holds)
+}
+
+/// Vercel destinations: `:name` (with any `*`/`+`/`?` after it) and `$n`.
+fn substitute_vercel(template: &str, params: &HashMap<&str, &str>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(i) = rest.find([':', '$']) {
+        out.push_str(&rest[..i]);
+        let sigil = rest.as_bytes()[i];
+        let after = &rest[i + 1..];
+        let name: String = after.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        let key = if sigil == b'$' { format!("_{name}") } else { name.clone() };
+        match params.get(key.as_str()).filter(|_| !name.is_empty()) {
+            Some(value) => {
+                out.push_str(value);
+                rest = &after[name.len()..];
+                if sigil == b':'
+                    && let Some(r) = rest.strip_prefix(['*', '+', '?'])
+                {
+                    rest = r;
+                }
+            }
+            None => {
+                out.push(char::from(sigil));
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Named captures: placeholder or `splat` → matched text; an optional
+/// group that did not take part is the empty string, as on the platforms.
 fn captures<'a>(re: &'a Regex, caps: &regex::Captures<'a>) -> HashMap<&'a str, &'a str> {
-    re.capture_names().flatten().filter_map(|name| caps.name(name).map(|m| (name, m.as_str()))).collect()
+    re.capture_names().flatten().map(|name| (name, caps.name(name).map_or("", |m| m.as_str()))).collect()
 }
 
 /// Replaces `:name` placeholders (longest names first, so `:id` does not
@@ -434,6 +586,9 @@ fn collapse_slashes(path: &str) -> String {
 /// The one path a rule without placeholders or splats matches, as the
 /// platform compares it.
 fn literal_path(platform: Platform, from: &str) -> Option<String> {
+    if platform == Platform::Vercel {
+        return None;
+    }
     let dynamic = from.contains('*')
         || from
             .match_indices(':')
@@ -451,6 +606,7 @@ fn literal_path(platform: Platform, from: &str) -> Option<String> {
 fn redirect_regex(platform: Platform, from: &str) -> String {
     match platform {
         Platform::CloudflarePages => cloudflare_regex(from),
+        Platform::Vercel => from.to_owned(),
         _ => {
             // Netlify: segments; `:name` is one segment; a final `*` takes
             // the rest (and the slash before it is optional).
@@ -508,6 +664,7 @@ fn cloudflare_regex(pattern: &str) -> String {
 /// The regex for a header rule's path.
 fn header_regex(platform: Platform, path: &str) -> String {
     match platform {
+        Platform::Vercel => path.to_owned(),
         Platform::CloudflarePages => match path.strip_prefix("https://") {
             Some(url) => {
                 let (host, path) = url.split_at(url.find('/').unwrap_or(url.len()));
@@ -592,6 +749,8 @@ mod tests {
         assert_eq!(with_query("/b#f".into(), Some("x=1")), "/b?x=1#f");
         let params = HashMap::from([("id", "7"), ("idx", "9")]);
         assert_eq!(substitute("/p/:idx/:id", &params), "/p/9/7");
+        let params = HashMap::from([("slug", "a/b"), ("_1", "x")]);
+        assert_eq!(substitute_vercel("/help/:slug*?q=$1&t=:nope", &params), "/help/a/b?q=x&t=:nope");
         assert_eq!(collapse_slashes("/a//b///c"), "/a/b/c");
     }
 }

@@ -1,0 +1,415 @@
+//! Vercel: `vercel.json` `redirects`, `rewrites`, `headers`, `cleanUrls`,
+//! `trailingSlash` (SPEC §3). Sources are path-to-regexp patterns (strict,
+//! case-sensitive), compiled here to anchored regexes with one named group
+//! per parameter; the edge only runs them.
+
+use std::collections::BTreeSet;
+
+use helix_core::routes::{
+    Conditions, Diagnostic, DiagnosticKind, HeaderRule, MatchOn, Matcher, Origin, Redirect, RouteTable,
+};
+use serde_json::Value;
+
+use crate::diag;
+
+const FILE: &str = "vercel.json";
+const MAX_RULES: usize = 2048;
+const MAX_PATTERN_CHARS: usize = 4096;
+
+pub(crate) fn compile(text: &str, table: &mut RouteTable, diags: &mut Vec<Diagnostic>) {
+    let json: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            diags.push(diag(FILE, e.line(), DiagnosticKind::Rejected, format!("invalid JSON: {e}")));
+            return;
+        }
+    };
+    let Some(obj) = json.as_object() else {
+        diags.push(diag(FILE, 0, DiagnosticKind::Rejected, "vercel.json must be a JSON object"));
+        return;
+    };
+    let mut reject = |msg: String| diags.push(diag(FILE, 0, DiagnosticKind::Rejected, msg));
+    match obj.get("cleanUrls") {
+        None => {}
+        Some(Value::Bool(b)) => table.clean_urls = *b,
+        Some(_) => reject("cleanUrls must be true or false".into()),
+    }
+    match obj.get("trailingSlash") {
+        None => {}
+        Some(Value::Bool(b)) => table.trailing_slash = Some(*b),
+        Some(_) => reject("trailingSlash must be true or false".into()),
+    }
+    if obj.contains_key("routes") {
+        let legacy = ["redirects", "rewrites", "headers", "cleanUrls", "trailingSlash"];
+        if legacy.iter().any(|k| obj.contains_key(*k)) {
+            reject(
+                "`routes` cannot be used together with redirects, rewrites, headers, cleanUrls or trailingSlash".into(),
+            );
+        } else {
+            diags.push(diag(FILE, 0, DiagnosticKind::NotHonored, "the legacy `routes` table is not supported yet"));
+        }
+    }
+    table.redirects = rules(obj.get("redirects"), "redirects", text, diags, Kind::Redirect);
+    table.rewrites = rules(obj.get("rewrites"), "rewrites", text, diags, Kind::Rewrite);
+    table.headers = headers(obj.get("headers"), text, diags);
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Redirect,
+    Rewrite,
+}
+
+/// The line where the `n`th object of a top-level array starts (best
+/// effort: counts `"source"` keys after the array's key).
+fn line_of(text: &str, key: &str, n: usize) -> usize {
+    let start = text.find(&format!("\"{key}\"")).unwrap_or(0);
+    text[start..]
+        .match_indices("\"source\"")
+        .nth(n)
+        .map_or(0, |(i, _)| text[..start + i].matches('\n').count() + 1)
+}
+
+fn entries<'v>(value: Option<&'v Value>, key: &str, diags: &mut Vec<Diagnostic>) -> &'v [Value] {
+    match value {
+        None => &[],
+        Some(Value::Array(items)) if items.len() <= MAX_RULES => items,
+        Some(Value::Array(_)) => {
+            diags.push(diag(FILE, 0, DiagnosticKind::Rejected, format!("{key} has more than {MAX_RULES} entries")));
+            &[]
+        }
+        Some(_) => {
+            diags.push(diag(FILE, 0, DiagnosticKind::Rejected, format!("{key} must be an array")));
+            &[]
+        }
+    }
+}
+
+fn rules(value: Option<&Value>, key: &str, text: &str, diags: &mut Vec<Diagnostic>, kind: Kind) -> Vec<Redirect> {
+    let mut out = Vec::new();
+    for (i, item) in entries(value, key, diags).iter().enumerate() {
+        let line = line_of(text, key, i);
+        match rule(item, kind) {
+            Ok(r) => out.push(Redirect { origin: Origin { file: FILE.into(), line: line as u32 }, ..r }),
+            Err((kind, msg)) => diags.push(diag(FILE, line, kind, format!("{key}[{i}]: {msg}"))),
+        }
+    }
+    out
+}
+
+type RuleError = (DiagnosticKind, String);
+
+fn rule(item: &Value, kind: Kind) -> Result<Redirect, RuleError> {
+    let reject = |m: String| (DiagnosticKind::Rejected, m);
+    let obj = item.as_object().ok_or_else(|| reject("must be an object".into()))?;
+    let string = |k: &str| obj.get(k).and_then(Value::as_str);
+    let source = string("source").ok_or_else(|| reject("missing `source`".into()))?;
+    let destination = string("destination").ok_or_else(|| reject("missing `destination`".into()))?;
+    if source.len() > MAX_PATTERN_CHARS || destination.len() > MAX_PATTERN_CHARS {
+        return Err(reject(format!("source and destination are limited to {MAX_PATTERN_CHARS} characters")));
+    }
+    let status_code = obj.get("statusCode").map(|v| v.as_u64().filter(|c| (100..=999).contains(c)));
+    let status = match (kind, obj.get("permanent"), status_code) {
+        (Kind::Redirect, Some(_), Some(_)) => {
+            return Err(reject("cannot define both `permanent` and `statusCode`".into()));
+        }
+        (_, _, Some(None)) => return Err(reject("statusCode must be a number from 100 to 999".into())),
+        (Kind::Redirect, Some(Value::Bool(false)), None) => 307,
+        (Kind::Redirect, Some(Value::Bool(true)) | None, None) => 308,
+        (Kind::Redirect, Some(_), None) => return Err(reject("permanent must be true or false".into())),
+        (_, _, Some(Some(code))) => code as u16,
+        (Kind::Rewrite, _, None) => 200,
+    };
+    if source.starts_with("/.well-known") {
+        return Err((DiagnosticKind::Ignored, "/.well-known cannot be redirected or rewritten".into()));
+    }
+    let pattern = source_regex(source).map_err(|m| (DiagnosticKind::NotHonored, format!("source {source:?}: {m}")))?;
+    let has = matchers(obj.get("has")).map_err(reject)?;
+    let missing = matchers(obj.get("missing")).map_err(reject)?;
+    let mut known: BTreeSet<String> = pattern.params.iter().cloned().collect();
+    known.extend(has.iter().flat_map(|m| group_names(m.value.as_deref().unwrap_or_default())));
+    if has.iter().any(|m| m.on == MatchOn::Host && m.value.is_some()) {
+        known.insert("host".into());
+    }
+    for param in destination_params(destination) {
+        if !known.contains(&param) {
+            return Err(reject(format!(
+                "has segment \":{param}\" in `destination` property but not in `source` or `has` property"
+            )));
+        }
+    }
+    let external = destination.starts_with("http://") || destination.starts_with("https://");
+    if kind == Kind::Rewrite && external {
+        return Err((DiagnosticKind::NotHonored, format!("proxying to {destination} is not supported yet")));
+    }
+    Ok(Redirect {
+        from: pattern.regex,
+        query: Vec::new(),
+        to: destination.to_owned(),
+        status,
+        force: true,
+        conditions: Conditions::default(),
+        has,
+        missing,
+        origin: Origin::default(),
+    })
+}
+
+fn headers(value: Option<&Value>, text: &str, diags: &mut Vec<Diagnostic>) -> Vec<HeaderRule> {
+    let mut out = Vec::new();
+    for (i, item) in entries(value, "headers", diags).iter().enumerate() {
+        let line = line_of(text, "headers", i);
+        let mut fail = |kind, msg: String| diags.push(diag(FILE, line, kind, format!("headers[{i}]: {msg}")));
+        let Some(source) = item.get("source").and_then(Value::as_str) else {
+            fail(DiagnosticKind::Rejected, "missing `source`".into());
+            continue;
+        };
+        let pattern = match source_regex(source) {
+            Ok(p) => p,
+            Err(m) => {
+                fail(DiagnosticKind::NotHonored, format!("source {source:?}: {m}"));
+                continue;
+            }
+        };
+        if item.get("has").is_some() || item.get("missing").is_some() {
+            fail(DiagnosticKind::NotHonored, "`has`/`missing` on header rules are not supported yet".into());
+            continue;
+        }
+        let mut rule = crate::header_block(&pattern.regex, FILE, line);
+        for h in item.get("headers").and_then(Value::as_array).into_iter().flatten() {
+            match (h.get("key").and_then(Value::as_str), h.get("value").and_then(Value::as_str)) {
+                // Later entries for a name win (a route-by-route override).
+                (Some(k), Some(v)) => {
+                    let name = k.to_ascii_lowercase();
+                    rule.set.retain(|(n, _)| *n != name);
+                    rule.set.push((name, v.to_owned()));
+                }
+                _ => fail(DiagnosticKind::Rejected, "each header needs a string `key` and `value`".into()),
+            }
+        }
+        out.push(rule);
+    }
+    out
+}
+
+fn matchers(value: Option<&Value>) -> Result<Vec<Matcher>, String> {
+    let Some(value) = value else { return Ok(Vec::new()) };
+    let items = value.as_array().ok_or("has/missing must be arrays")?;
+    if items.len() > 16 {
+        return Err("has/missing are limited to 16 items".into());
+    }
+    items
+        .iter()
+        .map(|m| {
+            let on = match m.get("type").and_then(Value::as_str) {
+                Some("header") => MatchOn::Header,
+                Some("cookie") => MatchOn::Cookie,
+                Some("query") => MatchOn::Query,
+                Some("host") => MatchOn::Host,
+                other => return Err(format!("unknown has/missing type {other:?}")),
+            };
+            let key = m.get("key").and_then(Value::as_str).unwrap_or_default();
+            if on != MatchOn::Host && key.is_empty() {
+                return Err("has/missing items need a `key`".into());
+            }
+            let value = match m.get("value") {
+                None => None,
+                Some(Value::String(v)) => Some(format!("^(?:{v})$")),
+                Some(_) => return Err("condition objects in has/missing values are not supported yet".into()),
+            };
+            let key = if on == MatchOn::Header { key.to_ascii_lowercase() } else { key.to_owned() };
+            Ok(Matcher { on, key, value })
+        })
+        .collect()
+}
+
+/// Named groups `(?<name>…)` / `(?P<name>…)` in a regex.
+fn group_names(re: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, _) in re.match_indices("(?") {
+        let rest = &re[i + 2..];
+        let rest = rest.strip_prefix('P').unwrap_or(rest);
+        if let Some(rest) = rest.strip_prefix('<')
+            && let Some(end) = rest.find('>')
+        {
+            out.push(rest[..end].to_owned());
+        }
+    }
+    out
+}
+
+/// `:name` references in a destination.
+fn destination_params(destination: &str) -> Vec<String> {
+    let path_part =
+        destination.split_once("://").map_or(destination, |(_, rest)| rest.split_once('/').map_or("", |(_, p)| p));
+    let mut out = Vec::new();
+    for (i, _) in path_part.match_indices(':') {
+        let name: String = path_part[i + 1..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        if name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') {
+            out.push(name);
+        }
+    }
+    out
+}
+
+pub(crate) struct Pattern {
+    pub regex: String,
+    pub params: Vec<String>,
+}
+
+/// path-to-regexp (v6, `strict`, `sensitive`) → an anchored regex.
+/// Parameters become named groups; unnamed `(…)` groups are numbered
+/// `$1`, `$2`… in order.
+pub(crate) fn source_regex(source: &str) -> Result<Pattern, String> {
+    const SEGMENT: &str = "[^/#?]+?";
+    let chars: Vec<char> = source.chars().collect();
+    let mut re = String::from("^");
+    let mut params = Vec::new();
+    let mut i = 0;
+    let mut unnamed = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        // A parameter or group, with the `/` before it as its prefix.
+        let prefix_slash = c == '/' && matches!(chars.get(i + 1), Some(':') | Some('('));
+        let start = if prefix_slash { i + 1 } else { i };
+        let (name, body, next) = match chars.get(start) {
+            Some(':') if chars.get(start + 1).is_some_and(|c| c.is_ascii_alphanumeric() || *c == '_') => {
+                let mut j = start + 1;
+                let mut name = String::new();
+                while j < chars.len() && (chars[j].is_ascii_alphanumeric() || chars[j] == '_') {
+                    name.push(chars[j]);
+                    j += 1;
+                }
+                let (body, j) = if chars.get(j) == Some(&'(') { group(&chars, j)? } else { (SEGMENT.to_owned(), j) };
+                (Some(name), body, j)
+            }
+            Some('(') => {
+                let (body, j) = group(&chars, start)?;
+                unnamed += 1;
+                (None, body, j)
+            }
+            _ => {
+                if c == '{' || c == '}' {
+                    return Err("`{…}` groups are not supported yet".into());
+                }
+                re.push_str(&regex_escape(c));
+                i += 1;
+                continue;
+            }
+        };
+        let modifier = chars.get(next).copied().filter(|m| matches!(m, '?' | '*' | '+'));
+        let after = next + usize::from(modifier.is_some());
+        let group_name = match &name {
+            Some(n) => {
+                params.push(n.clone());
+                format!("?P<{n}>")
+            }
+            None => format!("?P<_{unnamed}>"),
+        };
+        let prefix = if prefix_slash { "/" } else { "" };
+        let piece = match modifier {
+            None => format!("{prefix}({group_name}{body})"),
+            Some('?') => format!("(?:{prefix}({group_name}{body}))?"),
+            Some('+') => format!("{prefix}({group_name}(?:{body})(?:{prefix}(?:{body}))*)"),
+            _ => format!("(?:{prefix}({group_name}(?:{body})(?:{prefix}(?:{body}))*))?"),
+        };
+        re.push_str(&piece);
+        i = after;
+    }
+    re.push('$');
+    regex_syntax_ok(&re)?;
+    Ok(Pattern { regex: re, params })
+}
+
+/// A parenthesized group starting at `open`: its body and the index after.
+fn group(chars: &[char], open: usize) -> Result<(String, usize), String> {
+    let mut depth = 0;
+    let mut body = String::new();
+    let mut j = open;
+    while j < chars.len() {
+        let c = chars[j];
+        if c == '\\' {
+            body.push(c);
+            if let Some(n) = chars.get(j + 1) {
+                body.push(*n);
+            }
+            j += 2;
+            continue;
+        }
+        if c == '(' {
+            depth += 1;
+            if depth == 1 {
+                j += 1;
+                continue;
+            }
+        }
+        if c == ')' {
+            depth -= 1;
+            if depth == 0 {
+                return Ok((body, j + 1));
+            }
+        }
+        body.push(c);
+        j += 1;
+    }
+    Err("unbalanced `(` in source".into())
+}
+
+fn regex_escape(c: char) -> String {
+    if "\\.+*?()|[]{}^$#&-~".contains(c) { format!("\\{c}") } else { c.to_string() }
+}
+
+/// Lookaround and backreferences cannot run in linear time; the edge's
+/// regex engine refuses them, and so does the compiler, up front.
+fn regex_syntax_ok(re: &str) -> Result<(), String> {
+    for banned in ["(?=", "(?!", "(?<=", "(?<!"] {
+        if re.contains(banned) {
+            return Err("lookaround in a pattern is not supported (matching must stay linear-time)".into());
+        }
+    }
+    if re.contains("\\1") || re.contains("\\2") {
+        return Err("backreferences are not supported".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_to_regexp() {
+        assert_eq!(source_regex("/old").unwrap().regex, "^/old$");
+        let p = source_regex("/old/:segment/path").unwrap();
+        assert_eq!(p.params, ["segment"]);
+        assert_eq!(p.regex, "^/old/(?P<segment>[^/#?]+?)/path$");
+        assert_eq!(
+            source_regex("/docs/:slug*").unwrap().regex,
+            "^/docs(?:/(?P<slug>(?:[^/#?]+?)(?:/(?:[^/#?]+?))*))?$"
+        );
+        assert_eq!(source_regex("/(.*)").unwrap().regex, "^/(?P<_1>.*)$");
+        assert!(source_regex("/:path((?!uk/).*)").is_err());
+        assert!(source_regex("/a(b").is_err());
+    }
+
+    #[test]
+    fn rules_and_validation() {
+        let mut table = RouteTable::default();
+        let mut d = Vec::new();
+        compile(
+            r#"{"redirects": [{"source": "/a", "destination": "/b", "permanent": true, "statusCode": 301},
+                               {"source": "/u", "destination": "/v", "permanent": false}],
+                "rewrites": [{"source": "/a/:x", "destination": "/b/:y"}], "cleanUrls": true}"#,
+            &mut table,
+            &mut d,
+        );
+        assert_eq!(table.redirects.len(), 1);
+        assert_eq!(table.redirects[0].status, 307);
+        assert!(table.clean_urls);
+        assert!(d[0].message.contains("cannot define both `permanent` and `statusCode`"), "{d:?}");
+        assert!(d[1].message.contains("has segment \":y\" in `destination`"), "{d:?}");
+        let mut d = Vec::new();
+        compile("{ nope", &mut table, &mut d);
+        assert_eq!(d[0].kind, DiagnosticKind::Rejected);
+    }
+}
