@@ -81,6 +81,9 @@ struct ServerArgs {
     /// (set by your CDN or load balancer), for `Country=` rules.
     #[arg(long, env = "HELIX_COUNTRY_HEADER")]
     country_header: Option<String>,
+    /// Refuse proxy rules (rewrites to other origins): they answer 502.
+    #[arg(long, env = "HELIX_DISABLE_PROXY")]
+    disable_proxy: bool,
 }
 
 /// How a project's routing files are read.
@@ -402,6 +405,7 @@ fn server_config(args: &ServerArgs) -> anyhow::Result<helix_server::Config> {
     config.gc.interval = (args.gc_interval_secs > 0).then(|| Duration::from_secs(args.gc_interval_secs));
     config.gc.grace = Duration::from_secs(args.gc_grace_secs);
     config.country_header = args.country_header.clone();
+    config.proxy_enabled = !args.disable_proxy;
     Ok(config)
 }
 

@@ -155,12 +155,7 @@ fn finish_rule(f: RuleFields, file: &str, line: usize, diags: &mut Vec<Diagnosti
             format!("{}:splat", &from[..from.len() - 1])
         }
     };
-    if to.starts_with("http://") || to.starts_with("https://") {
-        if status == 200 {
-            report(DiagnosticKind::NotHonored, format!("proxying to {to} is not supported yet"));
-            return None;
-        }
-    } else if to.starts_with("/.netlify/functions") {
+    if to.starts_with("/.netlify/functions") {
         report(DiagnosticKind::NotHonored, format!("{to}: functions are not supported yet"));
         return None;
     }

@@ -64,10 +64,7 @@ enum Kind {
 /// effort: counts `"source"` keys after the array's key).
 fn line_of(text: &str, key: &str, n: usize) -> usize {
     let start = text.find(&format!("\"{key}\"")).unwrap_or(0);
-    text[start..]
-        .match_indices("\"source\"")
-        .nth(n)
-        .map_or(0, |(i, _)| text[..start + i].matches('\n').count() + 1)
+    text[start..].match_indices("\"source\"").nth(n).map_or(0, |(i, _)| text[..start + i].matches('\n').count() + 1)
 }
 
 fn entries<'v>(value: Option<&'v Value>, key: &str, diags: &mut Vec<Diagnostic>) -> &'v [Value] {
@@ -137,10 +134,6 @@ fn rule(item: &Value, kind: Kind) -> Result<Redirect, RuleError> {
                 "has segment \":{param}\" in `destination` property but not in `source` or `has` property"
             )));
         }
-    }
-    let external = destination.starts_with("http://") || destination.starts_with("https://");
-    if kind == Kind::Rewrite && external {
-        return Err((DiagnosticKind::NotHonored, format!("proxying to {destination} is not supported yet")));
     }
     Ok(Redirect {
         from: pattern.regex,

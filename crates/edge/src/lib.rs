@@ -8,6 +8,7 @@
 //! blobs. The edge never reads the state store and never blocks a request on
 //! a lock held across I/O.
 
+mod proxy;
 mod respond;
 pub mod routing;
 mod server;
@@ -23,6 +24,7 @@ use helix_bus::Subscription;
 use helix_core::Digest;
 use helix_core::events::Event;
 
+pub use proxy::{ClientAddr, ProxyConfig};
 pub use server::serve;
 use snapshot::{Snapshot, SnapshotBuilder};
 
@@ -37,6 +39,7 @@ pub struct EdgeConfig {
     /// The request header a trusted front (CDN, load balancer) sets to the
     /// visitor's ISO country code, for Netlify `Country=` rules.
     pub country_header: Option<http::HeaderName>,
+    pub proxy: ProxyConfig,
 }
 
 impl Default for EdgeConfig {
@@ -46,6 +49,7 @@ impl Default for EdgeConfig {
             cache_bytes: 256 * 1024 * 1024,
             cache_max_blob_bytes: 4 * 1024 * 1024,
             country_header: None,
+            proxy: ProxyConfig::default(),
         }
     }
 }
@@ -67,12 +71,15 @@ pub struct Edge {
     blobs: Arc<dyn BlobStore>,
     cache: quick_cache::sync::Cache<Digest, Bytes, BlobWeight>,
     request_ids: RequestIds,
+    proxy: proxy::Proxy,
 }
 
 impl Edge {
     pub fn new(config: EdgeConfig, blobs: Arc<dyn BlobStore>) -> Arc<Edge> {
         let items = (config.cache_bytes / 8192).max(16) as usize;
+        let proxy = proxy::Proxy::new(config.proxy.clone());
         Arc::new(Edge {
+            proxy,
             cache: quick_cache::sync::Cache::with_weighter(items, config.cache_bytes, BlobWeight),
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             builder: tokio::sync::Mutex::new(SnapshotBuilder::new(config.base_domain.clone())),

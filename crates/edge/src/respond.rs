@@ -26,9 +26,13 @@ static CACHE_DEFAULT: HeaderValue = HeaderValue::from_static("public, max-age=0,
 
 impl Edge {
     /// Serves one request; every response carries a request id.
-    pub async fn handle<B>(self: &Arc<Self>, req: Request<B>) -> Response<EdgeBody> {
+    pub async fn handle<B>(self: &Arc<Self>, req: Request<B>) -> Response<EdgeBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let mut resp = match self.resolve_host(&req) {
-            Some(site) => self.serve_site(&site, &req).await,
+            Some(site) => self.serve_site(&site, req).await,
             None => unknown_host(&req),
         };
         resp.headers_mut().insert(REQUEST_ID, self.request_ids.next());
@@ -46,7 +50,11 @@ impl Edge {
         }
     }
 
-    async fn serve_site<B>(&self, site: &Site, req: &Request<B>) -> Response<EdgeBody> {
+    async fn serve_site<B>(&self, site: &Site, req: Request<B>) -> Response<EdgeBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let Some(path) = decode_path(req.uri().path()) else {
             return text(StatusCode::BAD_REQUEST, "malformed path: not valid percent-encoded UTF-8\n");
         };
@@ -54,23 +62,30 @@ impl Edge {
             path: &path,
             headers: Some(req.headers()),
             query: req.uri().query(),
-            host: host_of(req).unwrap_or_default(),
+            host: host_of(&req).unwrap_or_default(),
             read_only: req.method() == Method::GET || req.method() == Method::HEAD,
-            country: self.country_of(req),
+            country: self.country_of(&req),
             language: language_of(req.headers()),
         };
         let router = &site.router;
         let outcome = router.route(site, &facts);
+        // Header rules: which path they match, if they apply at all.
         let header_path = match (&outcome, router.platform) {
-            (_, Platform::Helix) => None,
+            (_, Platform::Helix) | (Outcome::Proxy { .. }, _) => None,
             (Outcome::File { rewritten: Some(target), .. }, Platform::Netlify) => Some(target.clone()),
             (Outcome::File { .. }, _) | (_, Platform::CloudflarePages) => Some(path.to_string()),
             _ => None,
         };
+        let decoration = header_path.map(|p| router.headers_for(facts.host, &p));
+        drop(facts);
         let mut resp = match outcome {
+            Outcome::Proxy { url } => {
+                let host = host_of(&req).unwrap_or_default().to_owned();
+                return self.proxy.forward(req, &url, &host).await;
+            }
             Outcome::File { file, status, .. } => {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-                self.respond_static(file, req, status).await
+                self.respond_static(file, &req, status).await
             }
             Outcome::Redirect { status, location } => redirect(status, &location),
             Outcome::NotFound => text(StatusCode::NOT_FOUND, "404 not found\n"),
@@ -80,8 +95,8 @@ impl Edge {
                 resp
             }
         };
-        if let Some(header_path) = header_path {
-            apply_rule_headers(resp.headers_mut(), router.headers_for(facts.host, &header_path));
+        if let Some(rules) = decoration {
+            apply_rule_headers(resp.headers_mut(), rules);
             if router.platform == Platform::CloudflarePages && resp.status() == StatusCode::NOT_FOUND {
                 resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             }
@@ -333,7 +348,7 @@ fn empty() -> EdgeBody {
     Either::Right(BodyExt::boxed_unsync(Empty::new().map_err(|never| match never {})))
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<EdgeBody> {
+pub(crate) fn text(status: StatusCode, body: &'static str) -> Response<EdgeBody> {
     Response::builder()
         .status(status)
         .header(CONTENT_TYPE, "text/plain; charset=utf-8")

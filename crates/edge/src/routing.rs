@@ -27,6 +27,10 @@ pub(crate) enum Outcome<'s> {
         status: u16,
         location: String,
     },
+    /// Forward to another origin.
+    Proxy {
+        url: String,
+    },
     /// Nothing matched and there is no 404 page.
     NotFound,
     MethodNotAllowed,
@@ -131,11 +135,17 @@ impl Router {
 
     /// Decides what a request gets.
     pub fn route<'s>(&self, site: &'s Site, req: &RequestFacts<'_>) -> Outcome<'s> {
-        match self.platform {
+        let outcome = match self.platform {
             Platform::Helix => helix(site, req),
             Platform::Netlify => self.netlify(site, req),
             Platform::CloudflarePages => self.cloudflare(site, req),
             Platform::Vercel => self.vercel(site, req),
+        };
+        // Files answer GET and HEAD only; redirects and proxies take any
+        // method (a proxied API receives its POSTs).
+        match outcome {
+            Outcome::File { .. } | Outcome::NotFound if !req.read_only => Outcome::MethodNotAllowed,
+            other => other,
         }
     }
 
@@ -154,9 +164,6 @@ impl Router {
             let target = substitute_vercel(&rule.to, &caps);
             return Outcome::Redirect { status: rule.status, location: with_query(target, req.query) };
         }
-        if !req.read_only {
-            return Outcome::MethodNotAllowed;
-        }
         if let Some(file) = self.vercel_lookup(site, path) {
             return Outcome::File { file, status: 200, rewritten: None };
         }
@@ -166,6 +173,9 @@ impl Router {
                 continue;
             }
             let target = substitute_vercel(&r.rule.to, &captures(&r.regex, &c));
+            if is_absolute(&target) {
+                return Outcome::Proxy { url: with_query(target, req.query) };
+            }
             let target_path = target.split(['?', '#']).next().unwrap_or("/");
             return match self.vercel_lookup(site, target_path) {
                 Some(file) => Outcome::File { file, status: r.rule.status, rewritten: None },
@@ -240,9 +250,6 @@ impl Router {
     /// Netlify (SPEC §1.7): first matching rule whose query and conditions
     /// hold; a file at the path wins unless the rule is forced.
     fn netlify<'s>(&self, site: &'s Site, req: &RequestFacts<'_>) -> Outcome<'s> {
-        if !req.read_only {
-            return Outcome::MethodNotAllowed;
-        }
         let normalized = trim_trailing_slash(req.path);
         for (rule, params) in self.matching_redirects(normalized) {
             let Some(params) = netlify_params(rule, params, req) else { continue };
@@ -254,6 +261,7 @@ impl Router {
             let passthrough = if rule.query.is_empty() { req.query } else { None };
             return match rule.status {
                 300..=399 => Outcome::Redirect { status: rule.status, location: with_query(target, passthrough) },
+                200 if is_absolute(&target) => Outcome::Proxy { url: with_query(target, passthrough) },
                 status => {
                     let path = target.split(['?', '#']).next().unwrap_or_default();
                     match pretty_lookup(site, path) {
@@ -286,9 +294,6 @@ impl Router {
                 return Outcome::Redirect { status: rule.status, location: with_query(target, req.query) };
             }
             path = Cow::Owned(target.split(['?', '#']).next().unwrap_or("/").to_owned());
-        }
-        if !req.read_only {
-            return Outcome::MethodNotAllowed;
         }
         match cloudflare_lookup(site, &path) {
             CfAsset::Serve(file) => Outcome::File { file, status: 200, rewritten: None },
@@ -356,9 +361,6 @@ impl Router {
 
 /// No routing files: the exact path, `index.html` of a directory, `x.html`.
 fn helix<'s>(site: &'s Site, req: &RequestFacts<'_>) -> Outcome<'s> {
-    if !req.read_only {
-        return Outcome::MethodNotAllowed;
-    }
     match pretty_lookup(site, req.path) {
         Some(file) => Outcome::File { file, status: 200, rewritten: None },
         None => not_found_page(site, "/404.html"),
@@ -555,6 +557,10 @@ fn substitute(template: &str, params: &HashMap<&str, &str>) -> String {
         out = out.replace(&format!(":{name}"), params[*name]);
     }
     out
+}
+
+fn is_absolute(target: &str) -> bool {
+    target.starts_with("https://") || target.starts_with("http://")
 }
 
 /// Appends the request's query unless the target has one of its own.

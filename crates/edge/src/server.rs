@@ -24,7 +24,7 @@ pub async fn serve(edge: Arc<Edge>, listener: TcpListener, shutdown: impl Future
             a = listener.accept() => a,
             () = &mut shutdown => return,
         };
-        let (stream, _peer) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(c) => c,
             Err(e) => {
                 // Out of file descriptors and the like: back off, keep serving.
@@ -37,7 +37,8 @@ pub async fn serve(edge: Arc<Edge>, listener: TcpListener, shutdown: impl Future
         let edge = edge.clone();
         let builder = builder.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
+            let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(crate::ClientAddr(peer));
                 let edge = edge.clone();
                 async move { Ok::<_, Infallible>(edge.handle(req).await) }
             });

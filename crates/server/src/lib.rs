@@ -36,6 +36,8 @@ pub struct Config {
     pub edge_cache_bytes: u64,
     /// Trusted request header carrying the visitor's country code.
     pub country_header: Option<String>,
+    /// Whether proxy rules may reach other origins.
+    pub proxy_enabled: bool,
 }
 
 impl Config {
@@ -52,6 +54,7 @@ impl Config {
             gc: GcSettings::default(),
             edge_cache_bytes: EdgeConfig::default().cache_bytes,
             country_header: None,
+            proxy_enabled: true,
         }
     }
 }
@@ -122,6 +125,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             base_domain: config.base_domain.clone(),
             cache_bytes: config.edge_cache_bytes,
             country_header,
+            proxy: helix_edge::ProxyConfig { enabled: config.proxy_enabled, ..Default::default() },
             ..EdgeConfig::default()
         },
         blobs.clone(),

@@ -14,6 +14,7 @@ use serde_json::json;
 #[tokio::test]
 async fn http_cases() {
     let s = TestServer::start_with(|c| c.country_header = Some("x-country".into())).await;
+    let upstream = echo_upstream().await;
     let client = reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let (mut ran, mut failures, mut skipped) = (0, Vec::new(), Vec::new());
     for case in cases::load_all().into_iter().filter(|c| c.kind == "http") {
@@ -22,7 +23,7 @@ async fn http_cases() {
             continue;
         }
         ran += 1;
-        if let Err(problems) = run(&s, &client, &case).await {
+        if let Err(problems) = run(&s, &client, &case, &upstream).await {
             failures.push(format!("{}:\n    {}", case.id, problems.join("\n    ")));
         }
     }
@@ -34,10 +35,10 @@ async fn http_cases() {
     assert!(ran > 50, "only {ran} cases ran");
 }
 
-async fn run(s: &TestServer, client: &reqwest::Client, case: &Case) -> Result<(), Vec<String>> {
+async fn run(s: &TestServer, client: &reqwest::Client, case: &Case, upstream: &str) -> Result<(), Vec<String>> {
     let project = case.id.to_ascii_lowercase();
     let host = format!("{project}.localhost");
-    let sub = |text: &str| text.replace("{host}", &host);
+    let sub = |text: &str| text.replace("{host}", &host).replace("{upstream}", upstream);
     let mut files = serde_json::Map::new();
     let mut blobs: Vec<Vec<u8>> = Vec::new();
     for (path, content) in case.published() {
@@ -97,9 +98,11 @@ async fn run(s: &TestServer, client: &reqwest::Client, case: &Case) -> Result<()
         }
     }
     let got = resp.text().await.unwrap_or_default();
-    let want_body = match (&e.body_file, &e.body) {
-        (Some(f), _) => Some(case.file(f).map(sub).unwrap_or_else(|| format!("<no file {f}>"))),
-        (None, Some(b)) => Some(sub(b)),
+    let want_body = match (&e.body_file, &e.body, &e.proxy_to) {
+        (Some(f), _, _) => Some(case.file(f).map(sub).unwrap_or_else(|| format!("<no file {f}>"))),
+        (None, Some(b), _) => Some(sub(b)),
+        // The echo upstream answers with the URL it was asked for.
+        (None, None, Some(url)) => Some(sub(url)),
         _ => None,
     };
     if let Some(want) = want_body
@@ -108,4 +111,18 @@ async fn run(s: &TestServer, client: &reqwest::Client, case: &Case) -> Result<()
         problems.push(format!("body {:?} (want {want:?})", got.chars().take(120).collect::<String>()));
     }
     if problems.is_empty() { Ok(()) } else { Err(problems) }
+}
+
+/// A real HTTP server standing in for a proxy rule's upstream: it answers
+/// every request with the URL it was asked for.
+async fn echo_upstream() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(|req: axum::extract::Request| async move {
+        let host = req.headers().get("host").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let target = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
+        format!("http://{host}{target}")
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
 }

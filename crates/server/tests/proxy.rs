@@ -1,0 +1,94 @@
+//! Proxy rules against a real upstream: what the upstream receives, what
+//! the visitor gets back, and the failures (unreachable, disabled).
+
+use helix_core::Digest;
+use helix_testkit::TestServer;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+/// An upstream that answers with what it saw, as JSON.
+async fn upstream() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(|req: axum::extract::Request| async move {
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+        let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let seen = json!({
+            "method": parts.method.as_str(),
+            "uri": parts.uri.to_string(),
+            "body": String::from_utf8_lossy(&body),
+            "x-forwarded-for": header("x-forwarded-for"),
+            "x-forwarded-host": header("x-forwarded-host"),
+            "x-forwarded-proto": header("x-forwarded-proto"),
+            "connection": header("connection"),
+        });
+        ([("x-upstream", "yes")], axum::Json(seen))
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+async fn deploy_proxy(s: &TestServer, project: &str, target: &str) {
+    let redirects = format!("/api/*  {target}/:splat  200\n");
+    let files = [("/_redirects", redirects.as_bytes()), ("/index.html", b"home".as_slice())];
+    let table: serde_json::Map<String, serde_json::Value> =
+        files.iter().map(|(p, b)| (p.to_string(), Digest::of(b).to_hex().into())).collect();
+    let (_, created) = s
+        .call(
+            Method::POST,
+            &format!("/api/v1/projects/{project}/deployments"),
+            Some(json!({"files": table, "production": true, "compat": "netlify"})),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap();
+    for (_, b) in files {
+        s.put_blob(id, &Digest::of(b).to_hex(), b).await;
+    }
+    let (status, done) = s.call(Method::POST, &format!("/api/v1/deployments/{id}/finalize"), None).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["routes"]["diagnostics"], json!([]), "a proxy rule is honored: {done}");
+    s.wait_for_site(&format!("{project}.localhost")).await;
+}
+
+#[tokio::test]
+async fn proxy_rules_forward_requests_and_stream_answers() {
+    let s = TestServer::start().await;
+    let up = upstream().await;
+    deploy_proxy(&s, "px", &up).await;
+    let resp = s
+        .edge(Method::POST, "px.localhost", "/api/orders/7?expand=1")
+        .header("x-forwarded-for", "203.0.113.9")
+        .body("payload")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["x-upstream"], "yes");
+    let seen: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(seen["method"], "POST");
+    assert_eq!(seen["uri"], "/orders/7?expand=1");
+    assert_eq!(seen["body"], "payload");
+    assert_eq!(seen["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(seen["x-forwarded-host"], "px.localhost");
+    assert_eq!(seen["x-forwarded-proto"], "http");
+    // Static files are still served around the rule.
+    assert_eq!(s.get_edge("px.localhost", "/").await.text().await.unwrap(), "home");
+}
+
+#[tokio::test]
+async fn unreachable_upstreams_and_disabled_proxying_answer_502() {
+    let s = TestServer::start().await;
+    // Nothing listens on port 9.
+    deploy_proxy(&s, "dead", "http://127.0.0.1:9").await;
+    let resp = s.get_edge("dead.localhost", "/api/x").await;
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    assert!(resp.text().await.unwrap().contains("could not be reached"));
+
+    let off = TestServer::start_with(|c| c.proxy_enabled = false).await;
+    let up = upstream().await;
+    deploy_proxy(&off, "off", &up).await;
+    let resp = off.get_edge("off.localhost", "/api/x").await;
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    assert!(resp.text().await.unwrap().contains("disabled"));
+}
