@@ -55,6 +55,14 @@ impl Api {
         self.send(self.request(Method::POST, path).json(body)).await
     }
 
+    pub async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+        self.send(self.request(Method::PUT, path).json(body)).await
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.send(self.request(Method::DELETE, path)).await
+    }
+
     pub async fn put_bytes(&self, path: &str, body: bytes::Bytes) -> anyhow::Result<()> {
         let req = self.request(Method::PUT, path).header("content-type", "application/octet-stream").body(body);
         let _: serde_json::Value = self.send(req).await?;

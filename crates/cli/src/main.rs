@@ -116,6 +116,33 @@ enum RoutesCommand {
 }
 
 #[derive(Subcommand)]
+enum SplitCommand {
+    /// Split production traffic: `DEPLOYMENT=PERCENT …` (`production` names the current one); sticky per visitor.
+    Set {
+        #[arg(long)]
+        project: String,
+        #[arg(required = true)]
+        weights: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show the project's split.
+    Show {
+        #[arg(long)]
+        project: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// End the split: production serves its deployment alone again.
+    Clear {
+        #[arg(long)]
+        project: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the control API, the edge and the bus in one process.
     Server(ServerArgs),
@@ -167,6 +194,9 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Traffic splits between deployments (A/B tests).
+    #[command(subcommand)]
+    Split(SplitCommand),
     /// Routing rules: check how a project's files compile.
     #[command(subcommand)]
     Routes(RoutesCommand),
@@ -260,6 +290,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Routes(RoutesCommand::Check { dir, routing, json }) => routes_check(&dir, &routing, json),
+        Command::Split(cmd) => split(cmd).await,
         Command::Gc { client } => {
             let r: GcReport = api(&client)?.post("/api/v1/gc", &serde_json::json!({})).await?;
             if client.json {
@@ -293,6 +324,42 @@ fn deploy_args<'a>(
         strict: routing.strict,
         show_progress: show_progress(client),
     }
+}
+
+async fn split(cmd: SplitCommand) -> anyhow::Result<()> {
+    let (client, split): (ClientArgs, helix_core::api::Split) = match cmd {
+        SplitCommand::Set { project, weights, client } => {
+            let mut parsed = std::collections::BTreeMap::new();
+            for w in &weights {
+                let (id, percent) = w.split_once('=').with_context(|| format!("{w:?} is not DEPLOYMENT=PERCENT"))?;
+                let percent: u32 =
+                    percent.parse().with_context(|| format!("{w:?}: {percent:?} is not a whole percent"))?;
+                parsed.insert(id.to_owned(), percent);
+            }
+            let body = helix_core::api::SetSplit { weights: parsed };
+            let split = api(&client)?.put(&format!("/api/v1/projects/{project}/split"), &body).await?;
+            (client, split)
+        }
+        SplitCommand::Show { project, client } => {
+            let split = api(&client)?.get(&format!("/api/v1/projects/{project}/split")).await?;
+            (client, split)
+        }
+        SplitCommand::Clear { project, client } => {
+            let split = api(&client)?.delete(&format!("/api/v1/projects/{project}/split")).await?;
+            (client, split)
+        }
+    };
+    if client.json {
+        print_json(&split);
+    } else if split.weights.is_empty() {
+        println!("✔ {}: production is not split", split.project);
+    } else {
+        println!("✔ {}: production split", split.project);
+        for (id, weight) in &split.weights {
+            println!("  {id}  {weight:>3}%");
+        }
+    }
+    Ok(())
 }
 
 /// `helix routes check`: compile locally, print, fail on what the platform

@@ -153,6 +153,21 @@ fn deploy_list_promote_rollback_through_the_cli() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("✔ hashed 22 files") && text.contains("uploaded 0"), "{text}");
 
+    // Split production between the two versions, then end the split.
+    let v1_id = v1["id"].as_str().unwrap();
+    let split =
+        server.helix_json(&["split", "set", "--project", "shop", &format!("{v1_id}=50"), "production=50", "--json"]);
+    assert_eq!(split["weights"][v1_id], 50);
+    assert_eq!(split["weights"][v2_id], 50);
+    let shown = server.helix_json(&["split", "show", "--project", "shop", "--json"]);
+    assert_eq!(shown, split);
+    let out = server.helix(&["split", "set", "--project", "shop", "production=60"]);
+    assert!(String::from_utf8(out.stderr).unwrap().contains("add up to 100"));
+    let out = server.helix(&["split", "set", "--project", "shop", "production"]);
+    assert!(String::from_utf8(out.stderr).unwrap().contains("DEPLOYMENT=PERCENT"));
+    let cleared = server.helix_json(&["split", "clear", "--project", "shop", "--json"]);
+    assert_eq!(cleared["weights"], serde_json::json!({}));
+
     let gc = server.helix_json(&["gc", "--json"]);
     assert_eq!(gc["blobs_deleted"], 0, "GC's grace period keeps fresh blobs");
 }

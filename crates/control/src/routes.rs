@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use helix_core::ProjectName;
-use helix_core::api::Rollback;
+use helix_core::api::{Rollback, SetSplit, Split};
 
 use crate::ControlPlane;
 use crate::deploy::view;
@@ -27,6 +27,7 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
     let api = Router::new()
         .route("/projects/{project}/deployments", post(create_deployment).get(list_deployments))
         .route("/projects/{project}/rollback", post(rollback))
+        .route("/projects/{project}/split", get(get_split).put(set_split).delete(clear_split))
         .route("/deployments/{id}", get(get_deployment))
         .route("/deployments/{id}/blobs/{digest}", put(upload_blob))
         .route("/deployments/{id}/finalize", post(finalize))
@@ -101,6 +102,59 @@ async fn rollback(State(cp): Cp, Path(project): Path<String>, body: Bytes) -> Re
     let (row, _moved) = cp.store.rollback(&project, req.to.as_deref(), crate::now_ms()).await?;
     cp.outbox_wake.notify_one();
     Ok(Json(view(&cp, &row)))
+}
+
+async fn get_split(State(cp): Cp, Path(project): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let project = ProjectName::parse(&project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if !cp.store.project_exists(&project).await? {
+        return Err(ApiError::NotFound(format!("project {project} not found")));
+    }
+    let weights = cp.store.split(&project).await?.into_iter().collect();
+    Ok(Json(Split { project: project.to_string(), weights }))
+}
+
+/// Validates and stores a split: every key a ready deployment of the
+/// project (or `production`), weights whole percents adding up to 100.
+async fn set_split(State(cp): Cp, Path(project): Path<String>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
+    let project = ProjectName::parse(&project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let req: SetSplit = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("request body is not a valid split: {e}")))?;
+    if req.weights.is_empty() {
+        return Err(ApiError::BadRequest("a split needs at least one deployment; DELETE the split to end it".into()));
+    }
+    let total: u32 = req.weights.values().sum();
+    if req.weights.values().any(|w| *w > 100) || total != 100 {
+        return Err(ApiError::BadRequest(format!(
+            "split weights are percents and must add up to 100 (they add up to {total})"
+        )));
+    }
+    let mut weights: Vec<(String, u32)> = Vec::new();
+    for (key, weight) in &req.weights {
+        let id = if key == "production" {
+            cp.store
+                .ready_deployments(&project)
+                .await?
+                .and_then(|rows| rows.into_iter().find(|r| r.is_production))
+                .map(|r| r.id)
+                .ok_or_else(|| ApiError::Conflict(format!("project {project} has no production deployment")))?
+        } else {
+            key.to_ascii_lowercase()
+        };
+        if weights.iter().any(|(other, _)| *other == id) {
+            return Err(ApiError::BadRequest(format!("deployment {id} is named twice")));
+        }
+        weights.push((id, *weight));
+    }
+    cp.store.set_split(&project, &weights, crate::now_ms()).await?;
+    cp.outbox_wake.notify_one();
+    Ok(Json(Split { project: project.to_string(), weights: weights.into_iter().collect() }))
+}
+
+async fn clear_split(State(cp): Cp, Path(project): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let project = ProjectName::parse(&project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    cp.store.set_split(&project, &[], crate::now_ms()).await?;
+    cp.outbox_wake.notify_one();
+    Ok(Json(Split { project: project.to_string(), weights: Default::default() }))
 }
 
 async fn gc(State(cp): Cp) -> Result<impl IntoResponse, ApiError> {

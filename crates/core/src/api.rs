@@ -135,3 +135,19 @@ pub struct Problem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing: Option<Vec<String>>,
 }
+
+/// `PUT /api/v1/projects/{project}/split`: deployment id (or
+/// `production`) → percent; the weights add up to 100.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetSplit {
+    pub weights: BTreeMap<String, u32>,
+}
+
+/// A project's split as the API shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Split {
+    pub project: String,
+    /// Deployment id → percent; empty when traffic is not split.
+    pub weights: BTreeMap<String, u32>,
+}

@@ -17,6 +17,17 @@ pub enum Event {
     /// The project's production pointer moved back to `deployment`.
     #[serde(rename = "deploy.rolled_back")]
     DeployRolledBack { project: ProjectName, deployment: DeploymentId, manifest: Digest },
+    /// The project's production hostname now splits traffic between these
+    /// deployments (weights in percent); empty: no split.
+    #[serde(rename = "split.changed")]
+    SplitChanged { project: ProjectName, variants: Vec<SplitVariant> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitVariant {
+    pub deployment: DeploymentId,
+    pub manifest: Digest,
+    pub weight: u32,
 }
 
 impl Event {
@@ -26,6 +37,7 @@ impl Event {
             Event::DeployReady { .. } => "deploy.ready",
             Event::DeployPromoted { .. } => "deploy.promoted",
             Event::DeployRolledBack { .. } => "deploy.rolled_back",
+            Event::SplitChanged { .. } => "split.changed",
         }
     }
 

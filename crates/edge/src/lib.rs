@@ -72,6 +72,7 @@ pub struct Edge {
     cache: quick_cache::sync::Cache<Digest, Bytes, BlobWeight>,
     request_ids: RequestIds,
     proxy: proxy::Proxy,
+    draws: Draws,
 }
 
 impl Edge {
@@ -86,6 +87,7 @@ impl Edge {
             config,
             blobs,
             request_ids: RequestIds::new(),
+            draws: Draws::new(),
         })
     }
 
@@ -146,5 +148,24 @@ impl RequestIds {
             out[16 + i] = HEX[((n >> (shift * 4)) & 0xf) as usize];
         }
         http::HeaderValue::from_bytes(&out).expect("hex digits are valid header bytes")
+    }
+}
+
+/// Cheap, well-spread draws for split tests: SplitMix64 over a counter
+/// seeded at random (no syscall, no lock on the request path).
+struct Draws(AtomicU64);
+
+impl Draws {
+    fn new() -> Self {
+        let mut seed = [0u8; 8];
+        let _ = getrandom::fill(&mut seed);
+        Draws(AtomicU64::new(u64::from_le_bytes(seed)))
+    }
+
+    fn next_percent(&self) -> u32 {
+        let mut z = self.0.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) % 100) as u32
     }
 }

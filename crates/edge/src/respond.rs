@@ -17,11 +17,15 @@ use crate::Edge;
 use helix_core::routes::Platform;
 
 use crate::routing::{Outcome, RequestFacts};
-use crate::snapshot::{Representation, ServedFile, Site};
+use crate::snapshot::{Representation, ServedFile, Site, Target};
 
 pub type EdgeBody = Either<Full<Bytes>, UnsyncBoxBody<Bytes, std::io::Error>>;
 
 const REQUEST_ID: &str = "x-request-id";
+/// Pins a visitor to one variant of a split (for testing).
+pub const SPLIT_HEADER: &str = "x-helix-split";
+/// Keeps a visitor on the variant first drawn for them.
+pub const SPLIT_COOKIE: &str = "helix-split";
 static CACHE_DEFAULT: HeaderValue = HeaderValue::from_static("public, max-age=0, must-revalidate");
 
 impl Edge {
@@ -32,7 +36,12 @@ impl Edge {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let mut resp = match self.resolve_host(&req) {
-            Some(site) => self.serve_site(&site, req).await,
+            Some((site, None)) => self.serve_site(&site, req).await,
+            Some((site, Some(cookie))) => {
+                let mut resp = self.serve_site(&site, req).await;
+                resp.headers_mut().append(http::header::SET_COOKIE, cookie);
+                resp
+            }
             None => unknown_host(&req),
         };
         resp.headers_mut().insert(REQUEST_ID, self.request_ids.next());
@@ -40,13 +49,31 @@ impl Edge {
     }
 
     /// Phase `resolve_host`: one lookup in the current snapshot.
-    fn resolve_host<B>(&self, req: &Request<B>) -> Option<Arc<Site>> {
+    /// With a split, the site is the visitor's variant: pinned by the
+    /// `x-helix-split` header or the `helix-split` cookie, else drawn by
+    /// weight, and then the cookie to set so the visitor stays on it.
+    fn resolve_host<B>(&self, req: &Request<B>) -> Option<(Arc<Site>, Option<HeaderValue>)> {
         let host = host_of(req)?;
         let snapshot = self.snapshot.load();
-        if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            snapshot.site(&host.to_ascii_lowercase()).cloned()
+        let target = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            snapshot.target(&host.to_ascii_lowercase()).cloned()
         } else {
-            snapshot.site(host).cloned()
+            snapshot.target(host).cloned()
+        }?;
+        match target {
+            Target::Site(site) => Some((site, None)),
+            Target::Split(split) => {
+                let header = req.headers().get(SPLIT_HEADER).and_then(|v| v.to_str().ok());
+                if let Some(site) = header.and_then(|id| split.pinned(id.trim())) {
+                    return Some((site.clone(), None));
+                }
+                if let Some(site) = cookie(req.headers(), SPLIT_COOKIE).and_then(|id| split.pinned(id)) {
+                    return Some((site.clone(), None));
+                }
+                let site = split.draw(self.draws.next_percent()).clone();
+                let cookie = format!("{SPLIT_COOKIE}={}; Path=/; Max-Age=604800; SameSite=Lax", site.deployment);
+                Some((site, HeaderValue::from_str(&cookie).ok()))
+            }
         }
     }
 

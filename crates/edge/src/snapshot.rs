@@ -82,11 +82,40 @@ impl ServedFile {
 /// What requests read: immutable once published.
 #[derive(Default)]
 pub struct Snapshot {
-    hosts: HashMap<Box<str>, Arc<Site>>,
+    hosts: HashMap<Box<str>, Target>,
+}
+
+/// What a hostname serves: one site, or a weighted split between sites.
+#[derive(Clone)]
+pub enum Target {
+    Site(Arc<Site>),
+    Split(Arc<Split>),
+}
+
+/// Sites with cumulative weights: variant `i` takes draws below `upto`.
+pub struct Split {
+    pub variants: Vec<(Arc<Site>, u32)>,
+}
+
+impl Split {
+    /// The variant named `id` (a pin from the override header or cookie).
+    pub fn pinned(&self, id: &str) -> Option<&Arc<Site>> {
+        self.variants.iter().map(|(s, _)| s).find(|s| s.deployment.as_str() == id)
+    }
+
+    /// The variant for a draw in `0..100`.
+    pub fn draw(&self, percent: u32) -> &Arc<Site> {
+        let (site, _) = self
+            .variants
+            .iter()
+            .find(|(_, upto)| percent < *upto)
+            .unwrap_or_else(|| self.variants.last().expect("a split has at least one variant"));
+        site
+    }
 }
 
 impl Snapshot {
-    pub fn site(&self, host: &str) -> Option<&Arc<Site>> {
+    pub fn target(&self, host: &str) -> Option<&Target> {
         self.hosts.get(host)
     }
 
@@ -109,11 +138,13 @@ pub(crate) struct SnapshotBuilder {
     base_domain: String,
     sites: HashMap<DeploymentId, (ProjectName, Arc<Site>)>,
     production: HashMap<ProjectName, DeploymentId>,
+    /// Projects whose production hostname splits traffic.
+    splits: HashMap<ProjectName, Vec<(DeploymentId, u32)>>,
 }
 
 impl SnapshotBuilder {
     pub fn new(base_domain: String) -> Self {
-        SnapshotBuilder { base_domain, sites: HashMap::new(), production: HashMap::new() }
+        SnapshotBuilder { base_domain, sites: HashMap::new(), production: HashMap::new(), splits: HashMap::new() }
     }
 
     pub async fn apply(&mut self, event: &Event, blobs: &dyn BlobStore) -> Result<(), ApplyError> {
@@ -125,6 +156,17 @@ impl SnapshotBuilder {
             | Event::DeployRolledBack { project, deployment, manifest } => {
                 self.load(project, deployment, *manifest, blobs).await?;
                 self.production.insert(project.clone(), deployment.clone());
+            }
+            Event::SplitChanged { project, variants } => {
+                for v in variants {
+                    self.load(project, &v.deployment, v.manifest, blobs).await?;
+                }
+                if variants.is_empty() {
+                    self.splits.remove(project);
+                } else {
+                    let weights = variants.iter().map(|v| (v.deployment.clone(), v.weight)).collect();
+                    self.splits.insert(project.clone(), weights);
+                }
             }
         }
         Ok(())
@@ -158,11 +200,25 @@ impl SnapshotBuilder {
     pub fn build(&self) -> Snapshot {
         let mut hosts = HashMap::with_capacity(self.sites.len() + self.production.len());
         for (id, (project, site)) in &self.sites {
-            hosts.insert(deployment_host(id, project, &self.base_domain).into_boxed_str(), site.clone());
+            hosts.insert(deployment_host(id, project, &self.base_domain).into_boxed_str(), Target::Site(site.clone()));
         }
         for (project, id) in &self.production {
             if let Some((_, site)) = self.sites.get(id) {
-                hosts.insert(production_host(project, &self.base_domain).into_boxed_str(), site.clone());
+                hosts.insert(production_host(project, &self.base_domain).into_boxed_str(), Target::Site(site.clone()));
+            }
+        }
+        for (project, weights) in &self.splits {
+            let mut upto = 0;
+            let variants: Vec<(Arc<Site>, u32)> = weights
+                .iter()
+                .filter_map(|(id, weight)| {
+                    upto += weight;
+                    self.sites.get(id).map(|(_, site)| (site.clone(), upto))
+                })
+                .collect();
+            if !variants.is_empty() {
+                let split = Target::Split(Arc::new(Split { variants }));
+                hosts.insert(production_host(project, &self.base_domain).into_boxed_str(), split);
             }
         }
         Snapshot { hosts }

@@ -14,7 +14,7 @@ use anyhow::Context;
 use helix_artifacts::{BlobStore, LocalBlobStore};
 use helix_bus::{Bus, InProcessBus};
 use helix_control::{ControlPlane, GcSettings};
-use helix_core::events::Event;
+use helix_core::events::{Event, SplitVariant};
 use helix_core::hosts::PublicEdge;
 use helix_core::limits::Limits;
 use helix_edge::{Edge, EdgeConfig};
@@ -176,6 +176,13 @@ async fn initial_events(store: &Store) -> anyhow::Result<Vec<Event>> {
             events.push(Event::DeployPromoted { project, deployment, manifest: *manifest });
         }
     }
+    let mut splits: std::collections::BTreeMap<_, Vec<SplitVariant>> = Default::default();
+    for (project, deployment, weight) in state.splits {
+        if let Some(manifest) = manifests.get(&deployment) {
+            splits.entry(project).or_default().push(SplitVariant { deployment, manifest: *manifest, weight });
+        }
+    }
+    events.extend(splits.into_iter().map(|(project, variants)| Event::SplitChanged { project, variants }));
     Ok(events)
 }
 

@@ -73,6 +73,8 @@ impl From<sqlx::Error> for PointerError {
 pub struct ServingState {
     pub deployments: Vec<(ProjectName, DeploymentId, Digest)>,
     pub production: Vec<(ProjectName, DeploymentId)>,
+    /// Project → (deployment, weight) of every active split.
+    pub splits: Vec<(ProjectName, DeploymentId, u32)>,
 }
 
 /// A deployment being created.
@@ -379,6 +381,61 @@ impl Store {
         Ok((row, true))
     }
 
+    // ---- traffic splits --------------------------------------------------
+
+    /// Replaces the project's split (empty `weights` removes it) and
+    /// publishes `split.changed`, in one transaction. Every deployment must
+    /// be a ready deployment of the project.
+    pub async fn set_split(
+        &self,
+        project: &ProjectName,
+        weights: &[(String, u32)],
+        now_ms: i64,
+    ) -> Result<Vec<helix_core::events::SplitVariant>, PointerError> {
+        if !self.project_exists(project).await? {
+            return Err(PointerError::UnknownProject(project.to_string()));
+        }
+        let mut variants = Vec::new();
+        for (id, weight) in weights {
+            let row = self.deployment(id).await?.ok_or_else(|| PointerError::UnknownDeployment(id.clone()))?;
+            if row.project != project.as_str() {
+                return Err(PointerError::WrongProject {
+                    deployment: id.clone(),
+                    expected: project.to_string(),
+                    actual: row.project,
+                });
+            }
+            if row.state != DeploymentState::Ready {
+                return Err(PointerError::NotReady(id.clone()));
+            }
+            let (_, deployment, manifest) = row.identity()?;
+            variants.push(helix_core::events::SplitVariant { deployment, manifest, weight: *weight });
+        }
+        let event = Event::SplitChanged { project: project.clone(), variants: variants.clone() };
+        let outbox_id = self.new_row_id();
+        on_pool!(self, p => {
+            let mut tx = p.begin_write().await?;
+            sqlx::query("DELETE FROM splits WHERE project_id = (SELECT id FROM projects WHERE name = $1)")
+                .bind(project.as_str()).execute(&mut *tx).await?;
+            for v in &variants {
+                sqlx::query("INSERT INTO splits (project_id, deployment_id, weight) SELECT id, $1, $2 FROM projects WHERE name = $3")
+                    .bind(v.deployment.as_str()).bind(v.weight as i64).bind(project.as_str())
+                    .execute(&mut *tx).await?;
+            }
+            insert_outbox!(&mut *tx, &outbox_id, &event, now_ms);
+            tx.commit().await?;
+        });
+        Ok(variants)
+    }
+
+    /// The project's split: deployment id → weight (empty: none).
+    pub async fn split(&self, project: &ProjectName) -> Result<Vec<(String, u32)>, StoreError> {
+        let rows: Vec<(String, i64)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT s.deployment_id, s.weight FROM splits s JOIN projects p ON p.id = s.project_id WHERE p.name = $1 ORDER BY s.deployment_id")
+            .bind(project.as_str()).fetch_all(p).await?);
+        Ok(rows.into_iter().map(|(id, w)| (id, w as u32)).collect())
+    }
+
     // ---- outbox ----------------------------------------------------------
 
     /// Unpublished events, oldest first.
@@ -407,7 +464,13 @@ impl Store {
         let production: Vec<(String, String)> = on_pool!(self, p => sqlx::query_as(
             "SELECT name, production_deployment_id FROM projects WHERE production_deployment_id IS NOT NULL")
             .fetch_all(p).await?);
+        let splits: Vec<(String, String, i64)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT p.name, s.deployment_id, s.weight FROM splits s JOIN projects p ON p.id = s.project_id ORDER BY p.name, s.deployment_id")
+            .fetch_all(p).await?);
         let mut state = ServingState::default();
+        for (project, id, weight) in splits {
+            state.splits.push((parse_project(&project)?, parse_id(&id)?, weight as u32));
+        }
         for (project, id, manifest) in deployments {
             state.deployments.push((parse_project(&project)?, parse_id(&id)?, parse_digest(&manifest)?));
         }

@@ -67,6 +67,7 @@ pub(crate) fn migrator() -> Migrator {
     const MIGRATIONS: &[(i64, &str, &str)] = &[
         (1, "spine", include_str!("../migrations/0001_spine.sql")),
         (2, "routes", include_str!("../migrations/0002_routes.sql")),
+        (3, "splits", include_str!("../migrations/0003_splits.sql")),
     ];
     Migrator::with_migrations(
         MIGRATIONS

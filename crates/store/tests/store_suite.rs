@@ -39,6 +39,7 @@ suite!(
     rollback_errors,
     failed_and_abandoned_uploads_are_never_served,
     variants_round_trip,
+    splits_replace_atomically,
 );
 
 fn project(name: &str) -> ProjectName {
@@ -219,4 +220,34 @@ async fn variants_round_trip(store: Store) {
     assert_eq!(v, vec![("br".into(), br, 2), ("gzip".into(), gz, 3)]);
     store.forget_variant(br).await.unwrap();
     assert_eq!(store.variants(d).await.unwrap(), vec![("gzip".into(), gz, 3)]);
+}
+
+async fn splits_replace_atomically(store: Store) {
+    let a = ready(&store, "p", true).await;
+    let b = ready(&store, "p", false).await;
+    let other = ready(&store, "q", true).await;
+    drain_outbox(&store).await;
+    let set = store.set_split(&project("p"), &[(a.to_string(), 80), (b.to_string(), 20)], 1).await.unwrap();
+    assert_eq!(set.iter().map(|v| v.weight).collect::<Vec<_>>(), [80, 20]);
+    let mut got = store.split(&project("p")).await.unwrap();
+    got.sort();
+    let mut want = vec![(a.to_string(), 80), (b.to_string(), 20)];
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(store.serving_state().await.unwrap().splits.len(), 2);
+    assert!(
+        matches!(drain_outbox(&store).await.as_slice(), [Event::SplitChanged { variants, .. }] if variants.len() == 2)
+    );
+    // A bad entry changes nothing.
+    assert!(matches!(
+        store.set_split(&project("p"), &[(a.to_string(), 50), (other.to_string(), 50)], 2).await,
+        Err(PointerError::WrongProject { .. })
+    ));
+    assert_eq!(store.split(&project("p")).await.unwrap().len(), 2);
+    assert!(drain_outbox(&store).await.is_empty());
+    store.set_split(&project("p"), &[], 3).await.unwrap();
+    assert!(store.split(&project("p")).await.unwrap().is_empty());
+    assert!(
+        matches!(drain_outbox(&store).await.as_slice(), [Event::SplitChanged { variants, .. }] if variants.is_empty())
+    );
 }
