@@ -40,6 +40,7 @@ fn site(rules: usize, platform: Platform) -> Site {
                 conditions: Default::default(),
                 has: Vec::new(),
                 missing: Vec::new(),
+                methods: Vec::new(),
                 origin: Origin { file: "_redirects".into(), line: i as u32 + 1 },
             }
         })
@@ -86,6 +87,7 @@ pub fn run(sizes: &[usize]) {
                 for path in &paths {
                     let facts = RequestFacts {
                         path,
+                        method: "GET",
                         headers: None,
                         query: None,
                         host: "bench.localhost",

@@ -115,6 +115,7 @@ pub(crate) fn parse_redirects(text: &str, file: &str, diags: &mut Vec<Diagnostic
             conditions: Conditions::default(),
             has: Vec::new(),
             missing: Vec::new(),
+            methods: Vec::new(),
             origin: Origin { file: file.to_owned(), line: line_no as u32 },
         });
     }

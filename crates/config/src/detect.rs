@@ -6,6 +6,9 @@ use crate::ProjectFiles;
 
 /// The platform and a sentence saying why.
 pub fn detect(files: &ProjectFiles) -> (Platform, String) {
+    if files.root.contains_key("helix.toml") {
+        return (Platform::Helix, "helix (helix.toml is present)".into());
+    }
     if files.root.contains_key("netlify.toml") {
         return (Platform::Netlify, "netlify (netlify.toml is present)".into());
     }

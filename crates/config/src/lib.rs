@@ -10,6 +10,7 @@
 
 mod cloudflare;
 mod detect;
+mod helix;
 mod netlify;
 mod vercel;
 
@@ -20,7 +21,7 @@ use helix_core::routes::{Diagnostic, DiagnosticKind, HeaderRule, Platform, Route
 pub use detect::detect;
 
 /// Config files read from the project root (not served).
-pub const ROOT_CONFIG_FILES: &[&str] = &["netlify.toml", "wrangler.toml", "vercel.json"];
+pub const ROOT_CONFIG_FILES: &[&str] = &["helix.toml", "netlify.toml", "wrangler.toml", "vercel.json"];
 /// Routing files read from the publish directory (not served either).
 pub const PUBLISH_CONFIG_FILES: &[&str] = &["_redirects", "_headers", "_routes.json"];
 
@@ -51,11 +52,21 @@ impl Compiled {
 
 /// Compiles the routing files for `compat` (or the detected platform).
 pub fn compile(files: &ProjectFiles, compat: Option<Platform>) -> Compiled {
-    let (platform, reason) = match compat {
-        Some(p) => (p, format!("{} (set explicitly)", p.as_str())),
-        None => detect(files),
-    };
     let mut diagnostics = Vec::new();
+    let helix_toml = files.root.get("helix.toml").map(|b| String::from_utf8_lossy(b).into_owned());
+    let from_helix_toml = match helix_toml.as_deref().map(helix::compat) {
+        Some(Ok(c)) => c,
+        Some(Err(d)) => {
+            diagnostics.push(d);
+            None
+        }
+        None => None,
+    };
+    let (platform, reason) = match (compat, from_helix_toml) {
+        (Some(p), _) => (p, format!("{} (set explicitly)", p.as_str())),
+        (None, Some(p)) => (p, format!("{} (compat in helix.toml)", p.as_str())),
+        (None, None) => detect(files),
+    };
     let mut table = RouteTable { platform, ..RouteTable::default() };
     let text = |name: &str, from: &BTreeMap<String, Vec<u8>>, diags: &mut Vec<Diagnostic>| -> Option<String> {
         let bytes = from.get(name)?;
@@ -74,6 +85,12 @@ pub fn compile(files: &ProjectFiles, compat: Option<Platform>) -> Compiled {
     };
     match platform {
         Platform::Helix => {
+            if let Some(text) = &helix_toml
+                && from_helix_toml.is_none()
+                && compat.is_none_or(|c| c == Platform::Helix)
+            {
+                helix::compile(text, &mut table, &mut diagnostics);
+            }
             for name in PUBLISH_CONFIG_FILES {
                 if files.publish.contains_key(*name) {
                     diagnostics.push(Diagnostic {
@@ -112,6 +129,9 @@ pub fn compile(files: &ProjectFiles, compat: Option<Platform>) -> Compiled {
 /// root): `netlify.toml` `[build] publish`, `wrangler.toml`
 /// `pages_build_output_dir`.
 pub fn publish_dir(root: &BTreeMap<String, Vec<u8>>) -> Option<String> {
+    if let Some(dir) = root.get("helix.toml").and_then(|b| std::str::from_utf8(b).ok()).and_then(helix::publish_dir) {
+        return Some(dir);
+    }
     if let Some(toml) = root.get("netlify.toml").and_then(|b| std::str::from_utf8(b).ok())
         && let Some(dir) = netlify::publish_dir(toml)
     {
@@ -157,6 +177,14 @@ pub(crate) fn push_header(rule: &mut HeaderRule, name: &str, value: &str) {
         }
         None => rule.set.push((name.to_owned(), value.to_owned())),
     }
+}
+
+/// A user-written value regex, anchored; refused when it is invalid or
+/// needs backtracking (lookaround, backreferences).
+pub(crate) fn anchored_regex(value: &str) -> Result<String, String> {
+    let anchored = format!("^(?:{value})$");
+    regex::Regex::new(&anchored).map_err(|e| format!("value {value:?} is not a supported regex: {e}"))?;
+    Ok(anchored)
 }
 
 pub(crate) fn diag(file: &str, line: usize, kind: DiagnosticKind, message: impl Into<String>) -> Diagnostic {

@@ -194,6 +194,7 @@ fn finish_rule(f: RuleFields, file: &str, line: usize, diags: &mut Vec<Diagnosti
         conditions,
         has: Vec::new(),
         missing: Vec::new(),
+        methods: Vec::new(),
         origin: Origin { file: file.to_owned(), line: line as u32 },
     })
 }

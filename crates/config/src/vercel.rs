@@ -144,6 +144,7 @@ fn rule(item: &Value, kind: Kind) -> Result<Redirect, RuleError> {
         conditions: Conditions::default(),
         has,
         missing,
+        methods: Vec::new(),
         origin: Origin::default(),
     })
 }
@@ -207,7 +208,7 @@ fn matchers(value: Option<&Value>) -> Result<Vec<Matcher>, String> {
             }
             let value = match m.get("value") {
                 None => None,
-                Some(Value::String(v)) => Some(format!("^(?:{v})$")),
+                Some(Value::String(v)) => Some(crate::anchored_regex(v)?),
                 Some(_) => return Err("condition objects in has/missing values are not supported yet".into()),
             };
             let key = if on == MatchOn::Header { key.to_ascii_lowercase() } else { key.to_owned() };

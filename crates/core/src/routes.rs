@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Platform {
-    /// No routing files: plain static serving with pretty URLs.
+    /// HelixStack's own `helix.toml` rules (Netlify's evaluation order and
+    /// patterns, plus conditions on headers, cookies, query, host and
+    /// method); with no rules, plain static serving with pretty URLs.
     #[default]
     Helix,
     Netlify,
@@ -116,6 +118,10 @@ pub struct Redirect {
     /// Vercel `missing`: none may hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<Matcher>,
+    /// `helix.toml` `methods`: the rule applies only to these (uppercase);
+    /// empty: any method.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
     pub origin: Origin,
 }
 

@@ -87,6 +87,7 @@ impl Edge {
         };
         let facts = RequestFacts {
             path: &path,
+            method: req.method().as_str(),
             headers: Some(req.headers()),
             query: req.uri().query(),
             host: host_of(&req).unwrap_or_default(),
@@ -98,8 +99,11 @@ impl Edge {
         let outcome = router.route(site, &facts);
         // Header rules: which path they match, if they apply at all.
         let header_path = match (&outcome, router.platform) {
-            (_, Platform::Helix) | (Outcome::Proxy { .. }, _) => None,
-            (Outcome::File { rewritten: Some(target), .. }, Platform::Netlify) => Some(target.clone()),
+            _ if !router.has_header_rules() => None,
+            (Outcome::Proxy { .. }, _) => None,
+            (Outcome::File { rewritten: Some(target), .. }, Platform::Netlify | Platform::Helix) => {
+                Some(target.clone())
+            }
             (Outcome::File { .. }, _) | (_, Platform::CloudflarePages) => Some(path.to_string()),
             _ => None,
         };
@@ -124,9 +128,9 @@ impl Edge {
         };
         if let Some(rules) = decoration {
             apply_rule_headers(resp.headers_mut(), rules);
-            if router.platform == Platform::CloudflarePages && resp.status() == StatusCode::NOT_FOUND {
-                resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            }
+        }
+        if router.platform == Platform::CloudflarePages && resp.status() == StatusCode::NOT_FOUND {
+            resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
         resp
     }

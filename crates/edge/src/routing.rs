@@ -39,7 +39,8 @@ pub(crate) enum Outcome<'s> {
 /// The request facts rules may look at.
 pub struct RequestFacts<'r> {
     pub path: &'r str,
-    /// The request's headers, for Vercel `has`/`missing`.
+    pub method: &'r str,
+    /// The request's headers, for `has`/`missing` conditions.
     pub headers: Option<&'r http::HeaderMap>,
     pub query: Option<&'r str>,
     pub host: &'r str,
@@ -136,8 +137,9 @@ impl Router {
     /// Decides what a request gets.
     pub fn route<'s>(&self, site: &'s Site, req: &RequestFacts<'_>) -> Outcome<'s> {
         let outcome = match self.platform {
-            Platform::Helix => helix(site, req),
-            Platform::Netlify => self.netlify(site, req),
+            // helix.toml rules follow Netlify's order; with no rules this is
+            // plain static serving with pretty URLs.
+            Platform::Helix | Platform::Netlify => self.netlify(site, req),
             Platform::CloudflarePages => self.cloudflare(site, req),
             Platform::Vercel => self.vercel(site, req),
         };
@@ -253,6 +255,9 @@ impl Router {
         let normalized = trim_trailing_slash(req.path);
         for (rule, params) in self.matching_redirects(normalized) {
             let Some(params) = netlify_params(rule, params, req) else { continue };
+            if !matchers_hold(rule, req) || !(rule.methods.is_empty() || rule.methods.iter().any(|m| m == req.method)) {
+                continue;
+            }
             if !rule.force && pretty_lookup(site, req.path).is_some() {
                 break;
             }
@@ -317,6 +322,10 @@ impl Router {
         }
     }
 
+    pub fn has_header_rules(&self) -> bool {
+        !self.headers.is_empty()
+    }
+
     /// Headers the rules add for `path`, already merged the platform's way:
     /// `(name, Some(value))` to set, `(name, None)` to remove.
     pub fn headers_for(&self, host: &str, path: &str) -> Vec<(String, Option<String>)> {
@@ -356,14 +365,6 @@ impl Router {
             }
         }
         out
-    }
-}
-
-/// No routing files: the exact path, `index.html` of a directory, `x.html`.
-fn helix<'s>(site: &'s Site, req: &RequestFacts<'_>) -> Outcome<'s> {
-    match pretty_lookup(site, req.path) {
-        Some(file) => Outcome::File { file, status: 200, rewritten: None },
-        None => not_found_page(site, "/404.html"),
     }
 }
 
