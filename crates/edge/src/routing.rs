@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use helix_core::routes::{HeaderRule, Platform, Redirect, RouteTable};
+use helix_core::routes::{HeaderRule, MatchOn, Matcher, Platform, Redirect, RouteTable};
 use regex::{Regex, RegexSet};
 
 use crate::snapshot::{ServedFile, Site};
@@ -56,9 +56,9 @@ pub(crate) struct Router {
     exact: HashMap<String, Vec<usize>>,
     /// The other rules' indices, in order, and one set over their patterns.
     dynamic: Vec<usize>,
-    redirect_set: Matcher,
+    redirect_set: PatternSet,
     headers: Vec<(HeaderRule, Regex)>,
-    header_set: Matcher,
+    header_set: PatternSet,
     /// Vercel `rewrites`, tried after the filesystem.
     rewrites: Vec<CompiledRedirect>,
     clean_urls: bool,
@@ -68,16 +68,49 @@ pub(crate) struct Router {
 struct CompiledRedirect {
     rule: Redirect,
     regex: Regex,
+    /// `has` and `missing` with their value regexes compiled once.
+    has: Vec<(Matcher, Option<Regex>)>,
+    missing: Vec<(Matcher, Option<Regex>)>,
+}
+
+impl CompiledRedirect {
+    /// `None` when a pattern does not compile (the compiler checked them;
+    /// this only guards against a manifest from elsewhere).
+    fn new(rule: &Redirect, source: &str) -> Option<CompiledRedirect> {
+        let compile = |ms: &[Matcher]| -> Option<Vec<(Matcher, Option<Regex>)>> {
+            ms.iter()
+                .map(|m| match &m.value {
+                    Some(v) => Regex::new(v).ok().map(|re| (m.clone(), Some(re))),
+                    None => Some((m.clone(), None)),
+                })
+                .collect()
+        };
+        Some(CompiledRedirect {
+            regex: Regex::new(source).ok()?,
+            has: compile(&rule.has)?,
+            missing: compile(&rule.missing)?,
+            rule: rule.clone(),
+        })
+    }
+
+    /// Whether every `has` holds, no `missing` does, and the method is one
+    /// the rule takes.
+    fn conditions_hold(&self, req: &RequestFacts<'_>) -> bool {
+        let methods = &self.rule.methods;
+        (methods.is_empty() || methods.iter().any(|m| m == req.method))
+            && self.has.iter().all(|(m, re)| matcher_holds(m, re.as_ref(), req))
+            && !self.missing.iter().any(|(m, re)| matcher_holds(m, re.as_ref(), req))
+    }
 }
 
 /// All patterns of a table at once; `None` when the set was too large to
 /// build, in which case the rules are tried one by one.
-struct Matcher(Option<RegexSet>);
+struct PatternSet(Option<RegexSet>);
 
-impl Matcher {
-    fn new(patterns: impl IntoIterator<Item = String>) -> Matcher {
+impl PatternSet {
+    fn new(patterns: impl IntoIterator<Item = String>) -> PatternSet {
         let set = regex::RegexSetBuilder::new(patterns).size_limit(64 << 20).dfa_size_limit(16 << 20).build();
-        Matcher(set.ok())
+        PatternSet(set.ok())
     }
 
     fn candidates<'a>(&self, subject: &str, each: impl Fn(usize) -> &'a Regex, count: usize) -> Vec<usize> {
@@ -97,16 +130,10 @@ impl Router {
         let redirects: Vec<CompiledRedirect> = table
             .redirects
             .iter()
-            .filter_map(|rule| {
-                let source = redirect_regex(platform, &rule.from);
-                Regex::new(&source).ok().map(|regex| CompiledRedirect { rule: rule.clone(), regex })
-            })
+            .filter_map(|rule| CompiledRedirect::new(rule, &redirect_regex(platform, &rule.from)))
             .collect();
-        let rewrites: Vec<CompiledRedirect> = table
-            .rewrites
-            .iter()
-            .filter_map(|rule| Regex::new(&rule.from).ok().map(|regex| CompiledRedirect { rule: rule.clone(), regex }))
-            .collect();
+        let rewrites: Vec<CompiledRedirect> =
+            table.rewrites.iter().filter_map(|rule| CompiledRedirect::new(rule, &rule.from)).collect();
         let headers: Vec<(HeaderRule, Regex)> = table
             .headers
             .iter()
@@ -122,13 +149,13 @@ impl Router {
         }
         Router {
             platform,
-            redirect_set: Matcher::new(dynamic.iter().map(|i| redirects[*i].regex.as_str().to_owned())),
+            redirect_set: PatternSet::new(dynamic.iter().map(|i| redirects[*i].regex.as_str().to_owned())),
             exact,
             dynamic,
             rewrites,
             clean_urls: table.clean_urls,
             trailing_slash: table.trailing_slash,
-            header_set: Matcher::new(headers.iter().map(|(_, re)| re.as_str().to_owned())),
+            header_set: PatternSet::new(headers.iter().map(|(_, re)| re.as_str().to_owned())),
             redirects,
             headers,
         }
@@ -159,19 +186,19 @@ impl Router {
         if let Some(to) = self.vercel_canonical(path) {
             return Outcome::Redirect { status: 308, location: with_query(to, req.query) };
         }
-        for (rule, caps) in self.matching_redirects(path) {
-            if !matchers_hold(rule, req) {
+        for (r, caps) in self.matching_redirects(path) {
+            if !r.conditions_hold(req) {
                 continue;
             }
-            let target = substitute_vercel(&rule.to, &caps);
-            return Outcome::Redirect { status: rule.status, location: with_query(target, req.query) };
+            let target = substitute_vercel(&r.rule.to, &caps);
+            return Outcome::Redirect { status: r.rule.status, location: with_query(target, req.query) };
         }
         if let Some(file) = self.vercel_lookup(site, path) {
             return Outcome::File { file, status: 200, rewritten: None };
         }
         for r in &self.rewrites {
             let Some(c) = r.regex.captures(path) else { continue };
-            if !matchers_hold(&r.rule, req) {
+            if !r.conditions_hold(req) {
                 continue;
             }
             let target = substitute_vercel(&r.rule.to, &captures(&r.regex, &c));
@@ -237,7 +264,7 @@ impl Router {
     fn matching_redirects<'a>(
         &'a self,
         subject: &'a str,
-    ) -> impl Iterator<Item = (&'a Redirect, HashMap<&'a str, &'a str>)> + 'a {
+    ) -> impl Iterator<Item = (&'a CompiledRedirect, HashMap<&'a str, &'a str>)> + 'a {
         let mut candidates: Vec<usize> = self.exact.get(subject).cloned().unwrap_or_default();
         let dynamic =
             self.redirect_set.candidates(subject, |k| &self.redirects[self.dynamic[k]].regex, self.dynamic.len());
@@ -245,7 +272,7 @@ impl Router {
         candidates.sort_unstable();
         candidates.into_iter().filter_map(move |i| {
             let r = &self.redirects[i];
-            r.regex.captures(subject).map(|c| (&r.rule, captures(&r.regex, &c)))
+            r.regex.captures(subject).map(|c| (r, captures(&r.regex, &c)))
         })
     }
 
@@ -253,9 +280,10 @@ impl Router {
     /// hold; a file at the path wins unless the rule is forced.
     fn netlify<'s>(&self, site: &'s Site, req: &RequestFacts<'_>) -> Outcome<'s> {
         let normalized = trim_trailing_slash(req.path);
-        for (rule, params) in self.matching_redirects(normalized) {
+        for (r, params) in self.matching_redirects(normalized) {
+            let rule = &r.rule;
             let Some(params) = netlify_params(rule, params, req) else { continue };
-            if !matchers_hold(rule, req) || !(rule.methods.is_empty() || rule.methods.iter().any(|m| m == req.method)) {
+            if !r.conditions_hold(req) {
                 continue;
             }
             if !rule.force && pretty_lookup(site, req.path).is_some() {
@@ -286,7 +314,8 @@ impl Router {
     /// rule changes the path once; then HTML handling and the nearest 404.
     fn cloudflare<'s>(&self, site: &'s Site, req: &RequestFacts<'_>) -> Outcome<'s> {
         let mut path: Cow<'_, str> = Cow::Borrowed(req.path);
-        if let Some((rule, params)) = self.matching_redirects(req.path).next() {
+        if let Some((r, params)) = self.matching_redirects(req.path).next() {
+            let rule = &r.rule;
             let mut target = substitute(&rule.to, &params);
             if !target.starts_with("https://") {
                 target = collapse_slashes(&target);
@@ -484,29 +513,25 @@ fn netlify_params<'a>(
     Some(params)
 }
 
-/// Whether a Vercel rule's `has` all hold and its `missing` all do not.
-fn matchers_hold(rule: &Redirect, req: &RequestFacts<'_>) -> bool {
-    let holds = |m: &helix_core::routes::Matcher| -> bool {
-        use helix_core::routes::MatchOn;
-        let value: Option<&str> = match m.on {
-            MatchOn::Host => Some(req.host),
-            MatchOn::Header => req.headers.and_then(|h| h.get(m.key.as_str())).and_then(|v| v.to_str().ok()),
-            MatchOn::Cookie => req.headers.and_then(|h| crate::respond::cookie(h, &m.key)),
-            MatchOn::Query => req
-                .query
-                .unwrap_or("")
-                .split('&')
-                .filter_map(|p| p.split_once('=').or(Some((p, ""))))
-                .find(|(k, _)| *k == m.key)
-                .map(|(_, v)| v),
-        };
-        match (value, &m.value) {
-            (None, _) => false,
-            (Some(_), None) => true,
-            (Some(v), Some(re)) => Regex::new(re).is_ok_and(|re| re.is_match(v)),
-        }
+/// Whether one `has`/`missing` condition holds for the request.
+fn matcher_holds(m: &Matcher, value_re: Option<&Regex>, req: &RequestFacts<'_>) -> bool {
+    let value: Option<&str> = match m.on {
+        MatchOn::Host => Some(req.host),
+        MatchOn::Header => req.headers.and_then(|h| h.get(m.key.as_str())).and_then(|v| v.to_str().ok()),
+        MatchOn::Cookie => req.headers.and_then(|h| crate::respond::cookie(h, &m.key)),
+        MatchOn::Query => req
+            .query
+            .unwrap_or("")
+            .split('&')
+            .map(|p| p.split_once('=').unwrap_or((p, "")))
+            .find(|(k, _)| *k == m.key)
+            .map(|(_, v)| v),
     };
-    rule.has.iter().all(holds) && !rule.missing.iter().any(holds)
+    match (value, value_re) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(v), Some(re)) => re.is_match(v),
+    }
 }
 
 /// Vercel destinations: `:name` (with any `*`/`+`/`?` after it) and `$n`.
