@@ -163,17 +163,24 @@ fn finish_rule(f: RuleFields, file: &str, line: usize, diags: &mut Vec<Diagnosti
         report(DiagnosticKind::NotHonored, "status 307 is not supported by Netlify; it passes the code through".into());
     }
     let mut conditions = Conditions::default();
+    let mut has = Vec::new();
     for (key, value) in &f.conditions {
         let list =
             || value.split(',').map(|v| v.trim().to_ascii_lowercase()).filter(|v| !v.is_empty()).collect::<Vec<_>>();
         match key.to_ascii_lowercase().as_str() {
             "country" => conditions.country = list(),
             "language" => conditions.language = list(),
+            // `Cookie=name`: the rule applies when the visitor sends it.
+            "cookie" if !value.is_empty() && !value.contains(',') => has.push(helix_core::routes::Matcher {
+                on: helix_core::routes::MatchOn::Cookie,
+                key: value.clone(),
+                value: None,
+            }),
             other => {
                 let what = match other {
                     "role" => "Role conditions need Netlify Identity",
                     "sign" | "signed" => "signed proxy rules",
-                    "cookie" => "Cookie conditions",
+                    "cookie" => "Cookie conditions naming several cookies",
                     _ => "unknown condition",
                 };
                 report(DiagnosticKind::NotHonored, format!("{key}={value}: {what} are not supported yet"));
@@ -192,7 +199,7 @@ fn finish_rule(f: RuleFields, file: &str, line: usize, diags: &mut Vec<Diagnosti
         status,
         force: f.force,
         conditions,
-        has: Vec::new(),
+        has,
         missing: Vec::new(),
         methods: Vec::new(),
         origin: Origin { file: file.to_owned(), line: line as u32 },

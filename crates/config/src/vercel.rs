@@ -39,19 +39,152 @@ pub(crate) fn compile(text: &str, table: &mut RouteTable, diags: &mut Vec<Diagno
         Some(Value::Bool(b)) => table.trailing_slash = Some(*b),
         Some(_) => reject("trailingSlash must be true or false".into()),
     }
-    if obj.contains_key("routes") {
-        let legacy = ["redirects", "rewrites", "headers", "cleanUrls", "trailingSlash"];
-        if legacy.iter().any(|k| obj.contains_key(*k)) {
+    if let Some(routes) = obj.get("routes") {
+        let modern = ["redirects", "rewrites", "headers", "cleanUrls", "trailingSlash"];
+        if modern.iter().any(|k| obj.contains_key(*k)) {
             reject(
                 "`routes` cannot be used together with redirects, rewrites, headers, cleanUrls or trailingSlash".into(),
             );
         } else {
-            diags.push(diag(FILE, 0, DiagnosticKind::NotHonored, "the legacy `routes` table is not supported yet"));
+            legacy_routes(routes, text, table, diags);
         }
+        return;
     }
     table.redirects = rules(obj.get("redirects"), "redirects", text, diags, Kind::Redirect);
     table.rewrites = rules(obj.get("rewrites"), "rewrites", text, diags, Kind::Rewrite);
     table.headers = headers(obj.get("headers"), text, diags);
+}
+
+/// The legacy `routes` table (SPEC §3.7), mapped onto the same rule kinds:
+/// a 3xx with `Location` is a redirect, a `dest` before the filesystem is a
+/// rewrite that files do not shadow (status 200 in `redirects`), a `dest`
+/// after `{"handle": "filesystem"}` is a rewrite, `continue: true` with
+/// headers is a header rule. Other shapes and phases are reported.
+fn legacy_routes(value: &Value, text: &str, table: &mut RouteTable, diags: &mut Vec<Diagnostic>) {
+    let mut after_filesystem = false;
+    let (mut srcs, mut handles) = (0, 0);
+    for (i, route) in entries(Some(value), "routes", diags).iter().enumerate() {
+        let line = if route.get("handle").is_some() {
+            handles += 1;
+            line_of_key(text, "\"handle\"", handles - 1)
+        } else {
+            srcs += 1;
+            line_of_key(text, "\"src\"", srcs - 1)
+        };
+        let mut note = |kind, msg: String| diags.push(diag(FILE, line, kind, format!("routes[{i}]: {msg}")));
+        let Some(obj) = route.as_object() else {
+            note(DiagnosticKind::Rejected, "must be an object".into());
+            continue;
+        };
+        if let Some(handle) = obj.get("handle") {
+            match handle.as_str() {
+                Some("filesystem") if !after_filesystem => after_filesystem = true,
+                Some("filesystem") => note(DiagnosticKind::Rejected, "`handle: filesystem` may appear once".into()),
+                other => note(DiagnosticKind::NotHonored, format!("handle {other:?} phases are not supported yet")),
+            }
+            continue;
+        }
+        let Some(src) = obj.get("src").and_then(Value::as_str) else {
+            note(DiagnosticKind::Rejected, "missing `src`".into());
+            continue;
+        };
+        let regex = match legacy_regex(src) {
+            Ok(r) => r,
+            Err(m) => {
+                note(DiagnosticKind::NotHonored, format!("src {src:?}: {m}"));
+                continue;
+            }
+        };
+        let headers: Vec<(String, String)> = obj
+            .get("headers")
+            .and_then(Value::as_object)
+            .map(|h| h.iter().filter_map(|(k, v)| Some((k.to_ascii_lowercase(), v.as_str()?.to_owned()))).collect())
+            .unwrap_or_default();
+        let status = obj.get("status").and_then(Value::as_u64).map(|s| s as u16);
+        let dest = obj.get("dest").and_then(Value::as_str);
+        let continues = obj.get("continue").and_then(Value::as_bool).unwrap_or(false);
+        let location = headers.iter().find(|(k, _)| k == "location").map(|(_, v)| v.clone());
+        let (has, missing) = match (matchers(obj.get("has")), matchers(obj.get("missing"))) {
+            (Ok(h), Ok(m)) => (h, m),
+            (Err(e), _) | (_, Err(e)) => {
+                note(DiagnosticKind::Rejected, e);
+                continue;
+            }
+        };
+        let methods: Vec<String> = obj
+            .get("methods")
+            .and_then(Value::as_array)
+            .map(|m| m.iter().filter_map(Value::as_str).map(str::to_ascii_uppercase).collect())
+            .unwrap_or_default();
+        let rule = |to: String, status: u16| Redirect {
+            from: regex.clone(),
+            query: Vec::new(),
+            to,
+            status,
+            force: true,
+            conditions: Conditions::default(),
+            has: has.clone(),
+            missing: missing.clone(),
+            methods: methods.clone(),
+            origin: Origin { file: FILE.into(), line: line as u32 },
+        };
+        match (status, location, dest, continues) {
+            (Some(code @ 300..=399), Some(to), _, false) => table.redirects.push(rule(to, code)),
+            (None, None, Some(to), false) if after_filesystem => table.rewrites.push(rule(to.to_owned(), 200)),
+            (status, None, Some(to), false) => table.redirects.push(rule(to.to_owned(), status.unwrap_or(200))),
+            (None, None, None, true) if !headers.is_empty() => {
+                let mut block = crate::header_block(&regex, FILE, line);
+                block.set = headers;
+                table.headers.push(block);
+            }
+            _ => note(
+                DiagnosticKind::NotHonored,
+                "this combination of status, headers, dest and continue is not supported yet".into(),
+            ),
+        }
+    }
+}
+
+/// The line of the `n`th occurrence of `needle` (best effort).
+fn line_of_key(text: &str, needle: &str, n: usize) -> usize {
+    text.match_indices(needle).nth(n).map_or(0, |(i, _)| text[..i].matches('\n').count() + 1)
+}
+
+/// A legacy `src` (a regex, anchored by Vercel) with its unnamed groups
+/// named `_1`, `_2`… so `$1` in `dest` can refer to them.
+fn legacy_regex(src: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(src.len() + 16);
+    let mut n = 0;
+    let mut chars = src.chars().peekable();
+    let mut in_class = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                out.push(c);
+                if let Some(next) = chars.next() {
+                    out.push(next);
+                }
+            }
+            '[' if !in_class => {
+                in_class = true;
+                out.push(c);
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(c);
+            }
+            '(' if !in_class && chars.peek() != Some(&'?') => {
+                n += 1;
+                out.push_str(&format!("(?P<_{n}>"));
+            }
+            _ => out.push(c),
+        }
+    }
+    let anchored =
+        format!("{}{out}{}", if out.starts_with('^') { "" } else { "^" }, if out.ends_with('$') { "" } else { "$" });
+    regex_syntax_ok(&anchored)?;
+    regex::Regex::new(&anchored).map_err(|e| format!("not a supported regex: {e}"))?;
+    Ok(anchored)
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -405,5 +538,39 @@ mod tests {
         let mut d = Vec::new();
         compile("{ nope", &mut table, &mut d);
         assert_eq!(d[0].kind, DiagnosticKind::Rejected);
+    }
+}
+
+#[cfg(test)]
+mod legacy_tests {
+    use super::*;
+
+    #[test]
+    fn legacy_routes_map_onto_rule_kinds() {
+        let mut table = RouteTable::default();
+        let mut d = Vec::new();
+        compile(
+            r#"{"routes": [
+                {"src": "/legacy/(.*)", "status": 301, "headers": {"Location": "/modern/$1"}},
+                {"src": "/assets/(.*)", "headers": {"cache-control": "immutable"}, "continue": true},
+                {"src": "/blog/(?<slug>[^/]+)", "dest": "/posts/$slug.html"},
+                {"handle": "filesystem"},
+                {"src": "/(.*)", "dest": "/index.html"},
+                {"src": "/x", "status": 404},
+                {"handle": "miss"},
+                {"src": "/(?!api).*", "dest": "/y"}
+            ]}"#,
+            &mut table,
+            &mut d,
+        );
+        assert_eq!(table.redirects.len(), 2, "{:?}", table.redirects);
+        assert_eq!((table.redirects[0].status, table.redirects[0].to.as_str()), (301, "/modern/$1"));
+        assert_eq!(table.redirects[0].from, "^/legacy/(?P<_1>.*)$");
+        assert_eq!(table.redirects[1].status, 200);
+        assert_eq!(table.rewrites.len(), 1);
+        assert_eq!(table.headers.len(), 1);
+        let kinds: Vec<_> = d.iter().map(|d| (d.kind, d.line)).collect();
+        assert_eq!(kinds.len(), 3, "{d:?}");
+        assert!(d.iter().all(|d| d.kind == DiagnosticKind::NotHonored && d.line > 0), "{d:?}");
     }
 }

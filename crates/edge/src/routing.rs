@@ -191,6 +191,18 @@ impl Router {
                 continue;
             }
             let target = substitute_vercel(&r.rule.to, &caps);
+            if !(300..400).contains(&r.rule.status) {
+                // A legacy route's `dest` before the filesystem: a rewrite
+                // that files do not shadow.
+                if is_absolute(&target) {
+                    return Outcome::Proxy { url: with_query(target, req.query) };
+                }
+                let target_path = target.split(['?', '#']).next().unwrap_or("/");
+                return match self.vercel_lookup(site, target_path) {
+                    Some(file) => Outcome::File { file, status: r.rule.status, rewritten: None },
+                    None => not_found_page(site, "/404.html"),
+                };
+            }
             return Outcome::Redirect { status: r.rule.status, location: with_query(target, req.query) };
         }
         if let Some(file) = self.vercel_lookup(site, path) {
@@ -543,8 +555,15 @@ fn substitute_vercel(template: &str, params: &HashMap<&str, &str>) -> String {
         let sigil = rest.as_bytes()[i];
         let after = &rest[i + 1..];
         let name: String = after.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-        let key = if sigil == b'$' { format!("_{name}") } else { name.clone() };
-        match params.get(key.as_str()).filter(|_| !name.is_empty()) {
+        // `$1` is the first unnamed group (named `_1` by the compiler);
+        // `$name` and `:name` are named ones.
+        let numbered = format!("_{name}");
+        let value = if sigil == b'$' {
+            params.get(numbered.as_str()).or_else(|| params.get(name.as_str()))
+        } else {
+            params.get(name.as_str())
+        };
+        match value.filter(|_| !name.is_empty()) {
             Some(value) => {
                 out.push_str(value);
                 rest = &after[name.len()..];
@@ -783,6 +802,7 @@ mod tests {
         assert_eq!(substitute("/p/:idx/:id", &params), "/p/9/7");
         let params = HashMap::from([("slug", "a/b"), ("_1", "x")]);
         assert_eq!(substitute_vercel("/help/:slug*?q=$1&t=:nope", &params), "/help/a/b?q=x&t=:nope");
+        assert_eq!(substitute_vercel("/posts/$slug.html", &params), "/posts/a/b.html");
         assert_eq!(collapse_slashes("/a//b///c"), "/a/b/c");
     }
 }
