@@ -41,6 +41,7 @@ fn site(rules: usize, platform: Platform) -> Site {
                 has: Vec::new(),
                 missing: Vec::new(),
                 methods: Vec::new(),
+                proxy_headers: Vec::new(),
                 origin: Origin { file: "_redirects".into(), line: i as u32 + 1 },
             }
         })

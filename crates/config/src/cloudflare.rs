@@ -116,6 +116,7 @@ pub(crate) fn parse_redirects(text: &str, file: &str, diags: &mut Vec<Diagnostic
             has: Vec::new(),
             missing: Vec::new(),
             methods: Vec::new(),
+            proxy_headers: Vec::new(),
             origin: Origin { file: file.to_owned(), line: line_no as u32 },
         });
     }
@@ -195,6 +196,76 @@ pub(crate) fn parse_headers(text: &str, file: &str, diags: &mut Vec<Diagnostic>)
         diags.push(diag(file, r.origin.line as usize, DiagnosticKind::Ignored, format!("{} has no headers", r.path)));
     }
     kept
+}
+
+/// `_routes.json` (SPEC §2.6): which paths go to Pages Functions. Checked
+/// as Pages checks it (an invalid file fails the deploy); it has no effect
+/// until functions run, which is reported.
+pub(crate) fn check_routes_json(text: &str, diags: &mut Vec<Diagnostic>) {
+    const FILE: &str = "_routes.json";
+    let mut reject = |msg: String| diags.push(diag(FILE, 0, DiagnosticKind::Rejected, msg));
+    let json: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return reject(format!("invalid JSON: {e}")),
+    };
+    if json.get("version").and_then(serde_json::Value::as_u64) != Some(1) {
+        return reject("`version` must be 1".into());
+    }
+    let list = |key: &str| -> Result<Vec<String>, String> {
+        match json.get(key) {
+            None => Ok(Vec::new()),
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| format!("`{key}` must list strings")))
+                .collect(),
+            Some(_) => Err(format!("`{key}` must be an array")),
+        }
+    };
+    let (include, exclude) = match (list("include"), list("exclude")) {
+        (Ok(i), Ok(e)) => (i, e),
+        (Err(e), _) | (_, Err(e)) => return reject(e),
+    };
+    if include.is_empty() {
+        return reject("Routes must have at least 1 include rule".into());
+    }
+    if include.len() + exclude.len() > 100 {
+        return reject(format!(
+            "Routes may have at most 100 include and exclude rules together, found {}",
+            include.len() + exclude.len()
+        ));
+    }
+    for rule in include.iter().chain(&exclude) {
+        if !rule.starts_with('/') {
+            return reject(format!("All rules must start with '/': {rule:?}"));
+        }
+        if rule.len() > 100 {
+            return reject(format!("Rules are limited to 100 characters: {rule:?}"));
+        }
+    }
+    for rules in [&include, &exclude] {
+        if let Some((a, b)) = overlap(rules) {
+            return reject(format!("Overlapping rules found: {a:?} covers {b:?}"));
+        }
+    }
+    diags.push(diag(
+        FILE,
+        0,
+        DiagnosticKind::NotHonored,
+        "_routes.json routes requests to Pages Functions, which do not run here yet",
+    ));
+}
+
+/// Two rules in one list where the first (ending in `*`) covers the other.
+fn overlap(rules: &[String]) -> Option<(&str, &str)> {
+    for a in rules {
+        let Some(prefix) = a.strip_suffix('*') else { continue };
+        for b in rules {
+            if a != b && b.starts_with(prefix) {
+                return Some((a, b));
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -155,6 +155,7 @@ fn redirect(rule: &Rule, default_status: u16, line: usize) -> Result<Redirect, S
         has: matchers(&rule.has)?,
         missing: matchers(&rule.missing)?,
         methods,
+        proxy_headers: Vec::new(),
         origin: Origin { file: FILE.into(), line: line as u32 },
     })
 }

@@ -120,6 +120,9 @@ pub fn compile(files: &ProjectFiles, compat: Option<Platform>) -> Compiled {
             if let Some(t) = text("_headers", &files.publish, &mut diagnostics) {
                 table.headers = cloudflare::parse_headers(&t, "_headers", &mut diagnostics);
             }
+            if let Some(t) = text("_routes.json", &files.publish, &mut diagnostics) {
+                cloudflare::check_routes_json(&t, &mut diagnostics);
+            }
         }
     }
     Compiled { table, reason, diagnostics }

@@ -70,6 +70,8 @@ struct RuleFields {
     force: bool,
     query: Vec<(String, String)>,
     conditions: Vec<(String, String)>,
+    /// `netlify.toml` `headers`: sent to a proxied upstream.
+    proxy_headers: Vec<(String, String)>,
 }
 
 fn parse_redirect_line(tokens: &[&str]) -> Result<Option<RuleFields>, String> {
@@ -101,6 +103,7 @@ fn parse_redirect_line(tokens: &[&str]) -> Result<Option<RuleFields>, String> {
         force,
         query: query.iter().map(|t| split_pair(t)).collect(),
         conditions: conditions.iter().map(|t| split_pair(t)).collect(),
+        proxy_headers: Vec::new(),
     }))
 }
 
@@ -145,6 +148,15 @@ fn finish_rule(f: RuleFields, file: &str, line: usize, diags: &mut Vec<Diagnosti
         return None;
     }
     let status = f.status.unwrap_or(301);
+    let proxies = status == 200
+        && (f.to.as_deref().unwrap_or_default().starts_with("http://")
+            || f.to.as_deref().unwrap_or_default().starts_with("https://"));
+    if !f.proxy_headers.is_empty() && !proxies {
+        report(
+            DiagnosticKind::Ignored,
+            "`headers` on a rule only apply to proxies (status 200 to an absolute URL)".into(),
+        );
+    }
     let to = match f.to {
         Some(to) => to,
         None => {
@@ -202,6 +214,11 @@ fn finish_rule(f: RuleFields, file: &str, line: usize, diags: &mut Vec<Diagnosti
         has,
         missing: Vec::new(),
         methods: Vec::new(),
+        proxy_headers: if proxies {
+            f.proxy_headers.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect()
+        } else {
+            Vec::new()
+        },
         origin: Origin { file: file.to_owned(), line: line as u32 },
     })
 }
@@ -379,10 +396,16 @@ fn toml_rule(item: &toml::Value) -> Result<RuleFields, String> {
     if get(&["signed", "sign", "signing"]).is_some() {
         conditions.push(("signed".into(), String::new()));
     }
-    if table.contains_key("headers") {
-        conditions.push(("proxy headers".into(), String::new()));
-    }
-    Ok(RuleFields { from, to, status, force, query: pairs(&["query", "params", "parameters"])?, conditions })
+    let proxy_headers = pairs(&["headers"])?;
+    Ok(RuleFields {
+        from,
+        to,
+        status,
+        force,
+        query: pairs(&["query", "params", "parameters"])?,
+        conditions,
+        proxy_headers,
+    })
 }
 
 fn toml_header(item: &toml::Value, line: usize, diags: &mut Vec<Diagnostic>) -> Option<HeaderRule> {

@@ -126,6 +126,7 @@ fn legacy_routes(value: &Value, text: &str, table: &mut RouteTable, diags: &mut 
             has: has.clone(),
             missing: missing.clone(),
             methods: methods.clone(),
+            proxy_headers: Vec::new(),
             origin: Origin { file: FILE.into(), line: line as u32 },
         };
         match (status, location, dest, continues) {
@@ -278,6 +279,7 @@ fn rule(item: &Value, kind: Kind) -> Result<Redirect, RuleError> {
         has,
         missing,
         methods: Vec::new(),
+        proxy_headers: Vec::new(),
         origin: Origin::default(),
     })
 }

@@ -122,6 +122,9 @@ pub struct Redirect {
     /// empty: any method.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub methods: Vec<String>,
+    /// Headers sent to the upstream of a proxy rule (`netlify.toml`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxy_headers: Vec<(String, String)>,
     pub origin: Origin,
 }
 

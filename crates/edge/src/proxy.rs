@@ -81,7 +81,13 @@ impl Proxy {
     }
 
     /// Forwards `req` to `url` and streams the answer.
-    pub async fn forward<B>(&self, req: Request<B>, url: &str, host: &str) -> Response<EdgeBody>
+    pub async fn forward<B>(
+        &self,
+        req: Request<B>,
+        url: &str,
+        host: &str,
+        extra: &[(String, String)],
+    ) -> Response<EdgeBody>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -106,6 +112,11 @@ impl Proxy {
             headers.insert("x-forwarded-host", v);
         }
         headers.insert("x-forwarded-proto", http::HeaderValue::from_static("http"));
+        for (name, value) in extra {
+            if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), http::HeaderValue::from_str(value)) {
+                headers.insert(n, v);
+            }
+        }
         let limit = self.config.max_body_bytes;
         let limited = http_body_util::Limited::new(body, limit as usize);
         let stream = BodyStream::new(limited).filter_map(|frame| async move {

@@ -110,9 +110,9 @@ impl Edge {
         let decoration = header_path.map(|p| router.headers_for(facts.host, &p));
         drop(facts);
         let mut resp = match outcome {
-            Outcome::Proxy { url } => {
+            Outcome::Proxy { url, headers } => {
                 let host = host_of(&req).unwrap_or_default().to_owned();
-                return self.proxy.forward(req, &url, &host).await;
+                return self.proxy.forward(req, &url, &host, &headers).await;
             }
             Outcome::File { file, status, .. } => {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);

@@ -27,9 +27,10 @@ pub(crate) enum Outcome<'s> {
         status: u16,
         location: String,
     },
-    /// Forward to another origin.
+    /// Forward to another origin, adding `headers` to the request.
     Proxy {
         url: String,
+        headers: Vec<(String, String)>,
     },
     /// Nothing matched and there is no 404 page.
     NotFound,
@@ -195,7 +196,7 @@ impl Router {
                 // A legacy route's `dest` before the filesystem: a rewrite
                 // that files do not shadow.
                 if is_absolute(&target) {
-                    return Outcome::Proxy { url: with_query(target, req.query) };
+                    return Outcome::Proxy { url: with_query(target, req.query), headers: Vec::new() };
                 }
                 let target_path = target.split(['?', '#']).next().unwrap_or("/");
                 return match self.vercel_lookup(site, target_path) {
@@ -215,7 +216,7 @@ impl Router {
             }
             let target = substitute_vercel(&r.rule.to, &captures(&r.regex, &c));
             if is_absolute(&target) {
-                return Outcome::Proxy { url: with_query(target, req.query) };
+                return Outcome::Proxy { url: with_query(target, req.query), headers: Vec::new() };
             }
             let target_path = target.split(['?', '#']).next().unwrap_or("/");
             return match self.vercel_lookup(site, target_path) {
@@ -306,7 +307,9 @@ impl Router {
             let passthrough = if rule.query.is_empty() { req.query } else { None };
             return match rule.status {
                 300..=399 => Outcome::Redirect { status: rule.status, location: with_query(target, passthrough) },
-                200 if is_absolute(&target) => Outcome::Proxy { url: with_query(target, passthrough) },
+                200 if is_absolute(&target) => {
+                    Outcome::Proxy { url: with_query(target, passthrough), headers: rule.proxy_headers.clone() }
+                }
                 status => {
                     let path = target.split(['?', '#']).next().unwrap_or_default();
                     match pretty_lookup(site, path) {

@@ -39,7 +39,7 @@ impl Site {
         match self.router.route(self, req) {
             Outcome::File { status, .. } => (status, None),
             Outcome::Redirect { status, location } => (status, Some(location)),
-            Outcome::Proxy { url } => (200, Some(url)),
+            Outcome::Proxy { url, .. } => (200, Some(url)),
             Outcome::NotFound => (404, None),
             Outcome::MethodNotAllowed => (405, None),
         }

@@ -22,6 +22,7 @@ async fn upstream() -> String {
             "x-forwarded-host": header("x-forwarded-host"),
             "x-forwarded-proto": header("x-forwarded-proto"),
             "connection": header("connection"),
+            "x-api-key": header("x-api-key"),
         });
         ([("x-upstream", "yes")], axum::Json(seen))
     });
@@ -91,4 +92,36 @@ async fn unreachable_upstreams_and_disabled_proxying_answer_502() {
     let resp = off.get_edge("off.localhost", "/api/x").await;
     assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
     assert!(resp.text().await.unwrap().contains("disabled"));
+}
+
+#[tokio::test]
+async fn netlify_toml_proxy_rules_send_their_headers_upstream() {
+    let s = TestServer::start().await;
+    let up = upstream().await;
+    let toml = format!(
+        "[[redirects]]\nfrom = \"/api/*\"\nto = \"{up}/:splat\"\nstatus = 200\n[redirects.headers]\nX-Api-Key = \"s3cret\"\n"
+    );
+    let index = b"home".as_slice();
+    let (_, created) = s
+        .call(
+            Method::POST,
+            "/api/v1/projects/keyed/deployments",
+            Some(json!({
+                "files": {"/index.html": Digest::of(index).to_hex()},
+                "config": {"netlify.toml": Digest::of(toml.as_bytes()).to_hex()},
+                "production": true,
+            })),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap();
+    s.put_blob(id, &Digest::of(index).to_hex(), index).await;
+    s.put_blob(id, &Digest::of(toml.as_bytes()).to_hex(), toml.as_bytes()).await;
+    let (status, done) = s.call(Method::POST, &format!("/api/v1/deployments/{id}/finalize"), None).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["routes"]["platform"], "netlify");
+    assert_eq!(done["routes"]["diagnostics"], json!([]));
+    s.wait_for_site("keyed.localhost").await;
+    let seen: serde_json::Value = s.get_edge("keyed.localhost", "/api/v1/me").await.json().await.unwrap();
+    assert_eq!(seen["uri"], "/v1/me");
+    assert_eq!(seen["x-api-key"], "s3cret");
 }
