@@ -94,6 +94,7 @@ pub fn run(sizes: &[usize]) {
                         host: "bench.localhost",
                         read_only: true,
                         country: None,
+                        jwt_secret: None,
                         language: None,
                     };
                     let (status, _) = site.evaluate(&facts);

@@ -84,6 +84,10 @@ struct ServerArgs {
     /// Refuse proxy rules (rewrites to other origins): they answer 502.
     #[arg(long, env = "HELIX_DISABLE_PROXY")]
     disable_proxy: bool,
+    /// The HS256 secret your identity provider signs `nf_jwt` with, for
+    /// Netlify `Role=` rules (without it they never apply).
+    #[arg(long, env = "HELIX_ROLE_JWT_SECRET", hide_env_values = true)]
+    role_jwt_secret: Option<String>,
 }
 
 /// How a project's routing files are read.
@@ -473,6 +477,7 @@ fn server_config(args: &ServerArgs) -> anyhow::Result<helix_server::Config> {
     config.gc.grace = Duration::from_secs(args.gc_grace_secs);
     config.country_header = args.country_header.clone();
     config.proxy_enabled = !args.disable_proxy;
+    config.role_jwt_secret = args.role_jwt_secret.clone();
     Ok(config)
 }
 

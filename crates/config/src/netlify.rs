@@ -182,6 +182,10 @@ fn finish_rule(f: RuleFields, file: &str, line: usize, diags: &mut Vec<Diagnosti
         match key.to_ascii_lowercase().as_str() {
             "country" => conditions.country = list(),
             "language" => conditions.language = list(),
+            // Roles are matched as written (case-sensitive, as JWT claims are).
+            "role" => {
+                conditions.role = value.split(',').map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect()
+            }
             // `Cookie=name`: the rule applies when the visitor sends it.
             "cookie" if !value.is_empty() && !value.contains(',') => has.push(helix_core::routes::Matcher {
                 on: helix_core::routes::MatchOn::Cookie,
@@ -190,7 +194,6 @@ fn finish_rule(f: RuleFields, file: &str, line: usize, diags: &mut Vec<Diagnosti
             }),
             other => {
                 let what = match other {
-                    "role" => "Role conditions need Netlify Identity",
                     "sign" | "signed" => "signed proxy rules",
                     "cookie" => "Cookie conditions naming several cookies",
                     _ => "unknown condition",

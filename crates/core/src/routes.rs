@@ -137,11 +137,14 @@ pub struct Conditions {
     /// Language codes, lowercase (`en`, `pt-br`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub language: Vec<String>,
+    /// Roles, any of which the visitor's `nf_jwt` must carry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub role: Vec<String>,
 }
 
 impl Conditions {
     pub fn is_empty(&self) -> bool {
-        self.country.is_empty() && self.language.is_empty()
+        self.country.is_empty() && self.language.is_empty() && self.role.is_empty()
     }
 }
 

@@ -10,6 +10,7 @@
 
 mod proxy;
 mod respond;
+mod roles;
 pub mod routing;
 mod server;
 pub mod snapshot;
@@ -40,6 +41,9 @@ pub struct EdgeConfig {
     /// visitor's ISO country code, for Netlify `Country=` rules.
     pub country_header: Option<http::HeaderName>,
     pub proxy: ProxyConfig,
+    /// The HS256 secret that signs visitors' `nf_jwt` tokens, for Netlify
+    /// `Role=` conditions; without it those rules never apply.
+    pub role_jwt_secret: Option<Vec<u8>>,
 }
 
 impl Default for EdgeConfig {
@@ -50,6 +54,7 @@ impl Default for EdgeConfig {
             cache_max_blob_bytes: 4 * 1024 * 1024,
             country_header: None,
             proxy: ProxyConfig::default(),
+            role_jwt_secret: None,
         }
     }
 }

@@ -93,6 +93,7 @@ impl Edge {
             host: host_of(&req).unwrap_or_default(),
             read_only: req.method() == Method::GET || req.method() == Method::HEAD,
             country: self.country_of(&req),
+            jwt_secret: self.config.role_jwt_secret.as_deref(),
             language: language_of(req.headers()),
         };
         let router = &site.router;

@@ -47,6 +47,8 @@ pub struct RequestFacts<'r> {
     pub host: &'r str,
     pub read_only: bool,
     pub country: Option<Cow<'r, str>>,
+    /// The secret that signs `nf_jwt` tokens, for `Role=` conditions.
+    pub jwt_secret: Option<&'r [u8]>,
     pub language: Option<Cow<'r, str>>,
 }
 
@@ -515,6 +517,14 @@ fn netlify_params<'a>(
     if !c.country.is_empty() {
         let country = req.country.as_deref()?.to_ascii_lowercase();
         if !c.country.contains(&country) {
+            return None;
+        }
+    }
+    if !c.role.is_empty() {
+        let token = crate::respond::cookie(req.headers?, "nf_jwt")?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let roles = crate::roles::roles(token, req.jwt_secret?, now)?;
+        if !c.role.iter().any(|r| roles.contains(r)) {
             return None;
         }
     }

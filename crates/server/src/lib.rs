@@ -38,6 +38,8 @@ pub struct Config {
     pub country_header: Option<String>,
     /// Whether proxy rules may reach other origins.
     pub proxy_enabled: bool,
+    /// HS256 secret of visitors' `nf_jwt` tokens (Netlify `Role=` rules).
+    pub role_jwt_secret: Option<String>,
 }
 
 impl Config {
@@ -55,6 +57,7 @@ impl Config {
             edge_cache_bytes: EdgeConfig::default().cache_bytes,
             country_header: None,
             proxy_enabled: true,
+            role_jwt_secret: None,
         }
     }
 }
@@ -126,6 +129,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             cache_bytes: config.edge_cache_bytes,
             country_header,
             proxy: helix_edge::ProxyConfig { enabled: config.proxy_enabled, ..Default::default() },
+            role_jwt_secret: config.role_jwt_secret.as_ref().map(|s| s.as_bytes().to_vec()),
             ..EdgeConfig::default()
         },
         blobs.clone(),
