@@ -21,7 +21,7 @@ pub(crate) fn roles(token: &str, secret: &[u8], now_unix: u64) -> Option<Vec<Str
         return None;
     }
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).ok()?;
-    mac.update(token[..header_len(token)?].as_bytes());
+    mac.update(&token.as_bytes()[..header_len(token)?]);
     mac.verify_slice(&URL_SAFE_NO_PAD.decode(signature).ok()?).ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
     if let Some(exp) = claims.get("exp").and_then(serde_json::Value::as_u64)
