@@ -88,6 +88,10 @@ struct ServerArgs {
     /// Netlify `Role=` rules (without it they never apply).
     #[arg(long, env = "HELIX_ROLE_JWT_SECRET", hide_env_values = true)]
     role_jwt_secret: Option<String>,
+    /// A MaxMind database (`.mmdb`, Country or City) for visitors'
+    /// countries when no trusted header says it.
+    #[arg(long, env = "HELIX_GEOIP_DB")]
+    geoip_db: Option<PathBuf>,
 }
 
 /// How a project's routing files are read.
@@ -478,6 +482,7 @@ fn server_config(args: &ServerArgs) -> anyhow::Result<helix_server::Config> {
     config.country_header = args.country_header.clone();
     config.proxy_enabled = !args.disable_proxy;
     config.role_jwt_secret = args.role_jwt_secret.clone();
+    config.geoip_db = args.geoip_db.clone();
     Ok(config)
 }
 

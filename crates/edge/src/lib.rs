@@ -8,6 +8,7 @@
 //! blobs. The edge never reads the state store and never blocks a request on
 //! a lock held across I/O.
 
+pub mod geoip;
 mod proxy;
 mod respond;
 mod roles;
@@ -44,6 +45,9 @@ pub struct EdgeConfig {
     /// The HS256 secret that signs visitors' `nf_jwt` tokens, for Netlify
     /// `Role=` conditions; without it those rules never apply.
     pub role_jwt_secret: Option<Vec<u8>>,
+    /// A MaxMind database for the visitor's country when no trusted header
+    /// or `nf_country` cookie says it.
+    pub geoip: Option<Arc<geoip::GeoIp>>,
 }
 
 impl Default for EdgeConfig {
@@ -55,6 +59,7 @@ impl Default for EdgeConfig {
             country_header: None,
             proxy: ProxyConfig::default(),
             role_jwt_secret: None,
+            geoip: None,
         }
     }
 }

@@ -92,7 +92,7 @@ impl Edge {
             query: req.uri().query(),
             host: host_of(&req).unwrap_or_default(),
             read_only: req.method() == Method::GET || req.method() == Method::HEAD,
-            country: self.country_of(&req),
+            country: if site.router.needs_country() { self.country_of(&req) } else { None },
             jwt_secret: self.config.role_jwt_secret.as_deref(),
             language: language_of(req.headers()),
         };
@@ -137,13 +137,18 @@ impl Edge {
     }
 
     /// The visitor's country: the `nf_country` cookie, else the trusted
-    /// country header when one is configured.
+    /// country header when one is configured, else the MaxMind database.
     fn country_of<'r, B>(&self, req: &'r Request<B>) -> Option<Cow<'r, str>> {
         if let Some(c) = cookie(req.headers(), "nf_country") {
             return Some(Cow::Borrowed(c));
         }
-        let name = self.config.country_header.as_ref()?;
-        req.headers().get(name).and_then(|v| v.to_str().ok()).map(|v| Cow::Borrowed(v.trim()))
+        if let Some(name) = &self.config.country_header
+            && let Some(v) = req.headers().get(name).and_then(|v| v.to_str().ok())
+        {
+            return Some(Cow::Borrowed(v.trim()));
+        }
+        let ip = req.extensions().get::<crate::ClientAddr>()?.0.ip();
+        self.config.geoip.as_ref()?.country(ip).map(Cow::Owned)
     }
 
     /// Phase `respond_static`: conditional request, encoding, range, body.

@@ -66,6 +66,7 @@ pub(crate) struct Router {
     rewrites: Vec<CompiledRedirect>,
     clean_urls: bool,
     trailing_slash: Option<bool>,
+    needs_country: bool,
 }
 
 struct CompiledRedirect {
@@ -156,6 +157,7 @@ impl Router {
             exact,
             dynamic,
             rewrites,
+            needs_country: table.redirects.iter().any(|r| !r.conditions.country.is_empty()),
             clean_urls: table.clean_urls,
             trailing_slash: table.trailing_slash,
             header_set: PatternSet::new(headers.iter().map(|(_, re)| re.as_str().to_owned())),
@@ -366,6 +368,12 @@ impl Router {
                 }
             }
         }
+    }
+
+    /// Whether any rule looks at the visitor's country (looking it up may
+    /// cost a database search, so it is done only then).
+    pub fn needs_country(&self) -> bool {
+        self.needs_country
     }
 
     pub fn has_header_rules(&self) -> bool {

@@ -40,6 +40,8 @@ pub struct Config {
     pub proxy_enabled: bool,
     /// HS256 secret of visitors' `nf_jwt` tokens (Netlify `Role=` rules).
     pub role_jwt_secret: Option<String>,
+    /// A MaxMind `.mmdb` for visitors' countries (Netlify `Country=`).
+    pub geoip_db: Option<PathBuf>,
 }
 
 impl Config {
@@ -58,6 +60,7 @@ impl Config {
             country_header: None,
             proxy_enabled: true,
             role_jwt_secret: None,
+            geoip_db: None,
         }
     }
 }
@@ -123,6 +126,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ),
         None => None,
     };
+    let geoip = match &config.geoip_db {
+        Some(path) => Some(Arc::new(helix_edge::geoip::GeoIp::open(path).map_err(anyhow::Error::msg)?)),
+        None => None,
+    };
     let edge = Edge::new(
         EdgeConfig {
             base_domain: config.base_domain.clone(),
@@ -130,6 +137,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             country_header,
             proxy: helix_edge::ProxyConfig { enabled: config.proxy_enabled, ..Default::default() },
             role_jwt_secret: config.role_jwt_secret.as_ref().map(|s| s.as_bytes().to_vec()),
+            geoip,
             ..EdgeConfig::default()
         },
         blobs.clone(),

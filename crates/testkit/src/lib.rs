@@ -13,6 +13,7 @@ use reqwest::StatusCode;
 pub use helix_server;
 
 pub mod cases;
+pub mod mmdb;
 
 /// A server running for one test.
 pub struct TestServer {
@@ -155,7 +156,8 @@ pub fn test_config(data_dir: &Path) -> Config {
 
 pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().no_proxy().build().expect("http client")
+    // Tests look at redirects themselves; never follow them.
+    reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().expect("http client")
 }
 
 /// The Postgres server tests may use: `HELIX_TEST_DATABASE_URL`.
