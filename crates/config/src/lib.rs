@@ -25,6 +25,10 @@ pub const ROOT_CONFIG_FILES: &[&str] = &["helix.toml", "netlify.toml", "wrangler
 /// Routing files read from the publish directory (not served either).
 pub const PUBLISH_CONFIG_FILES: &[&str] = &["_redirects", "_headers", "_routes.json"];
 
+/// Largest routing file read (10 MiB: about 200,000 `_redirects` lines;
+/// the platforms recommend wildcards long before that).
+pub const MAX_CONFIG_BYTES: usize = 10 * 1024 * 1024;
+
 /// The files a compile looks at: name → contents.
 #[derive(Debug, Default)]
 pub struct ProjectFiles {
@@ -53,7 +57,11 @@ impl Compiled {
 /// Compiles the routing files for `compat` (or the detected platform).
 pub fn compile(files: &ProjectFiles, compat: Option<Platform>) -> Compiled {
     let mut diagnostics = Vec::new();
-    let helix_toml = files.root.get("helix.toml").map(|b| String::from_utf8_lossy(b).into_owned());
+    let helix_toml = files
+        .root
+        .get("helix.toml")
+        .filter(|b| b.len() <= MAX_CONFIG_BYTES)
+        .map(|b| String::from_utf8_lossy(b).into_owned());
     let from_helix_toml = match helix_toml.as_deref().map(helix::compat) {
         Some(Ok(c)) => c,
         Some(Err(d)) => {
@@ -70,6 +78,15 @@ pub fn compile(files: &ProjectFiles, compat: Option<Platform>) -> Compiled {
     let mut table = RouteTable { platform, ..RouteTable::default() };
     let text = |name: &str, from: &BTreeMap<String, Vec<u8>>, diags: &mut Vec<Diagnostic>| -> Option<String> {
         let bytes = from.get(name)?;
+        if bytes.len() > MAX_CONFIG_BYTES {
+            diags.push(Diagnostic {
+                file: name.to_owned(),
+                line: 0,
+                kind: DiagnosticKind::Rejected,
+                message: format!("the file is {} bytes, over the limit of {MAX_CONFIG_BYTES}", bytes.len()),
+            });
+            return None;
+        }
         match String::from_utf8(bytes.clone()) {
             Ok(s) => Some(s),
             Err(_) => {
@@ -192,6 +209,21 @@ pub(crate) fn anchored_regex(value: &str) -> Result<String, String> {
 
 pub(crate) fn diag(file: &str, line: usize, kind: DiagnosticKind, message: impl Into<String>) -> Diagnostic {
     Diagnostic { file: file.to_owned(), line: line as u32, kind, message: message.into() }
+}
+
+#[cfg(test)]
+mod limits {
+    use super::*;
+
+    #[test]
+    fn oversized_files_are_refused() {
+        let mut files = ProjectFiles::default();
+        files.publish.insert("_redirects".into(), "/a /b\n".repeat(MAX_CONFIG_BYTES / 6 + 1).into_bytes());
+        let compiled = compile(&files, Some(Platform::Netlify));
+        assert!(compiled.rejected());
+        assert!(compiled.table.redirects.is_empty());
+        assert!(compiled.diagnostics[0].message.contains("over the limit"), "{:?}", compiled.diagnostics);
+    }
 }
 
 #[cfg(test)]
