@@ -199,14 +199,7 @@ impl Router {
             if !(300..400).contains(&r.rule.status) {
                 // A legacy route's `dest` before the filesystem: a rewrite
                 // that files do not shadow.
-                if is_absolute(&target) {
-                    return Outcome::Proxy { url: with_query(target, req.query), headers: Vec::new() };
-                }
-                let target_path = target.split(['?', '#']).next().unwrap_or("/");
-                return match self.vercel_lookup(site, target_path) {
-                    Some(file) => Outcome::File { file, status: r.rule.status, rewritten: None },
-                    None => not_found_page(site, "/404.html"),
-                };
+                return self.vercel_rewrite(site, req, target, r.rule.status);
             }
             return Outcome::Redirect { status: r.rule.status, location: with_query(target, req.query) };
         }
@@ -219,16 +212,21 @@ impl Router {
                 continue;
             }
             let target = substitute_vercel(&r.rule.to, &captures(&r.regex, &c));
-            if is_absolute(&target) {
-                return Outcome::Proxy { url: with_query(target, req.query), headers: Vec::new() };
-            }
-            let target_path = target.split(['?', '#']).next().unwrap_or("/");
-            return match self.vercel_lookup(site, target_path) {
-                Some(file) => Outcome::File { file, status: r.rule.status, rewritten: None },
-                None => not_found_page(site, "/404.html"),
-            };
+            return self.vercel_rewrite(site, req, target, r.rule.status);
         }
         not_found_page(site, "/404.html")
+    }
+
+    /// A Vercel rewrite: another origin is proxied, a path is looked up.
+    fn vercel_rewrite<'s>(&self, site: &'s Site, req: &RequestFacts<'_>, target: String, status: u16) -> Outcome<'s> {
+        if is_absolute(&target) {
+            return Outcome::Proxy { url: with_query(target, req.query), headers: Vec::new() };
+        }
+        let target_path = target.split(['?', '#']).next().unwrap_or("/");
+        match self.vercel_lookup(site, target_path) {
+            Some(file) => Outcome::File { file, status, rewritten: None },
+            None => not_found_page(site, "/404.html"),
+        }
     }
 
     /// The 308 target of `cleanUrls` and `trailingSlash`, if the path is
