@@ -221,3 +221,16 @@ async fn the_whole_spine_runs_on_postgres() {
     s.wait_for_host("blog.localhost", |b| b.contains("version 1")).await;
     s.wait_for_host(&format!("{v2}--blog.localhost"), |b| b.contains("version 2")).await;
 }
+
+#[tokio::test]
+async fn the_edge_speaks_http2_too() {
+    let s = TestServer::start().await;
+    site(&s, 3, true).await;
+    s.wait_for_host("blog.localhost", |b| b.contains("version 3")).await;
+    let h2 = reqwest::Client::builder().no_proxy().http2_prior_knowledge().build().unwrap();
+    let resp =
+        h2.get(format!("http://{}/", s.running.edge_addr)).header("host", "blog.localhost").send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.text().await.unwrap().contains("version 3"));
+}
