@@ -102,10 +102,19 @@ impl ControlPlane {
         if content_length.is_some_and(|n| n > limit) {
             return Err(ApiError::TooLarge(format!("blob is larger than the limit of {limit} bytes per file")));
         }
+        let mut stream = body.into_data_stream().map_err(std::io::Error::other).boxed();
         if self.blobs.stat(digest).await?.is_some() {
+            // Stored already (by another deploy): read the body anyway, up
+            // to the limit, so the client sees an answer, not a reset.
+            let mut read = 0u64;
+            while let Some(chunk) = stream.next().await {
+                read += chunk.map_err(|e| ApiError::BadRequest(e.to_string()))?.len() as u64;
+                if read > limit {
+                    return Err(ApiError::TooLarge(format!("blob is larger than the limit of {limit} bytes per file")));
+                }
+            }
             return Ok(false);
         }
-        let stream = body.into_data_stream().map_err(std::io::Error::other).boxed();
         self.blobs.put_stream(digest, stream, limit).await?;
         Ok(true)
     }

@@ -5,11 +5,13 @@ use std::future::Future;
 use std::sync::Arc;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use crate::Edge;
+
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Serves connections from `listener` until `shutdown` resolves.
 pub async fn serve(edge: Arc<Edge>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
@@ -17,6 +19,8 @@ pub async fn serve(edge: Arc<Edge>, listener: TcpListener, shutdown: impl Future
     // Write bodies with writev straight from the cached `Bytes` instead of
     // copying them into hyper's buffer first.
     builder.http1().writev(true);
+    // A client that never finishes its request headers is dropped.
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     let builder = Arc::new(builder);
     tokio::pin!(shutdown);
     loop {
