@@ -94,7 +94,7 @@ impl Edge {
             read_only: req.method() == Method::GET || req.method() == Method::HEAD,
             country: if site.router.needs_country() { self.country_of(&req) } else { None },
             jwt_secret: self.config.role_jwt_secret.as_deref(),
-            language: language_of(req.headers()),
+            language: if site.router.needs_language() { language_of(req.headers()) } else { None },
         };
         let router = &site.router;
         let outcome = router.route(site, &facts);

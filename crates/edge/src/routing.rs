@@ -67,6 +67,7 @@ pub(crate) struct Router {
     clean_urls: bool,
     trailing_slash: Option<bool>,
     needs_country: bool,
+    needs_language: bool,
 }
 
 struct CompiledRedirect {
@@ -158,6 +159,7 @@ impl Router {
             dynamic,
             rewrites,
             needs_country: table.redirects.iter().any(|r| !r.conditions.country.is_empty()),
+            needs_language: table.redirects.iter().any(|r| !r.conditions.language.is_empty()),
             clean_urls: table.clean_urls,
             trailing_slash: table.trailing_slash,
             header_set: PatternSet::new(headers.iter().map(|(_, re)| re.as_str().to_owned())),
@@ -372,6 +374,11 @@ impl Router {
     /// cost a database search, so it is done only then).
     pub fn needs_country(&self) -> bool {
         self.needs_country
+    }
+
+    /// Whether any rule looks at the visitor's language.
+    pub fn needs_language(&self) -> bool {
+        self.needs_language
     }
 
     pub fn has_header_rules(&self) -> bool {
