@@ -1,7 +1,7 @@
 //! The deploy protocol: create (file table in, missing digests out),
 //! upload blobs by digest, finalize (manifest, variants, pointer).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures_util::{StreamExt, TryStreamExt};
@@ -84,7 +84,7 @@ impl ControlPlane {
     }
 
     pub(crate) async fn upload_blob(
-        &self,
+        self: &Arc<Self>,
         id: &str,
         digest: &str,
         content_length: Option<u64>,
@@ -95,9 +95,9 @@ impl ControlPlane {
         let id = DeploymentId::parse(id).map_err(|e| ApiError::NotFound(e.to_string()))?;
         let _gc = self.gc_lock.read().await;
         let digests = self.uploading_digests(&id).await?;
-        if !digests.contains(&digest) {
+        let Some(&compressible) = digests.get(&digest) else {
             return Err(ApiError::Unprocessable(format!("digest {digest} is not a file of deployment {id}")));
-        }
+        };
         let limit = self.limits.max_file_bytes;
         if content_length.is_some_and(|n| n > limit) {
             return Err(ApiError::TooLarge(format!("blob is larger than the limit of {limit} bytes per file")));
@@ -115,7 +115,18 @@ impl ControlPlane {
             }
             return Ok(false);
         }
-        self.blobs.put_stream(digest, stream, limit).await?;
+        let size = self.blobs.put_stream(digest, stream, limit).await?;
+        if compressible && size >= variants::MIN_COMPRESS_BYTES as u64 {
+            // Compress while the rest uploads; finalize then finds the
+            // variants made (or makes what is still missing itself).
+            let cp = self.clone();
+            tokio::spawn(async move {
+                let _gc = cp.gc_lock.read().await;
+                if let Err(e) = cp.encodings_of(digest).await {
+                    tracing::warn!(error = %e, %digest, "precompressing an upload failed; finalize will retry");
+                }
+            });
+        }
         Ok(true)
     }
 
@@ -219,7 +230,7 @@ impl ControlPlane {
     /// deployment and then served from memory: a deploy sends one request
     /// per blob, and re-reading the whole file table each time would make
     /// a deploy quadratic in its file count.
-    async fn uploading_digests(&self, id: &DeploymentId) -> Result<Arc<HashSet<Digest>>, ApiError> {
+    async fn uploading_digests(&self, id: &DeploymentId) -> Result<Arc<crate::UploadSet>, ApiError> {
         let not_uploading =
             || ApiError::Conflict(format!("deployment {id} is not accepting uploads (it is finalized or failed)"));
         match self.store.deployment(id.as_str()).await? {
@@ -235,7 +246,14 @@ impl ControlPlane {
         }
         let files = self.store.uploading_files(id).await?.ok_or_else(not_uploading)?;
         let options = self.store.uploading_options(id).await?.ok_or_else(not_uploading)?;
-        let set: Arc<HashSet<Digest>> = Arc::new(files.into_values().chain(options.config.into_values()).collect());
+        let mut set = crate::UploadSet::new();
+        for (path, digest) in files {
+            *set.entry(digest).or_default() |= variants::is_compressible(&content_type_of(&path));
+        }
+        for digest in options.config.into_values() {
+            set.entry(digest).or_default();
+        }
+        let set = Arc::new(set);
         self.upload_sets.insert(id.clone(), set.clone());
         Ok(set)
     }

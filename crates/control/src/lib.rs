@@ -12,7 +12,6 @@ mod outbox;
 mod problem;
 mod routes;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use helix_artifacts::BlobStore;
@@ -41,14 +40,18 @@ pub struct ControlPlane {
     gc_lock: tokio::sync::RwLock<()>,
     compressor: helix_artifacts::variants::CompressionPool,
     /// Digest sets of deployments being uploaded, weighted by size.
-    upload_sets: quick_cache::sync::Cache<DeploymentId, Arc<HashSet<Digest>>, DigestSetWeight>,
+    upload_sets: quick_cache::sync::Cache<DeploymentId, Arc<UploadSet>, DigestSetWeight>,
 }
 
 #[derive(Clone)]
 struct DigestSetWeight;
 
-impl quick_cache::Weighter<DeploymentId, Arc<HashSet<Digest>>> for DigestSetWeight {
-    fn weight(&self, _key: &DeploymentId, set: &Arc<HashSet<Digest>>) -> u64 {
+/// The digests an uploading deployment may receive, each with whether a
+/// file under it is worth precompressing (by content type).
+pub(crate) type UploadSet = std::collections::HashMap<Digest, bool>;
+
+impl quick_cache::Weighter<DeploymentId, Arc<UploadSet>> for DigestSetWeight {
+    fn weight(&self, _key: &DeploymentId, set: &Arc<UploadSet>) -> u64 {
         set.len() as u64 + 1
     }
 }
