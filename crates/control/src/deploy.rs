@@ -93,7 +93,7 @@ impl ControlPlane {
         let digest: Digest =
             digest.parse().map_err(|e: helix_core::digest::DigestError| ApiError::BadRequest(e.to_string()))?;
         let id = DeploymentId::parse(id).map_err(|e| ApiError::NotFound(e.to_string()))?;
-        let _gc = self.gc_lock.read().await;
+        let gc_guard = self.gc_lock.clone().read_owned().await;
         let digests = self.uploading_digests(&id).await?;
         let Some(&compressible) = digests.get(&digest) else {
             return Err(ApiError::Unprocessable(format!("digest {digest} is not a file of deployment {id}")));
@@ -119,9 +119,11 @@ impl ControlPlane {
         if compressible && size >= variants::MIN_COMPRESS_BYTES as u64 {
             // Compress while the rest uploads; finalize then finds the
             // variants made (or makes what is still missing itself).
+            // The task keeps holding GC off until its variants are written
+            // and recorded, so GC never sees them half made.
             let cp = self.clone();
             tokio::spawn(async move {
-                let _gc = cp.gc_lock.read().await;
+                let _gc = gc_guard;
                 if let Err(e) = cp.encodings_of(digest).await {
                     tracing::warn!(error = %e, %digest, "precompressing an upload failed; finalize will retry");
                 }
@@ -335,14 +337,16 @@ impl ControlPlane {
             .compress(bytes)
             .await
             .ok_or_else(|| ApiError::Internal("the compression pool has stopped".into()))?;
+        let mut made = Vec::new();
         for (name, bytes, slot) in [("br", br, &mut enc.br), ("gzip", gz, &mut enc.gzip)] {
             if let Some(bytes) = bytes {
                 let size = bytes.len() as u64;
                 let variant = self.blobs.put_bytes(bytes.into()).await?;
-                self.store.put_variant(digest, name, variant, size).await?;
+                made.push((name, variant, size));
                 *slot = Some(Variant { digest: variant, size });
             }
         }
+        self.store.put_variants(digest, &made).await?;
         Ok(enc)
     }
 

@@ -37,7 +37,7 @@ pub struct ControlPlane {
     outbox_wake: tokio::sync::Notify,
     /// Finalize and upload take it shared, GC exclusively: a blob GC is
     /// deciding about is never one a deploy is about to reference.
-    gc_lock: tokio::sync::RwLock<()>,
+    gc_lock: Arc<tokio::sync::RwLock<()>>,
     compressor: helix_artifacts::variants::CompressionPool,
     /// Digest sets of deployments being uploaded, weighted by size.
     upload_sets: quick_cache::sync::Cache<DeploymentId, Arc<UploadSet>, DigestSetWeight>,
@@ -75,7 +75,7 @@ impl ControlPlane {
             limits,
             gc,
             outbox_wake: tokio::sync::Notify::new(),
-            gc_lock: tokio::sync::RwLock::new(()),
+            gc_lock: Arc::new(tokio::sync::RwLock::new(())),
             // About 40 bytes a digest: at most ~40 MB of sets in memory.
             upload_sets: quick_cache::sync::Cache::with_weighter(64, 1_000_000, DigestSetWeight),
         }))

@@ -516,18 +516,20 @@ impl Store {
         rows.into_iter().map(|(enc, d, size)| Ok((enc, parse_digest(&d)?, size as u64))).collect()
     }
 
-    pub async fn put_variant(
-        &self,
-        digest: Digest,
-        encoding: &str,
-        variant: Digest,
-        size: u64,
-    ) -> Result<(), StoreError> {
-        on_pool!(self, p => sqlx::query(
-            "INSERT INTO blob_variants (digest, encoding, variant_digest, variant_size) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (digest, encoding) DO UPDATE SET variant_digest = $3, variant_size = $4")
-            .bind(digest.to_hex()).bind(encoding).bind(variant.to_hex()).bind(size as i64)
-            .execute(p).await.map(drop)?);
+    /// Records every variant one compression of `digest` made, in one
+    /// transaction, so a reader never sees half of them.
+    pub async fn put_variants(&self, digest: Digest, variants: &[(&str, Digest, u64)]) -> Result<(), StoreError> {
+        on_pool!(self, p => {
+            let mut tx = p.begin_write().await?;
+            for (encoding, variant, size) in variants {
+                sqlx::query(
+                    "INSERT INTO blob_variants (digest, encoding, variant_digest, variant_size) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (digest, encoding) DO UPDATE SET variant_digest = $3, variant_size = $4")
+                    .bind(digest.to_hex()).bind(*encoding).bind(variant.to_hex()).bind(*size as i64)
+                    .execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
         Ok(())
     }
 
