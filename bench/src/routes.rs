@@ -92,7 +92,6 @@ pub fn run(sizes: &[usize]) {
                         headers: None,
                         query: None,
                         host: "bench.localhost",
-                        read_only: true,
                         country: None,
                         jwt_secret: None,
                         language: None,

@@ -6,8 +6,9 @@ use crate::ProjectFiles;
 
 /// The platform and a sentence saying why.
 pub fn detect(files: &ProjectFiles) -> (Platform, String) {
-    if files.root.contains_key("helix.toml") {
-        return (Platform::Helix, "helix (helix.toml is present)".into());
+    // A helix.toml with only build settings does not decide routing.
+    if files.root.get("helix.toml").is_some_and(|b| crate::helix::has_rules(&String::from_utf8_lossy(b))) {
+        return (Platform::Helix, "helix (helix.toml has routing rules)".into());
     }
     if files.root.contains_key("netlify.toml") {
         return (Platform::Netlify, "netlify (netlify.toml is present)".into());
@@ -68,5 +69,10 @@ mod tests {
         assert_eq!(p, Platform::Netlify);
         assert!(why.contains("200!"), "{why}");
         assert_eq!(detect(&files(&[], &[])).0, Platform::Helix);
+        let mut build_only = files(&[], &[("_redirects", "/a /b 200!")]);
+        build_only.root.insert("helix.toml".into(), b"[build]\npublish = \"dist\"\n".to_vec());
+        assert_eq!(detect(&build_only).0, Platform::Netlify, "build settings alone do not pick helix");
+        build_only.root.insert("helix.toml".into(), b"[[redirects]]\nfrom = \"/a\"\nto = \"/b\"\n".to_vec());
+        assert_eq!(detect(&build_only).0, Platform::Helix);
     }
 }

@@ -91,6 +91,12 @@ pub(crate) fn compat(text: &str) -> Result<Option<Platform>, Diagnostic> {
     }
 }
 
+/// Whether the file has any routing rules (a file with only `[build]`
+/// does not choose HelixStack's routing semantics).
+pub(crate) fn has_rules(text: &str) -> bool {
+    parse(text).is_ok_and(|t| !(t.redirects.is_empty() && t.rewrites.is_empty() && t.headers.is_empty()))
+}
+
 pub(crate) fn publish_dir(text: &str) -> Option<String> {
     parse(text).ok()?.build?.publish
 }

@@ -102,10 +102,7 @@ pub fn compile(files: &ProjectFiles, compat: Option<Platform>) -> Compiled {
     };
     match platform {
         Platform::Helix => {
-            if let Some(text) = &helix_toml
-                && from_helix_toml.is_none()
-                && compat.is_none_or(|c| c == Platform::Helix)
-            {
+            if let Some(text) = &helix_toml {
                 helix::compile(text, &mut table, &mut diagnostics);
             }
             for name in PUBLISH_CONFIG_FILES {

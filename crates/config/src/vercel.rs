@@ -447,6 +447,9 @@ pub(crate) fn source_regex(source: &str) -> Result<Pattern, String> {
     }
     re.push('$');
     regex_syntax_ok(&re)?;
+    // The edge compiles the same string; an invalid one is refused here,
+    // where it can be reported, rather than skipped there.
+    regex::Regex::new(&re).map_err(|e| format!("not a supported pattern: {e}"))?;
     Ok(Pattern { regex: re, params })
 }
 
@@ -519,6 +522,7 @@ mod tests {
         assert_eq!(source_regex("/(.*)").unwrap().regex, "^/(?P<_1>.*)$");
         assert!(source_regex("/:path((?!uk/).*)").is_err());
         assert!(source_regex("/a(b").is_err());
+        assert!(source_regex("/:id([a-)").is_err(), "an invalid custom pattern is refused at deploy time");
     }
 
     #[test]

@@ -36,10 +36,11 @@ impl Edge {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let mut resp = match self.resolve_host(&req) {
-            Some((site, None)) => self.serve_site(&site, req).await,
-            Some((site, Some(cookie))) => {
+            Some((site, split_cookie)) => {
                 let mut resp = self.serve_site(&site, req).await;
-                resp.headers_mut().append(http::header::SET_COOKIE, cookie);
+                if let Some(cookie) = split_cookie {
+                    resp.headers_mut().append(http::header::SET_COOKIE, cookie);
+                }
                 resp
             }
             None => unknown_host(&req),
@@ -91,7 +92,6 @@ impl Edge {
             headers: Some(req.headers()),
             query: req.uri().query(),
             host: host_of(&req).unwrap_or_default(),
-            read_only: req.method() == Method::GET || req.method() == Method::HEAD,
             country: if site.router.needs_country() { self.country_of(&req) } else { None },
             jwt_secret: self.config.role_jwt_secret.as_deref(),
             language: if site.router.needs_language() { language_of(req.headers()) } else { None },
@@ -103,12 +103,12 @@ impl Edge {
             _ if !router.has_header_rules() => None,
             (Outcome::Proxy { .. }, _) => None,
             (Outcome::File { rewritten: Some(target), .. }, Platform::Netlify | Platform::Helix) => {
-                Some(target.clone())
+                Some(target.as_str())
             }
-            (Outcome::File { .. }, _) | (_, Platform::CloudflarePages) => Some(path.to_string()),
+            (Outcome::File { .. }, _) | (_, Platform::CloudflarePages) => Some(&*path),
             _ => None,
         };
-        let decoration = header_path.map(|p| router.headers_for(facts.host, &p));
+        let decoration = header_path.map(|p| router.headers_for(facts.host, p));
         drop(facts);
         let mut resp = match outcome {
             Outcome::Proxy { url, headers } => {
@@ -261,14 +261,23 @@ fn apply_rule_headers(headers: &mut HeaderMap, rules: Vec<(String, Option<String
     }
 }
 
+/// Characters a `Location` may not carry raw: controls, space, quotes,
+/// angle brackets, backtick and everything beyond ASCII. `%` stays as is, so
+/// escapes already in a rule's target survive.
+const LOCATION_UNSAFE: &percent_encoding::AsciiSet =
+    &percent_encoding::CONTROLS.add(b' ').add(b'"').add(b'<').add(b'>').add(b'`');
+
+/// A redirect; the target (which may hold decoded path segments captured
+/// from the request) is percent-encoded where a URL needs it.
 fn redirect(status: u16, location: &str) -> Response<EdgeBody> {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND);
-    let builder = Response::builder().status(status).header(CACHE_CONTROL, "public, max-age=0, must-revalidate");
-    let builder = match HeaderValue::from_str(location) {
-        Ok(v) => builder.header(http::header::LOCATION, v),
-        Err(_) => builder,
-    };
-    builder.body(empty()).expect("valid response")
+    let location = percent_encoding::utf8_percent_encode(location, LOCATION_UNSAFE).to_string();
+    Response::builder()
+        .status(status)
+        .header(CACHE_CONTROL, "public, max-age=0, must-revalidate")
+        .header(http::header::LOCATION, location)
+        .body(empty())
+        .expect("an encoded location is a valid header value")
 }
 
 fn host_of<B>(req: &Request<B>) -> Option<&str> {

@@ -45,7 +45,6 @@ pub struct RequestFacts<'r> {
     pub headers: Option<&'r http::HeaderMap>,
     pub query: Option<&'r str>,
     pub host: &'r str,
-    pub read_only: bool,
     pub country: Option<Cow<'r, str>>,
     /// The secret that signs `nf_jwt` tokens, for `Role=` conditions.
     pub jwt_secret: Option<&'r [u8]>,
@@ -79,9 +78,18 @@ struct CompiledRedirect {
 }
 
 impl CompiledRedirect {
-    /// `None` when a pattern does not compile (the compiler checked them;
-    /// this only guards against a manifest from elsewhere).
+    /// `None` (and a warning) when a pattern does not compile: the
+    /// compiler checked them, so this only guards against a manifest from
+    /// elsewhere or a set over the regex size limits.
     fn new(rule: &Redirect, source: &str) -> Option<CompiledRedirect> {
+        let compiled = Self::compile(rule, source);
+        if compiled.is_none() {
+            tracing::warn!(file = %rule.origin.file, line = rule.origin.line, "edge cannot compile a routing rule; it is skipped");
+        }
+        compiled
+    }
+
+    fn compile(rule: &Redirect, source: &str) -> Option<CompiledRedirect> {
         let compile = |ms: &[Matcher]| -> Option<Vec<(Matcher, Option<Regex>)>> {
             ms.iter()
                 .map(|m| match &m.value {
@@ -142,7 +150,14 @@ impl Router {
         let headers: Vec<(HeaderRule, Regex)> = table
             .headers
             .iter()
-            .filter_map(|rule| Regex::new(&header_regex(platform, &rule.path)).ok().map(|re| (rule.clone(), re)))
+            .filter_map(|rule| match Regex::new(&header_regex(platform, &rule.path)) {
+                Ok(re) => Some((rule.clone(), re)),
+                Err(_) => {
+                    let (file, line) = (&rule.origin.file, rule.origin.line);
+                    tracing::warn!(%file, line, "edge cannot compile a header rule; it is skipped");
+                    None
+                }
+            })
             .collect();
         let mut exact: HashMap<String, Vec<usize>> = HashMap::new();
         let mut dynamic = Vec::new();
@@ -180,7 +195,9 @@ impl Router {
         // Files answer GET and HEAD only; redirects and proxies take any
         // method (a proxied API receives its POSTs).
         match outcome {
-            Outcome::File { .. } | Outcome::NotFound if !req.read_only => Outcome::MethodNotAllowed,
+            Outcome::File { .. } | Outcome::NotFound if !matches!(req.method, "GET" | "HEAD") => {
+                Outcome::MethodNotAllowed
+            }
             other => other,
         }
     }
@@ -764,8 +781,7 @@ fn header_regex(platform: Platform, path: &str) -> String {
             for seg in path.split('/').filter(|s| !s.is_empty()) {
                 if seg == "*" {
                     re.push_str("/?(.*)");
-                } else if let Some(name) = seg.strip_prefix(':').filter(|n| is_name(n)) {
-                    let _ = name;
+                } else if seg.strip_prefix(':').is_some_and(is_name) {
                     re.push_str("/([^/]+)");
                 } else {
                     re.push('/');

@@ -320,17 +320,7 @@ impl Store {
             return Err(PointerError::UnknownProject(project.to_string()));
         }
         let target = match to {
-            Some(id) => {
-                let row = self.deployment(id).await?.ok_or_else(|| PointerError::UnknownDeployment(id.to_owned()))?;
-                if row.project != project.as_str() {
-                    return Err(PointerError::WrongProject {
-                        deployment: id.to_owned(),
-                        expected: project.to_string(),
-                        actual: row.project,
-                    });
-                }
-                row
-            }
+            Some(id) => self.deployment_of(project, id).await?,
             None => {
                 let id: Option<String> = on_pool!(self, p => sqlx::query_scalar(
                     "SELECT d.id FROM production_history h \
@@ -346,6 +336,19 @@ impl Store {
             }
         };
         self.move_pointer(target, PointerMove::RollBack, now_ms).await
+    }
+
+    /// Deployment `id`, which must belong to `project`.
+    async fn deployment_of(&self, project: &ProjectName, id: &str) -> Result<DeploymentRow, PointerError> {
+        let row = self.deployment(id).await?.ok_or_else(|| PointerError::UnknownDeployment(id.to_owned()))?;
+        if row.project != project.as_str() {
+            return Err(PointerError::WrongProject {
+                deployment: id.to_owned(),
+                expected: project.to_string(),
+                actual: row.project,
+            });
+        }
+        Ok(row)
     }
 
     async fn move_pointer(
@@ -397,14 +400,7 @@ impl Store {
         }
         let mut variants = Vec::new();
         for (id, weight) in weights {
-            let row = self.deployment(id).await?.ok_or_else(|| PointerError::UnknownDeployment(id.clone()))?;
-            if row.project != project.as_str() {
-                return Err(PointerError::WrongProject {
-                    deployment: id.clone(),
-                    expected: project.to_string(),
-                    actual: row.project,
-                });
-            }
+            let row = self.deployment_of(project, id).await?;
             if row.state != DeploymentState::Ready {
                 return Err(PointerError::NotReady(id.clone()));
             }

@@ -179,10 +179,9 @@ pub async fn fresh_postgres(test: &str) -> Option<String> {
         .execute(&mut conn)
         .await
         .expect("create database");
-    let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b);
-    let (base, query) = match admin_url.split_once('?') {
-        Some((u, q)) => (u.rsplit_once('/').map_or(u, |(b, _)| b), format!("?{q}")),
-        None => (base, String::new()),
-    };
+    // Same server and options, another database name.
+    let (url, query) =
+        admin_url.split_once('?').map_or((admin_url.as_str(), String::new()), |(u, q)| (u, format!("?{q}")));
+    let base = url.rsplit_once('/').map_or(url, |(b, _)| b);
     Some(format!("{base}/{name}{query}"))
 }
