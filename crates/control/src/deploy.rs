@@ -133,7 +133,12 @@ impl ControlPlane {
     }
 
     pub(crate) async fn finalize(&self, id: &str) -> Result<DeploymentRow, ApiError> {
-        let id = self.parse_known_id(id).await?;
+        let id = DeploymentId::parse(id).map_err(|e| ApiError::NotFound(e.to_string()))?;
+        let row = self
+            .store
+            .deployment(id.as_str())
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("deployment {id} not found")))?;
         let _gc = self.gc_lock.read().await;
         let (Some(mut files), Some(options)) =
             (self.store.uploading_files(&id).await?, self.store.uploading_options(&id).await?)
@@ -164,11 +169,6 @@ impl ControlPlane {
             self.store.fail_deployment(&id, &reason).await?;
             return Err(ApiError::TooLarge(reason));
         }
-        let row = self
-            .store
-            .deployment(id.as_str())
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("deployment {id} not found")))?;
         let project = ProjectName::parse(&row.project).map_err(|e| ApiError::Internal(e.to_string()))?;
         let mut manifest = self.build_manifest(&id, project, row.created_at_ms, &files, &sizes).await?;
         let report = RoutesReport {
