@@ -8,6 +8,7 @@
 use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
+use helix_core::build::{BuildId, BuildJob, BuildOutcome};
 use helix_core::events::Event;
 use tokio::sync::mpsc;
 
@@ -15,6 +16,41 @@ use tokio::sync::mpsc;
 pub enum BusError {
     #[error("bus is closed")]
     Closed,
+    #[error("job queue: {0}")]
+    Backend(String),
+}
+
+/// A `build.requested` job a worker holds, with which attempt this is.
+#[derive(Clone, Debug)]
+pub struct ClaimedJob {
+    pub job: BuildJob,
+    pub attempt: u32,
+}
+
+/// Whether the job a worker holds is still wanted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobStatus {
+    Wanted,
+    /// Canceled (by a user or a newer push): stop and report nothing.
+    Canceled,
+}
+
+/// The durable queue of `build.requested` jobs: a claimed job is held by a
+/// lease the worker renews; a worker that dies lets the lease run out and
+/// the job goes back to the queue. Ack with [`JobQueue::complete`], or
+/// [`JobQueue::retry`] after an infrastructure failure.
+pub trait JobQueue: Send + Sync + 'static {
+    /// The oldest job no one holds, now held by the caller.
+    fn claim(&self) -> BoxFuture<'_, Result<Option<ClaimedJob>, BusError>>;
+    /// Renews the caller's lease and says whether to go on.
+    fn heartbeat<'a>(&'a self, build: &'a BuildId) -> BoxFuture<'a, Result<JobStatus, BusError>>;
+    /// The job is done, as `outcome` says.
+    fn complete<'a>(&'a self, build: &'a BuildId, outcome: &'a BuildOutcome) -> BoxFuture<'a, Result<(), BusError>>;
+    /// Puts the job back after an infrastructure failure; false when it has
+    /// had its attempts and failed for good.
+    fn retry<'a>(&'a self, build: &'a BuildId, error: &'a str) -> BoxFuture<'a, Result<bool, BusError>>;
+    /// Resolves when new jobs may be waiting (or after a while).
+    fn wait(&self) -> BoxFuture<'_, ()>;
 }
 
 /// Publish events and subscribe to all of them, in publish order.

@@ -4,9 +4,8 @@
 //! `helix-server`, deploys are driven through the public API like any other
 //! client would.
 
-mod client;
-mod deploy;
-mod scan;
+mod builds;
+mod output;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -18,14 +17,14 @@ use clap::{Args, Parser, Subcommand};
 use helix_core::api::{Deployment, GcReport, Rollback};
 use helix_core::limits::Limits;
 
-use client::Api;
+use helix_client::Api;
 
 /// mimalloc keeps freed pages for reuse: glibc's malloc returns large blocks
 /// to the kernel at once, and each deploy-time compression then paid page
 /// faults for fresh encoder tables (78% of a deploy's CPU in the kernel).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use deploy::DeployArgs;
+use helix_client::deploy::{self, DeployArgs};
 
 #[derive(Parser)]
 #[command(
@@ -92,6 +91,15 @@ struct ServerArgs {
     /// countries when no trusted header says it.
     #[arg(long, env = "HELIX_GEOIP_DB")]
     geoip_db: Option<PathBuf>,
+    /// Builds run at once (0: this server runs no builds).
+    #[arg(long, env = "HELIX_BUILD_WORKERS", default_value_t = 1)]
+    build_workers: usize,
+    /// A build's time limit, in seconds.
+    #[arg(long, env = "HELIX_BUILD_TIMEOUT_SECS", default_value_t = 1200)]
+    build_timeout_secs: u64,
+    /// Memory a build step may use, in MiB.
+    #[arg(long, env = "HELIX_BUILD_MEMORY_MIB", default_value_t = 4096)]
+    build_memory_mib: u64,
 }
 
 /// How a project's routing files are read.
@@ -208,6 +216,13 @@ enum Command {
     /// Routing rules: check how a project's files compile.
     #[command(subcommand)]
     Routes(RoutesCommand),
+    /// Git-linked projects.
+    #[command(subcommand)]
+    Projects(builds::ProjectsCommand),
+    /// Build a linked project's branch now (default: its production branch).
+    Build(builds::BuildArgs),
+    /// A project's builds (`--project`), or one build's logs, or cancel one.
+    Builds(builds::BuildsArgs),
     /// Delete blobs no deployment references.
     Gc {
         #[command(flatten)]
@@ -263,7 +278,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if client.json {
                 print_json(&report)
             } else {
-                deploy::print_human(&report)
+                output::print_human(&report)
             }
             Ok(())
         }
@@ -278,7 +293,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         "{}  {:>6} files  {:>9}  {}  {mark}",
                         d.id,
                         d.file_count,
-                        deploy::human_bytes(d.total_bytes),
+                        output::human_bytes(d.total_bytes),
                         d.url
                     );
                 }
@@ -299,6 +314,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Routes(RoutesCommand::Check { dir, routing, json }) => routes_check(&dir, &routing, json),
         Command::Split(cmd) => split(cmd).await,
+        Command::Projects(cmd) => builds::projects(cmd).await,
+        Command::Build(args) => builds::build(args).await,
+        Command::Builds(args) => builds::builds(args).await,
         Command::Gc { client } => {
             let r: GcReport = api(&client)?.post("/api/v1/gc", &serde_json::json!({})).await?;
             if client.json {
@@ -307,7 +325,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!(
                     "✔ deleted {} blobs ({}) · {} abandoned uploads",
                     r.blobs_deleted,
-                    deploy::human_bytes(r.bytes_freed),
+                    output::human_bytes(r.bytes_freed),
                     r.abandoned_deployments
                 );
             }
@@ -330,6 +348,7 @@ fn deploy_args<'a>(
         production,
         compat: routing.compat.as_deref(),
         strict: routing.strict,
+        alias: None,
         show_progress: show_progress(client),
     }
 }
@@ -438,7 +457,7 @@ async fn up(
         if client.json {
             print_json(&report)
         } else {
-            deploy::print_human(&report)
+            output::print_human(&report)
         }
         eprintln!("(deployed to the server already running at {})", api.base());
         return Ok(());
@@ -458,7 +477,7 @@ async fn up(
     if client.json {
         print_json(&report);
     } else {
-        deploy::print_human(&report);
+        output::print_human(&report);
         println!("Serving until Ctrl-C (API http://{}).", running.api_addr);
     }
     wait_for_ctrl_c().await;
@@ -483,6 +502,9 @@ fn server_config(args: &ServerArgs) -> anyhow::Result<helix_server::Config> {
     config.proxy_enabled = !args.disable_proxy;
     config.role_jwt_secret = args.role_jwt_secret.clone();
     config.geoip_db = args.geoip_db.clone();
+    config.build_workers = args.build_workers;
+    config.build.timeout = Duration::from_secs(args.build_timeout_secs);
+    config.build.limits.memory_bytes = args.build_memory_mib << 20;
     Ok(config)
 }
 

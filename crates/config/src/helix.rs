@@ -30,8 +30,14 @@ struct HelixToml {
 }
 
 #[derive(Deserialize)]
-struct Build {
-    publish: Option<String>,
+#[serde(deny_unknown_fields)]
+pub(crate) struct Build {
+    pub publish: Option<String>,
+    pub command: Option<String>,
+    pub install: Option<String>,
+    pub base: Option<String>,
+    #[serde(default)]
+    pub environment: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -99,6 +105,11 @@ pub(crate) fn has_rules(text: &str) -> bool {
 
 pub(crate) fn publish_dir(text: &str) -> Option<String> {
     parse(text).ok()?.build?.publish
+}
+
+/// The `[build]` table; an error names what is wrong with the file.
+pub(crate) fn build(text: &str) -> Result<Option<Build>, String> {
+    parse(text).map(|t| t.build).map_err(|e| e.to_string())
 }
 
 pub(crate) fn compile(text: &str, table: &mut RouteTable, diags: &mut Vec<Diagnostic>) {

@@ -8,6 +8,7 @@
 //! not be honored exactly. Pure: callers hand in file contents; this crate
 //! does no I/O and never serves anything.
 
+mod build;
 mod cloudflare;
 mod detect;
 mod helix;
@@ -18,6 +19,7 @@ use std::collections::BTreeMap;
 
 use helix_core::routes::{Diagnostic, DiagnosticKind, HeaderRule, Platform, RouteTable};
 
+pub use build::{BuildSettings, build_settings};
 pub use detect::detect;
 
 /// Config files read from the project root (not served).

@@ -298,8 +298,17 @@ struct TomlFile {
 }
 
 #[derive(serde::Deserialize)]
-struct TomlBuild {
-    publish: Option<String>,
+pub(crate) struct TomlBuild {
+    pub publish: Option<String>,
+    pub command: Option<String>,
+    pub base: Option<String>,
+    #[serde(default)]
+    pub environment: std::collections::BTreeMap<String, String>,
+}
+
+/// The `[build]` table; an error names what is wrong with the file.
+pub(crate) fn build(text: &str) -> Result<Option<TomlBuild>, String> {
+    toml::from_str::<TomlFile>(text).map(|t| t.build).map_err(|e| format!("{TOML}: {e}"))
 }
 
 pub(crate) fn publish_dir(text: &str) -> Option<String> {

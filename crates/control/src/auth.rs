@@ -35,7 +35,7 @@ pub async fn ensure_admin_token(store: &Store, data_dir: &Path) -> Result<String
     Ok(token)
 }
 
-fn write_private(file: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(file: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = file.with_extension("token.tmp");

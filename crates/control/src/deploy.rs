@@ -182,7 +182,8 @@ impl ControlPlane {
         let manifest_digest = self.blobs.put_bytes(manifest.to_json().into()).await?;
         self.blobs.sync().await?;
         let report_json = serde_json::to_string(&report).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let outcome = self.store.finalize(&id, manifest_digest, total, &report_json, now_ms()).await?;
+        let outcome =
+            self.store.finalize(&id, manifest_digest, total, &report_json, options.alias.as_deref(), now_ms()).await?;
         self.upload_sets.remove(&id);
         self.outbox_wake.notify_one();
         match outcome {
@@ -381,7 +382,20 @@ fn validate_options(req: &CreateDeployment) -> Result<DeployOptions, ApiError> {
             ApiError::BadRequest(format!("compat {c:?} is not one of netlify, cloudflare-pages, helix"))
         })?),
     };
-    Ok(DeployOptions { config, compat, strict: req.strict })
+    if let Some(alias) = &req.alias {
+        let label = !alias.is_empty()
+            && alias.len() <= 50
+            && alias.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !alias.starts_with('-')
+            && !alias.ends_with('-')
+            && !alias.contains("--");
+        if !label {
+            return Err(ApiError::BadRequest(format!(
+                "alias {alias:?} must be 1-50 lowercase letters, digits and single hyphens"
+            )));
+        }
+    }
+    Ok(DeployOptions { config, compat, strict: req.strict, alias: req.alias.clone() })
 }
 
 /// Content type by extension; text types carry `charset=utf-8`.

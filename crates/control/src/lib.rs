@@ -6,11 +6,14 @@
 //! and never calls the edge: the edge learns from the events it publishes.
 
 mod auth;
+mod builds;
 mod deploy;
 mod gc;
+mod hooks;
 mod outbox;
 mod problem;
 mod routes;
+mod secrets;
 
 use std::sync::Arc;
 
@@ -24,6 +27,24 @@ use helix_store::Store;
 pub use auth::{TokenError, ensure_admin_token, hash_token};
 pub use gc::GcSettings;
 pub use routes::router;
+pub use secrets::{SecretError, SecretKey};
+
+/// How the control plane is set up, besides the backends it is given.
+pub struct Settings {
+    pub limits: Limits,
+    pub gc: GcSettings,
+    /// Seals git credentials at rest.
+    pub secrets: SecretKey,
+    pub build_link: BuildLink,
+}
+
+/// What the control plane shares with the build plane: where its API is
+/// reached (webhook URLs are printed from it) and how to wake workers
+/// when builds are queued.
+pub struct BuildLink {
+    pub api_url: String,
+    pub wake: Arc<tokio::sync::Notify>,
+}
 
 /// Everything the control plane needs, shared by its handlers and tasks.
 pub struct ControlPlane {
@@ -33,6 +54,9 @@ pub struct ControlPlane {
     pub edge: PublicEdge,
     pub limits: Limits,
     pub gc: GcSettings,
+    /// Seals git credentials at rest.
+    secrets: SecretKey,
+    build_link: BuildLink,
     /// Wakes the outbox relay after a commit that wrote events.
     outbox_wake: tokio::sync::Notify,
     /// Finalize and upload take it shared, GC exclusively: a blob GC is
@@ -62,9 +86,9 @@ impl ControlPlane {
         blobs: Arc<dyn BlobStore>,
         bus: Arc<dyn Bus>,
         edge: PublicEdge,
-        limits: Limits,
-        gc: GcSettings,
+        settings: Settings,
     ) -> std::io::Result<Arc<Self>> {
+        let Settings { limits, gc, secrets, build_link } = settings;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Arc::new(ControlPlane {
             compressor: helix_artifacts::variants::CompressionPool::new(cores)?,
@@ -74,6 +98,8 @@ impl ControlPlane {
             edge,
             limits,
             gc,
+            secrets,
+            build_link,
             outbox_wake: tokio::sync::Notify::new(),
             gc_lock: Arc::new(tokio::sync::RwLock::new(())),
             // About 40 bytes a digest: at most ~40 MB of sets in memory.

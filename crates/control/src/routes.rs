@@ -19,7 +19,10 @@ use crate::problem::ApiError;
 /// Largest JSON body: a 100,000-file table is about 15 MB.
 const MAX_JSON_BODY: usize = 64 * 1024 * 1024;
 
-type Cp = State<Arc<ControlPlane>>;
+pub(crate) type Cp = State<Arc<ControlPlane>>;
+
+/// Largest webhook body (GitHub caps its payloads at 25 MB).
+const MAX_HOOK_BODY: usize = 25 * 1024 * 1024;
 
 /// The API router: `/healthz` is open, everything under `/api/v1` needs a
 /// bearer token.
@@ -33,10 +36,24 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         .route("/deployments/{id}/finalize", post(finalize))
         .route("/deployments/{id}/promote", post(promote))
         .route("/gc", post(gc))
+        .route("/projects/{project}/link", put(link_project).get(get_link))
+        .route("/projects/{project}/builds", post(request_build).get(list_builds))
+        .route("/builds/{id}", get(get_build))
+        .route("/builds/{id}/cancel", post(cancel_build))
+        .route("/builds/{id}/logs", get(build_logs))
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .layer(axum::middleware::from_fn_with_state(cp.clone(), crate::auth::require_token))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
-    Router::new().route("/healthz", get(|| async { "ok\n" })).nest("/api/v1", api).with_state(cp)
+    let hooks = Router::new()
+        .route("/github", post(crate::hooks::github))
+        .route("/github/{project}", post(crate::hooks::github_project))
+        .route("/gitlab", post(crate::hooks::gitlab))
+        .route("/gitlab/{project}", post(crate::hooks::gitlab_project))
+        .route("/bitbucket", post(crate::hooks::bitbucket))
+        .route("/bitbucket/{project}", post(crate::hooks::bitbucket_project))
+        .route("/git/{project}", post(crate::hooks::generic))
+        .layer(DefaultBodyLimit::max(MAX_HOOK_BODY));
+    Router::new().route("/healthz", get(|| async { "ok\n" })).nest("/api/v1", api).nest("/hooks", hooks).with_state(cp)
 }
 
 async fn create_deployment(
@@ -159,4 +176,52 @@ async fn clear_split(State(cp): Cp, Path(project): Path<String>) -> Result<impl 
 
 async fn gc(State(cp): Cp) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(cp.collect_garbage().await?))
+}
+
+async fn link_project(State(cp): Cp, Path(project): Path<String>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.link_project(&project, &body).await?))
+}
+
+async fn get_link(State(cp): Cp, Path(project): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.project_link(&project).await?))
+}
+
+async fn request_build(State(cp): Cp, Path(project): Path<String>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
+    Ok((StatusCode::ACCEPTED, Json(cp.request_build(&project, &body).await?)))
+}
+
+async fn list_builds(State(cp): Cp, Path(project): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.list_builds(&project).await?))
+}
+
+async fn get_build(State(cp): Cp, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let row = cp.build_row(&id).await?;
+    Ok(Json(cp.build_view(&row)))
+}
+
+async fn cancel_build(State(cp): Cp, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.cancel_build(&id).await?))
+}
+
+#[derive(serde::Deserialize)]
+struct LogQuery {
+    #[serde(default)]
+    follow: Option<String>,
+    #[serde(default)]
+    after: Option<i64>,
+}
+
+/// `?follow=1`: server-sent events until the build ends; otherwise the
+/// lines so far as JSON.
+async fn build_logs(
+    State(cp): Cp,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<LogQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    let after = q.after.unwrap_or(0);
+    if q.follow.as_deref().is_some_and(|f| !matches!(f, "0" | "false" | "")) {
+        return Ok(cp.clone().follow_log(id, after).await?.into_response());
+    }
+    let (build, lines) = cp.build_log(&id, after).await?;
+    Ok(Json(serde_json::json!({ "build": build, "lines": lines })).into_response())
 }

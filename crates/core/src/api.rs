@@ -23,6 +23,10 @@ pub struct CreateDeployment {
     /// Fail the deploy when any routing rule cannot be honored exactly.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub strict: bool,
+    /// Once ready, also serve it at `<alias>--<project>.<base>` (branch
+    /// and pull request previews).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
 }
 
 /// What a deployment asked for besides its files, kept while it uploads.
@@ -34,6 +38,8 @@ pub struct DeployOptions {
     pub compat: Option<crate::routes::Platform>,
     #[serde(default)]
     pub strict: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
 }
 
 /// How a deployment's routing files were read.
@@ -150,4 +156,90 @@ pub struct Split {
     pub project: String,
     /// Deployment id → percent; empty when traffic is not split.
     pub weights: BTreeMap<String, u32>,
+}
+
+/// `PUT /api/v1/projects/{project}/link`: connect a project to a git
+/// repository so pushes build it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkProject {
+    /// Clone URL (https, ssh, git or file).
+    pub repo: String,
+    /// Default `main`.
+    #[serde(default)]
+    pub production_branch: Option<String>,
+    /// A token (https) or a deploy key (an SSH private key) for private
+    /// repositories. Write-only: stored encrypted, never shown again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_credential: Option<String>,
+}
+
+/// A project's git link as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectLink {
+    pub project: String,
+    pub repo: String,
+    pub production_branch: String,
+    pub has_git_credential: bool,
+    /// The secret to configure at the git host; shown only when linking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
+    /// Provider → webhook URL to configure.
+    pub hooks: BTreeMap<String, String>,
+}
+
+/// `POST /api/v1/projects/{project}/builds`
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestBuild {
+    /// Branch to build; default: the production branch.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub git_ref: Option<String>,
+}
+
+/// A build as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Build {
+    pub id: String,
+    pub project: String,
+    pub state: crate::build::BuildState,
+    /// `github`, `gitlab`, `bitbucket`, `git` (generic hook) or `api`.
+    pub trigger: String,
+    pub branch: String,
+    pub commit: Option<String>,
+    pub context: crate::build::BuildContext,
+    /// Where the result is served once ready: production or the preview.
+    pub url: String,
+    pub deployment: Option<String>,
+    pub deployment_url: Option<String>,
+    /// What the buildpacks detected, and why.
+    pub detected: Option<String>,
+    pub error: Option<String>,
+    /// The step that failed (`fetch`, `install`, `build`, `publish`).
+    pub failed_step: Option<String>,
+    pub exit_status: Option<i64>,
+    pub attempts: i64,
+    pub log_truncated: bool,
+    pub created_at_ms: i64,
+    pub started_at_ms: Option<i64>,
+    pub finished_at_ms: Option<i64>,
+}
+
+/// One line of a build's log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub seq: i64,
+    pub at_ms: i64,
+    pub line: String,
+}
+
+/// The answer to a webhook delivery.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookResponse {
+    /// Builds this delivery queued (empty for events that build nothing).
+    pub builds: Vec<Build>,
+    /// True when this delivery id was seen before: nothing new was queued.
+    #[serde(default)]
+    pub duplicate: bool,
+    pub message: String,
 }

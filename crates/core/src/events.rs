@@ -21,6 +21,10 @@ pub enum Event {
     /// deployments (weights in percent); empty: no split.
     #[serde(rename = "split.changed")]
     SplitChanged { project: ProjectName, variants: Vec<SplitVariant> },
+    /// `<alias>--<project>.<base>` (a branch or pull request preview) now
+    /// serves `deployment`.
+    #[serde(rename = "alias.set")]
+    AliasSet { project: ProjectName, alias: String, deployment: DeploymentId, manifest: Digest },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +42,7 @@ impl Event {
             Event::DeployPromoted { .. } => "deploy.promoted",
             Event::DeployRolledBack { .. } => "deploy.rolled_back",
             Event::SplitChanged { .. } => "split.changed",
+            Event::AliasSet { .. } => "alias.set",
         }
     }
 

@@ -1,5 +1,7 @@
-//! Hostnames (DESIGN.md §3): `<project>.<base>` serves production and
-//! `<deployment-id>--<project>.<base>` serves one deployment forever.
+//! Hostnames (DESIGN.md §3): `<project>.<base>` serves production,
+//! `<deployment-id>--<project>.<base>` serves one deployment forever and
+//! `<alias>--<project>.<base>` serves a branch's or pull request's newest
+//! deployment.
 
 use crate::{DeploymentId, ProjectName};
 
@@ -9,6 +11,27 @@ pub fn production_host(project: &ProjectName, base: &str) -> String {
 
 pub fn deployment_host(id: &DeploymentId, project: &ProjectName, base: &str) -> String {
     format!("{id}--{project}.{base}")
+}
+
+pub fn alias_host(alias: &str, project: &ProjectName, base: &str) -> String {
+    format!("{alias}--{project}.{base}")
+}
+
+/// The alias of a branch: its name slugified so that `<alias>--<project>`
+/// stays one DNS label (at most 63 characters, no `--` inside the alias).
+pub fn branch_alias(branch: &str, project: &ProjectName) -> String {
+    let room = 63usize.saturating_sub(project.as_str().len() + 2).max(1);
+    let mut out = String::new();
+    for c in branch.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.truncate(room);
+    let slug = out.trim_matches('-');
+    if slug.is_empty() { "branch".to_owned() } else { slug.to_owned() }
 }
 
 /// Where an edge is reached from outside: the scheme and the port suffix
@@ -36,5 +59,23 @@ impl PublicEdge {
 
     pub fn deployment_url(&self, id: &DeploymentId, project: &ProjectName) -> String {
         self.url_for_host(&deployment_host(id, project, &self.base_domain))
+    }
+
+    pub fn alias_url(&self, alias: &str, project: &ProjectName) -> String {
+        self.url_for_host(&alias_host(alias, project, &self.base_domain))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branch_aliases_fit_one_dns_label() {
+        let p = ProjectName::parse("my-app").unwrap();
+        assert_eq!(branch_alias("feature/x--y", &p), "feature-x-y");
+        let long = "b".repeat(100);
+        assert_eq!(format!("{}--my-app", branch_alias(&long, &p)).len(), 63);
+        assert_eq!(branch_alias("///", &p), "branch");
     }
 }

@@ -28,16 +28,17 @@ impl DeploymentId {
     }
 
     pub fn parse(s: &str) -> Result<Self, IdError> {
-        if s.len() == 26 && ulid::Ulid::from_string(s).is_ok() {
-            Ok(DeploymentId(s.to_ascii_lowercase()))
-        } else {
-            Err(IdError::Deployment(s.chars().take(80).collect()))
-        }
+        lowercase_ulid(s).map(DeploymentId).ok_or_else(|| IdError::Deployment(s.chars().take(80).collect()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// `s` as a lowercase ULID, if it is one.
+pub(crate) fn lowercase_ulid(s: &str) -> Option<String> {
+    (s.len() == 26 && ulid::Ulid::from_string(s).is_ok()).then(|| s.to_ascii_lowercase())
 }
 
 impl TryFrom<String> for DeploymentId {

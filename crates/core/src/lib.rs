@@ -7,6 +7,7 @@
 //! file, a socket or the clock's side effects beyond what callers pass in.
 
 pub mod api;
+pub mod build;
 pub mod digest;
 pub mod events;
 pub mod hosts;

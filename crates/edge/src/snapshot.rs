@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use helix_artifacts::BlobStore;
 use helix_core::events::Event;
-use helix_core::hosts::{deployment_host, production_host};
+use helix_core::hosts::{alias_host, deployment_host, production_host};
 use helix_core::manifest::{FileEntry, Manifest};
 use helix_core::{DeploymentId, Digest, ProjectName};
 use http::HeaderValue;
@@ -140,11 +140,19 @@ pub(crate) struct SnapshotBuilder {
     production: HashMap<ProjectName, DeploymentId>,
     /// Projects whose production hostname splits traffic.
     splits: HashMap<ProjectName, Vec<(DeploymentId, u32)>>,
+    /// Preview aliases: (project, alias) → deployment.
+    aliases: HashMap<(ProjectName, String), DeploymentId>,
 }
 
 impl SnapshotBuilder {
     pub fn new(base_domain: String) -> Self {
-        SnapshotBuilder { base_domain, sites: HashMap::new(), production: HashMap::new(), splits: HashMap::new() }
+        SnapshotBuilder {
+            base_domain,
+            sites: HashMap::new(),
+            production: HashMap::new(),
+            splits: HashMap::new(),
+            aliases: HashMap::new(),
+        }
     }
 
     pub async fn apply(&mut self, event: &Event, blobs: &dyn BlobStore) -> Result<(), ApplyError> {
@@ -156,6 +164,10 @@ impl SnapshotBuilder {
             | Event::DeployRolledBack { project, deployment, manifest } => {
                 self.load(project, deployment, *manifest, blobs).await?;
                 self.production.insert(project.clone(), deployment.clone());
+            }
+            Event::AliasSet { project, alias, deployment, manifest } => {
+                self.load(project, deployment, *manifest, blobs).await?;
+                self.aliases.insert((project.clone(), alias.clone()), deployment.clone());
             }
             Event::SplitChanged { project, variants } => {
                 for v in variants {
@@ -198,7 +210,15 @@ impl SnapshotBuilder {
     }
 
     pub fn build(&self) -> Snapshot {
-        let mut hosts = HashMap::with_capacity(self.sites.len() + self.production.len());
+        let mut hosts = HashMap::with_capacity(self.sites.len() + self.production.len() + self.aliases.len());
+        // Aliases first: a deployment's own hostname wins over a branch
+        // that happens to be named like a deployment id.
+        for ((project, alias), id) in &self.aliases {
+            if let Some((_, site)) = self.sites.get(id) {
+                hosts
+                    .insert(alias_host(alias, project, &self.base_domain).into_boxed_str(), Target::Site(site.clone()));
+            }
+        }
         for (id, (project, site)) in &self.sites {
             hosts.insert(deployment_host(id, project, &self.base_domain).into_boxed_str(), Target::Site(site.clone()));
         }

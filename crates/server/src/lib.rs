@@ -6,6 +6,10 @@
 //! serve, and starts the background tasks. The CLI and the integration
 //! tests boot the same [`start`].
 
+mod builds;
+
+pub use builds::QueueSettings;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,6 +46,10 @@ pub struct Config {
     pub role_jwt_secret: Option<String>,
     /// A MaxMind `.mmdb` for visitors' countries (Netlify `Country=`).
     pub geoip_db: Option<PathBuf>,
+    /// Build workers (0: this server builds nothing, another one does).
+    pub build_workers: usize,
+    pub build: helix_build::WorkerSettings,
+    pub build_queue: QueueSettings,
 }
 
 impl Config {
@@ -49,7 +57,6 @@ impl Config {
     /// ports, `localhost` as base domain, SQLite.
     pub fn new(data_dir: PathBuf) -> Self {
         Config {
-            data_dir,
             api_addr: ([127, 0, 0, 1], 7070).into(),
             edge_addr: ([127, 0, 0, 1], 8080).into(),
             base_domain: "localhost".into(),
@@ -61,6 +68,10 @@ impl Config {
             proxy_enabled: true,
             role_jwt_secret: None,
             geoip_db: None,
+            build_workers: 1,
+            build: helix_build::WorkerSettings::new(&data_dir),
+            build_queue: QueueSettings::default(),
+            data_dir,
         }
     }
 }
@@ -145,9 +156,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let subscription = bus.subscribe();
     edge.apply(&initial_events(&store).await?).await;
 
-    let control =
-        ControlPlane::new(store.clone(), blobs, bus as Arc<dyn Bus>, public_edge.clone(), config.limits, config.gc)
-            .context("starting the compression threads")?;
+    let secrets = helix_control::SecretKey::load_or_create(&config.data_dir).context("loading the secret key")?;
+    let build_wake = Arc::new(tokio::sync::Notify::new());
+    let api_url = format!("http://{api_addr}");
+    let build_link = helix_control::BuildLink { api_url: api_url.clone(), wake: build_wake.clone() };
+    let control = ControlPlane::new(
+        store.clone(),
+        blobs,
+        bus as Arc<dyn Bus>,
+        public_edge.clone(),
+        helix_control::Settings { limits: config.limits, gc: config.gc, secrets, build_link },
+    )
+    .context("starting the compression threads")?;
     let (stop, stopped) = watch::channel(false);
     let until_stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -165,6 +185,25 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         control.spawn_outbox_relay(),
         control.spawn_gc(),
     ];
+    let mut tasks = tasks;
+    if config.build_workers > 0 {
+        if store.backend() == "sqlite" {
+            store.expire_build_leases().await.context("recovering builds from before a restart")?;
+        }
+        let queue = Arc::new(builds::StoreQueue {
+            store: store.clone(),
+            wake: build_wake,
+            settings: config.build_queue.clone(),
+        });
+        let host = Arc::new(builds::Host {
+            store: store.clone(),
+            control: control.clone(),
+            edge: public_edge.clone(),
+            api: helix_client::Api::new(&api_url, Some(admin_token.clone()))?,
+        });
+        let settings = helix_build::WorkerSettings { concurrency: config.build_workers, ..config.build.clone() };
+        tasks.extend(helix_build::spawn_workers(settings, queue, host));
+    }
     tracing::info!(%api_addr, %edge_addr, backend = store.backend(), "helix server started");
     Ok(Running { api_addr, edge_addr, admin_token, public_edge, edge, stop, tasks, store })
 }
@@ -195,6 +234,11 @@ async fn initial_events(store: &Store) -> anyhow::Result<Vec<Event>> {
         }
     }
     events.extend(splits.into_iter().map(|(project, variants)| Event::SplitChanged { project, variants }));
+    for (project, alias, deployment) in state.aliases {
+        if let Some(manifest) = manifests.get(&deployment) {
+            events.push(Event::AliasSet { project, alias, deployment, manifest: *manifest });
+        }
+    }
     Ok(events)
 }
 

@@ -75,6 +75,8 @@ pub struct ServingState {
     pub production: Vec<(ProjectName, DeploymentId)>,
     /// Project → (deployment, weight) of every active split.
     pub splits: Vec<(ProjectName, DeploymentId, u32)>,
+    /// Project, alias → deployment of every preview alias.
+    pub aliases: Vec<(ProjectName, String, DeploymentId)>,
 }
 
 /// A deployment being created.
@@ -113,6 +115,9 @@ macro_rules! on_pool {
         }
     };
 }
+
+mod builds;
+pub use builds::{BuildEnd, BuildRow, LinkRow, NewBuild, NewLink, Queued};
 
 const DEPLOYMENT_COLUMNS: &str = "d.id, p.name AS project, d.state, d.production_requested, d.manifest_digest, \
      d.file_count, d.total_bytes, d.created_at_ms, d.ready_at_ms, \
@@ -239,14 +244,15 @@ impl Store {
     }
 
     /// Makes an uploading deployment ready with its manifest, and moves the
-    /// production pointer to it when that was asked at creation; the events
-    /// go to the outbox in the same transaction.
+    /// production pointer to it when that was asked at creation, and points
+    /// `alias` at it; the events go to the outbox in the same transaction.
     pub async fn finalize(
         &self,
         id: &DeploymentId,
         manifest: Digest,
         total_bytes: u64,
         routes_json: &str,
+        alias: Option<&str>,
         now_ms: i64,
     ) -> Result<Finalized, StoreError> {
         let Some(before) = self.deployment(id.as_str()).await? else {
@@ -260,7 +266,14 @@ impl Store {
         let project = ProjectName::parse(&before.project).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let ready = Event::DeployReady { project: project.clone(), deployment: id.clone(), manifest };
         let promoted = Event::DeployPromoted { project: project.clone(), deployment: id.clone(), manifest };
-        let (ready_id, history_id, promoted_id) = (self.new_row_id(), self.new_row_id(), self.new_row_id());
+        let alias = alias.map(|alias| Event::AliasSet {
+            project: project.clone(),
+            alias: alias.to_owned(),
+            deployment: id.clone(),
+            manifest,
+        });
+        let (ready_id, history_id, promoted_id, alias_id) =
+            (self.new_row_id(), self.new_row_id(), self.new_row_id(), self.new_row_id());
         let won = on_pool!(self, p => {
             let mut tx = p.begin_write().await?;
             let done = sqlx::query(
@@ -278,6 +291,12 @@ impl Store {
                         .bind(&history_id).bind(id.as_str()).bind(now_ms).bind(project.as_str())
                         .execute(&mut *tx).await?;
                     insert_outbox!(&mut *tx, &promoted_id, &promoted, now_ms);
+                }
+                if let Some(event @ Event::AliasSet { alias, .. }) = &alias {
+                    sqlx::query("INSERT INTO aliases (project_id, alias, deployment_id) SELECT id, $1, $2 FROM projects \
+                                 WHERE name = $3 ON CONFLICT (project_id, alias) DO UPDATE SET deployment_id = $2")
+                        .bind(alias).bind(id.as_str()).bind(project.as_str()).execute(&mut *tx).await?;
+                    insert_outbox!(&mut *tx, &alias_id, event, now_ms);
                 }
                 tx.commit().await?;
                 true
@@ -463,7 +482,13 @@ impl Store {
         let splits: Vec<(String, String, i64)> = on_pool!(self, p => sqlx::query_as(
             "SELECT p.name, s.deployment_id, s.weight FROM splits s JOIN projects p ON p.id = s.project_id ORDER BY p.name, s.deployment_id")
             .fetch_all(p).await?);
+        let aliases: Vec<(String, String, String)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT p.name, a.alias, a.deployment_id FROM aliases a JOIN projects p ON p.id = a.project_id ORDER BY p.name, a.alias")
+            .fetch_all(p).await?);
         let mut state = ServingState::default();
+        for (project, alias, id) in aliases {
+            state.aliases.push((parse_project(&project)?, alias, parse_id(&id)?));
+        }
         for (project, id, weight) in splits {
             state.splits.push((parse_project(&project)?, parse_id(&id)?, weight as u32));
         }

@@ -68,6 +68,7 @@ pub(crate) fn migrator() -> Migrator {
         (1, "spine", include_str!("../migrations/0001_spine.sql")),
         (2, "routes", include_str!("../migrations/0002_routes.sql")),
         (3, "splits", include_str!("../migrations/0003_splits.sql")),
+        (4, "builds", include_str!("../migrations/0004_builds.sql")),
     ];
     Migrator::with_migrations(
         MIGRATIONS

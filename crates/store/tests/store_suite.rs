@@ -72,7 +72,7 @@ async fn create(store: &Store, p: &str, files: &[(&str, &[u8])], production: boo
 
 async fn ready(store: &Store, p: &str, production: bool) -> DeploymentId {
     let (id, now) = create(store, p, &[("/index.html", id_bytes(p).as_slice())], production).await;
-    match store.finalize(&id, Digest::of(id.as_str().as_bytes()), 10, "", now + 1).await.unwrap() {
+    match store.finalize(&id, Digest::of(id.as_str().as_bytes()), 10, "", None, now + 1).await.unwrap() {
         Finalized::Now(row) => assert_eq!(row.state, DeploymentState::Ready),
         other => panic!("{other:?}"),
     }
@@ -120,12 +120,12 @@ async fn create_finalize_and_list(store: Store) {
     assert!(uploading.contains(&Digest::of(b"b")));
 
     let manifest = Digest::of(b"manifest");
-    let Finalized::Now(row) = store.finalize(&id, manifest, 2, "", now + 5).await.unwrap() else { panic!() };
+    let Finalized::Now(row) = store.finalize(&id, manifest, 2, "", None, now + 5).await.unwrap() else { panic!() };
     assert_eq!(
         (row.state, row.total_bytes, row.ready_at_ms, row.is_production),
         (DeploymentState::Ready, 2, Some(now + 5), false)
     );
-    assert!(matches!(store.finalize(&id, manifest, 2, "", now + 6).await.unwrap(), Finalized::Already(_)));
+    assert!(matches!(store.finalize(&id, manifest, 2, "", None, now + 6).await.unwrap(), Finalized::Already(_)));
     assert_eq!(store.uploading_files(&id).await.unwrap(), None);
     let listed = store.ready_deployments(&project("site")).await.unwrap().unwrap();
     assert_eq!(listed.len(), 1);
@@ -199,7 +199,7 @@ async fn failed_and_abandoned_uploads_are_never_served(store: Store) {
     let (failed, _) = create(&store, "p", &[("/x", b"x")], true).await;
     store.fail_deployment(&failed, "too big").await.unwrap();
     assert!(matches!(
-        store.finalize(&failed, Digest::of(b"m"), 1, "", 1).await.unwrap(),
+        store.finalize(&failed, Digest::of(b"m"), 1, "", None, 1).await.unwrap(),
         Finalized::NotUploading(Some(_))
     ));
     let (old, now) = create(&store, "p", &[("/y", b"y")], false).await;

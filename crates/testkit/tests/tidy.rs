@@ -31,6 +31,15 @@ fn planes_depend_only_on_what_the_architecture_allows() {
         );
     }
     assert_eq!(helix_deps("crates/config"), ["helix-core"], "helix-config is pure: core only");
+    for dep in helix_deps("crates/build") {
+        assert!(
+            !["helix-store", "helix-control", "helix-server", "helix-artifacts"].contains(&dep.as_str()),
+            "the build plane gets jobs from the bus and deploys through the API, never the store or control ({dep})"
+        );
+    }
+    for dep in helix_deps("crates/client") {
+        assert!(["helix-core", "helix-config"].contains(&dep.as_str()), "the API client speaks HTTP only ({dep})");
+    }
     for crate_dir in ["crates/store", "crates/bus", "crates/artifacts"] {
         for dep in helix_deps(crate_dir) {
             assert_eq!(dep, "helix-core", "{crate_dir} may only use helix-core, not {dep}");

@@ -12,7 +12,7 @@ use helix_core::{Digest, ProjectName};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::client::Api;
+use crate::Api;
 
 /// Blob uploads in flight at once.
 const UPLOAD_CONCURRENCY: usize = 8;
@@ -33,6 +33,12 @@ pub struct DeployReport {
     pub routes: Option<RoutesReport>,
 }
 
+impl DeployReport {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
 pub struct DeployArgs<'a> {
     /// The project root: config files are read here.
     pub dir: &'a Path,
@@ -43,6 +49,8 @@ pub struct DeployArgs<'a> {
     pub production: bool,
     pub compat: Option<&'a str>,
     pub strict: bool,
+    /// Also serve it at `<alias>--<project>` once ready (previews).
+    pub alias: Option<String>,
     pub show_progress: bool,
 }
 
@@ -111,6 +119,7 @@ pub async fn deploy(api: &Api, args: DeployArgs<'_>) -> anyhow::Result<DeployRep
         config: config.iter().map(|(name, (digest, _))| (name.clone(), digest.to_hex())).collect(),
         compat: args.compat.map(str::to_owned),
         strict: args.strict,
+        alias: args.alias.clone(),
     };
     let created: CreatedDeployment = api.post(&format!("/api/v1/projects/{project}/deployments"), &request).await?;
 
@@ -131,16 +140,19 @@ pub async fn deploy(api: &Api, args: DeployArgs<'_>) -> anyhow::Result<DeployRep
     }
     let uploaded_bytes: u64 = uploads.iter().map(|(_, f)| f.size).sum();
     let bar = progress(args.show_progress, uploaded_bytes, "uploading");
-    let id = created.id.as_str();
-    futures_util::stream::iter(uploads.iter().map(|(digest, file)| {
+    // Owned items: a stream borrowing from `uploads` would not be `Send`
+    // for every lifetime, which spawned callers (build workers) need.
+    let jobs: Vec<(String, PathBuf, u64)> =
+        uploads.iter().map(|(digest, file)| ((*digest).clone(), file.disk.clone(), file.size)).collect();
+    let id = created.id.clone();
+    futures_util::stream::iter(jobs.into_iter().map(|(digest, disk, size)| {
         let bar = bar.clone();
+        let api = api.clone();
+        let path = format!("/api/v1/deployments/{id}/blobs/{digest}");
         async move {
-            let bytes =
-                tokio::fs::read(&file.disk).await.with_context(|| format!("reading {}", file.disk.display()))?;
-            api.put_bytes(&format!("/api/v1/deployments/{id}/blobs/{digest}"), bytes.into())
-                .await
-                .with_context(|| format!("uploading {}", file.disk.display()))?;
-            bar.inc(file.size);
+            let bytes = tokio::fs::read(&disk).await.with_context(|| format!("reading {}", disk.display()))?;
+            api.put_bytes(&path, bytes.into()).await.with_context(|| format!("uploading {}", disk.display()))?;
+            bar.inc(size);
             anyhow::Ok(())
         }
     }))
@@ -177,68 +189,4 @@ fn progress(show: bool, total: u64, what: &'static str) -> ProgressBar {
     );
     bar.set_message(what);
     bar
-}
-
-pub fn print_human(r: &DeployReport) {
-    println!(
-        "✔ hashed {} files ({}) · uploaded {} · deployment {} ready in {:.1} s",
-        group(r.files as u64),
-        human_bytes(r.total_bytes),
-        group(r.uploaded as u64),
-        r.id,
-        r.seconds
-    );
-    println!("  url:        {}", r.url);
-    if let Some(p) = &r.production_url {
-        println!("  production: {p}");
-    }
-    if let Some(routes) = &r.routes {
-        print_routes_summary(routes);
-    }
-}
-
-/// One line on the routing semantics, then each rule not honored.
-pub fn print_routes_summary(routes: &RoutesReport) {
-    println!("  routing:    {} · {} redirects · {} header rules", routes.reason, routes.redirects, routes.headers);
-    for d in &routes.diagnostics {
-        println!("    {d}");
-    }
-}
-
-/// 1234567 → "1,234,567".
-pub fn group(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: &[&str] = &["B", "KB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1000.0 && unit + 1 < UNITS.len() {
-        v /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_numbers() {
-        assert_eq!(group(1204), "1,204");
-        assert_eq!(group(12), "12");
-        assert_eq!(group(1_000_000), "1,000,000");
-        assert_eq!(human_bytes(38_200_000), "38.2 MB");
-        assert_eq!(human_bytes(999), "999 B");
-    }
 }

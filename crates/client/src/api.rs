@@ -69,6 +69,20 @@ impl Api {
         Ok(())
     }
 
+    /// A GET whose answer is read as it arrives (server-sent events).
+    pub async fn get_streaming(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let resp = self
+            .request(Method::GET, path)
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot reach the HelixStack API at {}: {e}", self.base))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        self.send::<serde_json::Value>(self.request(Method::GET, path)).await?;
+        anyhow::bail!("the API answered {}", resp.status())
+    }
+
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
         let resp = req.send().await.map_err(|e| anyhow!("cannot reach the HelixStack API at {}: {e}", self.base))?;
         let status = resp.status();

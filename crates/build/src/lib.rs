@@ -1,0 +1,488 @@
+//! The build plane (DESIGN.md §7): workers that take `build.requested`
+//! jobs from the queue, fetch the source with git, plan the build with the
+//! buildpacks, run install and build steps in a bubblewrap sandbox with the
+//! project's caches, and deploy the output through the API exactly as
+//! `helix deploy` does.
+//!
+//! It never touches the state store or the control plane's crates: jobs
+//! come from a [`helix_bus::JobQueue`], logs and findings go to a
+//! [`BuildHost`], and the deployment is made over HTTP with
+//! [`helix_client`]. Secrets never enter a job; a fork's pull request never
+//! sees them.
+
+pub mod cache;
+pub mod log;
+pub mod plan;
+pub mod sandbox;
+pub mod source;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use helix_bus::{ClaimedJob, JobQueue, JobStatus};
+use helix_core::build::{BuildContext, BuildId, BuildJob, BuildOutcome, BuildState};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::cache::ProjectCache;
+use crate::log::{Line, LogSink};
+use crate::plan::{PackageManager, Plan};
+use crate::sandbox::{SandboxLimits, Step, StepEnd};
+
+/// What a worker needs from the server it works for.
+pub trait BuildHost: Send + Sync + 'static {
+    /// Stores log lines, with the log's running size and whether it was cut.
+    fn append_log<'a>(
+        &'a self,
+        build: &'a BuildId,
+        lines: Vec<Line>,
+        total_bytes: u64,
+        truncated: bool,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Drops the log of an earlier attempt.
+    fn clear_log<'a>(&'a self, build: &'a BuildId) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Records the exact commit and what was detected.
+    fn note<'a>(
+        &'a self,
+        build: &'a BuildId,
+        commit: Option<&'a str>,
+        detected: Option<&'a str>,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// The project's git token or deploy key, if it has one.
+    fn git_credential<'a>(&'a self, project: &'a str) -> BoxFuture<'a, anyhow::Result<Option<String>>>;
+    /// The URL the build's deployment will be served at.
+    fn deploy_url(&self, job: &BuildJob) -> String;
+    /// An API client allowed to deploy.
+    fn api(&self) -> helix_client::Api;
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkerSettings {
+    /// Workspaces are made (and removed) here.
+    pub work_dir: PathBuf,
+    /// Per-project caches; on the same file system as `work_dir`.
+    pub cache_dir: PathBuf,
+    /// Builds at once.
+    pub concurrency: usize,
+    /// Whole-build time limit.
+    pub timeout: Duration,
+    pub limits: SandboxLimits,
+    pub max_log_bytes: u64,
+    /// How often a running build renews its lease.
+    pub heartbeat: Duration,
+}
+
+impl WorkerSettings {
+    pub fn new(data_dir: &Path) -> Self {
+        WorkerSettings {
+            work_dir: data_dir.join("builds"),
+            cache_dir: data_dir.join("build-cache"),
+            concurrency: 1,
+            timeout: Duration::from_secs(20 * 60),
+            limits: SandboxLimits::default(),
+            max_log_bytes: 4 << 20,
+            heartbeat: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Runs `settings.concurrency` workers until the process ends.
+pub fn spawn_workers(
+    settings: WorkerSettings,
+    queue: Arc<dyn JobQueue>,
+    host: Arc<dyn BuildHost>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let settings = Arc::new(settings);
+    (0..settings.concurrency.max(1))
+        .map(|_| tokio::spawn(worker(settings.clone(), queue.clone(), host.clone())))
+        .collect()
+}
+
+async fn worker(settings: Arc<WorkerSettings>, queue: Arc<dyn JobQueue>, host: Arc<dyn BuildHost>) {
+    loop {
+        match queue.claim().await {
+            Ok(Some(claimed)) => run_job(&settings, &queue, &host, claimed).await,
+            Ok(None) => queue.wait().await,
+            Err(e) => {
+                tracing::warn!(error = %e, "build queue unavailable");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
+}
+
+/// Why a build did not produce a deployment.
+enum Failure {
+    /// The build itself failed: recorded, not retried.
+    Build {
+        step: &'static str,
+        message: String,
+        exit_status: Option<i64>,
+    },
+    /// Something under the build failed: retried.
+    Infra(String),
+    Canceled,
+}
+
+impl Failure {
+    fn build(step: &'static str, message: impl Into<String>) -> Failure {
+        Failure::Build { step, message: message.into(), exit_status: None }
+    }
+}
+
+async fn run_job(settings: &WorkerSettings, queue: &Arc<dyn JobQueue>, host: &Arc<dyn BuildHost>, claimed: ClaimedJob) {
+    let ClaimedJob { job, attempt } = claimed;
+    let build = job.build.clone();
+    tracing::info!(%build, project = %job.project, attempt, "build started");
+    if attempt > 1
+        && let Err(e) = host.clear_log(&build).await
+    {
+        tracing::warn!(%build, error = %e, "could not clear the earlier attempt's log");
+    }
+    let credential = if job.context.trusted() {
+        match host.git_credential(job.project.as_str()).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = queue.retry(&build, &format!("reading the project's git credential: {e}")).await;
+                return;
+            }
+        }
+    } else {
+        None
+    };
+    let secrets: Vec<String> = credential.iter().cloned().collect();
+    let (log, flusher) = LogSink::open(host.clone(), build.clone(), secrets, settings.max_log_bytes);
+
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let heartbeat = {
+        let queue = queue.clone();
+        let build = build.clone();
+        let every = settings.heartbeat;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Ok(JobStatus::Canceled) = queue.heartbeat(&build).await {
+                    let _ = cancel_tx.send(true);
+                    return;
+                }
+            }
+        })
+    };
+
+    let workspace = settings.work_dir.join(build.as_str());
+    let deadline = Instant::now() + settings.timeout;
+    let started = std::time::Instant::now();
+    let result =
+        execute(settings, host, &job, attempt, credential.as_deref(), &workspace, deadline, cancel_rx, &log).await;
+    heartbeat.abort();
+    match &result {
+        Ok(id) => log.line(&format!(
+            "done in {:.1} s: deployment {id} at {}",
+            started.elapsed().as_secs_f64(),
+            host.deploy_url(&job)
+        )),
+        Err(Failure::Build { step, message, .. }) => log.line(&format!("build failed in step {step}: {message}")),
+        Err(Failure::Infra(message)) => log.line(&format!("infrastructure failure (will retry): {message}")),
+        Err(Failure::Canceled) => log.line("canceled"),
+    }
+    drop(log);
+    flusher.close().await;
+    let _ = tokio::fs::remove_dir_all(&workspace).await;
+    let _ = tokio::fs::remove_dir_all(workspace.with_extension("git-home")).await;
+
+    let outcome = match result {
+        Ok(deployment) => BuildOutcome {
+            state: BuildState::Ready,
+            deployment: Some(deployment),
+            error: None,
+            failed_step: None,
+            exit_status: None,
+        },
+        Err(Failure::Build { step, message, exit_status }) => BuildOutcome {
+            state: BuildState::Error,
+            deployment: None,
+            error: Some(message),
+            failed_step: Some(step.to_owned()),
+            exit_status,
+        },
+        Err(Failure::Infra(message)) => {
+            tracing::warn!(%build, error = %message, "build hit an infrastructure failure");
+            if let Err(e) = queue.retry(&build, &message).await {
+                tracing::error!(%build, error = %e, "could not put the build back on the queue");
+            }
+            return;
+        }
+        Err(Failure::Canceled) => return,
+    };
+    tracing::info!(%build, state = outcome.state.as_str(), "build finished");
+    if let Err(e) = queue.complete(&build, &outcome).await {
+        tracing::error!(%build, error = %e, "could not record the build's end");
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn execute(
+    settings: &WorkerSettings,
+    host: &Arc<dyn BuildHost>,
+    job: &BuildJob,
+    attempt: u32,
+    credential: Option<&str>,
+    workspace: &Path,
+    deadline: Instant,
+    cancel: watch::Receiver<bool>,
+    log: &LogSink,
+) -> Result<String, Failure> {
+    let what = match &job.context {
+        BuildContext::Production => "production".to_owned(),
+        BuildContext::Branch => format!("branch preview of {}", job.git_ref),
+        BuildContext::PullRequest { number, fork } => {
+            format!("preview of pull request #{number}{}", if *fork { " (from a fork: no secrets)" } else { "" })
+        }
+    };
+    log.line(&format!("build {} of {}: {what}, attempt {attempt}", job.build, job.project));
+    let _ = tokio::fs::remove_dir_all(workspace).await;
+    let src = workspace.join("src");
+
+    // Fetch.
+    let commit =
+        source::fetch(&job.repo, &job.git_ref, job.commit.as_deref(), credential, &src, deadline, log).await.map_err(
+            |e| if e.is_transient() { Failure::Infra(e.to_string()) } else { Failure::build("fetch", e.to_string()) },
+        )?;
+    log.line(&format!("checked out {commit}"));
+    if let Err(e) = host.note(&job.build, Some(&commit), None).await {
+        return Err(Failure::Infra(format!("recording the commit: {e}")));
+    }
+
+    // Detect.
+    let plan = plan::detect(&src).map_err(|e| Failure::build("detect", e.to_string()))?;
+    log.line(&format!("detected {}", plan.summary()));
+    for (step, cmd) in [("install", &plan.install), ("build", &plan.build)] {
+        log.line(&format!("  {step}: {}", cmd.as_deref().unwrap_or("(none)")));
+    }
+    log.line(&format!("  publish: {}", plan.base.join(&plan.publish).display()));
+    if let Err(e) = host.note(&job.build, None, Some(&plan.summary())).await {
+        return Err(Failure::Infra(format!("recording the plan: {e}")));
+    }
+
+    let cache = ProjectCache::open(&settings.cache_dir, job.project.as_str())
+        .map_err(|e| Failure::Infra(format!("opening the build cache: {e}")))?;
+    own_for_sandbox(workspace, true).map_err(|e| Failure::Infra(format!("preparing the workspace: {e}")))?;
+    own_for_sandbox(&cache.home(), false).map_err(|e| Failure::Infra(format!("preparing the cache: {e}")))?;
+    let env = environment(job, &plan, &host.deploy_url(job), &commit);
+    let base = src.join(&plan.base);
+    let in_sandbox = |p: &Path| Path::new("src").join(p);
+
+    // Install, unless the dependencies for this very lockfile are cached.
+    let deps_dir = src.join(&plan.install_dir).join("node_modules");
+    let deps_key = match (&plan.lockfile, plan.package_manager) {
+        (Some(lock), Some(pm)) if pm != PackageManager::Deno => ProjectCache::lockfile_key(&src.join(lock)).ok(),
+        _ => None,
+    };
+    let mut installed = false;
+    if let Some(install) = &plan.install {
+        let restored = deps_key.as_deref().is_some_and(|key| cache.restore_deps(key, &deps_dir));
+        if restored {
+            let key = deps_key.as_deref().unwrap_or_default();
+            log.line(&format!(
+                "install: node_modules restored from the cache for this lockfile ({}); skipped",
+                &key[..12]
+            ));
+            installed = true;
+        } else {
+            let step = Step {
+                name: "install",
+                command: install,
+                workspace,
+                cwd: &in_sandbox(&plan.install_dir),
+                cache: &cache.home(),
+                env: &env,
+            };
+            run_step(settings, &step, deadline, cancel.clone(), log).await?;
+            installed = true;
+        }
+    }
+    let restored: Vec<&str> = plan.caches.iter().copied().filter(|rel| cache.restore_framework(rel, &base)).collect();
+    if !restored.is_empty() {
+        log.line(&format!("restored framework caches: {}", restored.join(", ")));
+    }
+
+    // Build.
+    let built = match &plan.build {
+        Some(command) => {
+            let step = Step {
+                name: "build",
+                command,
+                workspace,
+                cwd: &in_sandbox(&plan.base),
+                cache: &cache.home(),
+                env: &env,
+            };
+            run_step(settings, &step, deadline, cancel.clone(), log).await
+        }
+        None => Ok(()),
+    };
+    if installed && let Some(key) = &deps_key {
+        cache.save_deps(key, &deps_dir);
+    }
+    for rel in &plan.caches {
+        cache.save_framework(rel, &base);
+    }
+    built?;
+
+    // Publish.
+    let publish = base.join(&plan.publish);
+    check_output(workspace, &publish).map_err(|m| Failure::build("publish", m))?;
+    log.line(&format!("deploying {}", plan.base.join(&plan.publish).display()));
+    let api = host.api();
+    let args = helix_client::deploy::DeployArgs {
+        dir: &base,
+        publish_dir: Some(&plan.publish),
+        project: Some(job.project.as_str()),
+        production: job.context == BuildContext::Production,
+        compat: None,
+        strict: false,
+        alias: job.context.alias(&job.git_ref, &job.project),
+        show_progress: false,
+    };
+    match helix_client::deploy::deploy(&api, args).await {
+        Ok(report) => {
+            log.line(&format!(
+                "deployed {} files ({} bytes, {} uploaded)",
+                report.files, report.total_bytes, report.uploaded
+            ));
+            if let Some(routes) = &report.routes {
+                log.line(&format!(
+                    "routing: {} · {} redirects · {} header rules",
+                    routes.reason, routes.redirects, routes.headers
+                ));
+                for d in &routes.diagnostics {
+                    log.line(&format!("  {d}"));
+                }
+            }
+            Ok(report.id().to_owned())
+        }
+        Err(e) => {
+            let refused = e.downcast_ref::<helix_client::ApiFailure>().is_some_and(|f| f.status.is_client_error());
+            let local =
+                e.downcast_ref::<helix_client::ApiFailure>().is_none() && !format!("{e:#}").contains("cannot reach");
+            if refused || local {
+                Err(Failure::build("publish", format!("{e:#}")))
+            } else {
+                Err(Failure::Infra(format!("deploying: {e:#}")))
+            }
+        }
+    }
+}
+
+async fn run_step(
+    settings: &WorkerSettings,
+    step: &Step<'_>,
+    deadline: Instant,
+    cancel: watch::Receiver<bool>,
+    log: &LogSink,
+) -> Result<(), Failure> {
+    log.line(&format!("$ {}", step.command));
+    let started = std::time::Instant::now();
+    let end = sandbox::run(step, &settings.limits, deadline, cancel, log)
+        .await
+        .map_err(|e| Failure::Infra(format!("starting the sandbox (is bubblewrap installed?): {e}")))?;
+    let name = step.name;
+    match end {
+        StepEnd::Exited(0) => {
+            log.line(&format!("{name} finished in {:.1} s", started.elapsed().as_secs_f64()));
+            Ok(())
+        }
+        StepEnd::Exited(code) => Err(Failure::Build {
+            step: if name == "install" { "install" } else { "build" },
+            message: format!("`{}` exited with status {code}", step.command),
+            exit_status: Some(code as i64),
+        }),
+        StepEnd::Killed(why) => Err(Failure::build(if name == "install" { "install" } else { "build" }, why)),
+        StepEnd::Canceled => Err(Failure::Canceled),
+    }
+}
+
+/// The build's environment: the config's `[build.environment]`, then what
+/// every build gets (these win).
+fn environment(job: &BuildJob, plan: &Plan, deploy_url: &str, commit: &str) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = plan.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let context = match job.context {
+        BuildContext::Production => "production",
+        BuildContext::Branch => "branch-deploy",
+        BuildContext::PullRequest { .. } => "deploy-preview",
+    };
+    let node_bin = Path::new("/workspace/src").join(&plan.base).join("node_modules/.bin");
+    let fixed = [
+        ("PATH", format!("{}:/usr/local/bin:/usr/bin:/bin", node_bin.display())),
+        ("HOME", "/cache".into()),
+        ("TMPDIR", "/tmp".into()),
+        ("LANG", "C.UTF-8".into()),
+        ("CI", "true".into()),
+        ("HELIX", "true".into()),
+        ("HELIX_BUILD_ID", job.build.to_string()),
+        ("HELIX_PROJECT", job.project.to_string()),
+        ("HELIX_BRANCH", job.git_ref.clone()),
+        ("HELIX_COMMIT", commit.to_owned()),
+        ("HELIX_CONTEXT", context.into()),
+        ("HELIX_DEPLOY_URL", deploy_url.to_owned()),
+        // The names Netlify builds see, which many site generators read.
+        ("BRANCH", job.git_ref.clone()),
+        ("HEAD", job.git_ref.clone()),
+        ("COMMIT_REF", commit.to_owned()),
+        ("CONTEXT", context.into()),
+        ("DEPLOY_URL", deploy_url.to_owned()),
+        ("URL", deploy_url.to_owned()),
+        ("npm_config_cache", "/cache/npm".into()),
+        ("npm_config_update_notifier", "false".into()),
+        ("npm_config_fund", "false".into()),
+        ("npm_config_audit", "false".into()),
+        ("npm_config_store_dir", "/cache/pnpm".into()),
+        ("YARN_CACHE_FOLDER", "/cache/yarn".into()),
+        ("BUN_INSTALL_CACHE_DIR", "/cache/bun".into()),
+        ("DENO_DIR", "/cache/deno".into()),
+        ("HUGO_CACHEDIR", "/cache/hugo".into()),
+    ];
+    for (k, v) in fixed {
+        env.retain(|(name, _)| name != k);
+        env.push((k.to_owned(), v));
+    }
+    env
+}
+
+/// The output must be a directory inside the workspace (a symlink out of
+/// it is refused here; the deploy scan refuses symlinks inside it that
+/// leave it).
+fn check_output(workspace: &Path, publish: &Path) -> Result<(), String> {
+    let shown = publish.strip_prefix(workspace.join("src")).unwrap_or(publish).display().to_string();
+    let meta = std::fs::symlink_metadata(publish)
+        .map_err(|_| format!("the publish directory {shown} does not exist after the build"))?;
+    if meta.file_type().is_symlink() {
+        let target =
+            publish.canonicalize().map_err(|_| format!("the publish directory {shown} is a broken symlink"))?;
+        let root = workspace.canonicalize().map_err(|e| e.to_string())?;
+        if !target.starts_with(&root) {
+            return Err(format!("the publish directory {shown} is a symlink out of the workspace"));
+        }
+    }
+    if !publish.is_dir() {
+        return Err(format!("the publish directory {shown} is not a directory"));
+    }
+    Ok(())
+}
+
+/// Hands a directory (and, `recursive`, all under it) to the sandbox's
+/// user (`nobody`) when the server is root.
+fn own_for_sandbox(root: &Path, recursive: bool) -> std::io::Result<()> {
+    let me = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m))?;
+    if me != 0 {
+        return Ok(());
+    }
+    let depth = if recursive { usize::MAX } else { 0 };
+    for entry in walkdir::WalkDir::new(root).follow_links(false).max_depth(depth) {
+        let entry = entry.map_err(std::io::Error::other)?;
+        std::os::unix::fs::lchown(entry.path(), Some(sandbox::NOBODY), Some(sandbox::NOBODY))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,383 @@
+//! Running one build step under bubblewrap (DESIGN.md §7, §12).
+//!
+//! Inside: the system read-only (`/usr`, `/etc`), the workspace at
+//! `/workspace` and this project's cache at `/cache` writable, a private
+//! `/tmp`, its own PID, IPC, UTS and user namespaces, no inherited
+//! environment. The network is shared so package registries stay
+//! reachable. When the server runs as root the step runs as `nobody`, so
+//! files only root may read stay closed.
+//!
+//! Limits: a cgroup per step caps processes (a fork bomb stops there) and
+//! memory; rlimits cap the size of any one file; a watchdog kills the step
+//! when the workspace outgrows its limit, the deadline passes or the build
+//! is canceled. Killing the outer `bwrap` tears down the PID namespace, and
+//! the cgroup is swept, so nothing is left running.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::log::LogSink;
+
+/// The uid and gid builds run as when the server is root (`nobody`).
+pub const NOBODY: u32 = 65534;
+
+/// Longest line kept in the log; the rest of a longer line is cut.
+const MAX_LINE_BYTES: usize = 8 * 1024;
+
+/// How often the workspace's size is measured.
+const DISK_CHECK_EVERY: Duration = Duration::from_secs(3);
+
+#[derive(Clone, Debug)]
+pub struct SandboxLimits {
+    pub memory_bytes: u64,
+    /// Processes and threads at once.
+    pub max_tasks: u64,
+    /// Largest single file a step may write.
+    pub max_file_bytes: u64,
+    /// Largest the whole workspace (source, dependencies, output) may grow.
+    pub max_workspace_bytes: u64,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        SandboxLimits { memory_bytes: 4 << 30, max_tasks: 2048, max_file_bytes: 2 << 30, max_workspace_bytes: 8 << 30 }
+    }
+}
+
+/// One command to run in the sandbox.
+pub struct Step<'a> {
+    /// `install`, `build`, …: names the step in the log and in errors.
+    pub name: &'a str,
+    pub command: &'a str,
+    /// Host directory mounted at `/workspace`.
+    pub workspace: &'a Path,
+    /// Working directory, relative to the workspace.
+    pub cwd: &'a Path,
+    /// Host directory mounted at `/cache`.
+    pub cache: &'a Path,
+    pub env: &'a [(String, String)],
+}
+
+/// How a step ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StepEnd {
+    Exited(i32),
+    /// Killed by us, for the reason given.
+    Killed(String),
+    /// The build was canceled.
+    Canceled,
+}
+
+/// Runs `step`, streaming its output lines to `log`, until it exits, the
+/// deadline passes, `cancel` turns true or a limit is hit.
+pub async fn run(
+    step: &Step<'_>,
+    limits: &SandboxLimits,
+    deadline: Instant,
+    mut cancel: watch::Receiver<bool>,
+    log: &LogSink,
+) -> std::io::Result<StepEnd> {
+    let cgroup = Cgroup::create(&format!("helix-build-{}", unique()), limits);
+    if let Err(why) = &cgroup {
+        log.line(&format!("note: process and memory limits not enforced ({why}); time and disk limits still are"));
+    }
+    let mut cmd = command(step, limits, cgroup.as_ref().ok());
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    let mut child = cmd.spawn()?;
+    let out = tokio::spawn(pump(child.stdout.take().expect("piped"), log.clone()));
+    let err = tokio::spawn(pump(child.stderr.take().expect("piped"), log.clone()));
+
+    let mut disk_check = tokio::time::interval(DISK_CHECK_EVERY);
+    disk_check.tick().await;
+    let end = loop {
+        tokio::select! {
+            status = child.wait() => {
+                let status = status?;
+                break match status.code() {
+                    Some(code) => StepEnd::Exited(code),
+                    None => StepEnd::Killed("killed by a signal".into()),
+                };
+            }
+            () = tokio::time::sleep_until(deadline) => break StepEnd::Killed("the build ran past its time limit".into()),
+            () = canceled(&mut cancel) => break StepEnd::Canceled,
+            _ = disk_check.tick() => {
+                let root = step.workspace.to_owned();
+                let used = tokio::task::spawn_blocking(move || disk_usage(&root)).await.unwrap_or(0);
+                if used > limits.max_workspace_bytes {
+                    break StepEnd::Killed(format!(
+                        "the workspace grew to {used} bytes, over the limit of {} bytes",
+                        limits.max_workspace_bytes
+                    ));
+                }
+            }
+        }
+    };
+    if !matches!(end, StepEnd::Exited(_)) {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+    let mut end = end;
+    if let Ok(cg) = &cgroup {
+        if cg.oom_killed() {
+            end = StepEnd::Killed(format!("out of memory (limit {} bytes)", limits.memory_bytes));
+        }
+        cg.sweep().await;
+    }
+    // The pumps end when every writer of the pipes is gone.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = out.await;
+        let _ = err.await;
+    })
+    .await;
+    Ok(end)
+}
+
+/// Resolves once `cancel` turns true; never if its sender goes away.
+async fn canceled(cancel: &mut watch::Receiver<bool>) {
+    loop {
+        let now = *cancel.borrow_and_update();
+        if now {
+            return;
+        }
+        if cancel.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn command(step: &Step<'_>, limits: &SandboxLimits, cgroup: Option<&Cgroup>) -> Command {
+    let cwd = Path::new("/workspace").join(step.cwd);
+    let mut argv: Vec<String> = Vec::new();
+    // Join the cgroup first, from a shell that then becomes the sandbox.
+    if let Some(cg) = cgroup {
+        let joins: String = cg.procs_files().iter().map(|f| format!("echo $$ > '{}' && ", f.display())).collect();
+        argv.extend(["/bin/sh".into(), "-c".into(), format!("{joins}exec \"$0\" \"$@\"")]);
+    }
+    argv.extend([
+        "prlimit".into(),
+        format!("--fsize={}", limits.max_file_bytes),
+        "--core=0".into(),
+        "--nofile=8192".into(),
+        "--".into(),
+    ]);
+    if is_root() {
+        argv.extend([
+            "setpriv".into(),
+            format!("--reuid={NOBODY}"),
+            format!("--regid={NOBODY}"),
+            "--clear-groups".into(),
+            "--".into(),
+        ]);
+    }
+    argv.extend(
+        [
+            "bwrap",
+            "--unshare-all",
+            "--share-net",
+            "--die-with-parent",
+            "--new-session",
+            "--hostname",
+            "helix-build",
+            "--ro-bind",
+            "/usr",
+            "/usr",
+            "--symlink",
+            "usr/bin",
+            "/bin",
+            "--symlink",
+            "usr/sbin",
+            "/sbin",
+            "--symlink",
+            "usr/lib",
+            "/lib",
+            "--symlink",
+            "usr/lib64",
+            "/lib64",
+            "--ro-bind",
+            "/etc",
+            "/etc",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--tmpfs",
+            "/tmp",
+        ]
+        .map(String::from),
+    );
+    argv.extend(["--bind".into(), path_arg(step.workspace), "/workspace".into()]);
+    argv.extend(["--bind".into(), path_arg(step.cache), "/cache".into()]);
+    argv.push("--clearenv".into());
+    for (k, v) in step.env {
+        argv.extend(["--setenv".into(), k.clone(), v.clone()]);
+    }
+    argv.extend(["--chdir".into(), cwd.display().to_string()]);
+    argv.extend(["/bin/sh".into(), "-c".into(), step.command.to_owned()]);
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]).env_clear().env("PATH", "/usr/local/bin:/usr/bin:/bin");
+    cmd
+}
+
+fn path_arg(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+}
+
+/// Reads a pipe and hands the log each line (cut at [`MAX_LINE_BYTES`]).
+async fn pump(mut from: impl AsyncRead + Unpin, log: LogSink) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut line: Vec<u8> = Vec::new();
+    let mut cut = false;
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if log.is_full() {
+            // Keep draining so the step is not blocked on a full pipe.
+            continue;
+        }
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                log.line(&String::from_utf8_lossy(&line));
+                line.clear();
+                cut = false;
+            } else if line.len() < MAX_LINE_BYTES {
+                line.push(b);
+            } else if !cut {
+                cut = true;
+                line.extend_from_slice(" [line cut]".as_bytes());
+            }
+        }
+    }
+    if !line.is_empty() {
+        log.line(&String::from_utf8_lossy(&line));
+    }
+}
+
+/// Bytes the files under `root` take, not following symlinks.
+pub fn disk_usage(root: &Path) -> u64 {
+    walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A cgroup (v1: one per controller; v2: one) holding a step's processes.
+pub(crate) struct Cgroup {
+    /// (controller or "" for v2, directory).
+    dirs: Vec<(&'static str, PathBuf)>,
+}
+
+impl Cgroup {
+    pub(crate) fn create(name: &str, limits: &SandboxLimits) -> Result<Cgroup, String> {
+        let own = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| format!("/proc/self/cgroup: {e}"))?;
+        let mut cg = Cgroup { dirs: Vec::new() };
+        let v1 = |controller: &str| {
+            own.lines().find_map(|l| {
+                let mut parts = l.splitn(3, ':');
+                let (_, list, path) = (parts.next()?, parts.next()?, parts.next()?);
+                list.split(',').any(|c| c == controller).then(|| path.to_owned())
+            })
+        };
+        let result = if Path::new("/sys/fs/cgroup/pids/cgroup.procs").exists() {
+            for (controller, settings) in [
+                ("pids", vec![("pids.max", limits.max_tasks.to_string())]),
+                ("memory", vec![("memory.limit_in_bytes", limits.memory_bytes.to_string())]),
+            ] {
+                let parent = v1(controller).ok_or_else(|| format!("no {controller} cgroup"))?;
+                let dir = Path::new("/sys/fs/cgroup").join(controller).join(parent.trim_start_matches('/')).join(name);
+                cg.add(controller, dir, &settings)?;
+            }
+            Ok(())
+        } else if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            let parent = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/").to_owned();
+            let dir = Path::new("/sys/fs/cgroup").join(parent.trim_start_matches('/')).join(name);
+            cg.add(
+                "",
+                dir,
+                &[("pids.max", limits.max_tasks.to_string()), ("memory.max", limits.memory_bytes.to_string())],
+            )
+        } else {
+            Err("no cgroup file system".into())
+        };
+        match result {
+            Ok(()) => Ok(cg),
+            Err(e) => {
+                cg.remove();
+                Err(e)
+            }
+        }
+    }
+
+    fn add(&mut self, controller: &'static str, dir: PathBuf, settings: &[(&str, String)]) -> Result<(), String> {
+        std::fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        self.dirs.push((controller, dir.clone()));
+        for (file, value) in settings {
+            std::fs::write(dir.join(file), value).map_err(|e| format!("writing {}/{file}: {e}", dir.display()))?;
+        }
+        Ok(())
+    }
+
+    fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|(_, d)| d.join("cgroup.procs")).collect()
+    }
+
+    fn oom_killed(&self) -> bool {
+        self.dirs.iter().any(|(c, d)| {
+            let file = if c.is_empty() { "memory.events" } else { "memory.oom_control" };
+            std::fs::read_to_string(d.join(file))
+                .is_ok_and(|t| t.lines().any(|l| l.strip_prefix("oom_kill ").is_some_and(|n| n.trim() != "0")))
+        })
+    }
+
+    fn pids(&self) -> Vec<String> {
+        let mut pids: Vec<String> = self
+            .procs_files()
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .flat_map(|t| t.lines().map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+        pids.sort();
+        pids.dedup();
+        pids
+    }
+
+    /// Kills whatever is still in the cgroup, then removes it.
+    async fn sweep(&self) {
+        for _ in 0..50 {
+            let pids = self.pids();
+            if pids.is_empty() {
+                break;
+            }
+            let _ = Command::new("kill").arg("-KILL").args(&pids).stderr(Stdio::null()).status().await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.remove();
+    }
+
+    fn remove(&self) {
+        for (_, dir) in &self.dirs {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! Git-linked projects and their builds: linking a repository, queuing
+//! builds (from the API and from webhooks), listing and canceling them,
+//! and their logs, whole or followed live as server-sent events.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::Stream;
+use helix_core::ProjectName;
+use helix_core::api::{Build, LinkProject, LogLine, ProjectLink, RequestBuild};
+use helix_core::build::{BuildContext, BuildId, BuildJob, is_branch_name};
+use helix_store::{BuildRow, LinkRow, NewBuild, NewLink, Queued};
+
+use crate::problem::ApiError;
+use crate::{ControlPlane, now_ms};
+
+/// How often a followed log looks for new lines.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+/// One build a trigger asks for.
+pub(crate) struct BuildRequest {
+    pub project: ProjectName,
+    pub repo: String,
+    pub branch: String,
+    pub commit: Option<String>,
+    pub context: BuildContext,
+}
+
+impl ControlPlane {
+    pub(crate) async fn link_project(&self, project: &str, body: &[u8]) -> Result<ProjectLink, ApiError> {
+        let project = ProjectName::parse(project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let req: LinkProject = serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("request body is not a valid link: {e}")))?;
+        let repo_key = crate::hooks::repo_key(&req.repo).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "repository {:?} is not a git URL (https://, ssh://, git://, file:// or user@host:path)",
+                req.repo.chars().take(200).collect::<String>()
+            ))
+        })?;
+        let branch = req.production_branch.as_deref().unwrap_or("main");
+        if !is_branch_name(branch) {
+            return Err(ApiError::BadRequest(format!("production branch {branch:?} is not a valid branch name")));
+        }
+        let sealed = match &req.git_credential {
+            Some(c) if c.trim().is_empty() => return Err(ApiError::BadRequest("git credential is empty".into())),
+            Some(c) => {
+                Some(self.secrets.seal(project.as_str(), c.trim()).map_err(|e| ApiError::Internal(e.to_string()))?)
+            }
+            None => None,
+        };
+        let mut secret = [0u8; 24];
+        getrandom::fill(&mut secret).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let row = self
+            .store
+            .link_project(NewLink {
+                project: &project,
+                repo_url: &req.repo,
+                repo_key: &repo_key,
+                production_branch: branch,
+                webhook_secret: &format!("whsec_{}", hex::encode(secret)),
+                git_credential_sealed: sealed.as_deref(),
+                now_ms: now_ms(),
+            })
+            .await?;
+        Ok(self.link_view(&row, true))
+    }
+
+    pub(crate) async fn project_link(&self, project: &str) -> Result<ProjectLink, ApiError> {
+        let row = self.link_of(project).await?;
+        Ok(self.link_view(&row, false))
+    }
+
+    async fn link_of(&self, project: &str) -> Result<LinkRow, ApiError> {
+        let project = ProjectName::parse(project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        self.store.project_link(&project).await?.ok_or_else(|| {
+            ApiError::NotFound(format!("project {project} is not linked to a repository (helix projects link)"))
+        })
+    }
+
+    fn link_view(&self, row: &LinkRow, with_secret: bool) -> ProjectLink {
+        let hooks = ["github", "gitlab", "bitbucket", "git"]
+            .iter()
+            .map(|p| ((*p).to_owned(), format!("{}/hooks/{p}/{}", self.build_link.api_url, row.project)))
+            .collect();
+        ProjectLink {
+            project: row.project.clone(),
+            repo: row.repo_url.clone(),
+            production_branch: row.production_branch.clone(),
+            has_git_credential: row.git_credential_sealed.is_some(),
+            webhook_secret: with_secret.then(|| row.webhook_secret.clone()),
+            hooks,
+        }
+    }
+
+    /// The project's git token or deploy key, unsealed (for build workers).
+    pub async fn git_credential(&self, project: &str) -> Result<Option<String>, String> {
+        let project = ProjectName::parse(project).map_err(|e| e.to_string())?;
+        let Some(row) = self.store.project_link(&project).await.map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        row.git_credential_sealed
+            .map(|sealed| self.secrets.open(project.as_str(), &sealed).map_err(|e| e.to_string()))
+            .transpose()
+    }
+
+    /// `POST /projects/{p}/builds`: builds the tip of a branch.
+    pub(crate) async fn request_build(&self, project: &str, body: &[u8]) -> Result<Build, ApiError> {
+        let link = self.link_of(project).await?;
+        let req: RequestBuild = if body.iter().all(u8::is_ascii_whitespace) {
+            RequestBuild::default()
+        } else {
+            serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("request body is not valid: {e}")))?
+        };
+        let branch = req.git_ref.unwrap_or_else(|| link.production_branch.clone());
+        let branch = branch.strip_prefix("refs/heads/").unwrap_or(&branch).to_owned();
+        if !is_branch_name(&branch) {
+            return Err(ApiError::BadRequest(format!("ref {branch:?} is not a valid branch name")));
+        }
+        let context = if branch == link.production_branch { BuildContext::Production } else { BuildContext::Branch };
+        let project = ProjectName::parse(&link.project).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let request = BuildRequest { project, repo: link.repo_url, branch, commit: None, context };
+        let (builds, _) = self.queue_builds("api", None, vec![request]).await?;
+        builds.into_iter().next().ok_or_else(|| ApiError::Internal("build vanished".into()))
+    }
+
+    /// Queues builds (each canceling older ones of the same branch or pull
+    /// request) and wakes the workers. With a delivery, a repeat of it
+    /// queues nothing: returns what it queued the first time, and `true`.
+    pub(crate) async fn queue_builds(
+        &self,
+        trigger: &str,
+        delivery: Option<(&str, &str)>,
+        requests: Vec<BuildRequest>,
+    ) -> Result<(Vec<Build>, bool), ApiError> {
+        let now = now_ms();
+        let mut jobs = Vec::new();
+        for r in requests {
+            let mut random = [0u8; 16];
+            getrandom::fill(&mut random).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let id = BuildId::generate(now as u64, u128::from_le_bytes(random));
+            let job = BuildJob {
+                build: id,
+                project: r.project,
+                repo: r.repo,
+                git_ref: r.branch,
+                commit: r.commit,
+                context: r.context,
+                attempt: 1,
+            };
+            let json = serde_json::to_string(&job).map_err(|e| ApiError::Internal(e.to_string()))?;
+            jobs.push((job, json));
+        }
+        let rows: Vec<NewBuild<'_>> = jobs
+            .iter()
+            .map(|(job, json)| NewBuild {
+                id: job.build.as_str(),
+                project: &job.project,
+                trigger,
+                branch: &job.git_ref,
+                commit: job.commit.as_deref(),
+                context: &job.context,
+                job_json: json,
+                now_ms: now,
+            })
+            .collect();
+        let (ids, duplicate) = match self.store.queue_builds(delivery, &rows, now).await? {
+            Queued::New { canceled } => {
+                for id in &canceled {
+                    tracing::info!(build = %id, "canceled: superseded by a newer push");
+                }
+                self.build_link.wake.notify_waiters();
+                (jobs.iter().map(|(j, _)| j.build.to_string()).collect::<Vec<_>>(), false)
+            }
+            Queued::Duplicate { builds } => (builds, true),
+        };
+        let mut builds = Vec::new();
+        for id in ids {
+            if let Some(row) = self.store.build(&id).await? {
+                builds.push(self.build_view(&row));
+            }
+        }
+        Ok((builds, duplicate))
+    }
+
+    pub(crate) fn build_view(&self, row: &BuildRow) -> Build {
+        let project = ProjectName::parse(&row.project).ok();
+        let url = match &project {
+            Some(p) => match row.context.alias(&row.branch, p) {
+                Some(alias) => self.edge.alias_url(&alias, p),
+                None => self.edge.production_url(p),
+            },
+            None => String::new(),
+        };
+        let deployment_url = row.deployment_id.as_ref().and_then(|id| {
+            let id = helix_core::DeploymentId::parse(id).ok()?;
+            Some(self.edge.deployment_url(&id, project.as_ref()?))
+        });
+        Build {
+            id: row.id.clone(),
+            project: row.project.clone(),
+            state: row.state,
+            trigger: row.trigger.clone(),
+            branch: row.branch.clone(),
+            commit: row.commit.clone(),
+            context: row.context.clone(),
+            url,
+            deployment: row.deployment_id.clone(),
+            deployment_url,
+            detected: row.detected.clone(),
+            error: row.error.clone(),
+            failed_step: row.failed_step.clone(),
+            exit_status: row.exit_status,
+            attempts: row.attempts,
+            log_truncated: row.log_truncated,
+            created_at_ms: row.created_at_ms,
+            started_at_ms: row.started_at_ms,
+            finished_at_ms: row.finished_at_ms,
+        }
+    }
+
+    pub(crate) async fn build_row(&self, id: &str) -> Result<BuildRow, ApiError> {
+        let id = BuildId::parse(id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        self.store.build(id.as_str()).await?.ok_or_else(|| ApiError::NotFound(format!("build {id} not found")))
+    }
+
+    pub(crate) async fn list_builds(&self, project: &str) -> Result<Vec<Build>, ApiError> {
+        let project = ProjectName::parse(project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        if !self.store.project_exists(&project).await? {
+            return Err(ApiError::NotFound(format!("project {project} not found")));
+        }
+        let rows = self.store.builds(&project, 100).await?;
+        Ok(rows.iter().map(|r| self.build_view(r)).collect())
+    }
+
+    pub(crate) async fn cancel_build(&self, id: &str) -> Result<Build, ApiError> {
+        let row = self.build_row(id).await?;
+        if !self.store.cancel_build(&row.id, now_ms()).await? {
+            return Err(ApiError::Conflict(format!("build {} is already {}", row.id, row.state.as_str())));
+        }
+        Ok(self.build_view(&self.build_row(&row.id).await?))
+    }
+
+    pub(crate) async fn build_log(&self, id: &str, after: i64) -> Result<(Build, Vec<LogLine>), ApiError> {
+        let row = self.build_row(id).await?;
+        let lines = self.store.build_log(&row.id, after, 100_000).await?;
+        Ok((self.build_view(&row), lines.into_iter().map(|(seq, at_ms, line)| LogLine { seq, at_ms, line }).collect()))
+    }
+
+    /// The log as server-sent events: `line` events (id = sequence number)
+    /// as lines arrive, then one `end` event with the build once it has
+    /// finished and every line was sent.
+    pub(crate) async fn follow_log(
+        self: std::sync::Arc<Self>,
+        id: String,
+        after: i64,
+    ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+        let row = self.build_row(&id).await?;
+        let state = (self, row.id, after, false);
+        let stream = futures_util::stream::unfold(state, |(cp, id, after, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                let finished = match cp.store.build(&id).await {
+                    Ok(Some(row)) => row.state.is_finished().then_some(row),
+                    _ => return None,
+                };
+                let lines = cp.store.build_log(&id, after, 1000).await.ok()?;
+                if !lines.is_empty() {
+                    let last = lines.last().map_or(after, |l| l.0);
+                    let events: Vec<Result<SseEvent, Infallible>> = lines
+                        .into_iter()
+                        .map(|(seq, at_ms, line)| {
+                            let data = serde_json::to_string(&LogLine { seq, at_ms, line }).unwrap_or_default();
+                            Ok(SseEvent::default().event("line").id(seq.to_string()).data(data))
+                        })
+                        .collect();
+                    return Some((futures_util::stream::iter(events), (cp, id, last, false)));
+                }
+                if let Some(row) = finished {
+                    let data = serde_json::to_string(&cp.build_view(&row)).unwrap_or_default();
+                    let end = vec![Ok(SseEvent::default().event("end").data(data))];
+                    return Some((futures_util::stream::iter(end), (cp, id, after, true)));
+                }
+                tokio::time::sleep(FOLLOW_POLL).await;
+            }
+        });
+        Ok(Sse::new(futures_util::StreamExt::flatten(stream)).keep_alive(KeepAlive::default()))
+    }
+}

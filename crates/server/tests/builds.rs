@@ -1,0 +1,611 @@
+//! Git push → live: real repositories on disk, webhooks signed as GitHub,
+//! GitLab and Bitbucket sign them, real builds in the bubblewrap sandbox.
+
+use std::time::{Duration, Instant};
+
+use helix_testkit::TestServer;
+use helix_testkit::git::{GitRepo, hub_signature, webhook_fixture};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn link(server: &TestServer, project: &str, repo: &GitRepo) -> String {
+    let (status, body) = server
+        .call(Method::PUT, &format!("/api/v1/projects/{project}/link"), Some(json!({ "repo": repo.url() })))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["webhook_secret"].as_str().expect("the secret is shown when linking").to_owned()
+}
+
+/// Sends a webhook with the given headers; returns status and body.
+async fn hook(server: &TestServer, path: &str, headers: &[(&str, String)], body: &str) -> (StatusCode, Value) {
+    let mut req = server.http.post(server.api(path)).header("content-type", "application/json").body(body.to_owned());
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let resp = req.send().await.expect("hook answers");
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn github_push_body(repo: &GitRepo, branch: &str, sha: &str) -> String {
+    webhook_fixture(
+        "github-push.json",
+        &[
+            ("CLONE_URL", repo.url()),
+            ("SSH_URL", "git@git.example.com:me/other.git".into()),
+            ("WEB_URL", repo.web_url()),
+            ("FULL_NAME", "me/my-app".into()),
+            ("BRANCH", branch.into()),
+            ("SHA", sha.into()),
+            ("BEFORE", "0".repeat(40).replacen('0', "1", 1)),
+        ],
+    )
+}
+
+async fn github_push(
+    server: &TestServer,
+    repo: &GitRepo,
+    secret: &str,
+    branch: &str,
+    sha: &str,
+    delivery: &str,
+) -> (StatusCode, Value) {
+    let body = github_push_body(repo, branch, sha);
+    let headers = [
+        ("x-github-event", "push".to_owned()),
+        ("x-github-delivery", delivery.to_owned()),
+        ("x-hub-signature-256", hub_signature(secret, body.as_bytes())),
+    ];
+    hook(server, "/hooks/github", &headers, &body).await
+}
+
+/// Polls a build until it has finished.
+async fn finished(server: &TestServer, id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let (status, b) = server.call(Method::GET, &format!("/api/v1/builds/{id}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{b}");
+        if ["ready", "error", "canceled"].contains(&b["state"].as_str().unwrap()) {
+            return b;
+        }
+        assert!(started.elapsed() < Duration::from_secs(300), "build {id} never finished: {b}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn log_text(server: &TestServer, id: &str) -> String {
+    let (_, log) = server.call(Method::GET, &format!("/api/v1/builds/{id}/logs"), None).await;
+    log["lines"].as_array().unwrap().iter().map(|l| l["line"].as_str().unwrap().to_owned() + "\n").collect()
+}
+
+async fn body_at(server: &TestServer, host: &str, path: &str) -> (StatusCode, String) {
+    let resp = server.get_edge(host, path).await;
+    (resp.status(), resp.text().await.unwrap())
+}
+
+fn build_id(response: &Value) -> String {
+    response["builds"][0]["id"].as_str().unwrap_or_else(|| panic!("no build in {response}")).to_owned()
+}
+
+#[tokio::test]
+async fn pushes_build_production_and_branch_previews_and_redelivery_is_idempotent() {
+    let server = TestServer::start().await;
+    let repo = GitRepo::new();
+    let secret = link(&server, "site", &repo).await;
+
+    repo.write("index.html", "<h1>v1</h1>");
+    let sha = repo.commit_and_push("main", "v1");
+    let (status, queued) = github_push(&server, &repo, &secret, "main", &sha, "delivery-1").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    assert_eq!(queued["builds"][0]["url"], server.running.public_edge.url_for_host("site.localhost"));
+    let id = build_id(&queued);
+    let b = finished(&server, &id).await;
+    assert_eq!(b["state"], "ready", "{b}\n{}", log_text(&server, &id).await);
+    assert_eq!(b["commit"], sha.as_str());
+    assert_eq!(b["trigger"], "github");
+    assert!(b["detected"].as_str().unwrap().contains("static"), "{b}");
+    server.wait_for_host("site.localhost", |body| body.contains("v1")).await;
+
+    // The same delivery again: nothing new is queued.
+    let (status, again) = github_push(&server, &repo, &secret, "main", &sha, "delivery-1").await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(build_id(&again), id);
+    let (_, list) = server.call(Method::GET, "/api/v1/projects/site/builds", None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+
+    // Another branch: its own preview; production unchanged.
+    repo.write("index.html", "<h1>feature</h1>");
+    let sha = repo.commit_and_push("feature/New-Look", "feature");
+    let (status, queued) = github_push(&server, &repo, &secret, "feature/New-Look", &sha, "delivery-2").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let b = finished(&server, &build_id(&queued)).await;
+    assert_eq!(b["state"], "ready", "{b}");
+    assert_eq!(b["url"], server.running.public_edge.url_for_host("feature-new-look--site.localhost"));
+    server.wait_for_host("feature-new-look--site.localhost", |body| body.contains("feature")).await;
+    assert!(body_at(&server, "site.localhost", "/").await.1.contains("v1"), "production is untouched");
+
+    // A webhook for a tag or a deleted branch builds nothing.
+    let body = github_push_body(&repo, "main", &sha).replace("refs/heads/main", "refs/tags/v1");
+    let headers = [
+        ("x-github-event", "push".to_owned()),
+        ("x-github-delivery", "delivery-3".to_owned()),
+        ("x-hub-signature-256", hub_signature(&secret, body.as_bytes())),
+    ];
+    let (status, ignored) = hook(&server, "/hooks/github", &headers, &body).await;
+    assert_eq!(status, StatusCode::OK, "{ignored}");
+    assert!(ignored["message"].as_str().unwrap().starts_with("ignored"), "{ignored}");
+}
+
+#[tokio::test]
+async fn forged_unsigned_replayed_and_malformed_webhooks_queue_nothing() {
+    let server = TestServer::start_with(|c| c.build_workers = 0).await;
+    let repo = GitRepo::new();
+    let secret = link(&server, "site", &repo).await;
+    let sha = "a".repeat(40);
+    let body = github_push_body(&repo, "main", &sha);
+    let good_sig = hub_signature(&secret, body.as_bytes());
+    let event = ("x-github-event", "push".to_owned());
+
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, String, StatusCode, &'a str);
+    let cases: Vec<Case> = vec![
+        ("unsigned", vec![event.clone()], body.clone(), StatusCode::UNAUTHORIZED, "missing"),
+        (
+            "signed with another secret",
+            vec![event.clone(), ("x-hub-signature-256", hub_signature("whsec_wrong", body.as_bytes()))],
+            body.clone(),
+            StatusCode::UNAUTHORIZED,
+            "does not match",
+        ),
+        (
+            "body changed after signing",
+            vec![event.clone(), ("x-hub-signature-256", good_sig.clone())],
+            body.replace("refs/heads/main", "refs/heads/evil"),
+            StatusCode::UNAUTHORIZED,
+            "does not match",
+        ),
+        (
+            "not JSON",
+            vec![event.clone(), ("x-hub-signature-256", good_sig.clone())],
+            "{nope".into(),
+            StatusCode::BAD_REQUEST,
+            "not JSON",
+        ),
+        (
+            "no event header",
+            vec![("x-hub-signature-256", good_sig.clone())],
+            body.clone(),
+            StatusCode::BAD_REQUEST,
+            "X-GitHub-Event",
+        ),
+        (
+            "unknown repository",
+            vec![event.clone(), ("x-hub-signature-256", good_sig.clone())],
+            body.replace(&repo.url(), "https://elsewhere.example/x/y.git")
+                .replace(&repo.web_url(), "https://elsewhere.example/x/y"),
+            StatusCode::NOT_FOUND,
+            "no project",
+        ),
+    ];
+    for (what, headers, body, want, says) in cases {
+        let (status, problem) = hook(&server, "/hooks/github", &headers, &body).await;
+        assert_eq!(status, want, "{what}: {problem}");
+        assert!(problem["detail"].as_str().unwrap_or_default().contains(says), "{what}: {problem}");
+    }
+
+    // GitLab: the token must match; Bitbucket: the HMAC.
+    let gl = webhook_fixture(
+        "gitlab-push.json",
+        &[
+            ("CLONE_URL", repo.url()),
+            ("SSH_URL", "git@git.example.com:me/x.git".into()),
+            ("WEB_URL", repo.web_url()),
+            ("FULL_NAME", "me/x".into()),
+            ("BRANCH", "main".into()),
+            ("SHA", sha.clone()),
+            ("BEFORE", "b".repeat(40)),
+        ],
+    );
+    let (status, p) = hook(
+        &server,
+        "/hooks/gitlab",
+        &[("x-gitlab-event", "Push Hook".into()), ("x-gitlab-token", "whsec_guess".into())],
+        &gl,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{p}");
+
+    // The generic hook refuses a stale timestamp even with a good signature.
+    let generic = json!({ "ref": "refs/heads/main", "commit": sha }).to_string();
+    let stale =
+        (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - 3600).to_string();
+    let sig = hub_signature(&secret, format!("{stale}.{generic}").as_bytes());
+    let (status, p) =
+        hook(&server, "/hooks/git/site", &[("x-helix-timestamp", stale), ("x-helix-signature-256", sig)], &generic)
+            .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{p}");
+
+    // A malformed commit id in a signed payload is a 400.
+    let bad = github_push_body(&repo, "main", "not-a-sha");
+    let headers = [event.clone(), ("x-hub-signature-256", hub_signature(&secret, bad.as_bytes()))];
+    let (status, p) = hook(&server, "/hooks/github", &headers, &bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{p}");
+
+    let (_, list) = server.call(Method::GET, "/api/v1/projects/site/builds", None).await;
+    assert_eq!(list, json!([]), "nothing was queued");
+}
+
+#[tokio::test]
+async fn pull_and_merge_requests_get_their_own_previews() {
+    let server = TestServer::start().await;
+    let repo = GitRepo::new();
+    let secret = link(&server, "site", &repo).await;
+    repo.write("index.html", "main");
+    repo.commit_and_push("main", "main");
+    repo.write("index.html", "<p>pr work</p>");
+    let sha = repo.commit_and_push("topic", "pr");
+
+    // GitLab merge request, signed with the token.
+    let mr = webhook_fixture(
+        "gitlab-merge_request.json",
+        &[
+            ("CLONE_URL", repo.url()),
+            ("SSH_URL", "git@git.example.com:me/x.git".into()),
+            ("WEB_URL", repo.web_url()),
+            ("FULL_NAME", "me/x".into()),
+            ("FORK_FULL_NAME", "me/x".into()),
+            ("FORK_CLONE_URL", repo.url()),
+            ("BRANCH", "topic".into()),
+            ("SHA", sha.clone()),
+            ("NUMBER", "12".into()),
+            ("ACTION", "open".into()),
+        ],
+    );
+    let headers = [
+        ("x-gitlab-event", "Merge Request Hook".to_owned()),
+        ("x-gitlab-token", secret.clone()),
+        ("idempotency-key", "gl-1".to_owned()),
+    ];
+    let (status, queued) = hook(&server, "/hooks/gitlab", &headers, &mr).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    assert_eq!(queued["builds"][0]["context"], json!({ "kind": "pull_request", "number": 12, "fork": false }));
+    let b = finished(&server, &build_id(&queued)).await;
+    assert_eq!(b["state"], "ready", "{b}");
+    server.wait_for_host("deploy-preview-12--site.localhost", |body| body.contains("pr work")).await;
+
+    // Bitbucket pull request: a 12-character commit hash, HMAC signed.
+    let pr = webhook_fixture(
+        "bitbucket-pullrequest.json",
+        &[
+            ("WEB_URL", repo.web_url()),
+            ("FULL_NAME", "me/x".into()),
+            ("FORK_FULL_NAME", "me/x".into()),
+            ("BRANCH", "topic".into()),
+            ("SHORT_SHA", sha[..12].to_owned()),
+            ("NUMBER", "13".into()),
+        ],
+    );
+    let headers = [
+        ("x-event-key", "pullrequest:created".to_owned()),
+        ("x-request-uuid", "bb-1".to_owned()),
+        ("x-hub-signature", hub_signature(&secret, pr.as_bytes())),
+    ];
+    let (status, queued) = hook(&server, "/hooks/bitbucket", &headers, &pr).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let b = finished(&server, &build_id(&queued)).await;
+    assert_eq!(b["state"], "ready", "{b}\n{}", log_text(&server, b["id"].as_str().unwrap()).await);
+    assert_eq!(b["commit"], sha.as_str(), "the short hash was resolved to the full commit");
+    server.wait_for_host("deploy-preview-13--site.localhost", |body| body.contains("pr work")).await;
+
+    // A GitHub pull request from a fork builds as a preview, never production.
+    let gh = webhook_fixture(
+        "github-pull_request.json",
+        &[
+            ("CLONE_URL", repo.url()),
+            ("SSH_URL", "git@git.example.com:me/x.git".into()),
+            ("WEB_URL", repo.web_url()),
+            ("FULL_NAME", "me/x".into()),
+            ("FORK_FULL_NAME", "stranger/x".into()),
+            ("FORK_CLONE_URL", "https://git.example.com/stranger/x.git".into()),
+            ("BRANCH", "topic".into()),
+            ("SHA", sha.clone()),
+            ("NUMBER", "14".into()),
+            ("ACTION", "opened".into()),
+        ],
+    );
+    let headers = [
+        ("x-github-event", "pull_request".to_owned()),
+        ("x-github-delivery", "gh-pr-1".to_owned()),
+        ("x-hub-signature-256", hub_signature(&secret, gh.as_bytes())),
+    ];
+    let (status, queued) = hook(&server, "/hooks/github", &headers, &gh).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    assert_eq!(queued["builds"][0]["context"]["fork"], true);
+    let b = finished(&server, &build_id(&queued)).await;
+    assert_eq!(b["state"], "ready", "{b}");
+    let log = log_text(&server, b["id"].as_str().unwrap()).await;
+    assert!(log.contains("from a fork: no secrets"), "{log}");
+    let (status, _) = body_at(&server, "site.localhost", "/").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "previews never become production");
+}
+
+#[tokio::test]
+async fn a_failing_build_records_its_step_and_leaves_production_alone() {
+    let server = TestServer::start().await;
+    let repo = GitRepo::new();
+    link(&server, "site", &repo).await;
+    repo.write("index.html", "good");
+    repo.commit_and_push("main", "good");
+    let (_, b) = server.call(Method::POST, "/api/v1/projects/site/builds", Some(json!({}))).await;
+    assert_eq!(finished(&server, b["id"].as_str().unwrap()).await["state"], "ready");
+
+    repo.write("helix.toml", "[build]\ncommand = \"echo about to fail; exit 3\"\npublish = \".\"\n");
+    repo.commit_and_push("main", "bad");
+    let (status, b) = server.call(Method::POST, "/api/v1/projects/site/builds", None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{b}");
+    let b = finished(&server, b["id"].as_str().unwrap()).await;
+    assert_eq!(b["state"], "error", "{b}");
+    assert_eq!(b["failed_step"], "build");
+    assert_eq!(b["exit_status"], 3);
+    assert_eq!(b["deployment"], Value::Null);
+    assert_eq!(b["attempts"], 1, "a failing build is not retried");
+    let log = log_text(&server, b["id"].as_str().unwrap()).await;
+    assert!(log.contains("about to fail") && log.contains("exited with status 3"), "{log}");
+    assert_eq!(body_at(&server, "site.localhost", "/").await.1, "good");
+
+    // Output problems are named.
+    for (toml, says) in [
+        ("[build]\ncommand = \"true\"\npublish = \"missing\"\n", "does not exist"),
+        ("[build]\ncommand = \"mkdir -p out && ln -s /etc/passwd out/pw\"\npublish = \"out\"\n", "outside"),
+        ("[build]\ncommand = \"ln -s /etc out\"\npublish = \"out\"\n", "out of the workspace"),
+        ("[build]\npublish = \"../x\"\ncommand = \"true\"\n", "inside the repository"),
+    ] {
+        repo.write("helix.toml", toml);
+        repo.commit_and_push("main", says);
+        let (_, b) = server.call(Method::POST, "/api/v1/projects/site/builds", None).await;
+        let b = finished(&server, b["id"].as_str().unwrap()).await;
+        assert_eq!(b["state"], "error", "{toml}: {b}");
+        assert!(b["error"].as_str().unwrap().contains(says), "{toml}: {b}");
+    }
+    assert_eq!(body_at(&server, "site.localhost", "/").await.1, "good");
+}
+
+#[tokio::test]
+async fn hostile_builds_are_stopped_and_leave_nothing_running() {
+    let server = TestServer::start_with(|c| {
+        c.build.timeout = Duration::from_secs(15);
+        c.build.max_log_bytes = 64 * 1024;
+        c.build.limits.max_file_bytes = 8 << 20;
+        c.build.limits.max_tasks = 256;
+    })
+    .await;
+    let repo = GitRepo::new();
+    link(&server, "site", &repo).await;
+    repo.write("index.html", "x");
+
+    let run = |command: &str| {
+        repo.write("helix.toml", &format!("[build]\ncommand = '''{command}'''\npublish = \".\"\n"));
+        repo.commit_and_push("main", command)
+    };
+
+    // Gigabytes of output: the log is capped and marked truncated.
+    run("yes helix-flood | head -c 300000000; echo done");
+    let (_, b) = server.call(Method::POST, "/api/v1/projects/site/builds", None).await;
+    let b = finished(&server, b["id"].as_str().unwrap()).await;
+    assert_eq!(b["log_truncated"], true, "{b}");
+    let log = log_text(&server, b["id"].as_str().unwrap()).await;
+    assert!(log.len() < 200 * 1024, "the stored log is capped: {} bytes", log.len());
+    assert!(log.contains("[log truncated"), "{}", &log[log.len() - 300..]);
+
+    // A file bigger than the limit: the write fails, the build fails.
+    run("head -c 20000000 /dev/zero > big.bin");
+    let (_, b) = server.call(Method::POST, "/api/v1/projects/site/builds", None).await;
+    let b = finished(&server, b["id"].as_str().unwrap()).await;
+    assert_eq!(b["state"], "error", "{b}");
+
+    // A fork bomb hits the process limit and then the time limit.
+    let started = Instant::now();
+    run("echo helix-bomb-marker; bomb() { bomb | bomb & }; bomb; sleep 100");
+    let (_, b) = server.call(Method::POST, "/api/v1/projects/site/builds", None).await;
+    let b = finished(&server, b["id"].as_str().unwrap()).await;
+    assert_eq!(b["state"], "error", "{b}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+
+    // Past the time limit: killed and reported.
+    run("echo sleeping; sleep 600");
+    let (_, b) = server.call(Method::POST, "/api/v1/projects/site/builds", None).await;
+    let b = finished(&server, b["id"].as_str().unwrap()).await;
+    assert_eq!(b["state"], "error", "{b}");
+    assert!(b["error"].as_str().unwrap().contains("time limit"), "{b}");
+
+    // Nothing of any of them is left running.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    for marker in ["helix-flood", "sleep 600", "helix-bomb-marker"] {
+        assert!(!ps.lines().any(|l| l.contains(marker) && !l.contains("ps -eo")), "{marker} still runs:\n{ps}");
+    }
+    // And the server still serves and builds.
+    run("echo fine");
+    let (_, b) = server.call(Method::POST, "/api/v1/projects/site/builds", None).await;
+    assert_eq!(finished(&server, b["id"].as_str().unwrap()).await["state"], "ready");
+}
+
+#[tokio::test]
+async fn a_newer_push_cancels_the_older_build_of_its_branch() {
+    let server = TestServer::start().await;
+    let repo = GitRepo::new();
+    let secret = link(&server, "site", &repo).await;
+    repo.write("index.html", "slow");
+    repo.write("helix.toml", "[build]\ncommand = \"echo slow-build-marker; sleep 120\"\npublish = \".\"\n");
+    let slow = repo.commit_and_push("main", "slow");
+    let (_, first) = github_push(&server, &repo, &secret, "main", &slow, "d-slow").await;
+    let first = build_id(&first);
+    // Wait until it runs.
+    for _ in 0..300 {
+        if log_text(&server, &first).await.contains("slow-build-marker") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    repo.remove("helix.toml");
+    repo.write("index.html", "fast");
+    let fast = repo.commit_and_push("main", "fast");
+    let (_, second) = github_push(&server, &repo, &secret, "main", &fast, "d-fast").await;
+    let b = finished(&server, &first).await;
+    assert_eq!(b["state"], "canceled", "{b}");
+    let b = finished(&server, &build_id(&second)).await;
+    assert_eq!(b["state"], "ready", "{b}");
+    server.wait_for_host("site.localhost", |body| body == "fast").await;
+    let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&ps.stdout).contains("sleep 120"), "the canceled build's step was killed");
+
+    // Canceling by hand.
+    let (status, p) = server.call(Method::POST, &format!("/api/v1/builds/{first}/cancel"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{p}");
+}
+
+#[tokio::test]
+async fn queued_builds_survive_a_restart() {
+    let server = TestServer::start_with(|c| c.build_workers = 0).await;
+    let repo = GitRepo::new();
+    link(&server, "site", &repo).await;
+    repo.write("index.html", "durable");
+    repo.commit_and_push("main", "v1");
+    let (status, b) = server.call(Method::POST, "/api/v1/projects/site/builds", None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{b}");
+    let id = b["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, b) = server.call(Method::GET, &format!("/api/v1/builds/{id}"), None).await;
+    assert_eq!(b["state"], "queued", "no worker: still queued");
+
+    let mut server = server;
+    server.config.build_workers = 1;
+    let server = server.restart().await;
+    let b = finished(&server, &id).await;
+    assert_eq!(b["state"], "ready", "{b}");
+    server.wait_for_host("site.localhost", |body| body == "durable").await;
+
+    // A build cut off mid-step by a shutdown is taken up again after it.
+    repo.write("helix.toml", "[build]\ncommand = \"sleep 2; echo resumed\"\npublish = \".\"\n");
+    repo.write("index.html", "after restart");
+    repo.commit_and_push("main", "v2");
+    let (_, b) = server.call(Method::POST, "/api/v1/projects/site/builds", None).await;
+    let id = b["id"].as_str().unwrap().to_owned();
+    for _ in 0..100 {
+        let (_, b) = server.call(Method::GET, &format!("/api/v1/builds/{id}"), None).await;
+        if b["state"] == "building" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let server = server.restart().await;
+    let b = finished(&server, &id).await;
+    assert_eq!(b["state"], "ready", "{b}");
+    assert_eq!(b["attempts"], 2, "{b}");
+    server.wait_for_host("site.localhost", |body| body == "after restart").await;
+}
+
+#[tokio::test]
+async fn logs_stream_as_the_build_prints_them() {
+    let server = TestServer::start().await;
+    let repo = GitRepo::new();
+    link(&server, "site", &repo).await;
+    repo.write("index.html", "x");
+    repo.write(
+        "helix.toml",
+        "[build]\ncommand = \"echo tick-1; sleep 1; echo tick-2; sleep 1; echo tick-3\"\npublish = \".\"\n\
+         [build.environment]\nGREETING = \"hello from helix.toml\"\n",
+    );
+    repo.commit_and_push("main", "ticks");
+    let (_, b) = server.call(Method::POST, "/api/v1/projects/site/builds", None).await;
+    let id = b["id"].as_str().unwrap().to_owned();
+
+    let resp = server
+        .http
+        .get(server.api(&format!("/api/v1/builds/{id}/logs?follow=1")))
+        .bearer_auth(server.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut resp = resp;
+    let mut text = String::new();
+    let mut seen_tick1_at = None;
+    let mut seen_end_at = None;
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        if seen_tick1_at.is_none() && text.contains("tick-1") {
+            seen_tick1_at = Some(Instant::now());
+        }
+        if text.contains("event: end") {
+            seen_end_at = Some(Instant::now());
+            break;
+        }
+    }
+    let (tick1, end) = (seen_tick1_at.expect("tick-1 arrived"), seen_end_at.expect("the stream ended"));
+    assert!(end - tick1 >= Duration::from_millis(1500), "lines arrived as printed, not at the end:\n{text}");
+    assert!(text.contains("tick-3") && text.contains("\"state\":\"ready\""), "{text}");
+    let tick3 = text.find("tick-3").unwrap();
+    assert!(text[..tick3].contains("tick-2"), "in order");
+}
+
+#[tokio::test]
+async fn a_hugo_site_builds_and_its_routing_files_apply() {
+    if std::process::Command::new("hugo").arg("version").output().is_err() {
+        panic!("hugo is not installed: .ci/run installs it (apt-get install hugo)");
+    }
+    let server = TestServer::start().await;
+    let repo = GitRepo::new();
+    link(&server, "blog", &repo).await;
+    repo.write(
+        "hugo.toml",
+        "baseURL = '/'\ntitle = 'Helix Hugo'\ndisableKinds = ['taxonomy', 'term', 'RSS', 'sitemap']\n",
+    );
+    repo.write("layouts/index.html", "<h1>{{ .Site.Title }}</h1>{{ range .Site.RegularPages }}<a href=\"{{ .RelPermalink }}\">{{ .Title }}</a>{{ end }}");
+    repo.write("layouts/_default/single.html", "<article>{{ .Content }}</article>");
+    repo.write("content/posts/first.md", "---\ntitle: First\n---\nHello from **Hugo**.\n");
+    repo.write("static/_redirects", "/old /posts/first/ 301\n");
+    repo.commit_and_push("main", "hugo");
+    let (_, b) = server.call(Method::POST, "/api/v1/projects/blog/builds", None).await;
+    let b = finished(&server, b["id"].as_str().unwrap()).await;
+    assert_eq!(b["state"], "ready", "{b}\n{}", log_text(&server, b["id"].as_str().unwrap()).await);
+    assert!(b["detected"].as_str().unwrap().starts_with("hugo"), "{b}");
+    server.wait_for_host("blog.localhost", |body| body.contains("Helix Hugo")).await;
+    let (_, post) = body_at(&server, "blog.localhost", "/posts/first/").await;
+    assert!(post.contains("<strong>Hugo</strong>"), "{post}");
+    let resp = server.get_edge("blog.localhost", "/old").await;
+    assert_eq!(resp.status(), StatusCode::MOVED_PERMANENTLY);
+}
+
+#[tokio::test]
+async fn a_vite_app_builds_with_npm_and_the_second_build_reuses_the_cache() {
+    let server = TestServer::start().await;
+    let repo = GitRepo::new();
+    link(&server, "app", &repo).await;
+    repo.copy_dir(&helix_testkit::git::fixture_dir("vite-app"));
+    repo.commit_and_push("main", "vite");
+    let (_, b) = server.call(Method::POST, "/api/v1/projects/app/builds", None).await;
+    let id = b["id"].as_str().unwrap().to_owned();
+    let b = finished(&server, &id).await;
+    let log = log_text(&server, &id).await;
+    assert_eq!(b["state"], "ready", "{b}\n{log}");
+    assert!(b["detected"].as_str().unwrap().starts_with("vite with npm"), "{b}");
+    assert!(log.contains("$ npm ci"), "{log}");
+    server.wait_for_host("app.localhost", |body| body.contains("HelixStack Vite fixture")).await;
+    let (_, html) = body_at(&server, "app.localhost", "/").await;
+    let js = html.split("src=\"").nth(1).and_then(|s| s.split('"').next()).expect("a script tag");
+    let (status, script) = body_at(&server, "app.localhost", js).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(script.contains("built by vite"), "{script}");
+
+    // Same lockfile: dependencies come from the cache, the install is skipped.
+    repo.write("src/main.js", "document.body.textContent = 'second build';\n");
+    repo.commit_and_push("main", "again");
+    let (_, b) = server.call(Method::POST, "/api/v1/projects/app/builds", None).await;
+    let id = b["id"].as_str().unwrap().to_owned();
+    let b = finished(&server, &id).await;
+    let log = log_text(&server, &id).await;
+    assert_eq!(b["state"], "ready", "{b}\n{log}");
+    assert!(log.contains("restored from the cache") && !log.contains("$ npm ci"), "{log}");
+}

@@ -1,0 +1,421 @@
+//! Project links, builds (the embedded durable job queue), build logs,
+//! webhook deliveries and preview aliases.
+
+use helix_core::ProjectName;
+use helix_core::build::{BuildContext, BuildState};
+use sqlx::{Decode, Row, Type};
+
+use crate::pool::{Pool, WritePool};
+use crate::{Store, StoreError};
+
+/// A project's link to its repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkRow {
+    pub project: String,
+    pub repo_url: String,
+    pub repo_key: String,
+    pub production_branch: String,
+    pub webhook_secret: String,
+    pub git_credential_sealed: Option<String>,
+}
+
+pub struct NewLink<'a> {
+    pub project: &'a ProjectName,
+    pub repo_url: &'a str,
+    pub repo_key: &'a str,
+    pub production_branch: &'a str,
+    /// Used only when the project was not linked before: relinking keeps
+    /// the secret the git host already has.
+    pub webhook_secret: &'a str,
+    /// `None` keeps the stored credential.
+    pub git_credential_sealed: Option<&'a str>,
+    pub now_ms: i64,
+}
+
+/// A build being queued.
+pub struct NewBuild<'a> {
+    pub id: &'a str,
+    pub project: &'a ProjectName,
+    pub trigger: &'a str,
+    pub branch: &'a str,
+    pub commit: Option<&'a str>,
+    pub context: &'a BuildContext,
+    pub job_json: &'a str,
+    pub now_ms: i64,
+}
+
+impl NewBuild<'_> {
+    /// Builds of the same project with the same key: a newer one cancels
+    /// the older.
+    fn supersede_key(&self) -> String {
+        match self.context {
+            BuildContext::PullRequest { number, .. } => format!("pr:{number}"),
+            _ => format!("branch:{}", self.branch),
+        }
+    }
+}
+
+/// What queuing found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Queued {
+    /// Queued now; these older builds were canceled by it.
+    New { canceled: Vec<String> },
+    /// This delivery was seen before; these are the builds it queued then.
+    Duplicate { builds: Vec<String> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildRow {
+    pub id: String,
+    pub project: String,
+    pub state: BuildState,
+    pub trigger: String,
+    pub branch: String,
+    pub commit: Option<String>,
+    pub context: BuildContext,
+    pub job_json: String,
+    pub attempts: i64,
+    pub deployment_id: Option<String>,
+    pub detected: Option<String>,
+    pub error: Option<String>,
+    pub failed_step: Option<String>,
+    pub exit_status: Option<i64>,
+    pub log_lines: i64,
+    pub log_bytes: i64,
+    pub log_truncated: bool,
+    pub created_at_ms: i64,
+    pub started_at_ms: Option<i64>,
+    pub finished_at_ms: Option<i64>,
+}
+
+/// How a build ended, as its worker reports it.
+pub struct BuildEnd<'a> {
+    pub state: BuildState,
+    pub deployment_id: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub failed_step: Option<&'a str>,
+    pub exit_status: Option<i64>,
+    pub now_ms: i64,
+}
+
+const BUILD_COLUMNS: &str = "b.id, p.name AS project, b.state, b.trigger, b.branch, b.commit_sha, b.context_json, \
+     b.job_json, b.attempts, b.deployment_id, b.detected, b.error, b.failed_step, b.exit_status, b.log_lines, \
+     b.log_bytes, b.log_truncated, b.created_at_ms, b.started_at_ms, b.finished_at_ms";
+
+const LINK_COLUMNS: &str = "p.name AS project, l.repo_url, l.repo_key, l.production_branch, l.webhook_secret, \
+     l.git_credential_sealed";
+
+impl Store {
+    // ---- links -----------------------------------------------------------
+
+    /// Links a project (created on first use) to its repository.
+    pub async fn link_project(&self, new: NewLink<'_>) -> Result<LinkRow, StoreError> {
+        let project_id = self.new_row_id();
+        on_pool!(self, p => {
+            let mut tx = p.begin_write().await?;
+            sqlx::query("INSERT INTO projects (id, name, created_at_ms) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
+                .bind(&project_id).bind(new.project.as_str()).bind(new.now_ms)
+                .execute(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO project_links (project_id, repo_url, repo_key, production_branch, webhook_secret, \
+                 git_credential_sealed, created_at_ms) SELECT id, $1, $2, $3, $4, $5, $6 FROM projects WHERE name = $7 \
+                 ON CONFLICT (project_id) DO UPDATE SET repo_url = $1, repo_key = $2, production_branch = $3, \
+                 git_credential_sealed = COALESCE($5, project_links.git_credential_sealed)")
+                .bind(new.repo_url).bind(new.repo_key).bind(new.production_branch).bind(new.webhook_secret)
+                .bind(new.git_credential_sealed).bind(new.now_ms).bind(new.project.as_str())
+                .execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        self.project_link(new.project).await?.ok_or_else(|| StoreError::Corrupt("link vanished".into()))
+    }
+
+    pub async fn project_link(&self, project: &ProjectName) -> Result<Option<LinkRow>, StoreError> {
+        let row = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {LINK_COLUMNS} FROM project_links l JOIN projects p ON p.id = l.project_id WHERE p.name = $1")))
+            .bind(project.as_str()).fetch_optional(p).await?);
+        Ok(row)
+    }
+
+    /// Every project linked to the repository with this key.
+    pub async fn links_by_repo(&self, repo_key: &str) -> Result<Vec<LinkRow>, StoreError> {
+        let rows = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {LINK_COLUMNS} FROM project_links l JOIN projects p ON p.id = l.project_id \
+             WHERE l.repo_key = $1 ORDER BY p.name")))
+            .bind(repo_key).fetch_all(p).await?);
+        Ok(rows)
+    }
+
+    // ---- the queue -------------------------------------------------------
+
+    /// Queues builds in one transaction: each cancels the older unfinished
+    /// builds of the same branch or pull request. With a delivery id, a
+    /// delivery seen before queues nothing and names what it queued then.
+    pub async fn queue_builds(
+        &self,
+        delivery: Option<(&str, &str)>,
+        builds: &[NewBuild<'_>],
+        now_ms: i64,
+    ) -> Result<Queued, StoreError> {
+        let ids: Vec<&str> = builds.iter().map(|b| b.id).collect();
+        let ids_json = serde_json::to_string(&ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        on_pool!(self, p => {
+            let mut tx = p.begin_write().await?;
+            if let Some((provider, delivery_id)) = delivery {
+                let fresh = sqlx::query(
+                    "INSERT INTO webhook_deliveries (provider, delivery_id, builds_json, at_ms) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (provider, delivery_id) DO NOTHING")
+                    .bind(provider).bind(delivery_id).bind(&ids_json).bind(now_ms)
+                    .execute(&mut *tx).await?.rows_affected() == 1;
+                if !fresh {
+                    let seen: String = sqlx::query_scalar(
+                        "SELECT builds_json FROM webhook_deliveries WHERE provider = $1 AND delivery_id = $2")
+                        .bind(provider).bind(delivery_id).fetch_one(&mut *tx).await?;
+                    tx.rollback().await?;
+                    let builds = serde_json::from_str(&seen).map_err(|e| StoreError::Corrupt(format!("builds_json: {e}")))?;
+                    return Ok(Queued::Duplicate { builds });
+                }
+            }
+            let mut canceled = Vec::new();
+            for b in builds {
+                let key = b.supersede_key();
+                let older: Vec<String> = sqlx::query_scalar(
+                    "SELECT b.id FROM builds b JOIN projects p ON p.id = b.project_id \
+                     WHERE p.name = $1 AND b.supersede_key = $2 AND b.state IN ('queued', 'building')")
+                    .bind(b.project.as_str()).bind(&key).fetch_all(&mut *tx).await?;
+                for id in &older {
+                    sqlx::query("UPDATE builds SET state = 'canceled', error = $1, finished_at_ms = $2, lease_until_ms = NULL \
+                                 WHERE id = $3 AND state IN ('queued', 'building')")
+                        .bind(format!("superseded by build {}", b.id)).bind(now_ms).bind(id)
+                        .execute(&mut *tx).await?;
+                }
+                canceled.extend(older);
+                let context = serde_json::to_string(b.context).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                sqlx::query(
+                    "INSERT INTO builds (id, project_id, state, trigger, branch, commit_sha, supersede_key, context_json, \
+                     job_json, created_at_ms) SELECT $1, id, 'queued', $2, $3, $4, $5, $6, $7, $8 FROM projects WHERE name = $9")
+                    .bind(b.id).bind(b.trigger).bind(b.branch).bind(b.commit).bind(&key).bind(&context)
+                    .bind(b.job_json).bind(b.now_ms).bind(b.project.as_str())
+                    .execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(Queued::New { canceled })
+        })
+    }
+
+    /// Takes the oldest build that is queued, or whose worker's lease ran
+    /// out, for `lease_ms`. Returns its id, job and attempt number.
+    pub async fn claim_build(&self, lease_ms: i64, now_ms: i64) -> Result<Option<(String, String, i64)>, StoreError> {
+        loop {
+            let next: Option<(String, String, i64)> = on_pool!(self, p => sqlx::query_as(
+                "SELECT id, job_json, attempts FROM builds WHERE state = 'queued' \
+                 OR (state = 'building' AND lease_until_ms < $1) ORDER BY created_at_ms, id LIMIT 1")
+                .bind(now_ms).fetch_optional(p).await?);
+            let Some((id, job, attempts)) = next else { return Ok(None) };
+            let won = on_pool!(self, p => sqlx::query(
+                "UPDATE builds SET state = 'building', attempts = attempts + 1, lease_until_ms = $1, \
+                 started_at_ms = COALESCE(started_at_ms, $2) \
+                 WHERE id = $3 AND attempts = $4 AND (state = 'queued' OR (state = 'building' AND lease_until_ms < $2))")
+                .bind(now_ms + lease_ms).bind(now_ms).bind(&id).bind(attempts)
+                .execute(p).await?.rows_affected() == 1);
+            if won {
+                return Ok(Some((id, job, attempts + 1)));
+            }
+        }
+    }
+
+    /// Lets every running build's lease run out now: on a store only this
+    /// process uses (SQLite), a build marked running at start belonged to a
+    /// process that died.
+    pub async fn expire_build_leases(&self) -> Result<u64, StoreError> {
+        let n = on_pool!(self, p => sqlx::query("UPDATE builds SET lease_until_ms = 0 WHERE state = 'building'")
+            .execute(p).await?.rows_affected());
+        Ok(n)
+    }
+
+    /// Extends a running build's lease; returns its state (a canceled
+    /// build's worker stops).
+    pub async fn extend_build_lease(&self, id: &str, until_ms: i64) -> Result<Option<BuildState>, StoreError> {
+        on_pool!(self, p => sqlx::query("UPDATE builds SET lease_until_ms = $1 WHERE id = $2 AND state = 'building'")
+            .bind(until_ms).bind(id).execute(p).await.map(drop)?);
+        let state: Option<String> = on_pool!(self, p => sqlx::query_scalar("SELECT state FROM builds WHERE id = $1")
+            .bind(id).fetch_optional(p).await?);
+        Ok(state.as_deref().and_then(BuildState::parse))
+    }
+
+    /// Puts a building build back on the queue after an infrastructure
+    /// failure, unless it has had `max_attempts`; then it fails.
+    pub async fn requeue_build(
+        &self,
+        id: &str,
+        error: &str,
+        max_attempts: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let requeued = on_pool!(self, p => sqlx::query(
+            "UPDATE builds SET state = 'queued', lease_until_ms = NULL, error = $1 \
+             WHERE id = $2 AND state = 'building' AND attempts < $3")
+            .bind(error).bind(id).bind(max_attempts).execute(p).await?.rows_affected() == 1);
+        if !requeued {
+            self.finish_build(
+                id,
+                BuildEnd {
+                    state: BuildState::Error,
+                    deployment_id: None,
+                    error: Some(error),
+                    failed_step: None,
+                    exit_status: None,
+                    now_ms,
+                },
+            )
+            .await?;
+        }
+        Ok(requeued)
+    }
+
+    /// Records how a build ended, unless it was canceled meanwhile.
+    pub async fn finish_build(&self, id: &str, end: BuildEnd<'_>) -> Result<(), StoreError> {
+        on_pool!(self, p => sqlx::query(
+            "UPDATE builds SET state = $1, deployment_id = $2, error = $3, failed_step = $4, exit_status = $5, \
+             finished_at_ms = $6, lease_until_ms = NULL WHERE id = $7 AND state = 'building'")
+            .bind(end.state.as_str()).bind(end.deployment_id).bind(end.error).bind(end.failed_step)
+            .bind(end.exit_status).bind(end.now_ms).bind(id).execute(p).await.map(drop)?);
+        Ok(())
+    }
+
+    /// Cancels an unfinished build; returns whether it was unfinished.
+    pub async fn cancel_build(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let n = on_pool!(self, p => sqlx::query(
+            "UPDATE builds SET state = 'canceled', error = 'canceled', finished_at_ms = $1, lease_until_ms = NULL \
+             WHERE id = $2 AND state IN ('queued', 'building')")
+            .bind(now_ms).bind(id).execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    /// What the worker learned along the way: the exact commit, the plan.
+    pub async fn note_build(&self, id: &str, commit: Option<&str>, detected: Option<&str>) -> Result<(), StoreError> {
+        on_pool!(self, p => sqlx::query(
+            "UPDATE builds SET commit_sha = COALESCE($1, commit_sha), detected = COALESCE($2, detected) WHERE id = $3")
+            .bind(commit).bind(detected).bind(id).execute(p).await.map(drop)?);
+        Ok(())
+    }
+
+    pub async fn build(&self, id: &str) -> Result<Option<BuildRow>, StoreError> {
+        let row = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {BUILD_COLUMNS} FROM builds b JOIN projects p ON p.id = b.project_id WHERE b.id = $1")))
+            .bind(id).fetch_optional(p).await?);
+        Ok(row)
+    }
+
+    /// The project's builds, newest first.
+    pub async fn builds(&self, project: &ProjectName, limit: i64) -> Result<Vec<BuildRow>, StoreError> {
+        let rows = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {BUILD_COLUMNS} FROM builds b JOIN projects p ON p.id = b.project_id \
+             WHERE p.name = $1 ORDER BY b.created_at_ms DESC, b.id DESC LIMIT $2")))
+            .bind(project.as_str()).bind(limit).fetch_all(p).await?);
+        Ok(rows)
+    }
+
+    // ---- logs ------------------------------------------------------------
+
+    /// Appends log lines (with their sequence numbers) and the running
+    /// totals, in one transaction.
+    pub async fn append_build_log(
+        &self,
+        id: &str,
+        lines: &[(i64, i64, String)],
+        total_bytes: i64,
+        truncated: bool,
+    ) -> Result<(), StoreError> {
+        let last = lines.last().map_or(0, |l| l.0);
+        on_pool!(self, p => {
+            let mut tx = p.begin_write().await?;
+            for (seq, at_ms, line) in lines {
+                sqlx::query("INSERT INTO build_logs (build_id, seq, at_ms, line) VALUES ($1, $2, $3, $4) \
+                             ON CONFLICT (build_id, seq) DO NOTHING")
+                    .bind(id).bind(seq).bind(at_ms).bind(line).execute(&mut *tx).await?;
+            }
+            sqlx::query("UPDATE builds SET log_lines = CASE WHEN log_lines > $1 THEN log_lines ELSE $1 END, \
+                         log_bytes = $2, log_truncated = $3 WHERE id = $4")
+                .bind(last).bind(total_bytes).bind(truncated).bind(id).execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Log lines after `after_seq`, oldest first.
+    pub async fn build_log(&self, id: &str, after_seq: i64, limit: i64) -> Result<Vec<(i64, i64, String)>, StoreError> {
+        let rows = on_pool!(self, p => sqlx::query_as(
+            "SELECT seq, at_ms, line FROM build_logs WHERE build_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")
+            .bind(id).bind(after_seq).bind(limit).fetch_all(p).await?);
+        Ok(rows)
+    }
+
+    /// The log of an earlier attempt is replaced by the new attempt's.
+    pub async fn clear_build_log(&self, id: &str) -> Result<(), StoreError> {
+        on_pool!(self, p => {
+            let mut tx = p.begin_write().await?;
+            sqlx::query("DELETE FROM build_logs WHERE build_id = $1").bind(id).execute(&mut *tx).await?;
+            sqlx::query("UPDATE builds SET log_lines = 0, log_bytes = 0, log_truncated = FALSE WHERE id = $1")
+                .bind(id).execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}
+
+impl<'r, R> sqlx::FromRow<'r, R> for LinkRow
+where
+    R: Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(LinkRow {
+            project: row.try_get("project")?,
+            repo_url: row.try_get("repo_url")?,
+            repo_key: row.try_get("repo_key")?,
+            production_branch: row.try_get("production_branch")?,
+            webhook_secret: row.try_get("webhook_secret")?,
+            git_credential_sealed: row.try_get("git_credential_sealed")?,
+        })
+    }
+}
+
+impl<'r, R> sqlx::FromRow<'r, R> for BuildRow
+where
+    R: Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        let corrupt =
+            |index: &str, source: String| sqlx::Error::ColumnDecode { index: index.into(), source: source.into() };
+        let state: String = row.try_get("state")?;
+        let context: String = row.try_get("context_json")?;
+        Ok(BuildRow {
+            id: row.try_get("id")?,
+            project: row.try_get("project")?,
+            state: BuildState::parse(&state)
+                .ok_or_else(|| corrupt("state", format!("unknown build state {state:?}")))?,
+            trigger: row.try_get("trigger")?,
+            branch: row.try_get("branch")?,
+            commit: row.try_get("commit_sha")?,
+            context: serde_json::from_str(&context).map_err(|e| corrupt("context_json", e.to_string()))?,
+            job_json: row.try_get("job_json")?,
+            attempts: row.try_get("attempts")?,
+            deployment_id: row.try_get("deployment_id")?,
+            detected: row.try_get("detected")?,
+            error: row.try_get("error")?,
+            failed_step: row.try_get("failed_step")?,
+            exit_status: row.try_get("exit_status")?,
+            log_lines: row.try_get("log_lines")?,
+            log_bytes: row.try_get("log_bytes")?,
+            log_truncated: row.try_get("log_truncated")?,
+            created_at_ms: row.try_get("created_at_ms")?,
+            started_at_ms: row.try_get("started_at_ms")?,
+            finished_at_ms: row.try_get("finished_at_ms")?,
+        })
+    }
+}
