@@ -434,14 +434,11 @@ fn environment(job: &BuildJob, plan: &Plan, deploy_url: &str, commit: &str) -> V
         ("CONTEXT", context.into()),
         ("DEPLOY_URL", deploy_url.to_owned()),
         ("URL", deploy_url.to_owned()),
-        ("npm_config_cache", "/cache/npm".into()),
+        // npm, pnpm, yarn, bun and deno keep their download caches under
+        // HOME (/cache), so they persist per project.
         ("npm_config_update_notifier", "false".into()),
         ("npm_config_fund", "false".into()),
         ("npm_config_audit", "false".into()),
-        ("npm_config_store_dir", "/cache/pnpm".into()),
-        ("YARN_CACHE_FOLDER", "/cache/yarn".into()),
-        ("BUN_INSTALL_CACHE_DIR", "/cache/bun".into()),
-        ("DENO_DIR", "/cache/deno".into()),
         ("HUGO_CACHEDIR", "/cache/hugo".into()),
     ];
     for (k, v) in fixed {

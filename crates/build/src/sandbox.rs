@@ -2,10 +2,11 @@
 //!
 //! Inside: the system read-only (`/usr`, `/etc`), the workspace at
 //! `/workspace` and this project's cache at `/cache` writable, a private
-//! `/tmp`, its own PID, IPC, UTS and user namespaces, no inherited
-//! environment. The network is shared so package registries stay
-//! reachable. When the server runs as root the step runs as `nobody`, so
-//! files only root may read stay closed.
+//! `/tmp`, its own PID, IPC and UTS namespaces, no inherited environment,
+//! no capabilities. The network is shared so package registries stay
+//! reachable. When the server runs as root the step runs as `nobody`
+//! (`setpriv` inside the sandbox), so files only root may read stay
+//! closed; otherwise as the server's user in a user namespace.
 //!
 //! Limits: a cgroup per step caps processes (a fork bomb stops there) and
 //! memory; rlimits cap the size of any one file; a watchdog kills the step
@@ -153,33 +154,45 @@ async fn canceled(cancel: &mut watch::Receiver<bool>) {
 
 fn command(step: &Step<'_>, limits: &SandboxLimits, cgroup: Option<&Cgroup>) -> Command {
     let cwd = Path::new("/workspace").join(step.cwd);
-    let mut argv: Vec<String> = Vec::new();
-    // Join the cgroup first, from a shell that then becomes the sandbox.
-    if let Some(cg) = cgroup {
-        let joins: String = cg.procs_files().iter().map(|f| format!("echo $$ > '{}' && ", f.display())).collect();
-        argv.extend(["/bin/sh".into(), "-c".into(), format!("{joins}exec \"$0\" \"$@\"")]);
-    }
+    let root = is_root();
+    // A shell joins the cgroup, then becomes the sandbox.
+    let joins: String = cgroup
+        .map(|cg| cg.procs_files().iter().map(|f| format!("echo $$ > '{}' && ", f.display())).collect())
+        .unwrap_or_default();
+    let mut argv: Vec<String> = vec!["/bin/sh".into(), "-c".into(), format!("{joins}exec \"$0\" \"$@\"")];
     argv.extend([
         "prlimit".into(),
         format!("--fsize={}", limits.max_file_bytes),
         "--core=0".into(),
         "--nofile=8192".into(),
         "--".into(),
+        "bwrap".into(),
     ]);
-    if is_root() {
-        argv.extend([
-            "setpriv".into(),
-            format!("--reuid={NOBODY}"),
-            format!("--regid={NOBODY}"),
-            "--clear-groups".into(),
-            "--".into(),
-        ]);
+    if root {
+        // Root makes the namespaces itself (it can bind directories whose
+        // parents `nobody` cannot enter) and keeps only what `setpriv`
+        // needs to become `nobody` inside; that drops every capability.
+        argv.extend(
+            [
+                "--unshare-pid",
+                "--unshare-ipc",
+                "--unshare-uts",
+                "--unshare-cgroup-try",
+                "--cap-add",
+                "CAP_SETUID",
+                "--cap-add",
+                "CAP_SETGID",
+                "--cap-add",
+                "CAP_SETPCAP",
+            ]
+            .map(String::from),
+        );
+    } else {
+        // Unprivileged: a user namespace, as the server's own user.
+        argv.extend(["--unshare-all", "--share-net"].map(String::from));
     }
     argv.extend(
         [
-            "bwrap",
-            "--unshare-all",
-            "--share-net",
             "--die-with-parent",
             "--new-session",
             "--hostname",
@@ -211,21 +224,28 @@ fn command(step: &Step<'_>, limits: &SandboxLimits, cgroup: Option<&Cgroup>) -> 
         ]
         .map(String::from),
     );
-    argv.extend(["--bind".into(), path_arg(step.workspace), "/workspace".into()]);
-    argv.extend(["--bind".into(), path_arg(step.cache), "/cache".into()]);
+    argv.extend(["--bind".into(), step.workspace.display().to_string(), "/workspace".into()]);
+    argv.extend(["--bind".into(), step.cache.display().to_string(), "/cache".into()]);
     argv.push("--clearenv".into());
     for (k, v) in step.env {
         argv.extend(["--setenv".into(), k.clone(), v.clone()]);
     }
     argv.extend(["--chdir".into(), cwd.display().to_string()]);
+    if root {
+        argv.extend([
+            "setpriv".into(),
+            format!("--reuid={NOBODY}"),
+            format!("--regid={NOBODY}"),
+            "--clear-groups".into(),
+            "--inh-caps=-all".into(),
+            "--bounding-set=-all".into(),
+            "--".into(),
+        ]);
+    }
     argv.extend(["/bin/sh".into(), "-c".into(), step.command.to_owned()]);
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]).env_clear().env("PATH", "/usr/local/bin:/usr/bin:/bin");
     cmd
-}
-
-fn path_arg(p: &Path) -> String {
-    p.display().to_string()
 }
 
 fn is_root() -> bool {

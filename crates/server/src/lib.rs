@@ -106,6 +106,10 @@ impl Running {
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    // It holds the state, the keys and every build's workspace: only the
+    // server's user may enter it (builds bind their workspace by descriptor).
+    std::fs::set_permissions(&config.data_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .with_context(|| format!("restricting data directory {}", config.data_dir.display()))?;
     let database_url = config
         .database_url
         .clone()

@@ -425,10 +425,20 @@ async fn hostile_builds_are_stopped_and_leave_nothing_running() {
     for marker in ["helix-flood", "sleep 600", "helix-bomb-marker"] {
         assert!(!ps.lines().any(|l| l.contains(marker) && !l.contains("ps -eo")), "{marker} still runs:\n{ps}");
     }
-    // And the server still serves and builds.
-    run("echo fine");
+    // And the server still builds; a step sees neither the data directory
+    // (state, keys, other projects) nor root-only files, and cannot write
+    // the system.
+    let data = server.data_dir.path().display().to_string();
+    run(&format!(
+        "test ! -e {data}/admin.token && test ! -e {data}/secret.key && test ! -e {data}/helix.db \
+         && ! cat /etc/shadow 2>/dev/null && ! touch /usr/x 2>/dev/null && test \"$(id -u)\" != 0 \
+         && test \"$(ls /proc | grep -c '^[0-9]')\" -lt 10 && echo isolated-ok"
+    ));
     let (_, b) = server.call(Method::POST, "/api/v1/projects/site/builds", None).await;
-    assert_eq!(finished(&server, b["id"].as_str().unwrap()).await["state"], "ready");
+    let b = finished(&server, b["id"].as_str().unwrap()).await;
+    let log = log_text(&server, b["id"].as_str().unwrap()).await;
+    assert_eq!(b["state"], "ready", "{b}\n{log}");
+    assert!(log.contains("isolated-ok"), "{log}");
 }
 
 #[tokio::test]
