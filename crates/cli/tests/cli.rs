@@ -443,3 +443,75 @@ fn routing_files_from_a_netlify_project_root() {
     let out = server.helix(&["deploy", dir, "--project", "routed", "--compat", "bogus"]);
     assert!(String::from_utf8(out.stderr).unwrap().contains("compat \"bogus\""));
 }
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git").args(args).current_dir(dir).output().expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn link_build_follow_and_list_through_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"));
+    let work = tmp.path().join("work");
+    let bare = tmp.path().join("origin.git");
+    git(tmp.path(), &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()]);
+    git(tmp.path(), &["init", "-q", "-b", "main", work.to_str().unwrap()]);
+    std::fs::write(work.join("index.html"), "<h1>cli build</h1>").unwrap();
+    std::fs::write(
+        work.join("helix.toml"),
+        "[build]\ncommand = \"echo building-with-$HELIX_CONTEXT\"\npublish = \".\"\n",
+    )
+    .unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "site"]);
+    git(&work, &["push", "-q", bare.to_str().unwrap(), "main"]);
+    let repo = format!("file://{}", bare.display());
+
+    // A token given by environment variable is stored, never shown.
+    let out = Command::new(HELIX)
+        .args(["projects", "link", "clisite", "--repo", &repo, "--git-token-env", "MY_TOKEN"])
+        .env("HELIX_API_URL", format!("http://{}", server.api))
+        .env("HELIX_DATA_DIR", &server.data_dir)
+        .env("MY_TOKEN", "tok_very_secret_value")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("webhook secret: whsec_") && text.contains("/hooks/github/clisite"), "{text}");
+    assert!(text.contains("stored encrypted") && !text.contains("tok_very_secret_value"), "{text}");
+    let shown = server.helix_json(&["projects", "show", "clisite", "--json"]);
+    assert_eq!(shown["has_git_credential"], true);
+    assert!(shown.get("webhook_secret").is_none(), "{shown}");
+
+    // `helix build -f` prints the log as it comes and ends with the result.
+    let out = server.helix(&["build", "--project", "clisite", "-f"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("building-with-production") && text.contains("ready"), "{text}");
+    assert!(!text.contains("tok_very_secret_value"), "{text}");
+    server.wait_serving("clisite.localhost", "cli build");
+
+    let list = server.helix_json(&["builds", "--project", "clisite", "--json"]);
+    let id = list[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(list[0]["state"], "ready");
+    let log = server.helix(&["builds", "logs", &id]);
+    assert!(String::from_utf8_lossy(&log.stdout).contains("building-with-production"));
+
+    // A failing build: `-f` exits non-zero naming the step.
+    std::fs::write(work.join("helix.toml"), "[build]\ncommand = \"exit 7\"\npublish = \".\"\n").unwrap();
+    git(&work, &["-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qam", "fail"]);
+    git(&work, &["push", "-q", bare.to_str().unwrap(), "main"]);
+    let out = server.helix(&["build", "--project", "clisite", "-f"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("error in step build") && text.contains("status 7"), "{text}");
+    server.wait_serving("clisite.localhost", "cli build");
+
+    // Bad input is named.
+    let out = server.helix(&["projects", "link", "clisite", "--repo", "ext::sh -c evil"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a git URL"));
+    let out = server.helix(&["build", "--project", "nope"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not linked"));
+}

@@ -619,3 +619,20 @@ async fn a_vite_app_builds_with_npm_and_the_second_build_reuses_the_cache() {
     assert_eq!(b["state"], "ready", "{b}\n{log}");
     assert!(log.contains("restored from the cache") && !log.contains("$ npm ci"), "{log}");
 }
+
+#[tokio::test]
+async fn a_push_builds_with_postgres_as_the_store() {
+    let Some(url) = helix_testkit::fresh_postgres("builds_push").await else { return };
+    let server = TestServer::start_with(|c| c.database_url = Some(url)).await;
+    let repo = GitRepo::new();
+    let secret = link(&server, "pg-site", &repo).await;
+    repo.write("index.html", "from postgres");
+    let sha = repo.commit_and_push("main", "pg");
+    let (status, queued) = github_push(&server, &repo, &secret, "main", &sha, "pg-1").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let b = finished(&server, &build_id(&queued)).await;
+    assert_eq!(b["state"], "ready", "{b}");
+    server.wait_for_host("pg-site.localhost", |body| body == "from postgres").await;
+    let (status, again) = github_push(&server, &repo, &secret, "main", &sha, "pg-1").await;
+    assert_eq!((status, &again["duplicate"]), (StatusCode::OK, &json!(true)));
+}

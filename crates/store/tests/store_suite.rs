@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 
 use helix_core::api::DeploymentState;
+use helix_core::build::{BuildContext, BuildState};
 use helix_core::events::Event;
 use helix_core::{DeploymentId, Digest, ProjectName};
-use helix_store::{Finalized, NewDeployment, PointerError, Store};
+use helix_store::NewDeployment;
+use helix_store::{BuildEnd, Finalized, NewBuild, NewLink, PointerError, Queued, Store};
 
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
@@ -40,6 +42,9 @@ suite!(
     failed_and_abandoned_uploads_are_never_served,
     variants_round_trip,
     splits_replace_atomically,
+    links_find_projects_by_repository,
+    the_build_queue_leases_supersedes_and_dedups,
+    aliases_point_at_finalized_deployments,
 );
 
 fn project(name: &str) -> ProjectName {
@@ -249,4 +254,131 @@ async fn splits_replace_atomically(store: Store) {
     assert!(
         matches!(drain_outbox(&store).await.as_slice(), [Event::SplitChanged { variants, .. }] if variants.is_empty())
     );
+}
+
+async fn links_find_projects_by_repository(store: Store) {
+    let link = |p: &'static str, key: &'static str, cred: Option<&'static str>| NewLink {
+        project: Box::leak(Box::new(project(p))),
+        repo_url: "https://git.example.com/me/app.git",
+        repo_key: key,
+        production_branch: "main",
+        webhook_secret: "whsec_first",
+        git_credential_sealed: cred,
+        now_ms: 1,
+    };
+    let a = store.link_project(link("a", "git.example.com/me/app", Some("sealed"))).await.unwrap();
+    assert_eq!(a.webhook_secret, "whsec_first");
+    store.link_project(link("b", "git.example.com/me/app", None)).await.unwrap();
+    store.link_project(link("c", "git.example.com/me/other", None)).await.unwrap();
+    let found: Vec<String> =
+        store.links_by_repo("git.example.com/me/app").await.unwrap().into_iter().map(|l| l.project).collect();
+    assert_eq!(found, ["a", "b"]);
+    // Relinking keeps the secret the host has and a credential not replaced.
+    let again = NewLink {
+        webhook_secret: "whsec_second",
+        production_branch: "trunk",
+        ..link("a", "git.example.com/me/app", None)
+    };
+    let a = store.link_project(again).await.unwrap();
+    assert_eq!((a.webhook_secret.as_str(), a.production_branch.as_str()), ("whsec_first", "trunk"));
+    assert_eq!(a.git_credential_sealed.as_deref(), Some("sealed"));
+}
+
+fn new_build<'a>(id: &'a str, p: &'a ProjectName, branch: &'a str, context: &'a BuildContext) -> NewBuild<'a> {
+    NewBuild { id, project: p, trigger: "github", branch, commit: None, context, job_json: "{}", now_ms: 10 }
+}
+
+async fn the_build_queue_leases_supersedes_and_dedups(store: Store) {
+    let p = project("site");
+    store
+        .link_project(NewLink {
+            project: &p,
+            repo_url: "file:///r.git",
+            repo_key: "file/r",
+            production_branch: "main",
+            webhook_secret: "s",
+            git_credential_sealed: None,
+            now_ms: 1,
+        })
+        .await
+        .unwrap();
+    let prod = BuildContext::Production;
+    let q = store.queue_builds(Some(("github", "d1")), &[new_build("b1", &p, "main", &prod)], 10).await.unwrap();
+    assert_eq!(q, Queued::New { canceled: vec![] });
+    // The same delivery again queues nothing and names the first build.
+    let q = store.queue_builds(Some(("github", "d1")), &[new_build("b9", &p, "main", &prod)], 11).await.unwrap();
+    assert_eq!(q, Queued::Duplicate { builds: vec!["b1".into()] });
+    assert!(store.build("b9").await.unwrap().is_none());
+
+    // A worker claims it; no one else can while the lease holds.
+    let (id, _, attempt) = store.claim_build(1_000, 100).await.unwrap().unwrap();
+    assert_eq!((id.as_str(), attempt), ("b1", 1));
+    assert!(store.claim_build(1_000, 200).await.unwrap().is_none());
+    assert_eq!(store.extend_build_lease("b1", 2_000).await.unwrap(), Some(BuildState::Building));
+    // The lease runs out: another worker takes it, as attempt 2.
+    let (id, _, attempt) = store.claim_build(1_000, 2_001).await.unwrap().unwrap();
+    assert_eq!((id.as_str(), attempt), ("b1", 2));
+
+    // A newer build of the branch cancels it; a pull request's does not.
+    let pr = BuildContext::PullRequest { number: 4, fork: false };
+    store.queue_builds(None, &[new_build("b2", &p, "feature", &pr)], 12).await.unwrap();
+    let q = store.queue_builds(None, &[new_build("b3", &p, "main", &prod)], 13).await.unwrap();
+    assert_eq!(q, Queued::New { canceled: vec!["b1".into()] });
+    assert_eq!(store.build("b1").await.unwrap().unwrap().state, BuildState::Canceled);
+    assert_eq!(store.extend_build_lease("b1", 9_999).await.unwrap(), Some(BuildState::Canceled));
+    assert_eq!(store.build("b2").await.unwrap().unwrap().state, BuildState::Queued);
+
+    // Infrastructure failures requeue until the attempts run out.
+    let (id, _, _) = store.claim_build(1_000, 3_000).await.unwrap().unwrap();
+    assert_eq!(id, "b2", "oldest first");
+    assert!(store.requeue_build("b2", "registry down", 3, 3_001).await.unwrap());
+    let (id, _, attempt) = store.claim_build(1_000, 3_002).await.unwrap().unwrap();
+    assert_eq!((id.as_str(), attempt), ("b2", 2));
+    let (id, _, _) = store.claim_build(1_000, 3_003).await.unwrap().unwrap();
+    assert_eq!(id, "b3");
+    let end = BuildEnd {
+        state: BuildState::Error,
+        deployment_id: None,
+        error: Some("exit 2"),
+        failed_step: Some("build"),
+        exit_status: Some(2),
+        now_ms: 3_004,
+    };
+    store.finish_build("b3", end).await.unwrap();
+    let b3 = store.build("b3").await.unwrap().unwrap();
+    assert_eq!((b3.state, b3.failed_step.as_deref(), b3.exit_status), (BuildState::Error, Some("build"), Some(2)));
+    assert!(!store.cancel_build("b3", 3_005).await.unwrap(), "a finished build cannot be canceled");
+
+    // Logs append in order and restart with a new attempt.
+    store.append_build_log("b2", &[(1, 5, "one".into()), (2, 6, "two".into())], 8, false).await.unwrap();
+    store.append_build_log("b2", &[(3, 7, "three".into())], 14, true).await.unwrap();
+    let lines: Vec<String> = store.build_log("b2", 1, 10).await.unwrap().into_iter().map(|l| l.2).collect();
+    assert_eq!(lines, ["two", "three"]);
+    let b2 = store.build("b2").await.unwrap().unwrap();
+    assert_eq!((b2.log_lines, b2.log_bytes, b2.log_truncated), (3, 14, true));
+    store.clear_build_log("b2").await.unwrap();
+    assert!(store.build_log("b2", 0, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.builds(&p, 10).await.unwrap().iter().map(|b| b.id.as_str()).collect::<Vec<_>>(),
+        ["b3", "b2", "b1"]
+    );
+}
+
+async fn aliases_point_at_finalized_deployments(store: Store) {
+    let (id, now) = create(&store, "site", &[("/a", b"a")], false).await;
+    let Finalized::Now(_) = store.finalize(&id, Digest::of(b"m"), 1, "", Some("feature-x"), now + 1).await.unwrap()
+    else {
+        panic!()
+    };
+    let events = drain_outbox(&store).await;
+    assert!(
+        events.iter().any(
+            |e| matches!(e, Event::AliasSet { alias, deployment, .. } if alias == "feature-x" && *deployment == id)
+        ),
+        "{events:?}"
+    );
+    let (id2, now) = create(&store, "site", &[("/a", b"b")], false).await;
+    store.finalize(&id2, Digest::of(b"m2"), 1, "", Some("feature-x"), now + 1).await.unwrap();
+    let state = store.serving_state().await.unwrap();
+    assert_eq!(state.aliases, vec![(project("site"), "feature-x".to_owned(), id2)]);
 }
