@@ -53,6 +53,7 @@ fn site(rules: usize, platform: Platform) -> Site {
         created_at_ms: 0,
         files,
         routes: RouteTable { platform, redirects, ..RouteTable::default() },
+        function_sources: Default::default(),
     };
     Site::from_manifest(&manifest)
 }

@@ -261,7 +261,10 @@ async fn execute(
     for (step, cmd) in [("install", &plan.install), ("build", &plan.build)] {
         log.line(&format!("  {step}: {}", cmd.as_deref().unwrap_or("(none)")));
     }
-    log.line(&format!("  publish: {}", plan.base.join(&plan.publish).display()));
+    log.line(&format!("  publish: {}", shown(&plan.base.join(&plan.publish))));
+    for f in &plan.functions {
+        log.line(&format!("  function sources: {}", shown(&plan.base.join(f))));
+    }
     if let Err(e) = host.note(&job.build, None, Some(&plan.summary())).await {
         return Err(Failure::Infra(format!("recording the plan: {e}")));
     }
@@ -334,7 +337,7 @@ async fn execute(
     // Publish.
     let publish = base.join(&plan.publish);
     check_output(workspace, &publish).map_err(|m| Failure::build("publish", m))?;
-    log.line(&format!("deploying {}", plan.base.join(&plan.publish).display()));
+    log.line(&format!("deploying {}", shown(&plan.base.join(&plan.publish))));
     let api = host.api();
     let args = helix_client::deploy::DeployArgs {
         dir: &base,
@@ -344,6 +347,7 @@ async fn execute(
         compat: None,
         strict: false,
         alias: job.context.alias(&job.git_ref, &job.project),
+        function_dirs: plan.functions.clone(),
         show_progress: false,
     };
     match helix_client::deploy::deploy(&api, args).await {
@@ -352,6 +356,9 @@ async fn execute(
                 "deployed {} files ({} bytes, {} uploaded)",
                 report.files, report.total_bytes, report.uploaded
             ));
+            if report.function_sources > 0 {
+                log.line(&format!("kept {} function source files with the deployment", report.function_sources));
+            }
             if let Some(routes) = &report.routes {
                 log.line(&format!(
                     "routing: {} · {} redirects · {} header rules",
@@ -467,6 +474,11 @@ fn check_output(workspace: &Path, publish: &Path) -> Result<(), String> {
         return Err(format!("the publish directory {shown} is not a directory"));
     }
     Ok(())
+}
+
+/// A path relative to the repository root, `.` for the root itself.
+fn shown(p: &Path) -> String {
+    if p.as_os_str().is_empty() { ".".into() } else { p.display().to_string() }
 }
 
 /// Hands a directory (and, `recursive`, all under it) to the sandbox's

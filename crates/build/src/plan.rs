@@ -34,6 +34,10 @@ pub struct Plan {
     pub caches: Vec<&'static str>,
     /// Environment from the config file's `[build.environment]`.
     pub environment: BTreeMap<String, String>,
+    /// Directories of function sources (relative to `base`) that exist:
+    /// Netlify's `netlify/functions`, Vercel's `api`, Cloudflare Pages'
+    /// `functions`. Collected into the deployment, not served.
+    pub functions: Vec<PathBuf>,
 }
 
 impl Plan {
@@ -107,6 +111,9 @@ const JS_FRAMEWORKS: &[(&str, &str, &str, &str, &[&str])] = &[
     ("vite", "vite", "dist", "vite build", &[]),
 ];
 
+/// Where Netlify, Vercel and Cloudflare Pages projects keep functions.
+const FUNCTION_DIRS: &[&str] = &["netlify/functions", "api", "functions"];
+
 /// Config files that make a directory a Hugo site.
 const HUGO_CONFIGS: &[&str] = &["hugo.toml", "hugo.yaml", "hugo.json", "config.toml", "config.yaml"];
 
@@ -165,6 +172,7 @@ pub fn detect(root: &Path) -> Result<Plan, PlanError> {
         publish: PathBuf::new(),
         caches: Vec::new(),
         environment: BTreeMap::new(),
+        functions: FUNCTION_DIRS.iter().map(PathBuf::from).filter(|d| dir.join(d).is_dir()).collect(),
     };
     if let Some(pm) = package_manager {
         plan.install = Some(pm.install(lockfile.is_some()).to_owned());
@@ -235,6 +243,12 @@ pub fn detect(root: &Path) -> Result<Plan, PlanError> {
             plan.framework = "custom";
         }
         plan.environment = s.environment;
+        if let Some(f) = s.functions {
+            let f = relative("functions directory", &f)?;
+            if !plan.functions.contains(&f) {
+                plan.functions.push(f);
+            }
+        }
     }
     plan.reasons = reasons;
     Ok(plan)

@@ -349,6 +349,7 @@ fn deploy_args<'a>(
         compat: routing.compat.as_deref(),
         strict: routing.strict,
         alias: None,
+        function_dirs: Vec::new(),
         show_progress: show_progress(client),
     }
 }

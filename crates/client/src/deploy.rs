@@ -26,6 +26,9 @@ pub struct DeployReport {
     pub production_url: Option<String>,
     pub files: usize,
     pub total_bytes: u64,
+    /// Function source files carried along (not served).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub function_sources: usize,
     pub uploaded: usize,
     pub uploaded_bytes: u64,
     pub seconds: f64,
@@ -51,6 +54,9 @@ pub struct DeployArgs<'a> {
     pub strict: bool,
     /// Also serve it at `<alias>--<project>` once ready (previews).
     pub alias: Option<String>,
+    /// Directories (relative to `dir`) of function sources to carry along,
+    /// not served.
+    pub function_dirs: Vec<PathBuf>,
     pub show_progress: bool,
 }
 
@@ -110,6 +116,7 @@ pub async fn deploy(api: &Api, args: DeployArgs<'_>) -> anyhow::Result<DeployRep
         tokio::task::spawn_blocking(move || crate::scan::hash(listed, &bar)).await??
     };
     bar.finish_and_clear();
+    let functions = function_sources(args.dir, &args.function_dirs).await?;
 
     let config: BTreeMap<String, (Digest, Vec<u8>)> =
         on_disk.config.into_iter().map(|(name, bytes)| (name, (Digest::of(&bytes), bytes))).collect();
@@ -120,11 +127,12 @@ pub async fn deploy(api: &Api, args: DeployArgs<'_>) -> anyhow::Result<DeployRep
         compat: args.compat.map(str::to_owned),
         strict: args.strict,
         alias: args.alias.clone(),
+        functions: functions.files.iter().map(|(path, f)| (path.clone(), f.digest.to_hex())).collect(),
     };
     let created: CreatedDeployment = api.post(&format!("/api/v1/projects/{project}/deployments"), &request).await?;
 
     let by_digest: HashMap<String, &crate::scan::ScannedFile> =
-        scan.files.values().map(|f| (f.digest.to_hex(), f)).collect();
+        scan.files.values().chain(functions.files.values()).map(|f| (f.digest.to_hex(), f)).collect();
     let config_by_digest: HashMap<String, &Vec<u8>> =
         config.values().map(|(digest, bytes)| (digest.to_hex(), bytes)).collect();
     let mut uploads: Vec<(&String, &crate::scan::ScannedFile)> = Vec::new();
@@ -170,11 +178,34 @@ pub async fn deploy(api: &Api, args: DeployArgs<'_>) -> anyhow::Result<DeployRep
         production_url: if done.production { done.production_url } else { None },
         files: scan.files.len(),
         total_bytes: scan.total_bytes,
+        function_sources: functions.files.len(),
         uploaded: uploads.len(),
         uploaded_bytes,
         seconds: started.elapsed().as_secs_f64(),
         routes: done.routes,
     })
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The function sources under `dirs` (each relative to `root`; missing
+/// ones are skipped), keyed by their path relative to `root`.
+async fn function_sources(root: &Path, dirs: &[PathBuf]) -> anyhow::Result<crate::scan::Scan> {
+    let mut listed = Vec::new();
+    for dir in dirs {
+        let full = root.join(dir);
+        if !full.is_dir() || std::fs::read_dir(&full)?.next().is_none() {
+            continue;
+        }
+        for (site_path, disk, size) in crate::scan::list(&full, &Limits::default())? {
+            let rel = Path::new(dir).join(site_path.trim_start_matches('/'));
+            listed.push((rel.display().to_string(), disk, size));
+        }
+    }
+    let scan = tokio::task::spawn_blocking(move || crate::scan::hash(listed, &ProgressBar::hidden())).await??;
+    Ok(scan)
 }
 
 fn progress(show: bool, total: u64, what: &'static str) -> ProgressBar {

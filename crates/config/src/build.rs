@@ -17,6 +17,9 @@ pub struct BuildSettings {
     /// The publish directory, relative to `base`.
     pub publish: Option<String>,
     pub environment: BTreeMap<String, String>,
+    /// Where function sources are (Netlify `[functions] directory`,
+    /// `helix.toml [build] functions`), relative to `base`.
+    pub functions: Option<String>,
 }
 
 impl BuildSettings {
@@ -26,6 +29,7 @@ impl BuildSettings {
             || self.base.is_some()
             || self.publish.is_some()
             || !self.environment.is_empty()
+            || self.functions.is_some()
     }
 }
 
@@ -46,6 +50,7 @@ pub fn build_settings(root: &BTreeMap<String, Vec<u8>>) -> Result<Option<BuildSe
             base: b.base,
             publish: b.publish,
             environment: b.environment,
+            functions: b.functions,
         };
         if s.says_anything() {
             return Ok(Some(s));
@@ -61,6 +66,7 @@ pub fn build_settings(root: &BTreeMap<String, Vec<u8>>) -> Result<Option<BuildSe
             base: b.base,
             publish: b.publish,
             environment: b.environment,
+            functions: crate::netlify::functions_dir(t),
         };
         if s.says_anything() {
             return Ok(Some(s));
@@ -82,6 +88,7 @@ pub fn build_settings(root: &BTreeMap<String, Vec<u8>>) -> Result<Option<BuildSe
             base: None,
             publish: field("outputDirectory")?,
             environment: BTreeMap::new(),
+            functions: None,
         };
         if s.says_anything() {
             return Ok(Some(s));

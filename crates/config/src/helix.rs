@@ -36,6 +36,7 @@ pub(crate) struct Build {
     pub command: Option<String>,
     pub install: Option<String>,
     pub base: Option<String>,
+    pub functions: Option<String>,
     #[serde(default)]
     pub environment: std::collections::BTreeMap<String, String>,
 }

@@ -306,6 +306,19 @@ pub(crate) struct TomlBuild {
     pub environment: std::collections::BTreeMap<String, String>,
 }
 
+/// `[functions] directory`, if set.
+pub(crate) fn functions_dir(text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        functions: Option<Functions>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Functions {
+        directory: Option<String>,
+    }
+    toml::from_str::<File>(text).ok()?.functions?.directory
+}
+
 /// The `[build]` table; an error names what is wrong with the file.
 pub(crate) fn build(text: &str) -> Result<Option<TomlBuild>, String> {
     toml::from_str::<TomlFile>(text).map(|t| t.build).map_err(|e| format!("{TOML}: {e}"))

@@ -38,7 +38,7 @@ impl ControlPlane {
             })
             .await?;
         let mut required = Vec::new();
-        let unique: BTreeSet<Digest> = files.values().chain(options.config.values()).copied().collect();
+        let unique: BTreeSet<Digest> = files.values().copied().chain(options.unserved_blobs()).collect();
         for digest in unique {
             if self.blobs.stat(digest).await?.is_none() {
                 required.push(digest.to_hex());
@@ -147,7 +147,7 @@ impl ControlPlane {
         };
         let mut sizes: BTreeMap<Digest, u64> = BTreeMap::new();
         let mut missing = Vec::new();
-        for digest in files.values().chain(options.config.values()).copied().collect::<BTreeSet<_>>() {
+        for digest in files.values().copied().chain(options.unserved_blobs()).collect::<BTreeSet<_>>() {
             match self.blobs.stat(digest).await? {
                 Some(info) => {
                     sizes.insert(digest, info.size);
@@ -179,6 +179,7 @@ impl ControlPlane {
             diagnostics: routes.diagnostics,
         };
         manifest.routes = routes.table;
+        manifest.function_sources = options.functions.clone();
         let manifest_digest = self.blobs.put_bytes(manifest.to_json().into()).await?;
         self.blobs.sync().await?;
         let report_json = serde_json::to_string(&report).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -253,7 +254,7 @@ impl ControlPlane {
         for (path, digest) in files {
             *set.entry(digest).or_default() |= variants::is_compressible(&content_type_of(&path));
         }
-        for digest in options.config.into_values() {
+        for digest in options.unserved_blobs() {
             set.entry(digest).or_default();
         }
         let set = Arc::new(set);
@@ -311,6 +312,7 @@ impl ControlPlane {
             created_at_ms,
             files,
             routes: Default::default(),
+            function_sources: BTreeMap::new(),
         })
     }
 
@@ -361,6 +363,9 @@ impl ControlPlane {
     }
 }
 
+/// Most function source files one deployment may carry.
+const MAX_FUNCTION_SOURCES: usize = 10_000;
+
 /// Config file names, digests and the compat setting of a create request.
 fn validate_options(req: &CreateDeployment) -> Result<DeployOptions, ApiError> {
     let mut config = BTreeMap::new();
@@ -395,7 +400,21 @@ fn validate_options(req: &CreateDeployment) -> Result<DeployOptions, ApiError> {
             )));
         }
     }
-    Ok(DeployOptions { config, compat, strict: req.strict, alias: req.alias.clone() })
+    if req.functions.len() > MAX_FUNCTION_SOURCES {
+        return Err(ApiError::TooLarge(format!(
+            "{} function sources is over the limit of {MAX_FUNCTION_SOURCES}",
+            req.functions.len()
+        )));
+    }
+    let mut functions = BTreeMap::new();
+    for (path, digest) in &req.functions {
+        let norm = SitePath::parse(path).map_err(|e| ApiError::BadRequest(format!("function source: {e}")))?;
+        let digest: Digest = digest.parse().map_err(|e: helix_core::digest::DigestError| {
+            ApiError::BadRequest(format!("function source {path:?}: {e}"))
+        })?;
+        functions.insert(norm.as_str().trim_start_matches('/').to_owned(), digest);
+    }
+    Ok(DeployOptions { config, compat, strict: req.strict, alias: req.alias.clone(), functions })
 }
 
 /// Content type by extension; text types carry `charset=utf-8`.

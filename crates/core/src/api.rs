@@ -27,6 +27,10 @@ pub struct CreateDeployment {
     /// and pull request previews).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alias: Option<String>,
+    /// Function sources (not served; kept for the function runtimes):
+    /// path relative to the project root → SHA-256 hex. Uploaded like files.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub functions: BTreeMap<String, String>,
 }
 
 /// What a deployment asked for besides its files, kept while it uploads.
@@ -40,6 +44,16 @@ pub struct DeployOptions {
     pub strict: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alias: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub functions: BTreeMap<String, crate::Digest>,
+}
+
+impl DeployOptions {
+    /// Blobs the deployment carries besides its served files: config files
+    /// and function sources.
+    pub fn unserved_blobs(&self) -> impl Iterator<Item = crate::Digest> + '_ {
+        self.config.values().chain(self.functions.values()).copied()
+    }
 }
 
 /// How a deployment's routing files were read.

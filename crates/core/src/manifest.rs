@@ -26,6 +26,10 @@ pub struct Manifest {
     /// serving.
     #[serde(default, skip_serializing_if = "RouteTable::is_empty")]
     pub routes: RouteTable,
+    /// Function sources collected by the build (path relative to the
+    /// project root → blob), never served; the function runtimes read them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub function_sources: BTreeMap<String, Digest>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,9 +67,13 @@ pub struct Variant {
 }
 
 impl Manifest {
-    /// Every blob this manifest needs: files and their variants.
+    /// Every blob this manifest needs: files, their variants, function
+    /// sources.
     pub fn blob_digests(&self) -> impl Iterator<Item = Digest> + '_ {
-        self.files.values().flat_map(|f| std::iter::once(f.digest).chain(f.encodings.digests()))
+        self.files
+            .values()
+            .flat_map(|f| std::iter::once(f.digest).chain(f.encodings.digests()))
+            .chain(self.function_sources.values().copied())
     }
 
     pub fn to_json(&self) -> Vec<u8> {

@@ -636,3 +636,33 @@ async fn a_push_builds_with_postgres_as_the_store() {
     let (status, again) = github_push(&server, &repo, &secret, "main", &sha, "pg-1").await;
     assert_eq!((status, &again["duplicate"]), (StatusCode::OK, &json!(true)));
 }
+
+#[tokio::test]
+async fn function_sources_travel_with_the_deployment_but_are_not_served() {
+    // No grace period: GC deletes every blob no manifest names.
+    let server = TestServer::start_with(|c| c.gc.grace = Duration::ZERO).await;
+    let repo = GitRepo::new();
+    link(&server, "fns", &repo).await;
+    let source = "export default async () => new Response('hi from a function');\n";
+    repo.write("netlify.toml", "[build]\npublish = \"public\"\n");
+    repo.write("public/index.html", "site");
+    repo.write("netlify/functions/hello.mjs", source);
+    repo.commit_and_push("main", "fns");
+    let (_, b) = server.call(Method::POST, "/api/v1/projects/fns/builds", None).await;
+    let id = b["id"].as_str().unwrap().to_owned();
+    let b = finished(&server, &id).await;
+    let log = log_text(&server, &id).await;
+    assert_eq!(b["state"], "ready", "{b}\n{log}");
+    assert!(log.contains("function sources: netlify/functions") && log.contains("kept 1 function source"), "{log}");
+    server.wait_for_host("fns.localhost", |body| body == "site").await;
+    let (status, _) = body_at(&server, "fns.localhost", "/netlify/functions/hello.mjs").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "function sources are not served");
+    let hex = helix_core::Digest::of(source.as_bytes()).to_hex();
+    let blob = server.data_dir.path().join("blobs/sha256").join(&hex[..2]).join(&hex);
+    assert_eq!(std::fs::read_to_string(blob).unwrap(), source, "the source is stored by digest");
+    // GC keeps it: the manifest names it.
+    let (status, gc) = server.call(Method::POST, "/api/v1/gc", None).await;
+    assert_eq!(status, StatusCode::OK, "{gc}");
+    let blob = server.data_dir.path().join("blobs/sha256").join(&hex[..2]).join(&hex);
+    assert!(blob.exists(), "GC kept the function source");
+}

@@ -514,7 +514,7 @@ impl Store {
             files.extend(parse_files_json(&json)?.into_values());
             let options: helix_core::api::DeployOptions =
                 serde_json::from_str(&options).map_err(|e| StoreError::Corrupt(format!("options_json: {e}")))?;
-            files.extend(options.config.into_values());
+            files.extend(options.unserved_blobs());
         }
         Ok((manifests, files))
     }
