@@ -68,12 +68,7 @@ impl LogSink {
 
     /// Appends one line (without its newline).
     pub fn line(&self, text: &str) {
-        let mut text = text.trim_end_matches('\r').to_owned();
-        for s in &self.inner.secrets {
-            if text.contains(s.as_str()) {
-                text = text.replace(s.as_str(), MASK);
-            }
-        }
+        let text = mask(text.trim_end_matches('\r'), &self.inner.secrets);
         let at_ms = now_ms();
         let mut st = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
         if st.truncated {
@@ -131,6 +126,32 @@ async fn flush(
     }
 }
 
+/// `text` with every secret value replaced by [`MASK`].
+fn mask(text: &str, secrets: &[String]) -> String {
+    let mut text = text.to_owned();
+    for s in secrets {
+        if text.contains(s.as_str()) {
+            text = text.replace(s.as_str(), MASK);
+        }
+    }
+    text
+}
+
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_values_are_masked_wherever_they_appear() {
+        let secrets = vec!["ghp_abc123".to_owned(), "hunter22".to_owned()];
+        assert_eq!(
+            mask("token=ghp_abc123 and again ghp_abc123, pw hunter22", &secrets),
+            "token=******** and again ********, pw ********"
+        );
+        assert_eq!(mask("nothing here", &secrets), "nothing here");
+    }
 }

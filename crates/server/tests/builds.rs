@@ -377,6 +377,8 @@ async fn hostile_builds_are_stopped_and_leave_nothing_running() {
         c.build.max_log_bytes = 64 * 1024;
         c.build.limits.max_file_bytes = 8 << 20;
         c.build.limits.max_tasks = 256;
+        c.build.limits.max_workspace_bytes = 60 << 20;
+        c.limits.max_files = 50;
     })
     .await;
     let repo = GitRepo::new();
@@ -402,6 +404,21 @@ async fn hostile_builds_are_stopped_and_leave_nothing_running() {
     let (_, b) = server.call(Method::POST, "/api/v1/projects/site/builds", None).await;
     let b = finished(&server, b["id"].as_str().unwrap()).await;
     assert_eq!(b["state"], "error", "{b}");
+
+    // Many files under the size limit fill the workspace past its limit.
+    run("for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14; do head -c 6000000 /dev/zero > fill$i.bin; done; sleep 30");
+    let (_, b) = server.call(Method::POST, "/api/v1/projects/site/builds", None).await;
+    let b = finished(&server, b["id"].as_str().unwrap()).await;
+    assert_eq!(b["state"], "error", "{b}");
+    assert!(b["error"].as_str().unwrap().contains("workspace grew"), "{b}");
+
+    // An output over the server's limits is refused by name.
+    repo.write("helix.toml", "[build]\ncommand = 'mkdir -p out && for i in $(seq 1 80); do echo $i > out/f$i.html; done'\npublish = \"out\"\n");
+    repo.commit_and_push("main", "many files");
+    let (_, b) = server.call(Method::POST, "/api/v1/projects/site/builds", None).await;
+    let b = finished(&server, b["id"].as_str().unwrap()).await;
+    assert_eq!((b["state"].as_str(), b["failed_step"].as_str()), (Some("error"), Some("publish")), "{b}");
+    assert!(b["error"].as_str().unwrap().contains("limit"), "{b}");
 
     // A fork bomb hits the process limit and then the time limit.
     let started = Instant::now();
@@ -665,4 +682,43 @@ async fn function_sources_travel_with_the_deployment_but_are_not_served() {
     assert_eq!(status, StatusCode::OK, "{gc}");
     let blob = server.data_dir.path().join("blobs/sha256").join(&hex[..2]).join(&hex);
     assert!(blob.exists(), "GC kept the function source");
+}
+
+#[tokio::test]
+async fn per_project_and_generic_hooks_build() {
+    let server = TestServer::start().await;
+    let repo = GitRepo::new();
+    let secret = link(&server, "hooked", &repo).await;
+    repo.write("index.html", "via the generic hook");
+    let sha = repo.commit_and_push("main", "generic");
+
+    // Any host: HMAC over "<timestamp>.<body>".
+    let body = json!({ "ref": "refs/heads/main", "commit": sha }).to_string();
+    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();
+    let sig = hub_signature(&secret, format!("{ts}.{body}").as_bytes());
+    let headers = [("x-helix-timestamp", ts), ("x-helix-signature-256", sig), ("x-helix-delivery", "g-1".into())];
+    let (status, queued) = hook(&server, "/hooks/git/hooked", &headers, &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    assert_eq!(queued["builds"][0]["trigger"], "git");
+    assert_eq!(finished(&server, &build_id(&queued)).await["state"], "ready");
+    server.wait_for_host("hooked.localhost", |b| b == "via the generic hook").await;
+
+    // GitHub to the project's own path: the payload's repository URL may
+    // be anything (a mirror), the path names the project.
+    repo.write("index.html", "via the project path");
+    let sha = repo.commit_and_push("main", "path");
+    let gh = github_push_body(&repo, "main", &sha)
+        .replace(&repo.url(), "https://mirror.example/me/x.git")
+        .replace(&repo.web_url(), "https://mirror.example/me/x");
+    let headers = [
+        ("x-github-event", "push".to_owned()),
+        ("x-github-delivery", "p-1".to_owned()),
+        ("x-hub-signature-256", hub_signature(&secret, gh.as_bytes())),
+    ];
+    let (status, queued) = hook(&server, "/hooks/github/hooked", &headers, &gh).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    assert_eq!(finished(&server, &build_id(&queued)).await["state"], "ready");
+    server.wait_for_host("hooked.localhost", |b| b == "via the project path").await;
+    let (status, p) = hook(&server, "/hooks/github/not-linked", &headers, &gh).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{p}");
 }
