@@ -27,19 +27,27 @@ async fn hook(server: &TestServer, path: &str, headers: &[(&str, String)], body:
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// A provider's example payload for `repo`, `branch` and `sha`; `extra`
+/// values (pull request number, action, fork) come first and win.
+fn payload(name: &str, repo: &GitRepo, branch: &str, sha: &str, extra: &[(&'static str, String)]) -> String {
+    let mut values = extra.to_vec();
+    values.extend([
+        ("CLONE_URL", repo.url()),
+        ("SSH_URL", "git@git.example.com:me/other.git".into()),
+        ("WEB_URL", repo.web_url()),
+        ("FULL_NAME", "me/my-app".into()),
+        ("FORK_FULL_NAME", "me/my-app".into()),
+        ("FORK_CLONE_URL", repo.url()),
+        ("BRANCH", branch.into()),
+        ("SHA", sha.into()),
+        ("SHORT_SHA", sha.chars().take(12).collect()),
+        ("BEFORE", "1".repeat(40)),
+    ]);
+    webhook_fixture(name, &values)
+}
+
 fn github_push_body(repo: &GitRepo, branch: &str, sha: &str) -> String {
-    webhook_fixture(
-        "github-push.json",
-        &[
-            ("CLONE_URL", repo.url()),
-            ("SSH_URL", "git@git.example.com:me/other.git".into()),
-            ("WEB_URL", repo.web_url()),
-            ("FULL_NAME", "me/my-app".into()),
-            ("BRANCH", branch.into()),
-            ("SHA", sha.into()),
-            ("BEFORE", "0".repeat(40).replacen('0', "1", 1)),
-        ],
-    )
+    payload("github-push.json", repo, branch, sha, &[])
 }
 
 async fn github_push(
@@ -194,18 +202,7 @@ async fn forged_unsigned_replayed_and_malformed_webhooks_queue_nothing() {
     }
 
     // GitLab: the token must match; Bitbucket: the HMAC.
-    let gl = webhook_fixture(
-        "gitlab-push.json",
-        &[
-            ("CLONE_URL", repo.url()),
-            ("SSH_URL", "git@git.example.com:me/x.git".into()),
-            ("WEB_URL", repo.web_url()),
-            ("FULL_NAME", "me/x".into()),
-            ("BRANCH", "main".into()),
-            ("SHA", sha.clone()),
-            ("BEFORE", "b".repeat(40)),
-        ],
-    );
+    let gl = payload("gitlab-push.json", &repo, "main", &sha, &[]);
     let (status, p) = hook(
         &server,
         "/hooks/gitlab",
@@ -246,20 +243,12 @@ async fn pull_and_merge_requests_get_their_own_previews() {
     let sha = repo.commit_and_push("topic", "pr");
 
     // GitLab merge request, signed with the token.
-    let mr = webhook_fixture(
+    let mr = payload(
         "gitlab-merge_request.json",
-        &[
-            ("CLONE_URL", repo.url()),
-            ("SSH_URL", "git@git.example.com:me/x.git".into()),
-            ("WEB_URL", repo.web_url()),
-            ("FULL_NAME", "me/x".into()),
-            ("FORK_FULL_NAME", "me/x".into()),
-            ("FORK_CLONE_URL", repo.url()),
-            ("BRANCH", "topic".into()),
-            ("SHA", sha.clone()),
-            ("NUMBER", "12".into()),
-            ("ACTION", "open".into()),
-        ],
+        &repo,
+        "topic",
+        &sha,
+        &[("NUMBER", "12".into()), ("ACTION", "open".into())],
     );
     let headers = [
         ("x-gitlab-event", "Merge Request Hook".to_owned()),
@@ -274,17 +263,7 @@ async fn pull_and_merge_requests_get_their_own_previews() {
     server.wait_for_host("deploy-preview-12--site.localhost", |body| body.contains("pr work")).await;
 
     // Bitbucket pull request: a 12-character commit hash, HMAC signed.
-    let pr = webhook_fixture(
-        "bitbucket-pullrequest.json",
-        &[
-            ("WEB_URL", repo.web_url()),
-            ("FULL_NAME", "me/x".into()),
-            ("FORK_FULL_NAME", "me/x".into()),
-            ("BRANCH", "topic".into()),
-            ("SHORT_SHA", sha[..12].to_owned()),
-            ("NUMBER", "13".into()),
-        ],
-    );
+    let pr = payload("bitbucket-pullrequest.json", &repo, "topic", &sha, &[("NUMBER", "13".into())]);
     let headers = [
         ("x-event-key", "pullrequest:created".to_owned()),
         ("x-request-uuid", "bb-1".to_owned()),
@@ -298,21 +277,13 @@ async fn pull_and_merge_requests_get_their_own_previews() {
     server.wait_for_host("deploy-preview-13--site.localhost", |body| body.contains("pr work")).await;
 
     // A GitHub pull request from a fork builds as a preview, never production.
-    let gh = webhook_fixture(
-        "github-pull_request.json",
-        &[
-            ("CLONE_URL", repo.url()),
-            ("SSH_URL", "git@git.example.com:me/x.git".into()),
-            ("WEB_URL", repo.web_url()),
-            ("FULL_NAME", "me/x".into()),
-            ("FORK_FULL_NAME", "stranger/x".into()),
-            ("FORK_CLONE_URL", "https://git.example.com/stranger/x.git".into()),
-            ("BRANCH", "topic".into()),
-            ("SHA", sha.clone()),
-            ("NUMBER", "14".into()),
-            ("ACTION", "opened".into()),
-        ],
-    );
+    let fork = [
+        ("NUMBER", "14".into()),
+        ("ACTION", "opened".into()),
+        ("FORK_FULL_NAME", "stranger/x".into()),
+        ("FORK_CLONE_URL", "https://git.example.com/stranger/x.git".into()),
+    ];
+    let gh = payload("github-pull_request.json", &repo, "topic", &sha, &fork);
     let headers = [
         ("x-github-event", "pull_request".to_owned()),
         ("x-github-delivery", "gh-pr-1".to_owned()),
@@ -721,4 +692,96 @@ async fn per_project_and_generic_hooks_build() {
     server.wait_for_host("hooked.localhost", |b| b == "via the project path").await;
     let (status, p) = hook(&server, "/hooks/github/not-linked", &headers, &gh).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{p}");
+}
+
+#[tokio::test]
+async fn private_repositories_clone_with_the_stored_token_which_is_never_shown() {
+    let server = TestServer::start().await;
+    let repo = GitRepo::new();
+    repo.write("index.html", "private content");
+    repo.commit_and_push("main", "private");
+    let token = "ghp_TopSecretToken123";
+    let host = helix_testkit::git::PrivateGitHost::start(repo.bare.parent().unwrap(), token).await;
+    let url = host.url("origin.git");
+
+    // Without the token: the fetch is refused, the build fails in `fetch`.
+    let (status, _) = server.call(Method::PUT, "/api/v1/projects/closed/link", Some(json!({ "repo": url }))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, b) = server.call(Method::POST, "/api/v1/projects/closed/builds", None).await;
+    let b = finished(&server, b["id"].as_str().unwrap()).await;
+    assert_eq!((b["state"].as_str(), b["failed_step"].as_str()), (Some("error"), Some("fetch")), "{b}");
+
+    // With it: cloned, built, served; the token appears nowhere.
+    let (status, link) = server
+        .call(Method::PUT, "/api/v1/projects/private/link", Some(json!({ "repo": url, "git_credential": token })))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{link}");
+    assert_eq!(link["has_git_credential"], true);
+    assert!(!link.to_string().contains(token));
+    let (_, b) = server.call(Method::POST, "/api/v1/projects/private/builds", None).await;
+    let id = b["id"].as_str().unwrap().to_owned();
+    let b = finished(&server, &id).await;
+    let log = log_text(&server, &id).await;
+    assert_eq!(b["state"], "ready", "{b}\n{log}");
+    server.wait_for_host("private.localhost", |body| body == "private content").await;
+    assert!(host.seen.lock().unwrap().iter().any(|h| h.starts_with("Basic ")), "the token was sent");
+    let (_, shown) = server.call(Method::GET, "/api/v1/projects/private/link", None).await;
+    for text in [log, b.to_string(), shown.to_string()] {
+        assert!(!text.contains(token), "{text}");
+    }
+    for file in ["helix.db", "helix.db-wal"] {
+        let bytes = std::fs::read(server.data_dir.path().join(file)).unwrap_or_default();
+        assert!(!bytes.windows(token.len()).any(|w| w == token.as_bytes()), "{file}: stored sealed, not in the clear");
+    }
+}
+
+#[tokio::test]
+async fn gitlab_and_bitbucket_pushes_build_their_branches() {
+    let server = TestServer::start().await;
+    let repo = GitRepo::new();
+    let secret = link(&server, "multi", &repo).await;
+    repo.write("index.html", "gitlab main");
+    let sha = repo.commit_and_push("main", "gl");
+    let body = payload("gitlab-push.json", &repo, "main", &sha, &[]);
+    let headers = [
+        ("x-gitlab-event", "Push Hook".to_owned()),
+        ("x-gitlab-token", secret.clone()),
+        ("x-gitlab-event-uuid", "gl-push-1".to_owned()),
+    ];
+    let (status, queued) = hook(&server, "/hooks/gitlab", &headers, &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    assert_eq!(queued["builds"][0]["context"]["kind"], "production");
+    assert_eq!(finished(&server, &build_id(&queued)).await["state"], "ready");
+    server.wait_for_host("multi.localhost", |b| b == "gitlab main").await;
+
+    repo.write("index.html", "bitbucket branch");
+    let sha = repo.commit_and_push("bb-work", "bb");
+    let body = payload("bitbucket-push.json", &repo, "bb-work", &sha, &[]);
+    let headers = [
+        ("x-event-key", "repo:push".to_owned()),
+        ("x-request-uuid", "bb-push-1".to_owned()),
+        ("x-hub-signature", hub_signature(&secret, body.as_bytes())),
+    ];
+    let (status, queued) = hook(&server, "/hooks/bitbucket", &headers, &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    assert_eq!(finished(&server, &build_id(&queued)).await["state"], "ready");
+    server.wait_for_host("bb-work--multi.localhost", |b| b == "bitbucket branch").await;
+    assert!(body_at(&server, "multi.localhost", "/").await.1 == "gitlab main");
+}
+
+#[tokio::test]
+async fn one_worker_runs_one_build_at_a_time() {
+    let server = TestServer::start_with(|c| c.build_workers = 1).await;
+    let repo = GitRepo::new();
+    link(&server, "serial", &repo).await;
+    repo.write("index.html", "x");
+    repo.write("helix.toml", "[build]\ncommand = \"sleep 1\"\npublish = \".\"\n");
+    repo.commit_and_push("main", "a");
+    repo.commit_and_push("other", "b");
+    let (_, a) = server.call(Method::POST, "/api/v1/projects/serial/builds", None).await;
+    let (_, b) = server.call(Method::POST, "/api/v1/projects/serial/builds", Some(json!({ "ref": "other" }))).await;
+    let a = finished(&server, a["id"].as_str().unwrap()).await;
+    let b = finished(&server, b["id"].as_str().unwrap()).await;
+    assert_eq!((a["state"].as_str(), b["state"].as_str()), (Some("ready"), Some("ready")));
+    assert!(b["started_at_ms"].as_i64() >= a["finished_at_ms"].as_i64(), "the second waited: {a}\n{b}");
 }

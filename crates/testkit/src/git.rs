@@ -144,3 +144,107 @@ pub fn webhook_fixture(name: &str, values: &[(&str, String)]) -> String {
 pub fn fixture_dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
 }
+
+/// A private git host: git's own smart-HTTP server (`git http-backend`,
+/// run as CGI per request) behind a check of `Authorization: Basic
+/// base64(user:token)`. Clones without the token get 401.
+pub struct PrivateGitHost {
+    pub addr: std::net::SocketAddr,
+    /// Authorization headers it saw, in order.
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PrivateGitHost {
+    /// Serves the bare repositories under `root` to whoever sends `token`.
+    pub async fn start(root: &Path, token: &str) -> PrivateGitHost {
+        use base64::Engine;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let expected =
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}")));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let state = (root.to_owned(), expected, seen.clone());
+        let app = axum::Router::new().fallback(cgi).with_state(std::sync::Arc::new(state));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        PrivateGitHost { addr, seen, task }
+    }
+
+    pub fn url(&self, repo: &str) -> String {
+        format!("http://{}/{repo}", self.addr)
+    }
+}
+
+impl Drop for PrivateGitHost {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type HostState = std::sync::Arc<(PathBuf, String, std::sync::Arc<std::sync::Mutex<Vec<String>>>)>;
+
+async fn cgi(
+    axum::extract::State(state): axum::extract::State<HostState>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (root, expected, seen) = &*state;
+    let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    seen.lock().unwrap().push(auth.clone());
+    if auth != *expected {
+        return (axum::http::StatusCode::UNAUTHORIZED, [("www-authenticate", "Basic realm=\"git\"")], "no")
+            .into_response();
+    }
+    let method = req.method().to_string();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let encoding = req.headers().get("content-encoding").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let protocol = req.headers().get("git-protocol").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let body = axum::body::to_bytes(req.into_body(), 64 << 20).await.unwrap_or_default();
+    let mut child = tokio::process::Command::new("git")
+        .arg("http-backend")
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("GIT_PROJECT_ROOT", root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("REQUEST_METHOD", method)
+        .env("PATH_INFO", path)
+        .env("QUERY_STRING", query)
+        .env("CONTENT_TYPE", content_type)
+        .env("HTTP_CONTENT_ENCODING", encoding)
+        .env("GIT_PROTOCOL", protocol)
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("REMOTE_USER", "x-access-token")
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, &body).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    // A CGI answer: headers, a blank line, the body.
+    let split = out.stdout.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, 4));
+    let split = split.or_else(|| out.stdout.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
+    let Some((at, sep)) = split else {
+        return (axum::http::StatusCode::BAD_GATEWAY, "bad CGI answer").into_response();
+    };
+    let mut resp = axum::response::Response::new(axum::body::Body::from(out.stdout[at + sep..].to_vec()));
+    for line in String::from_utf8_lossy(&out.stdout[..at]).lines() {
+        let Some((name, value)) = line.split_once(':') else { continue };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("status") {
+            let code = value.split_whitespace().next().and_then(|c| c.parse().ok()).unwrap_or(500);
+            *resp.status_mut() = axum::http::StatusCode::from_u16(code).unwrap();
+        } else if let (Ok(n), Ok(v)) =
+            (axum::http::HeaderName::from_bytes(name.as_bytes()), axum::http::HeaderValue::from_str(value))
+        {
+            resp.headers_mut().insert(n, v);
+        }
+    }
+    resp
+}
