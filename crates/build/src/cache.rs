@@ -62,17 +62,38 @@ impl ProjectCache {
     }
 
     /// Moves a kept framework cache into the workspace at `rel` (under
-    /// `base`).
-    pub fn restore_framework(&self, rel: &str, base: &Path) -> bool {
+    /// `base`); directories it creates on the way go to `owner`.
+    pub fn restore_framework(&self, rel: &str, base: &Path, owner: Option<u32>) -> bool {
         let kept = self.framework_dir(rel);
         let dest = base.join(rel);
         if dest.exists() || !kept.exists() {
             return false;
         }
-        if let Some(parent) = dest.parent() {
-            let _ = std::fs::create_dir_all(parent);
+        let mut missing = Vec::new();
+        let mut dir = dest.parent();
+        while let Some(d) = dir.filter(|d| !d.exists()) {
+            missing.push(d.to_owned());
+            dir = d.parent();
+        }
+        for d in missing.iter().rev() {
+            if std::fs::create_dir(d).is_err() {
+                return false;
+            }
+            if let Some(uid) = owner {
+                let _ = std::os::unix::fs::lchown(d, Some(uid), Some(uid));
+            }
         }
         std::fs::rename(&kept, &dest).is_ok()
+    }
+
+    /// Clears the download caches when they hold over `max_bytes`;
+    /// whether it did.
+    pub fn trim(&self, max_bytes: u64) -> bool {
+        if crate::sandbox::disk_usage(&self.home()) <= max_bytes {
+            return false;
+        }
+        let _ = std::fs::remove_dir_all(self.home());
+        std::fs::create_dir_all(self.home()).is_ok()
     }
 
     pub fn save_framework(&self, rel: &str, base: &Path) {
@@ -122,7 +143,8 @@ mod tests {
         std::fs::create_dir_all(base.join(".next/cache/images")).unwrap();
         cache.save_framework(".next/cache", &base);
         assert!(!base.join(".next/cache").exists());
-        assert!(cache.restore_framework(".next/cache", &base));
+        std::fs::remove_dir_all(base.join(".next")).unwrap();
+        assert!(cache.restore_framework(".next/cache", &base, None));
         assert!(base.join(".next/cache/images").is_dir());
     }
 }

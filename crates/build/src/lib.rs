@@ -11,6 +11,7 @@
 //! sees them.
 
 pub mod cache;
+pub mod confine;
 pub mod log;
 pub mod plan;
 pub mod sandbox;
@@ -41,8 +42,9 @@ pub trait BuildHost: Send + Sync + 'static {
         total_bytes: u64,
         truncated: bool,
     ) -> BoxFuture<'a, anyhow::Result<()>>;
-    /// Drops the log of an earlier attempt.
-    fn clear_log<'a>(&'a self, build: &'a BuildId) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// The sequence number of the build's last stored log line (an earlier
+    /// attempt's), 0 for none: a new attempt's lines follow it.
+    fn log_end<'a>(&'a self, build: &'a BuildId) -> BoxFuture<'a, anyhow::Result<i64>>;
     /// Records the exact commit and what was detected.
     fn note<'a>(
         &'a self,
@@ -103,7 +105,20 @@ pub fn spawn_workers(
 async fn worker(settings: Arc<WorkerSettings>, queue: Arc<dyn JobQueue>, host: Arc<dyn BuildHost>) {
     loop {
         match queue.claim().await {
-            Ok(Some(claimed)) => run_job(&settings, &queue, &host, claimed).await,
+            Ok(Some(claimed)) => {
+                let (build, attempt) = (claimed.job.build.clone(), claimed.attempt);
+                // A panic in one build must not take the worker (or the
+                // build's state) with it.
+                // And when the worker is stopped, its build stops with it.
+                let mut run =
+                    AbortOnDrop(tokio::spawn(run_job(settings.clone(), queue.clone(), host.clone(), claimed)));
+                if let Err(e) = (&mut run.0).await
+                    && e.is_panic()
+                {
+                    tracing::error!(%build, "build worker panicked");
+                    let _ = queue.retry(&build, attempt, "the build worker crashed").await;
+                }
+            }
             Ok(None) => queue.wait().await,
             Err(e) => {
                 tracing::warn!(error = %e, "build queue unavailable");
@@ -112,6 +127,18 @@ async fn worker(settings: Arc<WorkerSettings>, queue: Arc<dyn JobQueue>, host: A
         }
     }
 }
+
+/// Aborts a task when dropped (also when the owner unwinds).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Heartbeats that fail in a row before a worker assumes it lost its lease.
+const MAX_MISSED_HEARTBEATS: u32 = 3;
 
 /// Why a build did not produce a deployment.
 enum Failure {
@@ -132,51 +159,65 @@ impl Failure {
     }
 }
 
-async fn run_job(settings: &WorkerSettings, queue: &Arc<dyn JobQueue>, host: &Arc<dyn BuildHost>, claimed: ClaimedJob) {
+async fn run_job(
+    settings: Arc<WorkerSettings>,
+    queue: Arc<dyn JobQueue>,
+    host: Arc<dyn BuildHost>,
+    claimed: ClaimedJob,
+) {
+    let settings = &*settings;
     let ClaimedJob { job, attempt } = claimed;
     let build = job.build.clone();
     tracing::info!(%build, project = %job.project, attempt, "build started");
-    if attempt > 1
-        && let Err(e) = host.clear_log(&build).await
-    {
-        tracing::warn!(%build, error = %e, "could not clear the earlier attempt's log");
-    }
-    let credential = if job.context.trusted() {
-        match host.git_credential(job.project.as_str()).await {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = queue.retry(&build, &format!("reading the project's git credential: {e}")).await;
-                return;
-            }
+    let prepared = async {
+        let credential = if job.context.trusted() { host.git_credential(job.project.as_str()).await? } else { None };
+        let after_seq = host.log_end(&build).await?;
+        anyhow::Ok((credential, after_seq))
+    };
+    let (credential, after_seq) = match prepared.await {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = queue.retry(&build, attempt, &format!("preparing the build: {e}")).await;
+            return;
         }
-    } else {
-        None
     };
     let secrets: Vec<String> = credential.iter().cloned().collect();
-    let (log, flusher) = LogSink::open(host.clone(), build.clone(), secrets, settings.max_log_bytes);
+    let (log, flusher) = LogSink::open(host.clone(), build.clone(), secrets, settings.max_log_bytes, after_seq);
 
+    // Renew the lease; stop when the build is canceled, superseded or taken
+    // over, or when the lease cannot be renewed for a while.
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let heartbeat = {
+    let _heartbeat = {
         let queue = queue.clone();
         let build = build.clone();
         let every = settings.heartbeat;
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
+            let mut missed = 0;
             loop {
                 tokio::time::sleep(every).await;
-                if let Ok(JobStatus::Canceled) = queue.heartbeat(&build).await {
-                    let _ = cancel_tx.send(true);
-                    return;
+                match queue.heartbeat(&build, attempt).await {
+                    Ok(JobStatus::Wanted) => missed = 0,
+                    Ok(JobStatus::Canceled) => break,
+                    Err(e) => {
+                        missed += 1;
+                        tracing::warn!(%build, error = %e, missed, "could not renew the build's lease");
+                        if missed >= MAX_MISSED_HEARTBEATS {
+                            break;
+                        }
+                    }
                 }
             }
-        })
+            let _ = cancel_tx.send(true);
+        }))
     };
 
-    let workspace = settings.work_dir.join(build.as_str());
+    // One directory per attempt: a stale attempt never shares it.
+    let workspace = settings.work_dir.join(format!("{build}-{attempt}"));
     let deadline = Instant::now() + settings.timeout;
     let started = std::time::Instant::now();
     let result =
-        execute(settings, host, &job, attempt, credential.as_deref(), &workspace, deadline, cancel_rx, &log).await;
-    heartbeat.abort();
+        execute(settings, &host, &job, attempt, credential.as_deref(), &workspace, deadline, cancel_rx, &log).await;
+    drop(_heartbeat);
     match &result {
         Ok(id) => log.line(&format!(
             "done in {:.1} s: deployment {id} at {}",
@@ -187,10 +228,15 @@ async fn run_job(settings: &WorkerSettings, queue: &Arc<dyn JobQueue>, host: &Ar
         Err(Failure::Infra(message)) => log.line(&format!("infrastructure failure (will retry): {message}")),
         Err(Failure::Canceled) => log.line("canceled"),
     }
+    let masked = |message: String| log.mask(&message);
+    let result = result.map_err(|f| match f {
+        Failure::Build { step, message, exit_status } => Failure::Build { step, message: masked(message), exit_status },
+        Failure::Infra(message) => Failure::Infra(masked(message)),
+        Failure::Canceled => Failure::Canceled,
+    });
     drop(log);
     flusher.close().await;
     let _ = tokio::fs::remove_dir_all(&workspace).await;
-    let _ = tokio::fs::remove_dir_all(workspace.with_extension("git-home")).await;
 
     let outcome = match result {
         Ok(deployment) => BuildOutcome {
@@ -209,7 +255,7 @@ async fn run_job(settings: &WorkerSettings, queue: &Arc<dyn JobQueue>, host: &Ar
         },
         Err(Failure::Infra(message)) => {
             tracing::warn!(%build, error = %message, "build hit an infrastructure failure");
-            if let Err(e) = queue.retry(&build, &message).await {
+            if let Err(e) = queue.retry(&build, attempt, &message).await {
                 tracing::error!(%build, error = %e, "could not put the build back on the queue");
             }
             return;
@@ -217,7 +263,7 @@ async fn run_job(settings: &WorkerSettings, queue: &Arc<dyn JobQueue>, host: &Ar
         Err(Failure::Canceled) => return,
     };
     tracing::info!(%build, state = outcome.state.as_str(), "build finished");
-    if let Err(e) = queue.complete(&build, &outcome).await {
+    if let Err(e) = queue.complete(&build, attempt, &outcome).await {
         tracing::error!(%build, error = %e, "could not record the build's end");
     }
 }
@@ -245,12 +291,21 @@ async fn execute(
     let _ = tokio::fs::remove_dir_all(workspace).await;
     let src = workspace.join("src");
 
-    // Fetch.
-    let commit =
-        source::fetch(&job.repo, &job.git_ref, job.commit.as_deref(), credential, &src, deadline, log).await.map_err(
-            |e| if e.is_transient() { Failure::Infra(e.to_string()) } else { Failure::build("fetch", e.to_string()) },
-        )?;
+    // Fetch. A push builds only the branch's tip: a replayed old delivery
+    // must not roll a branch (or production) back.
+    let fetch = source::Fetch {
+        repo: &job.repo,
+        git_ref: &job.git_ref,
+        commit: job.commit.as_deref(),
+        must_be_tip: !matches!(job.context, BuildContext::PullRequest { .. }),
+        credential,
+    };
+    let commit = source::fetch(&fetch, &src, deadline, log).await.map_err(|e| {
+        if e.is_transient() { Failure::Infra(e.to_string()) } else { Failure::build("fetch", e.to_string()) }
+    })?;
     log.line(&format!("checked out {commit}"));
+    // Nothing the host reads on the build's behalf may lead out of it.
+    confine::no_escaping_symlinks(&src).map_err(|e| Failure::build("fetch", e))?;
     if let Err(e) = host.note(&job.build, Some(&commit), None).await {
         return Err(Failure::Infra(format!("recording the commit: {e}")));
     }
@@ -269,8 +324,14 @@ async fn execute(
         return Err(Failure::Infra(format!("recording the plan: {e}")));
     }
 
-    let cache = ProjectCache::open(&settings.cache_dir, job.project.as_str())
+    // A fork's pull request gets a cache of its own that dies with it: it
+    // must not plant dependencies a production build would restore.
+    let cache_root = if job.context.trusted() { settings.cache_dir.clone() } else { workspace.join("cache") };
+    let cache = ProjectCache::open(&cache_root, job.project.as_str())
         .map_err(|e| Failure::Infra(format!("opening the build cache: {e}")))?;
+    if cache.trim(settings.limits.max_workspace_bytes / 2) {
+        log.line("the project's download cache was over half the disk limit: cleared");
+    }
     own_for_sandbox(workspace, true).map_err(|e| Failure::Infra(format!("preparing the workspace: {e}")))?;
     own_for_sandbox(&cache.home(), false).map_err(|e| Failure::Infra(format!("preparing the cache: {e}")))?;
     let env = environment(job, &plan, &host.deploy_url(job), &commit);
@@ -306,7 +367,8 @@ async fn execute(
             installed = true;
         }
     }
-    let restored: Vec<&str> = plan.caches.iter().copied().filter(|rel| cache.restore_framework(rel, &base)).collect();
+    let restored: Vec<&str> =
+        plan.caches.iter().copied().filter(|rel| cache.restore_framework(rel, &base, sandbox_owner())).collect();
     if !restored.is_empty() {
         log.line(&format!("restored framework caches: {}", restored.join(", ")));
     }
@@ -326,17 +388,31 @@ async fn execute(
         }
         None => Ok(()),
     };
-    if installed && let Some(key) = &deps_key {
+    // The step may have left symlinks anywhere: every path the host now
+    // moves or reads is checked to stay inside the source tree.
+    if installed
+        && let Some(key) = &deps_key
+        && confine::inside(&src, &deps_dir).is_ok()
+    {
         cache.save_deps(key, &deps_dir);
     }
     for rel in &plan.caches {
-        cache.save_framework(rel, &base);
+        if confine::inside(&src, &base.join(rel)).is_ok() {
+            cache.save_framework(rel, &base);
+        }
     }
     built?;
 
     // Publish.
     let publish = base.join(&plan.publish);
-    check_output(workspace, &publish).map_err(|m| Failure::build("publish", m))?;
+    check_output(&src, &publish).map_err(|m| Failure::build("publish", m))?;
+    let read_too = helix_config::ROOT_CONFIG_FILES.iter().map(|name| base.join(name));
+    for path in read_too.chain(plan.functions.iter().map(|f| base.join(f))) {
+        confine::inside(&src, &path).map_err(|m| Failure::build("publish", m))?;
+    }
+    if *cancel.borrow() {
+        return Err(Failure::Canceled);
+    }
     log.line(&format!("deploying {}", shown(&plan.base.join(&plan.publish))));
     let api = host.api();
     let args = helix_client::deploy::DeployArgs {
@@ -455,25 +531,25 @@ fn environment(job: &BuildJob, plan: &Plan, deploy_url: &str, commit: &str) -> V
     env
 }
 
-/// The output must be a directory inside the workspace (a symlink out of
-/// it is refused here; the deploy scan refuses symlinks inside it that
+/// The output must be a directory inside the source tree (reached through
+/// no symlink out of it; the deploy scan refuses symlinks inside it that
 /// leave it).
-fn check_output(workspace: &Path, publish: &Path) -> Result<(), String> {
-    let shown = publish.strip_prefix(workspace.join("src")).unwrap_or(publish).display().to_string();
-    let meta = std::fs::symlink_metadata(publish)
+fn check_output(src: &Path, publish: &Path) -> Result<(), String> {
+    let shown = publish.strip_prefix(src).unwrap_or(publish).display().to_string();
+    std::fs::symlink_metadata(publish)
         .map_err(|_| format!("the publish directory {shown} does not exist after the build"))?;
-    if meta.file_type().is_symlink() {
-        let target =
-            publish.canonicalize().map_err(|_| format!("the publish directory {shown} is a broken symlink"))?;
-        let root = workspace.canonicalize().map_err(|e| e.to_string())?;
-        if !target.starts_with(&root) {
-            return Err(format!("the publish directory {shown} is a symlink out of the workspace"));
-        }
-    }
+    confine::inside(src, publish)?;
     if !publish.is_dir() {
         return Err(format!("the publish directory {shown} is not a directory"));
     }
     Ok(())
+}
+
+/// Who owns what the host creates in the workspace: `nobody` when the
+/// server is root (the sandbox runs as it), else nobody needs changing.
+fn sandbox_owner() -> Option<u32> {
+    let me = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m)).ok()?;
+    (me == 0).then_some(sandbox::NOBODY)
 }
 
 /// A path relative to the repository root, `.` for the root itself.

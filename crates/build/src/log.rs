@@ -44,12 +44,19 @@ pub struct Flusher {
 }
 
 impl LogSink {
-    /// A log for `build` of at most `max_bytes`, masking `secrets`.
-    pub fn open(host: Arc<dyn BuildHost>, build: BuildId, secrets: Vec<String>, max_bytes: u64) -> (LogSink, Flusher) {
+    /// A log for `build` of at most `max_bytes`, masking `secrets`, whose
+    /// lines follow line `after_seq` (an earlier attempt's last).
+    pub fn open(
+        host: Arc<dyn BuildHost>,
+        build: BuildId,
+        secrets: Vec<String>,
+        max_bytes: u64,
+        after_seq: i64,
+    ) -> (LogSink, Flusher) {
         let (tx, rx) = mpsc::unbounded_channel();
         let sink = LogSink {
             inner: Arc::new(Inner {
-                state: Arc::new(Mutex::new(State { seq: 0, bytes: 0, truncated: false })),
+                state: Arc::new(Mutex::new(State { seq: after_seq, bytes: 0, truncated: false })),
                 tx,
                 // Short values would mask ordinary words.
                 secrets: secrets.into_iter().filter(|s| s.len() >= 4).collect(),
@@ -59,6 +66,12 @@ impl LogSink {
         let state = sink.inner.state.clone();
         let task = tokio::spawn(flush(host, build, rx, state));
         (sink, Flusher { task })
+    }
+
+    /// `text` with the secret values masked, for messages that leave the
+    /// build by another way than the log (its error).
+    pub fn mask(&self, text: &str) -> String {
+        mask(text, &self.inner.secrets)
     }
 
     /// Whether the log is full: further lines are dropped.

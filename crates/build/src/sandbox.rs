@@ -108,11 +108,11 @@ pub async fn run(
             () = tokio::time::sleep_until(deadline) => break StepEnd::Killed("the build ran past its time limit".into()),
             () = canceled(&mut cancel) => break StepEnd::Canceled,
             _ = disk_check.tick() => {
-                let root = step.workspace.to_owned();
-                let used = tokio::task::spawn_blocking(move || disk_usage(&root)).await.unwrap_or(0);
+                let (root, cache) = (step.workspace.to_owned(), step.cache.to_owned());
+                let used = tokio::task::spawn_blocking(move || disk_usage(&root) + disk_usage(&cache)).await.unwrap_or(0);
                 if used > limits.max_workspace_bytes {
                     break StepEnd::Killed(format!(
-                        "the workspace grew to {used} bytes, over the limit of {} bytes",
+                        "the workspace grew to {used} bytes with the cache, over the limit of {} bytes",
                         limits.max_workspace_bytes
                     ));
                 }

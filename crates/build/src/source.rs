@@ -24,6 +24,11 @@ pub enum FetchError {
     Git { step: &'static str, status: i32, detail: String },
     #[error("commit {want} is not the tip of {git_ref} any more (it is {got}), and git cannot fetch it by id")]
     Moved { want: String, git_ref: String, got: String },
+    #[error(
+        "commit {commit} is no longer the tip of {git_ref} (the tip is {tip:?}): a newer push builds that, \
+         and an old delivery must not roll the branch back"
+    )]
+    NotTip { commit: String, git_ref: String, tip: String },
     #[error("fetching the source ran past the build's time limit")]
     Timeout,
     #[error("running git: {0}")]
@@ -42,22 +47,28 @@ impl FetchError {
                     .any(|s| d.contains(s))
             }
             FetchError::Io(_) => true,
-            FetchError::Moved { .. } | FetchError::Timeout => false,
+            FetchError::Moved { .. } | FetchError::NotTip { .. } | FetchError::Timeout => false,
         }
     }
 }
 
-/// Fetches `repo` at `commit` (or the tip of `git_ref`) into `dest`, a new
+/// What to fetch.
+pub struct Fetch<'a> {
+    pub repo: &'a str,
+    pub git_ref: &'a str,
+    /// The exact commit (full or a prefix), when the trigger named one.
+    pub commit: Option<&'a str>,
+    /// Refuse a commit that is no longer the tip of `git_ref` (pushes: a
+    /// replayed old delivery must not roll the branch back).
+    pub must_be_tip: bool,
+    /// A token or an SSH deploy key.
+    pub credential: Option<&'a str>,
+}
+
+/// Fetches the commit (or the tip of the ref) into `dest`, a new
 /// directory. Returns the full commit id checked out.
-pub async fn fetch(
-    repo: &str,
-    git_ref: &str,
-    commit: Option<&str>,
-    credential: Option<&str>,
-    dest: &Path,
-    deadline: Instant,
-    log: &LogSink,
-) -> Result<String, FetchError> {
+pub async fn fetch(what: &Fetch<'_>, dest: &Path, deadline: Instant, log: &LogSink) -> Result<String, FetchError> {
+    let Fetch { repo, git_ref, commit, must_be_tip, credential } = *what;
     std::fs::create_dir_all(dest)?;
     let scratch = dest.with_extension("git-home");
     std::fs::create_dir_all(&scratch)?;
@@ -111,6 +122,13 @@ pub async fn fetch(
         && !head.starts_with(&want.to_ascii_lowercase())
     {
         return Err(FetchError::Moved { want: want.to_owned(), git_ref: git_ref.to_owned(), got: head });
+    }
+    if must_be_tip && by_id {
+        let remote = git.output("ls-remote", &["ls-remote", "origin", &format!("refs/heads/{git_ref}")]).await?;
+        let tip = remote.split_whitespace().next().unwrap_or_default();
+        if tip != head {
+            return Err(FetchError::NotTip { commit: head, git_ref: git_ref.to_owned(), tip: tip.to_owned() });
+        }
     }
     let _ = std::fs::remove_dir_all(&scratch);
     let _ = std::fs::remove_dir_all(dest.join(".git"));

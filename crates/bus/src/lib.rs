@@ -42,13 +42,19 @@ pub enum JobStatus {
 pub trait JobQueue: Send + Sync + 'static {
     /// The oldest job no one holds, now held by the caller.
     fn claim(&self) -> BoxFuture<'_, Result<Option<ClaimedJob>, BusError>>;
-    /// Renews the caller's lease and says whether to go on.
-    fn heartbeat<'a>(&'a self, build: &'a BuildId) -> BoxFuture<'a, Result<JobStatus, BusError>>;
-    /// The job is done, as `outcome` says.
-    fn complete<'a>(&'a self, build: &'a BuildId, outcome: &'a BuildOutcome) -> BoxFuture<'a, Result<(), BusError>>;
-    /// Puts the job back after an infrastructure failure; false when it has
-    /// had its attempts and failed for good.
-    fn retry<'a>(&'a self, build: &'a BuildId, error: &'a str) -> BoxFuture<'a, Result<bool, BusError>>;
+    /// Renews the caller's lease on `attempt` and says whether to go on
+    /// (an attempt taken over by another worker is `Canceled` for this one).
+    fn heartbeat<'a>(&'a self, build: &'a BuildId, attempt: u32) -> BoxFuture<'a, Result<JobStatus, BusError>>;
+    /// Attempt `attempt` is done, as `outcome` says.
+    fn complete<'a>(
+        &'a self,
+        build: &'a BuildId,
+        attempt: u32,
+        outcome: &'a BuildOutcome,
+    ) -> BoxFuture<'a, Result<(), BusError>>;
+    /// Puts the job back after an infrastructure failure in `attempt`;
+    /// false when it has had its attempts and failed for good.
+    fn retry<'a>(&'a self, build: &'a BuildId, attempt: u32, error: &'a str) -> BoxFuture<'a, Result<bool, BusError>>;
     /// Resolves when new jobs may be waiting (or after a while).
     fn wait(&self) -> BoxFuture<'_, ()>;
 }

@@ -38,6 +38,13 @@ impl ControlPlane {
                 req.repo.chars().take(200).collect::<String>()
             ))
         })?;
+        if has_password(&req.repo) {
+            return Err(ApiError::BadRequest(
+                "the repository URL carries a password or token: give it as the git credential \
+                 (helix projects link --git-token-env VAR), which is stored sealed"
+                    .into(),
+            ));
+        }
         let branch = req.production_branch.as_deref().unwrap_or("main");
         if !is_branch_name(branch) {
             return Err(ApiError::BadRequest(format!("production branch {branch:?} is not a valid branch name")));
@@ -288,4 +295,11 @@ impl ControlPlane {
         });
         Ok(Sse::new(futures_util::StreamExt::flatten(stream)).keep_alive(KeepAlive::default()))
     }
+}
+
+/// Whether `url` is `scheme://user:password@host/…`.
+fn has_password(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else { return false };
+    let authority = rest.split('/').next().unwrap_or_default();
+    authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'))
 }

@@ -389,14 +389,15 @@ fn validate_options(req: &CreateDeployment) -> Result<DeployOptions, ApiError> {
     };
     if let Some(alias) = &req.alias {
         let label = !alias.is_empty()
-            && alias.len() <= 50
+            && alias.len() <= helix_core::hosts::MAX_ALIAS_LEN
             && alias.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !alias.starts_with('-')
             && !alias.ends_with('-')
             && !alias.contains("--");
         if !label {
             return Err(ApiError::BadRequest(format!(
-                "alias {alias:?} must be 1-50 lowercase letters, digits and single hyphens"
+                "alias {alias:?} must be 1-{} lowercase letters, digits and single hyphens",
+                helix_core::hosts::MAX_ALIAS_LEN
             )));
         }
     }

@@ -28,7 +28,7 @@ use crate::problem::ApiError;
 use crate::routes::Cp;
 
 /// How far a generic hook's timestamp may be from now.
-const GENERIC_MAX_SKEW_SECS: i64 = 300;
+const GENERIC_MAX_SKEW_SECS: u64 = 300;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Provider {
@@ -196,9 +196,16 @@ async fn receive(
             context,
         });
     }
+    // A delivery id is the provider's; one sent to a project's own path is
+    // only that project's (a sender cannot silence another project's
+    // deliveries by reusing an id).
     let delivery = delivery_id(provider, headers);
+    let scope = match project {
+        Some(p) => format!("{}/{p}", provider.name()),
+        None => provider.name().to_owned(),
+    };
     let (builds, duplicate) =
-        cp.queue_builds(provider.name(), delivery.as_deref().map(|d| (provider.name(), d)), requests).await?;
+        cp.queue_builds(provider.name(), delivery.as_deref().map(|d| (scope.as_str(), d)), requests).await?;
     let (status, message) = if duplicate {
         (StatusCode::OK, "delivery seen before: nothing new queued".to_owned())
     } else {
@@ -402,7 +409,8 @@ fn verify(provider: Provider, headers: &HeaderMap, body: &[u8], secret: &str) ->
         Provider::GitLab => header("x-gitlab-token").is_some_and(|t| constant_time_eq(t.as_bytes(), secret.as_bytes())),
         Provider::Generic => {
             let Some(ts) = header("x-helix-timestamp") else { return false };
-            let fresh = ts.parse::<i64>().is_ok_and(|t| (crate::now_ms() / 1000 - t).abs() <= GENERIC_MAX_SKEW_SECS);
+            let now = crate::now_ms() / 1000;
+            let fresh = ts.parse::<i64>().is_ok_and(|t| now.abs_diff(t) <= GENERIC_MAX_SKEW_SECS);
             fresh
                 && header("x-helix-signature-256")
                     .is_some_and(|sig| hmac_matches(secret, &[ts.as_bytes(), b".", body], sig))

@@ -17,10 +17,14 @@ pub fn alias_host(alias: &str, project: &ProjectName, base: &str) -> String {
     format!("{alias}--{project}.{base}")
 }
 
+/// Longest alias: a DNS label's 63 characters leave room for `--` and a
+/// short project name.
+pub const MAX_ALIAS_LEN: usize = 50;
+
 /// The alias of a branch: its name slugified so that `<alias>--<project>`
 /// stays one DNS label (at most 63 characters, no `--` inside the alias).
 pub fn branch_alias(branch: &str, project: &ProjectName) -> String {
-    let room = 63usize.saturating_sub(project.as_str().len() + 2).max(1);
+    let room = 63usize.saturating_sub(project.as_str().len() + 2).clamp(1, MAX_ALIAS_LEN);
     let mut out = String::new();
     for c in branch.chars().flat_map(char::to_lowercase) {
         if c.is_ascii_alphanumeric() {
@@ -75,7 +79,9 @@ mod tests {
         let p = ProjectName::parse("my-app").unwrap();
         assert_eq!(branch_alias("feature/x--y", &p), "feature-x-y");
         let long = "b".repeat(100);
-        assert_eq!(format!("{}--my-app", branch_alias(&long, &p)).len(), 63);
+        assert_eq!(branch_alias(&long, &p).len(), MAX_ALIAS_LEN);
+        let long_project = ProjectName::parse(&"p".repeat(40)).unwrap();
+        assert_eq!(format!("{}--{long_project}", branch_alias(&long, &long_project)).len(), 63);
         assert_eq!(branch_alias("///", &p), "branch");
     }
 }

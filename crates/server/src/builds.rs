@@ -45,7 +45,8 @@ impl JobQueue for StoreQueue {
     fn claim(&self) -> BoxFuture<'_, Result<Option<ClaimedJob>, BusError>> {
         Box::pin(async move {
             let lease = self.settings.lease.as_millis() as i64;
-            let Some((id, json, attempt)) = self.store.claim_build(lease, now_ms()).await.map_err(backend)? else {
+            let max = self.settings.max_attempts;
+            let Some((id, json, attempt)) = self.store.claim_build(lease, max, now_ms()).await.map_err(backend)? else {
                 return Ok(None);
             };
             match serde_json::from_str::<BuildJob>(&json) {
@@ -62,22 +63,27 @@ impl JobQueue for StoreQueue {
                         exit_status: None,
                         now_ms: now_ms(),
                     };
-                    self.store.finish_build(&id, end).await.map_err(backend)?;
+                    self.store.finish_build(&id, attempt, end).await.map_err(backend)?;
                     Ok(None)
                 }
             }
         })
     }
 
-    fn heartbeat<'a>(&'a self, build: &'a BuildId) -> BoxFuture<'a, Result<JobStatus, BusError>> {
+    fn heartbeat<'a>(&'a self, build: &'a BuildId, attempt: u32) -> BoxFuture<'a, Result<JobStatus, BusError>> {
         Box::pin(async move {
             let until = now_ms() + self.settings.lease.as_millis() as i64;
-            let state = self.store.extend_build_lease(build.as_str(), until).await.map_err(backend)?;
-            Ok(if state == Some(BuildState::Building) { JobStatus::Wanted } else { JobStatus::Canceled })
+            let held = self.store.extend_build_lease(build.as_str(), attempt as i64, until).await.map_err(backend)?;
+            Ok(if held { JobStatus::Wanted } else { JobStatus::Canceled })
         })
     }
 
-    fn complete<'a>(&'a self, build: &'a BuildId, outcome: &'a BuildOutcome) -> BoxFuture<'a, Result<(), BusError>> {
+    fn complete<'a>(
+        &'a self,
+        build: &'a BuildId,
+        attempt: u32,
+        outcome: &'a BuildOutcome,
+    ) -> BoxFuture<'a, Result<(), BusError>> {
         Box::pin(async move {
             let end = BuildEnd {
                 state: outcome.state,
@@ -87,15 +93,15 @@ impl JobQueue for StoreQueue {
                 exit_status: outcome.exit_status,
                 now_ms: now_ms(),
             };
-            self.store.finish_build(build.as_str(), end).await.map_err(backend)
+            self.store.finish_build(build.as_str(), attempt as i64, end).await.map_err(backend)
         })
     }
 
-    fn retry<'a>(&'a self, build: &'a BuildId, error: &'a str) -> BoxFuture<'a, Result<bool, BusError>> {
+    fn retry<'a>(&'a self, build: &'a BuildId, attempt: u32, error: &'a str) -> BoxFuture<'a, Result<bool, BusError>> {
         Box::pin(async move {
             let again = self
                 .store
-                .requeue_build(build.as_str(), error, self.settings.max_attempts, now_ms())
+                .requeue_build(build.as_str(), attempt as i64, error, self.settings.max_attempts, now_ms())
                 .await
                 .map_err(backend)?;
             self.wake.notify_waiters();
@@ -134,8 +140,8 @@ impl BuildHost for Host {
         })
     }
 
-    fn clear_log<'a>(&'a self, build: &'a BuildId) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async move { Ok(self.store.clear_build_log(build.as_str()).await?) })
+    fn log_end<'a>(&'a self, build: &'a BuildId) -> BoxFuture<'a, anyhow::Result<i64>> {
+        Box::pin(async move { Ok(self.store.build_log_end(build.as_str()).await?) })
     }
 
     fn note<'a>(

@@ -122,6 +122,7 @@ async fn pushes_build_production_and_branch_previews_and_redelivery_is_idempoten
     let (_, list) = server.call(Method::GET, "/api/v1/projects/site/builds", None).await;
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
 
+    let sha_v1 = sha.clone();
     // Another branch: its own preview; production unchanged.
     repo.write("index.html", "<h1>feature</h1>");
     let sha = repo.commit_and_push("feature/New-Look", "feature");
@@ -143,6 +144,20 @@ async fn pushes_build_production_and_branch_previews_and_redelivery_is_idempoten
     let (status, ignored) = hook(&server, "/hooks/github", &headers, &body).await;
     assert_eq!(status, StatusCode::OK, "{ignored}");
     assert!(ignored["message"].as_str().unwrap().starts_with("ignored"), "{ignored}");
+
+    // A replayed old push (a new delivery id, the old body and signature
+    // still valid) must not roll production back.
+    repo.write("index.html", "<h1>v2</h1>");
+    let v2 = repo.commit_and_push("main", "v2");
+    let (_, queued) = github_push(&server, &repo, &secret, "main", &v2, "delivery-4").await;
+    assert_eq!(finished(&server, &build_id(&queued)).await["state"], "ready");
+    server.wait_for_host("site.localhost", |body| body.contains("v2")).await;
+    let (status, replay) = github_push(&server, &repo, &secret, "main", &sha_v1, "delivery-replayed").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{replay}");
+    let b = finished(&server, &build_id(&replay)).await;
+    assert_eq!((b["state"].as_str(), b["failed_step"].as_str()), (Some("error"), Some("fetch")), "{b}");
+    assert!(b["error"].as_str().unwrap().contains("no longer the tip"), "{b}");
+    assert!(body_at(&server, "site.localhost", "/").await.1.contains("v2"), "production stays on v2");
 }
 
 #[tokio::test]
@@ -328,7 +343,7 @@ async fn a_failing_build_records_its_step_and_leaves_production_alone() {
     for (toml, says) in [
         ("[build]\ncommand = \"true\"\npublish = \"missing\"\n", "does not exist"),
         ("[build]\ncommand = \"mkdir -p out && ln -s /etc/passwd out/pw\"\npublish = \"out\"\n", "outside"),
-        ("[build]\ncommand = \"ln -s /etc out\"\npublish = \"out\"\n", "out of the workspace"),
+        ("[build]\ncommand = \"ln -s /etc out\"\npublish = \"out\"\n", "outside the build"),
         ("[build]\npublish = \"../x\"\ncommand = \"true\"\n", "inside the repository"),
     ] {
         repo.write("helix.toml", toml);
@@ -339,6 +354,28 @@ async fn a_failing_build_records_its_step_and_leaves_production_alone() {
         assert!(b["error"].as_str().unwrap().contains(says), "{toml}: {b}");
     }
     assert_eq!(body_at(&server, "site.localhost", "/").await.1, "good");
+
+    // A repository whose symlink leads out of it is refused before the
+    // host reads anything through it.
+    repo.write("helix.toml", "[build]\nbase = \"root\"\npublish = \"etc\"\n");
+    std::os::unix::fs::symlink("/", repo.work.join("root")).unwrap();
+    repo.commit_and_push("main", "escape");
+    let (_, b) = server.call(Method::POST, "/api/v1/projects/site/builds", None).await;
+    let b = finished(&server, b["id"].as_str().unwrap()).await;
+    assert_eq!((b["state"].as_str(), b["failed_step"].as_str()), (Some("error"), Some("fetch")), "{b}");
+    assert!(b["error"].as_str().unwrap().contains("points outside"), "{b}");
+    assert_eq!(body_at(&server, "site.localhost", "/").await.1, "good");
+
+    // Credentials do not go in the repository URL.
+    let (status, p) = server
+        .call(
+            Method::PUT,
+            "/api/v1/projects/site/link",
+            Some(json!({ "repo": "https://me:ghp_x@git.example.com/a.git" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("git credential"), "{p}");
 }
 
 #[tokio::test]

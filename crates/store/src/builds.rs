@@ -203,14 +203,30 @@ impl Store {
     }
 
     /// Takes the oldest build that is queued, or whose worker's lease ran
-    /// out, for `lease_ms`. Returns its id, job and attempt number.
-    pub async fn claim_build(&self, lease_ms: i64, now_ms: i64) -> Result<Option<(String, String, i64)>, StoreError> {
+    /// out, for `lease_ms`. Returns its id, job and attempt number (which
+    /// fences every later call: a worker whose attempt was taken over can
+    /// no longer extend, finish or requeue the build). A build whose
+    /// workers vanished `max_attempts` times fails instead.
+    pub async fn claim_build(
+        &self,
+        lease_ms: i64,
+        max_attempts: i64,
+        now_ms: i64,
+    ) -> Result<Option<(String, String, i64)>, StoreError> {
         loop {
             let next: Option<(String, String, i64)> = on_pool!(self, p => sqlx::query_as(
                 "SELECT id, job_json, attempts FROM builds WHERE state = 'queued' \
                  OR (state = 'building' AND lease_until_ms < $1) ORDER BY created_at_ms, id LIMIT 1")
                 .bind(now_ms).fetch_optional(p).await?);
             let Some((id, job, attempts)) = next else { return Ok(None) };
+            if attempts >= max_attempts {
+                on_pool!(self, p => sqlx::query(
+                    "UPDATE builds SET state = 'error', error = $1, finished_at_ms = $2, lease_until_ms = NULL \
+                     WHERE id = $3 AND attempts = $4 AND state IN ('queued', 'building')")
+                    .bind(format!("gave up after {attempts} attempts: the build's worker stopped each time"))
+                    .bind(now_ms).bind(&id).bind(attempts).execute(p).await.map(drop)?);
+                continue;
+            }
             let won = on_pool!(self, p => sqlx::query(
                 "UPDATE builds SET state = 'building', attempts = attempts + 1, lease_until_ms = $1, \
                  started_at_ms = COALESCE(started_at_ms, $2) \
@@ -232,53 +248,52 @@ impl Store {
         Ok(n)
     }
 
-    /// Extends a running build's lease; returns its state (a canceled
-    /// build's worker stops).
-    pub async fn extend_build_lease(&self, id: &str, until_ms: i64) -> Result<Option<BuildState>, StoreError> {
-        on_pool!(self, p => sqlx::query("UPDATE builds SET lease_until_ms = $1 WHERE id = $2 AND state = 'building'")
-            .bind(until_ms).bind(id).execute(p).await.map(drop)?);
-        let state: Option<String> = on_pool!(self, p => sqlx::query_scalar("SELECT state FROM builds WHERE id = $1")
-            .bind(id).fetch_optional(p).await?);
-        Ok(state.as_deref().and_then(BuildState::parse))
+    /// Extends the lease of attempt `attempt`; false when the build is no
+    /// longer that attempt's to run (canceled, superseded, taken over).
+    pub async fn extend_build_lease(&self, id: &str, attempt: i64, until_ms: i64) -> Result<bool, StoreError> {
+        let n = on_pool!(self, p => sqlx::query(
+            "UPDATE builds SET lease_until_ms = $1 WHERE id = $2 AND attempts = $3 AND state = 'building'")
+            .bind(until_ms).bind(id).bind(attempt).execute(p).await?.rows_affected());
+        Ok(n == 1)
     }
 
-    /// Puts a building build back on the queue after an infrastructure
-    /// failure, unless it has had `max_attempts`; then it fails.
+    /// Puts attempt `attempt` of a build back on the queue after an
+    /// infrastructure failure, unless it has had `max_attempts`; then it
+    /// fails.
     pub async fn requeue_build(
         &self,
         id: &str,
+        attempt: i64,
         error: &str,
         max_attempts: i64,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         let requeued = on_pool!(self, p => sqlx::query(
             "UPDATE builds SET state = 'queued', lease_until_ms = NULL, error = $1 \
-             WHERE id = $2 AND state = 'building' AND attempts < $3")
-            .bind(error).bind(id).bind(max_attempts).execute(p).await?.rows_affected() == 1);
+             WHERE id = $2 AND attempts = $3 AND state = 'building' AND attempts < $4")
+            .bind(error).bind(id).bind(attempt).bind(max_attempts).execute(p).await?.rows_affected() == 1);
         if !requeued {
-            self.finish_build(
-                id,
-                BuildEnd {
-                    state: BuildState::Error,
-                    deployment_id: None,
-                    error: Some(error),
-                    failed_step: None,
-                    exit_status: None,
-                    now_ms,
-                },
-            )
-            .await?;
+            let end = BuildEnd {
+                state: BuildState::Error,
+                deployment_id: None,
+                error: Some(error),
+                failed_step: None,
+                exit_status: None,
+                now_ms,
+            };
+            self.finish_build(id, attempt, end).await?;
         }
         Ok(requeued)
     }
 
-    /// Records how a build ended, unless it was canceled meanwhile.
-    pub async fn finish_build(&self, id: &str, end: BuildEnd<'_>) -> Result<(), StoreError> {
+    /// Records how attempt `attempt` of a build ended, unless the build was
+    /// canceled or taken over meanwhile.
+    pub async fn finish_build(&self, id: &str, attempt: i64, end: BuildEnd<'_>) -> Result<(), StoreError> {
         on_pool!(self, p => sqlx::query(
             "UPDATE builds SET state = $1, deployment_id = $2, error = $3, failed_step = $4, exit_status = $5, \
-             finished_at_ms = $6, lease_until_ms = NULL WHERE id = $7 AND state = 'building'")
+             finished_at_ms = $6, lease_until_ms = NULL WHERE id = $7 AND attempts = $8 AND state = 'building'")
             .bind(end.state.as_str()).bind(end.deployment_id).bind(end.error).bind(end.failed_step)
-            .bind(end.exit_status).bind(end.now_ms).bind(id).execute(p).await.map(drop)?);
+            .bind(end.exit_status).bind(end.now_ms).bind(id).bind(attempt).execute(p).await.map(drop)?);
         Ok(())
     }
 
@@ -350,16 +365,12 @@ impl Store {
         Ok(rows)
     }
 
-    /// The log of an earlier attempt is replaced by the new attempt's.
-    pub async fn clear_build_log(&self, id: &str) -> Result<(), StoreError> {
-        on_pool!(self, p => {
-            let mut tx = p.begin_write().await?;
-            sqlx::query("DELETE FROM build_logs WHERE build_id = $1").bind(id).execute(&mut *tx).await?;
-            sqlx::query("UPDATE builds SET log_lines = 0, log_bytes = 0, log_truncated = FALSE WHERE id = $1")
-                .bind(id).execute(&mut *tx).await?;
-            tx.commit().await?;
-        });
-        Ok(())
+    /// The sequence number of the build's last log line (0: none yet): a
+    /// new attempt's lines follow the earlier attempts'.
+    pub async fn build_log_end(&self, id: &str) -> Result<i64, StoreError> {
+        let n: Option<i64> = on_pool!(self, p => sqlx::query_scalar("SELECT MAX(seq) FROM build_logs WHERE build_id = $1")
+            .bind(id).fetch_one(p).await?);
+        Ok(n.unwrap_or(0))
     }
 }
 

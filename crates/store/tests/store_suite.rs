@@ -311,13 +311,25 @@ async fn the_build_queue_leases_supersedes_and_dedups(store: Store) {
     assert!(store.build("b9").await.unwrap().is_none());
 
     // A worker claims it; no one else can while the lease holds.
-    let (id, _, attempt) = store.claim_build(1_000, 100).await.unwrap().unwrap();
+    let (id, _, attempt) = store.claim_build(1_000, 3, 100).await.unwrap().unwrap();
     assert_eq!((id.as_str(), attempt), ("b1", 1));
-    assert!(store.claim_build(1_000, 200).await.unwrap().is_none());
-    assert_eq!(store.extend_build_lease("b1", 2_000).await.unwrap(), Some(BuildState::Building));
-    // The lease runs out: another worker takes it, as attempt 2.
-    let (id, _, attempt) = store.claim_build(1_000, 2_001).await.unwrap().unwrap();
+    assert!(store.claim_build(1_000, 3, 200).await.unwrap().is_none());
+    assert!(store.extend_build_lease("b1", 1, 2_000).await.unwrap());
+    // The lease runs out: another worker takes it, as attempt 2; the first
+    // worker's attempt is fenced off.
+    let (id, _, attempt) = store.claim_build(1_000, 3, 2_001).await.unwrap().unwrap();
     assert_eq!((id.as_str(), attempt), ("b1", 2));
+    assert!(!store.extend_build_lease("b1", 1, 9_000).await.unwrap(), "attempt 1 was taken over");
+    let stale = BuildEnd {
+        state: BuildState::Ready,
+        deployment_id: Some("d"),
+        error: None,
+        failed_step: None,
+        exit_status: None,
+        now_ms: 2_002,
+    };
+    store.finish_build("b1", 1, stale).await.unwrap();
+    assert_eq!(store.build("b1").await.unwrap().unwrap().state, BuildState::Building, "a stale finish changes nothing");
 
     // A newer build of the branch cancels it; a pull request's does not.
     let pr = BuildContext::PullRequest { number: 4, fork: false };
@@ -325,16 +337,16 @@ async fn the_build_queue_leases_supersedes_and_dedups(store: Store) {
     let q = store.queue_builds(None, &[new_build("b3", &p, "main", &prod)], 13).await.unwrap();
     assert_eq!(q, Queued::New { canceled: vec!["b1".into()] });
     assert_eq!(store.build("b1").await.unwrap().unwrap().state, BuildState::Canceled);
-    assert_eq!(store.extend_build_lease("b1", 9_999).await.unwrap(), Some(BuildState::Canceled));
+    assert!(!store.extend_build_lease("b1", 2, 9_999).await.unwrap(), "a canceled build's worker stops");
     assert_eq!(store.build("b2").await.unwrap().unwrap().state, BuildState::Queued);
 
     // Infrastructure failures requeue until the attempts run out.
-    let (id, _, _) = store.claim_build(1_000, 3_000).await.unwrap().unwrap();
-    assert_eq!(id, "b2", "oldest first");
-    assert!(store.requeue_build("b2", "registry down", 3, 3_001).await.unwrap());
-    let (id, _, attempt) = store.claim_build(1_000, 3_002).await.unwrap().unwrap();
+    let (id, _, attempt) = store.claim_build(1_000, 3, 3_000).await.unwrap().unwrap();
+    assert_eq!((id.as_str(), attempt), ("b2", 1), "oldest first");
+    assert!(store.requeue_build("b2", 1, "registry down", 3, 3_001).await.unwrap());
+    let (id, _, attempt) = store.claim_build(1_000, 3, 3_002).await.unwrap().unwrap();
     assert_eq!((id.as_str(), attempt), ("b2", 2));
-    let (id, _, _) = store.claim_build(1_000, 3_003).await.unwrap().unwrap();
+    let (id, _, _) = store.claim_build(1_000, 3, 3_003).await.unwrap().unwrap();
     assert_eq!(id, "b3");
     let end = BuildEnd {
         state: BuildState::Error,
@@ -344,10 +356,18 @@ async fn the_build_queue_leases_supersedes_and_dedups(store: Store) {
         exit_status: Some(2),
         now_ms: 3_004,
     };
-    store.finish_build("b3", end).await.unwrap();
+    store.finish_build("b3", 1, end).await.unwrap();
     let b3 = store.build("b3").await.unwrap().unwrap();
     assert_eq!((b3.state, b3.failed_step.as_deref(), b3.exit_status), (BuildState::Error, Some("build"), Some(2)));
     assert!(!store.cancel_build("b3", 3_005).await.unwrap(), "a finished build cannot be canceled");
+
+    // A build whose workers keep vanishing is given up at the limit.
+    let (id, _, attempt) = store.claim_build(1_000, 3, 10_000).await.unwrap().unwrap();
+    assert_eq!((id.as_str(), attempt), ("b2", 3), "b2's lease ran out");
+    assert!(store.claim_build(1_000, 3, 20_000).await.unwrap().is_none());
+    let b2 = store.build("b2").await.unwrap().unwrap();
+    assert_eq!(b2.state, BuildState::Error);
+    assert!(b2.error.unwrap().contains("gave up after 3 attempts"));
 
     // Logs append in order and restart with a new attempt.
     store.append_build_log("b2", &[(1, 5, "one".into()), (2, 6, "two".into())], 8, false).await.unwrap();
@@ -356,8 +376,8 @@ async fn the_build_queue_leases_supersedes_and_dedups(store: Store) {
     assert_eq!(lines, ["two", "three"]);
     let b2 = store.build("b2").await.unwrap().unwrap();
     assert_eq!((b2.log_lines, b2.log_bytes, b2.log_truncated), (3, 14, true));
-    store.clear_build_log("b2").await.unwrap();
-    assert!(store.build_log("b2", 0, 10).await.unwrap().is_empty());
+    assert_eq!(store.build_log_end("b2").await.unwrap(), 3, "a new attempt's lines follow these");
+    assert_eq!(store.build_log_end("b3").await.unwrap(), 0);
     assert_eq!(
         store.builds(&p, 10).await.unwrap().iter().map(|b| b.id.as_str()).collect::<Vec<_>>(),
         ["b3", "b2", "b1"]
