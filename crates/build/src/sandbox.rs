@@ -2,9 +2,10 @@
 //!
 //! Inside: the system read-only (`/usr`, `/etc`), the workspace at
 //! `/workspace` and this project's cache at `/cache` writable, a private
-//! `/tmp`, its own PID, IPC and UTS namespaces, no inherited environment,
-//! no capabilities. The network is shared so package registries stay
-//! reachable. When the server runs as root the step runs as `nobody`
+//! `/tmp`, its own PID, IPC, UTS and network namespaces, no inherited
+//! environment, no capabilities. The network reaches the outside through
+//! slirp4netns (package registries answer) with the host's loopback
+//! closed (the database, the API and other local services do not). When the server runs as root the step runs as `nobody`
 //! (`setpriv` inside the sandbox), so files only root may read stay
 //! closed; otherwise as the server's user in a user namespace.
 //!
@@ -88,9 +89,25 @@ pub async fn run(
     if let Err(why) = &cgroup {
         log.line(&format!("note: process and memory limits not enforced ({why}); time and disk limits still are"));
     }
-    let mut cmd = command(step, limits, cgroup.as_ref().ok());
+    // Host-only files of this step (never mounted in the sandbox).
+    let scratch = step.workspace.with_extension(format!("sandbox-{}", unique()));
+    std::fs::create_dir_all(&scratch)?;
+    let network = if slirp4netns_available() {
+        std::fs::write(scratch.join("resolv.conf"), format!("nameserver {SLIRP_DNS}\n"))?;
+        Network::Own { info: scratch.join("info.json"), resolv: scratch.join("resolv.conf") }
+    } else {
+        log.line("note: slirp4netns is not installed: the step shares the host's network, loopback services included");
+        Network::Shared
+    };
+    let mut cmd = command(step, limits, cgroup.as_ref().ok(), &network);
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     let mut child = cmd.spawn()?;
+    let _slirp = match &network {
+        Network::Own { info, .. } => {
+            attach_network(info).await.map_err(|e| log.line(&format!("note: no network: {e}"))).ok()
+        }
+        Network::Shared => None,
+    };
     let out = tokio::spawn(pump(child.stdout.take().expect("piped"), log.clone()));
     let err = tokio::spawn(pump(child.stderr.take().expect("piped"), log.clone()));
 
@@ -136,8 +153,59 @@ pub async fn run(
         let _ = err.await;
     })
     .await;
+    let _ = std::fs::remove_dir_all(&scratch);
     Ok(end)
 }
+
+/// Where the step's network comes from.
+enum Network {
+    /// Its own network namespace, connected to the outside through
+    /// slirp4netns (user-mode NAT) with the host's loopback closed: package
+    /// registries answer, the host's local services (the database, the
+    /// API) do not.
+    Own { info: PathBuf, resolv: PathBuf },
+    /// The host's network (when slirp4netns is missing).
+    Shared,
+}
+
+/// slirp4netns' DNS forwarder inside the namespace.
+const SLIRP_DNS: &str = "10.0.2.3";
+
+fn slirp4netns_available() -> bool {
+    ["/usr/bin/slirp4netns", "/usr/local/bin/slirp4netns"].iter().any(|p| Path::new(p).exists())
+}
+
+/// Waits for bwrap to name its child (in `info`), then connects the
+/// child's network namespace to the outside. The returned process lives as
+/// long as the handle.
+async fn attach_network(info: &Path) -> Result<tokio::process::Child, String> {
+    let started = std::time::Instant::now();
+    let pid = loop {
+        if let Ok(text) = std::fs::read_to_string(info)
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+            && let Some(pid) = v.get("child-pid").and_then(serde_json::Value::as_u64)
+        {
+            break pid;
+        }
+        if started.elapsed() > Duration::from_secs(5) {
+            return Err("the sandbox never reported its process".into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    Command::new("slirp4netns")
+        .args(["--configure", "--mtu=65520", "--disable-host-loopback", &pid.to_string(), "tap0"])
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("starting slirp4netns: {e}"))
+}
+
+/// Before the step's command: wait (at most 5 s) until slirp4netns has
+/// configured the default route, so the first download does not fail.
+const WAIT_FOR_NETWORK: &str = "i=0; while [ $i -lt 250 ] && ! grep -q '^tap0\t00000000' /proc/net/route; do i=$((i+1)); sleep 0.02; done; exec /bin/sh -c \"$1\"";
 
 /// Resolves once `cancel` turns true; never if its sender goes away.
 async fn canceled(cancel: &mut watch::Receiver<bool>) {
@@ -152,14 +220,19 @@ async fn canceled(cancel: &mut watch::Receiver<bool>) {
     }
 }
 
-fn command(step: &Step<'_>, limits: &SandboxLimits, cgroup: Option<&Cgroup>) -> Command {
+fn command(step: &Step<'_>, limits: &SandboxLimits, cgroup: Option<&Cgroup>, network: &Network) -> Command {
     let cwd = Path::new("/workspace").join(step.cwd);
     let root = is_root();
     // A shell joins the cgroup, then becomes the sandbox.
     let joins: String = cgroup
         .map(|cg| cg.procs_files().iter().map(|f| format!("echo $$ > '{}' && ", f.display())).collect())
         .unwrap_or_default();
-    let mut argv: Vec<String> = vec!["/bin/sh".into(), "-c".into(), format!("{joins}exec \"$0\" \"$@\"")];
+    // bwrap reports its child's pid on descriptor 3 (for slirp4netns).
+    let info = match network {
+        Network::Own { info, .. } => format!(" 3>'{}'", info.display()),
+        Network::Shared => String::new(),
+    };
+    let mut argv: Vec<String> = vec!["/bin/sh".into(), "-c".into(), format!("{joins}exec \"$0\" \"$@\"{info}")];
     argv.extend([
         "prlimit".into(),
         format!("--fsize={}", limits.max_file_bytes),
@@ -177,6 +250,7 @@ fn command(step: &Step<'_>, limits: &SandboxLimits, cgroup: Option<&Cgroup>) -> 
                 "--unshare-pid",
                 "--unshare-ipc",
                 "--unshare-uts",
+                "--unshare-net",
                 "--unshare-cgroup-try",
                 "--cap-add",
                 "CAP_SETUID",
@@ -189,7 +263,7 @@ fn command(step: &Step<'_>, limits: &SandboxLimits, cgroup: Option<&Cgroup>) -> 
         );
     } else {
         // Unprivileged: a user namespace, as the server's own user.
-        argv.extend(["--unshare-all", "--share-net"].map(String::from));
+        argv.push("--unshare-all".into());
     }
     argv.extend(
         [
@@ -224,6 +298,15 @@ fn command(step: &Step<'_>, limits: &SandboxLimits, cgroup: Option<&Cgroup>) -> 
         ]
         .map(String::from),
     );
+    match network {
+        Network::Own { resolv, .. } => {
+            argv.extend(["--ro-bind".into(), resolv.display().to_string(), "/etc/resolv.conf".into()]);
+            argv.extend(["--info-fd".into(), "3".into()]);
+        }
+        // Without slirp4netns the host's network is shared.
+        Network::Shared if !root => argv.push("--share-net".into()),
+        Network::Shared => argv.retain(|a| a != "--unshare-net"),
+    }
     argv.extend(["--bind".into(), step.workspace.display().to_string(), "/workspace".into()]);
     argv.extend(["--bind".into(), step.cache.display().to_string(), "/cache".into()]);
     argv.push("--clearenv".into());
@@ -242,7 +325,12 @@ fn command(step: &Step<'_>, limits: &SandboxLimits, cgroup: Option<&Cgroup>) -> 
             "--".into(),
         ]);
     }
-    argv.extend(["/bin/sh".into(), "-c".into(), step.command.to_owned()]);
+    match network {
+        Network::Own { .. } => {
+            argv.extend(["/bin/sh".into(), "-c".into(), WAIT_FOR_NETWORK.into(), "sh".into(), step.command.to_owned()])
+        }
+        Network::Shared => argv.extend(["/bin/sh".into(), "-c".into(), step.command.to_owned()]),
+    }
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]).env_clear().env("PATH", "/usr/local/bin:/usr/bin:/bin");
     cmd

@@ -16,7 +16,7 @@ use crate::problem::ApiError;
 use crate::{ControlPlane, now_ms};
 
 /// How often a followed log looks for new lines.
-const FOLLOW_POLL: Duration = Duration::from_millis(200);
+const FOLLOW_POLL: Duration = Duration::from_millis(50);
 
 /// One build a trigger asks for.
 pub(crate) struct BuildRequest {

@@ -457,7 +457,10 @@ async fn hostile_builds_are_stopped_and_leave_nothing_running() {
     run(&format!(
         "test ! -e {data}/admin.token && test ! -e {data}/secret.key && test ! -e {data}/helix.db \
          && ! cat /etc/shadow 2>/dev/null && ! touch /usr/x 2>/dev/null && test \"$(id -u)\" != 0 \
-         && test \"$(ls /proc | grep -c '^[0-9]')\" -lt 10 && echo isolated-ok"
+         && test \"$(ls /proc | grep -c '^[0-9]')\" -lt 10 \
+         && ! timeout 3 bash -c 'echo > /dev/tcp/127.0.0.1/5432' 2>/dev/null \
+         && ! timeout 3 bash -c 'echo > /dev/tcp/10.0.2.2/5432' 2>/dev/null \
+         && echo isolated-ok"
     ));
     let (_, b) = server.call(Method::POST, "/api/v1/projects/site/builds", None).await;
     let b = finished(&server, b["id"].as_str().unwrap()).await;
