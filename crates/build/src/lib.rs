@@ -225,7 +225,9 @@ async fn run_job(
             host.deploy_url(&job)
         )),
         Err(Failure::Build { step, message, .. }) => log.line(&format!("build failed in step {step}: {message}")),
-        Err(Failure::Infra(message)) => log.line(&format!("infrastructure failure (will retry): {message}")),
+        Err(Failure::Infra(message)) => log.line(&format!(
+            "infrastructure failure, not the build's (it is tried again up to the attempt limit): {message}"
+        )),
         Err(Failure::Canceled) => log.line("canceled"),
     }
     let masked = |message: String| log.mask(&message);

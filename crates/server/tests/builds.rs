@@ -825,3 +825,25 @@ async fn one_worker_runs_one_build_at_a_time() {
     assert_eq!((a["state"].as_str(), b["state"].as_str()), (Some("ready"), Some("ready")));
     assert!(b["started_at_ms"].as_i64() >= a["finished_at_ms"].as_i64(), "the second waited: {a}\n{b}");
 }
+
+#[tokio::test]
+async fn infrastructure_failures_are_retried_then_reported() {
+    let server = TestServer::start().await;
+    // The git host cannot be reached: not the build's fault, so retried.
+    let (status, p) = server
+        .call(
+            Method::PUT,
+            "/api/v1/projects/away/link",
+            Some(json!({ "repo": "https://nonexistent.invalid/me/x.git" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{p}");
+    let (_, b) = server.call(Method::POST, "/api/v1/projects/away/builds", None).await;
+    let id = b["id"].as_str().unwrap().to_owned();
+    let b = finished(&server, &id).await;
+    assert_eq!(b["state"], "error", "{b}");
+    assert_eq!(b["attempts"], 3, "retried up to the limit: {b}");
+    assert!(b["error"].as_str().unwrap().contains("Could not resolve host"), "{b}");
+    let log = log_text(&server, &id).await;
+    assert_eq!(log.matches("infrastructure failure").count(), 3, "every attempt's log is kept:\n{log}");
+}
