@@ -524,6 +524,15 @@ async fn queued_builds_survive_a_restart() {
     assert_eq!(b["state"], "ready", "{b}");
     server.wait_for_host("site.localhost", |body| body == "durable").await;
 
+    // A branch preview is served again after a restart.
+    repo.write("index.html", "preview survives");
+    repo.commit_and_push("keep", "keep");
+    let (_, b) = server.call(Method::POST, "/api/v1/projects/site/builds", Some(json!({ "ref": "keep" }))).await;
+    assert_eq!(finished(&server, b["id"].as_str().unwrap()).await["state"], "ready");
+    let server = server.restart().await;
+    server.wait_for_host("keep--site.localhost", |body| body == "preview survives").await;
+    repo.checkout_main();
+
     // A build cut off mid-step by a shutdown is taken up again after it.
     repo.write("helix.toml", "[build]\ncommand = \"sleep 2; echo resumed\"\npublish = \".\"\n");
     repo.write("index.html", "after restart");

@@ -64,6 +64,12 @@ impl GitRepo {
         self
     }
 
+    /// Goes back to `main` (its last commit's tree).
+    pub fn checkout_main(&self) -> &Self {
+        git(&self.work, &["checkout", "-q", "-f", "main"]);
+        self
+    }
+
     /// Commits everything on `branch` (created from the current commit when
     /// new) and pushes it; returns the commit id.
     pub fn commit_and_push(&self, branch: &str, message: &str) -> String {
