@@ -369,8 +369,14 @@ async fn execute(
             installed = true;
         }
     }
-    let restored: Vec<&str> =
-        plan.caches.iter().copied().filter(|rel| cache.restore_framework(rel, &base, sandbox_owner())).collect();
+    // (After the install step, whose symlinks must not steer the move.)
+    let restored: Vec<&str> = plan
+        .caches
+        .iter()
+        .copied()
+        .filter(|rel| confine::inside(&src, &base.join(rel)).is_ok())
+        .filter(|rel| cache.restore_framework(rel, &base, sandbox_owner()))
+        .collect();
     if !restored.is_empty() {
         log.line(&format!("restored framework caches: {}", restored.join(", ")));
     }
