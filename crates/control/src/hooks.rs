@@ -62,8 +62,15 @@ enum HookEvent {
         commit: String,
         fork: bool,
     },
-    /// Read and understood, but nothing to build (ping, tag, branch
-    /// deleted, pull request closed…).
+    /// The branch is gone: its preview goes too.
+    BranchDeleted {
+        branch: String,
+    },
+    /// The pull request was closed or merged: its preview goes.
+    PullRequestClosed {
+        number: u64,
+    },
+    /// Read and understood, but nothing to build (ping, tag, …).
     Ignored(String),
 }
 
@@ -177,6 +184,18 @@ async fn receive(
             let message = format!("ignored: {why}");
             return Ok((StatusCode::OK, Json(HookResponse { builds: Vec::new(), duplicate: false, message })));
         }
+        HookEvent::BranchDeleted { branch } => {
+            let message = remove_previews(cp, &verified, &branch, None, |link, project| {
+                (branch != link.production_branch).then(|| helix_core::hosts::branch_alias(&branch, project))
+            })
+            .await?;
+            return Ok((StatusCode::OK, Json(HookResponse { builds: Vec::new(), duplicate: false, message })));
+        }
+        HookEvent::PullRequestClosed { number } => {
+            let preview = format!("deploy-preview-{number}");
+            let message = remove_previews(cp, &verified, "", Some(number), |_, _| Some(preview.clone())).await?;
+            return Ok((StatusCode::OK, Json(HookResponse { builds: Vec::new(), duplicate: false, message })));
+        }
         HookEvent::Push { branch, commit } => (branch, commit, None),
         HookEvent::PullRequest { number, branch, commit, fork } => (branch, commit, Some((number, fork))),
     };
@@ -214,6 +233,30 @@ async fn receive(
     Ok((status, Json(HookResponse { builds, duplicate, message })))
 }
 
+/// Cancels each linked project's unfinished builds of the branch or pull
+/// request and removes the preview alias that `alias_of` names.
+async fn remove_previews(
+    cp: &crate::ControlPlane,
+    links: &[LinkRow],
+    branch: &str,
+    pull_request: Option<u64>,
+    alias_of: impl Fn(&LinkRow, &ProjectName) -> Option<String>,
+) -> Result<String, ApiError> {
+    let mut removed = Vec::new();
+    for link in links {
+        let project = ProjectName::parse(&link.project).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let gone = if pull_request.is_some() { "the pull request was closed" } else { "the branch was deleted" };
+        cp.store.cancel_builds_of(&project, branch, pull_request, gone, crate::now_ms()).await?;
+        if let Some(alias) = alias_of(link, &project)
+            && cp.store.remove_alias(&project, &alias, crate::now_ms()).await?
+        {
+            removed.push(helix_core::hosts::alias_host(&alias, &project, &cp.edge.base_domain));
+        }
+    }
+    cp.outbox_wake.notify_one();
+    Ok(if removed.is_empty() { "no preview to remove".into() } else { format!("removed {}", removed.join(", ")) })
+}
+
 fn missing(header: &str) -> ApiError {
     ApiError::BadRequest(format!("missing the {header} header"))
 }
@@ -234,16 +277,19 @@ fn read_event(provider: Provider, name: &str, p: &Value) -> Result<HookEvent, Ap
             let deleted = p.get("deleted").and_then(Value::as_bool) == Some(true)
                 || commit.is_none_or(|c| c.bytes().all(|b| b == b'0'));
             if deleted {
-                return Ok(HookEvent::Ignored(format!("branch {branch} was deleted")));
+                return Ok(HookEvent::BranchDeleted { branch: branch.to_owned() });
             }
             push(branch, commit.unwrap_or_default(), &bad)
         }
         (Provider::GitHub, "pull_request") => {
             let action = text("/action").unwrap_or("");
+            let number = p.pointer("/pull_request/number").or(p.get("number")).and_then(Value::as_u64);
+            if let ("closed", Some(number)) = (action, number) {
+                return Ok(HookEvent::PullRequestClosed { number });
+            }
             if !["opened", "synchronize", "reopened"].contains(&action) {
                 return Ok(HookEvent::Ignored(format!("pull request action {action:?} builds nothing")));
             }
-            let number = p.pointer("/pull_request/number").or(p.get("number")).and_then(Value::as_u64);
             let head_repo = text("/pull_request/head/repo/full_name");
             let base_repo = text("/pull_request/base/repo/full_name");
             pull_request(
@@ -256,6 +302,10 @@ fn read_event(provider: Provider, name: &str, p: &Value) -> Result<HookEvent, Ap
         }
         (Provider::GitLab, "Merge Request Hook") => {
             let action = text("/object_attributes/action").unwrap_or("");
+            let iid = p.pointer("/object_attributes/iid").and_then(Value::as_u64);
+            if let ("close" | "merge", Some(number)) = (action, iid) {
+                return Ok(HookEvent::PullRequestClosed { number });
+            }
             if !["open", "reopen", "update"].contains(&action) {
                 return Ok(HookEvent::Ignored(format!("merge request action {action:?} builds nothing")));
             }
@@ -275,11 +325,26 @@ fn read_event(provider: Provider, name: &str, p: &Value) -> Result<HookEvent, Ap
             let change =
                 changes.iter().rev().find(|c| c.pointer("/new/type").and_then(Value::as_str) == Some("branch"));
             let Some(change) = change else {
-                return Ok(HookEvent::Ignored("the push updates no branch (tag or deletion)".into()));
+                let deleted = changes.iter().rev().find_map(|c| {
+                    let closed = c.get("closed").and_then(Value::as_bool) == Some(true);
+                    let old = c.pointer("/old/name").and_then(Value::as_str);
+                    (closed && c.pointer("/old/type").and_then(Value::as_str) == Some("branch"))
+                        .then_some(old)
+                        .flatten()
+                });
+                return Ok(match deleted {
+                    Some(branch) => HookEvent::BranchDeleted { branch: branch.to_owned() },
+                    None => HookEvent::Ignored("the push updates no branch".into()),
+                });
             };
             let branch = change.pointer("/new/name").and_then(Value::as_str).ok_or_else(|| bad("no new.name"))?;
             let commit = change.pointer("/new/target/hash").and_then(Value::as_str).unwrap_or("");
             push(branch, commit, &bad)
+        }
+        (Provider::Bitbucket, "pullrequest:fulfilled" | "pullrequest:rejected") => {
+            let number =
+                p.pointer("/pullrequest/id").and_then(Value::as_u64).ok_or_else(|| bad("no pullrequest.id"))?;
+            Ok(HookEvent::PullRequestClosed { number })
         }
         (Provider::Bitbucket, "pullrequest:created" | "pullrequest:updated") => {
             let head_repo = text("/pullrequest/source/repository/full_name");

@@ -25,6 +25,11 @@ pub enum Event {
     /// serves `deployment`.
     #[serde(rename = "alias.set")]
     AliasSet { project: ProjectName, alias: String, deployment: DeploymentId, manifest: Digest },
+    /// `<alias>--<project>.<base>` serves nothing any more (its branch was
+    /// deleted, its pull request closed). The deployments keep their own
+    /// hostnames.
+    #[serde(rename = "alias.removed")]
+    AliasRemoved { project: ProjectName, alias: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +48,7 @@ impl Event {
             Event::DeployRolledBack { .. } => "deploy.rolled_back",
             Event::SplitChanged { .. } => "split.changed",
             Event::AliasSet { .. } => "alias.set",
+            Event::AliasRemoved { .. } => "alias.removed",
         }
     }
 

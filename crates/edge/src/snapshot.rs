@@ -169,6 +169,9 @@ impl SnapshotBuilder {
                 self.load(project, deployment, *manifest, blobs).await?;
                 self.aliases.insert((project.clone(), alias.clone()), deployment.clone());
             }
+            Event::AliasRemoved { project, alias } => {
+                self.aliases.remove(&(project.clone(), alias.clone()));
+            }
             Event::SplitChanged { project, variants } => {
                 for v in variants {
                     self.load(project, &v.deployment, v.manifest, blobs).await?;

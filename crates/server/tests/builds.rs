@@ -134,6 +134,28 @@ async fn pushes_build_production_and_branch_previews_and_redelivery_is_idempoten
     server.wait_for_host("feature-new-look--site.localhost", |body| body.contains("feature")).await;
     assert!(body_at(&server, "site.localhost", "/").await.1.contains("v1"), "production is untouched");
 
+    // The branch is deleted: its preview goes; its deployment keeps its own URL.
+    let feature_deployment = b["deployment_url"].as_str().unwrap().to_owned();
+    let deleted =
+        github_push_body(&repo, "feature/New-Look", &"0".repeat(40)).replace("\"deleted\": false", "\"deleted\": true");
+    let headers = [
+        ("x-github-event", "push".to_owned()),
+        ("x-github-delivery", "delivery-delete".to_owned()),
+        ("x-hub-signature-256", hub_signature(&secret, deleted.as_bytes())),
+    ];
+    let (status, gone) = hook(&server, "/hooks/github", &headers, &deleted).await;
+    assert_eq!(status, StatusCode::OK, "{gone}");
+    assert!(gone["message"].as_str().unwrap().contains("removed feature-new-look--site.localhost"), "{gone}");
+    for _ in 0..200 {
+        if body_at(&server, "feature-new-look--site.localhost", "/").await.0 == StatusCode::NOT_FOUND {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(body_at(&server, "feature-new-look--site.localhost", "/").await.0, StatusCode::NOT_FOUND);
+    let host = feature_deployment.split("://").nth(1).unwrap().split(':').next().unwrap().to_owned();
+    assert!(body_at(&server, &host, "/").await.1.contains("feature"), "the deployment's own URL stays");
+
     // A webhook for a tag or a deleted branch builds nothing.
     let body = github_push_body(&repo, "main", &sha).replace("refs/heads/main", "refs/tags/v1");
     let headers = [
@@ -276,6 +298,18 @@ async fn pull_and_merge_requests_get_their_own_previews() {
     let b = finished(&server, &build_id(&queued)).await;
     assert_eq!(b["state"], "ready", "{b}");
     server.wait_for_host("deploy-preview-12--site.localhost", |body| body.contains("pr work")).await;
+    // Merged: the preview goes.
+    let merged = payload(
+        "gitlab-merge_request.json",
+        &repo,
+        "topic",
+        &sha,
+        &[("NUMBER", "12".into()), ("ACTION", "merge".into())],
+    );
+    let headers = [("x-gitlab-event", "Merge Request Hook".to_owned()), ("x-gitlab-token", secret.clone())];
+    let (status, gone) = hook(&server, "/hooks/gitlab", &headers, &merged).await;
+    assert_eq!(status, StatusCode::OK, "{gone}");
+    assert!(gone["message"].as_str().unwrap().contains("removed deploy-preview-12--site"), "{gone}");
 
     // Bitbucket pull request: a 12-character commit hash, HMAC signed.
     let pr = payload("bitbucket-pullrequest.json", &repo, "topic", &sha, &[("NUMBER", "13".into())]);

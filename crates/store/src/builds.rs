@@ -297,6 +297,28 @@ impl Store {
         Ok(())
     }
 
+    /// Cancels the unfinished builds of a branch (`pull_request: None`) or
+    /// of a pull request; returns how many.
+    pub async fn cancel_builds_of(
+        &self,
+        project: &ProjectName,
+        branch: &str,
+        pull_request: Option<u64>,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let key = match pull_request {
+            Some(n) => format!("pr:{n}"),
+            None => format!("branch:{branch}"),
+        };
+        let n = on_pool!(self, p => sqlx::query(
+            "UPDATE builds SET state = 'canceled', error = $1, finished_at_ms = $2, lease_until_ms = NULL \
+             WHERE supersede_key = $3 AND state IN ('queued', 'building') \
+             AND project_id = (SELECT id FROM projects WHERE name = $4)")
+            .bind(reason).bind(now_ms).bind(&key).bind(project.as_str()).execute(p).await?.rows_affected());
+        Ok(n)
+    }
+
     /// Cancels an unfinished build; returns whether it was unfinished.
     pub async fn cancel_build(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
         let n = on_pool!(self, p => sqlx::query(
@@ -328,6 +350,27 @@ impl Store {
              WHERE p.name = $1 ORDER BY b.created_at_ms DESC, b.id DESC LIMIT $2")))
             .bind(project.as_str()).bind(limit).fetch_all(p).await?);
         Ok(rows)
+    }
+
+    // ---- aliases ---------------------------------------------------------
+
+    /// Removes a preview alias and publishes `alias.removed`, in one
+    /// transaction; false when there was none.
+    pub async fn remove_alias(&self, project: &ProjectName, alias: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let event = helix_core::events::Event::AliasRemoved { project: project.clone(), alias: alias.to_owned() };
+        let outbox_id = self.new_row_id();
+        on_pool!(self, p => {
+            let mut tx = p.begin_write().await?;
+            let n = sqlx::query("DELETE FROM aliases WHERE alias = $1 AND project_id = (SELECT id FROM projects WHERE name = $2)")
+                .bind(alias).bind(project.as_str()).execute(&mut *tx).await?.rows_affected();
+            if n == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            insert_outbox!(&mut *tx, &outbox_id, &event, now_ms);
+            tx.commit().await?;
+        });
+        Ok(true)
     }
 
     // ---- logs ------------------------------------------------------------

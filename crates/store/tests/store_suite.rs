@@ -401,4 +401,10 @@ async fn aliases_point_at_finalized_deployments(store: Store) {
     store.finalize(&id2, Digest::of(b"m2"), 1, "", Some("feature-x"), now + 1).await.unwrap();
     let state = store.serving_state().await.unwrap();
     assert_eq!(state.aliases, vec![(project("site"), "feature-x".to_owned(), id2)]);
+    drain_outbox(&store).await;
+    assert!(store.remove_alias(&project("site"), "feature-x", now + 2).await.unwrap());
+    assert!(!store.remove_alias(&project("site"), "feature-x", now + 3).await.unwrap(), "gone already");
+    assert!(store.serving_state().await.unwrap().aliases.is_empty());
+    let events = drain_outbox(&store).await;
+    assert_eq!(events, vec![Event::AliasRemoved { project: project("site"), alias: "feature-x".into() }]);
 }
