@@ -890,3 +890,23 @@ async fn infrastructure_failures_are_retried_then_reported() {
     let log = log_text(&server, &id).await;
     assert_eq!(log.matches("infrastructure failure").count(), 3, "every attempt's log is kept:\n{log}");
 }
+
+#[tokio::test]
+async fn private_repositories_clone_over_ssh_with_a_deploy_key() {
+    let server = TestServer::start().await;
+    let repo = GitRepo::new();
+    repo.write("index.html", "over ssh");
+    repo.commit_and_push("main", "ssh");
+    let host = helix_testkit::git::SshGitHost::start();
+    let body = json!({ "repo": host.url(&repo.bare), "git_credential": host.private_key });
+    let (status, link) = server.call(Method::PUT, "/api/v1/projects/viassh/link", Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{link}");
+    let (_, b) = server.call(Method::POST, "/api/v1/projects/viassh/builds", None).await;
+    let id = b["id"].as_str().unwrap().to_owned();
+    let b = finished(&server, &id).await;
+    let log = log_text(&server, &id).await;
+    assert_eq!(b["state"], "ready", "{b}\n{log}");
+    server.wait_for_host("viassh.localhost", |body| body == "over ssh").await;
+    let key_body = host.private_key.lines().nth(1).unwrap();
+    assert!(!log.contains(key_body), "the key never reaches the log");
+}

@@ -254,3 +254,69 @@ async fn cgi(
     }
     resp
 }
+
+/// A private git host over SSH: OpenSSH's `sshd` on a free loopback port,
+/// accepting one generated deploy key (for root, the user tests run as).
+pub struct SshGitHost {
+    pub port: u16,
+    /// The deploy key's private half, as a user pastes it.
+    pub private_key: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl SshGitHost {
+    pub fn start() -> SshGitHost {
+        let sshd = Path::new("/usr/sbin/sshd");
+        assert!(sshd.exists(), "sshd is not installed: .ci/run installs it (apt-get install openssh-server)");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for key in ["host", "client"] {
+            let out = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(d.join(key))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::fs::copy(d.join("client.pub"), d.join("authorized_keys")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nPidFile {dir}/sshd.pid\n\
+             AuthorizedKeysFile {dir}/authorized_keys\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n",
+            host = d.join("host").display(),
+            dir = d.display()
+        );
+        std::fs::write(d.join("sshd_config"), config).unwrap();
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let child = Command::new(sshd)
+            .arg("-D")
+            .arg("-f")
+            .arg(d.join("sshd_config"))
+            .arg("-E")
+            .arg(d.join("sshd.log"))
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let private_key = std::fs::read_to_string(d.join("client")).unwrap();
+        SshGitHost { port, private_key, child, _dir: dir }
+    }
+
+    /// `ssh://root@127.0.0.1:<port>/<absolute path of a bare repository>`.
+    pub fn url(&self, bare: &Path) -> String {
+        format!("ssh://root@127.0.0.1:{}{}", self.port, bare.display())
+    }
+}
+
+impl Drop for SshGitHost {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
