@@ -199,7 +199,8 @@ impl ControlPlane {
             },
             None => String::new(),
         };
-        let deployment_url = row.deployment_id.as_ref().and_then(|id| {
+        let ready = row.state == helix_core::build::BuildState::Ready;
+        let deployment_url = row.deployment_id.as_ref().filter(|_| ready).and_then(|id| {
             let id = helix_core::DeploymentId::parse(id).ok()?;
             Some(self.edge.deployment_url(&id, project.as_ref()?))
         });

@@ -367,7 +367,14 @@ async fn a_failing_build_records_its_step_and_leaves_production_alone() {
     assert_eq!(b["state"], "error", "{b}");
     assert_eq!(b["failed_step"], "build");
     assert_eq!(b["exit_status"], 3);
-    assert_eq!(b["deployment"], Value::Null);
+    // Its deployment is recorded in state `error`: never served, never
+    // listed among the ready ones.
+    assert_eq!(b["deployment_url"], Value::Null);
+    let failed = b["deployment"].as_str().expect("the failed build's deployment").to_owned();
+    let (status, d) = server.call(Method::GET, &format!("/api/v1/deployments/{failed}"), None).await;
+    assert_eq!((status, d["state"].as_str()), (StatusCode::OK, Some("error")), "{d}");
+    let (_, ready) = server.call(Method::GET, "/api/v1/projects/site/deployments", None).await;
+    assert!(ready.as_array().unwrap().iter().all(|d| d["id"] != failed.as_str()), "{ready}");
     assert_eq!(b["attempts"], 1, "a failing build is not retried");
     let log = log_text(&server, b["id"].as_str().unwrap()).await;
     assert!(log.contains("about to fail") && log.contains("exited with status 3"), "{log}");

@@ -287,13 +287,29 @@ impl Store {
     }
 
     /// Records how attempt `attempt` of a build ended, unless the build was
-    /// canceled or taken over meanwhile.
+    /// canceled or taken over meanwhile. A failed build's deployment is
+    /// recorded too, in state `error` (never served, never listed as
+    /// ready), in the same transaction.
     pub async fn finish_build(&self, id: &str, attempt: i64, end: BuildEnd<'_>) -> Result<(), StoreError> {
-        on_pool!(self, p => sqlx::query(
-            "UPDATE builds SET state = $1, deployment_id = $2, error = $3, failed_step = $4, exit_status = $5, \
-             finished_at_ms = $6, lease_until_ms = NULL WHERE id = $7 AND attempts = $8 AND state = 'building'")
-            .bind(end.state.as_str()).bind(end.deployment_id).bind(end.error).bind(end.failed_step)
-            .bind(end.exit_status).bind(end.now_ms).bind(id).bind(attempt).execute(p).await.map(drop)?);
+        let failed_deployment =
+            (end.state == BuildState::Error && end.deployment_id.is_none()).then(|| self.new_row_id());
+        let deployment_id = end.deployment_id.map(str::to_owned).or_else(|| failed_deployment.clone());
+        on_pool!(self, p => {
+            let mut tx = p.begin_write().await?;
+            let n = sqlx::query(
+                "UPDATE builds SET state = $1, deployment_id = $2, error = $3, failed_step = $4, exit_status = $5, \
+                 finished_at_ms = $6, lease_until_ms = NULL WHERE id = $7 AND attempts = $8 AND state = 'building'")
+                .bind(end.state.as_str()).bind(&deployment_id).bind(end.error).bind(end.failed_step)
+                .bind(end.exit_status).bind(end.now_ms).bind(id).bind(attempt).execute(&mut *tx).await?.rows_affected();
+            if n == 1 && let Some(dep) = &failed_deployment {
+                sqlx::query(
+                    "INSERT INTO deployments (id, project_id, state, files_json, file_count, created_at_ms, error) \
+                     SELECT $1, project_id, 'error', '', 0, $2, $3 FROM builds WHERE id = $4")
+                    .bind(dep).bind(end.now_ms).bind(end.error.unwrap_or("the build failed")).bind(id)
+                    .execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
         Ok(())
     }
 

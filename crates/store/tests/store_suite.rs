@@ -359,6 +359,8 @@ async fn the_build_queue_leases_supersedes_and_dedups(store: Store) {
     store.finish_build("b3", 1, end).await.unwrap();
     let b3 = store.build("b3").await.unwrap().unwrap();
     assert_eq!((b3.state, b3.failed_step.as_deref(), b3.exit_status), (BuildState::Error, Some("build"), Some(2)));
+    let failed = store.deployment(b3.deployment_id.as_deref().unwrap()).await.unwrap().unwrap();
+    assert_eq!(failed.state, helix_core::api::DeploymentState::Error, "the failed build's deployment is in error");
     assert!(!store.cancel_build("b3", 3_005).await.unwrap(), "a finished build cannot be canceled");
 
     // A build whose workers keep vanishing is given up at the limit.
