@@ -50,17 +50,27 @@ async fn build(server: &TestServer, name: &str, repo: &GitRepo) -> (Value, Strin
     (b, log)
 }
 
-async fn serves(server: &TestServer, host: &str, needle: &str) {
-    server.wait_for_host(host, |body| body.contains(needle)).await;
+/// Builds the starter as project `name`; it must be detected as
+/// `framework` and its home page must contain `needle`.
+async fn builds_and_serves(repo: &GitRepo, name: &str, framework: &str, needle: &str) {
+    let server = TestServer::start().await;
+    let (b, log) = build(&server, name, repo).await;
+    assert_eq!(b["state"], "ready", "{b}\n{log}");
+    assert!(b["detected"].as_str().unwrap().starts_with(framework), "{b}");
+    server.wait_for_host(&format!("{name}.localhost"), |body| body.contains(needle)).await;
+}
+
+/// An empty work tree's parent, for a generator to make `work` in.
+fn generator_dir(repo: &GitRepo) -> std::path::PathBuf {
+    std::fs::remove_dir_all(&repo.work).unwrap();
+    repo.work.parent().unwrap().to_owned()
 }
 
 #[tokio::test]
 #[ignore = "slow: downloads a Next.js starter and its dependencies"]
 async fn nextjs_static_export_starter() {
-    let server = TestServer::start().await;
     let repo = GitRepo::new();
-    let parent = repo.work.parent().unwrap().to_owned();
-    std::fs::remove_dir_all(&repo.work).unwrap();
+    let parent = generator_dir(&repo);
     run(
         &parent,
         "npx",
@@ -102,19 +112,14 @@ async fn nextjs_static_export_starter() {
              \x20 return (<html lang=\"en\"><body>{children}</body></html>);\n}\n",
         );
     }
-    let (b, log) = build(&server, "next", &repo).await;
-    assert_eq!(b["state"], "ready", "{b}\n{log}");
-    assert!(b["detected"].as_str().unwrap().starts_with("nextjs"), "{b}");
-    serves(&server, "next.localhost", "<html").await;
+    builds_and_serves(&repo, "next", "nextjs", "<html").await;
 }
 
 #[tokio::test]
 #[ignore = "slow: downloads a SvelteKit starter and its dependencies"]
 async fn sveltekit_static_adapter_starter() {
-    let server = TestServer::start().await;
     let repo = GitRepo::new();
-    let parent = repo.work.parent().unwrap().to_owned();
-    std::fs::remove_dir_all(&repo.work).unwrap();
+    let parent = generator_dir(&repo);
     run(
         &parent,
         "npx",
@@ -137,10 +142,7 @@ async fn sveltekit_static_adapter_starter() {
         repo.write("src/routes/+layout.ts", "export const prerender = true;\n");
     }
     run(&repo.work, "git", &["init", "-q", "-b", "main"]);
-    let (b, log) = build(&server, "kit", &repo).await;
-    assert_eq!(b["state"], "ready", "{b}\n{log}");
-    assert!(b["detected"].as_str().unwrap().starts_with("sveltekit"), "{b}");
-    serves(&server, "kit.localhost", "<html").await;
+    builds_and_serves(&repo, "kit", "sveltekit", "<html").await;
 }
 
 #[tokio::test]
@@ -148,7 +150,6 @@ async fn sveltekit_static_adapter_starter() {
 async fn astro_minimal_site() {
     // create-astro fetches its templates from GitHub, which this machine
     // cannot reach: the site is the minimal template's shape, by hand.
-    let server = TestServer::start().await;
     let repo = GitRepo::new();
     repo.write(
         "package.json",
@@ -159,23 +160,15 @@ async fn astro_minimal_site() {
         "src/pages/index.astro",
         "---\nconst title = 'Astro on HelixStack';\n---\n<html><body><h1>{title}</h1></body></html>\n",
     );
-    let (b, log) = build(&server, "astro", &repo).await;
-    assert_eq!(b["state"], "ready", "{b}\n{log}");
-    assert!(b["detected"].as_str().unwrap().starts_with("astro"), "{b}");
-    serves(&server, "astro.localhost", "Astro on HelixStack").await;
+    builds_and_serves(&repo, "astro", "astro", "Astro on HelixStack").await;
 }
 
 #[tokio::test]
 #[ignore = "slow: needs Debian's jekyll and jekyll-theme-minima"]
 async fn jekyll_new_site() {
-    let server = TestServer::start().await;
     let repo = GitRepo::new();
-    let parent = repo.work.parent().unwrap().to_owned();
-    std::fs::remove_dir_all(&repo.work).unwrap();
+    let parent = generator_dir(&repo);
     run(&parent, "jekyll", &["new", "work", "--skip-bundle"]);
     run(&repo.work, "git", &["init", "-q", "-b", "main"]);
-    let (b, log) = build(&server, "jk", &repo).await;
-    assert_eq!(b["state"], "ready", "{b}\n{log}");
-    assert!(b["detected"].as_str().unwrap().starts_with("jekyll"), "{b}");
-    serves(&server, "jk.localhost", "Welcome to Jekyll").await;
+    builds_and_serves(&repo, "jk", "jekyll", "Welcome to Jekyll").await;
 }
