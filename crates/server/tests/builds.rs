@@ -427,6 +427,7 @@ async fn hostile_builds_are_stopped_and_leave_nothing_running() {
         c.build.limits.max_file_bytes = 8 << 20;
         c.build.limits.max_tasks = 256;
         c.build.limits.max_workspace_bytes = 60 << 20;
+        c.build.limits.memory_bytes = 256 << 20;
         c.limits.max_files = 50;
     })
     .await;
@@ -453,6 +454,13 @@ async fn hostile_builds_are_stopped_and_leave_nothing_running() {
     let (_, b) = server.call(Method::POST, "/api/v1/projects/site/builds", None).await;
     let b = finished(&server, b["id"].as_str().unwrap()).await;
     assert_eq!(b["state"], "error", "{b}");
+
+    // Memory past the limit: the step is killed and the log says why.
+    run("node -e 'const a = []; for (;;) a.push(Buffer.alloc(1 << 24, 1))'");
+    let (_, b) = server.call(Method::POST, "/api/v1/projects/site/builds", None).await;
+    let b = finished(&server, b["id"].as_str().unwrap()).await;
+    assert_eq!(b["state"], "error", "{b}");
+    assert!(b["error"].as_str().unwrap().contains("out of memory"), "{b}");
 
     // Many files under the size limit fill the workspace past its limit.
     run("for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14; do head -c 6000000 /dev/zero > fill$i.bin; done; sleep 30");
