@@ -215,8 +215,18 @@ async fn run_job(
     let workspace = settings.work_dir.join(format!("{build}-{attempt}"));
     let deadline = Instant::now() + settings.timeout;
     let started = std::time::Instant::now();
-    let result =
-        execute(settings, &host, &job, attempt, credential.as_deref(), &workspace, deadline, cancel_rx, &log).await;
+    let result = execute(Run {
+        settings,
+        host: &host,
+        job: &job,
+        attempt,
+        credential: credential.as_deref(),
+        workspace: &workspace,
+        deadline,
+        cancel: cancel_rx,
+        log: &log,
+    })
+    .await;
     drop(_heartbeat);
     match &result {
         Ok(id) => log.line(&format!(
@@ -270,18 +280,21 @@ async fn run_job(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn execute(
-    settings: &WorkerSettings,
-    host: &Arc<dyn BuildHost>,
-    job: &BuildJob,
+/// One attempt of one build, as `execute` needs it.
+struct Run<'a> {
+    settings: &'a WorkerSettings,
+    host: &'a Arc<dyn BuildHost>,
+    job: &'a BuildJob,
     attempt: u32,
-    credential: Option<&str>,
-    workspace: &Path,
+    credential: Option<&'a str>,
+    workspace: &'a Path,
     deadline: Instant,
     cancel: watch::Receiver<bool>,
-    log: &LogSink,
-) -> Result<String, Failure> {
+    log: &'a LogSink,
+}
+
+async fn execute(run: Run<'_>) -> Result<String, Failure> {
+    let Run { settings, host, job, attempt, credential, workspace, deadline, cancel, log } = run;
     let what = match &job.context {
         BuildContext::Production => "production".to_owned(),
         BuildContext::Branch => format!("branch preview of {}", job.git_ref),

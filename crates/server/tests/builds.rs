@@ -880,7 +880,7 @@ async fn one_worker_runs_one_build_at_a_time() {
     let (_, b) = server.call(Method::POST, "/api/v1/projects/serial/builds", Some(json!({ "ref": "other" }))).await;
     let a = finished(&server, a["id"].as_str().unwrap()).await;
     let b = finished(&server, b["id"].as_str().unwrap()).await;
-    assert_eq!((a["state"].as_str(), b["state"].as_str()), (Some("ready"), Some("ready")));
+    assert_eq!((a["state"].as_str(), b["state"].as_str()), (Some("ready"), Some("ready")), "{a}\n{b}");
     assert!(b["started_at_ms"].as_i64() >= a["finished_at_ms"].as_i64(), "the second waited: {a}\n{b}");
 }
 
