@@ -96,6 +96,13 @@ pub fn spawn_workers(
     queue: Arc<dyn JobQueue>,
     host: Arc<dyn BuildHost>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    // Workspaces left by a process that died mid-build are nobody's now;
+    // their builds start again in new ones.
+    if let Err(e) = std::fs::remove_dir_all(&settings.work_dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %settings.work_dir.display(), error = %e, "could not clear old build workspaces");
+    }
     let settings = Arc::new(settings);
     (0..settings.concurrency.max(1))
         .map(|_| tokio::spawn(worker(settings.clone(), queue.clone(), host.clone())))
@@ -465,16 +472,19 @@ async fn execute(run: Run<'_>) -> Result<String, Failure> {
                     log.line(&format!("  {d}"));
                 }
             }
-            Ok(report.id().to_owned())
+            Ok(report.id)
         }
         Err(e) => {
-            let refused = e.downcast_ref::<helix_client::ApiFailure>().is_some_and(|f| f.status.is_client_error());
-            let local =
-                e.downcast_ref::<helix_client::ApiFailure>().is_none() && !format!("{e:#}").contains("cannot reach");
-            if refused || local {
-                Err(Failure::build("publish", format!("{e:#}")))
-            } else {
+            // The platform not answering, or failing itself, is not the
+            // build's fault; a refusal (4xx) or an unreadable output is.
+            let unreachable = e.chain().any(|c| c.is::<helix_client::Unreachable>());
+            let server_error = e
+                .chain()
+                .any(|c| c.downcast_ref::<helix_client::ApiFailure>().is_some_and(|f| f.status.is_server_error()));
+            if unreachable || server_error {
                 Err(Failure::Infra(format!("deploying: {e:#}")))
+            } else {
+                Err(Failure::build("publish", format!("{e:#}")))
             }
         }
     }
@@ -499,11 +509,11 @@ async fn run_step(
             Ok(())
         }
         StepEnd::Exited(code) => Err(Failure::Build {
-            step: if name == "install" { "install" } else { "build" },
+            step: name,
             message: format!("`{}` exited with status {code}", step.command),
             exit_status: Some(code as i64),
         }),
-        StepEnd::Killed(why) => Err(Failure::build(if name == "install" { "install" } else { "build" }, why)),
+        StepEnd::Killed(why) => Err(Failure::build(name, why)),
         StepEnd::Canceled => Err(Failure::Canceled),
     }
 }
@@ -569,8 +579,7 @@ fn check_output(src: &Path, publish: &Path) -> Result<(), String> {
 /// Who owns what the host creates in the workspace: `nobody` when the
 /// server is root (the sandbox runs as it), else nobody needs changing.
 fn sandbox_owner() -> Option<u32> {
-    let me = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m)).ok()?;
-    (me == 0).then_some(sandbox::NOBODY)
+    sandbox::is_root().then_some(sandbox::NOBODY)
 }
 
 /// A path relative to the repository root, `.` for the root itself.
@@ -581,14 +590,11 @@ fn shown(p: &Path) -> String {
 /// Hands a directory (and, `recursive`, all under it) to the sandbox's
 /// user (`nobody`) when the server is root.
 fn own_for_sandbox(root: &Path, recursive: bool) -> std::io::Result<()> {
-    let me = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m))?;
-    if me != 0 {
-        return Ok(());
-    }
+    let Some(owner) = sandbox_owner() else { return Ok(()) };
     let depth = if recursive { usize::MAX } else { 0 };
     for entry in walkdir::WalkDir::new(root).follow_links(false).max_depth(depth) {
         let entry = entry.map_err(std::io::Error::other)?;
-        std::os::unix::fs::lchown(entry.path(), Some(sandbox::NOBODY), Some(sandbox::NOBODY))?;
+        std::os::unix::fs::lchown(entry.path(), Some(owner), Some(owner))?;
     }
     Ok(())
 }

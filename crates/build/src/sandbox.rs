@@ -55,7 +55,7 @@ impl Default for SandboxLimits {
 /// One command to run in the sandbox.
 pub struct Step<'a> {
     /// `install`, `build`, …: names the step in the log and in errors.
-    pub name: &'a str,
+    pub name: &'static str,
     pub command: &'a str,
     /// Host directory mounted at `/workspace`.
     pub workspace: &'a Path,
@@ -336,7 +336,8 @@ fn command(step: &Step<'_>, limits: &SandboxLimits, cgroup: Option<&Cgroup>, net
     cmd
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (the sandbox then drops to `nobody`).
+pub(crate) fn is_root() -> bool {
     std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
 }
 
@@ -428,13 +429,8 @@ impl Cgroup {
         } else {
             Err("no cgroup file system".into())
         };
-        match result {
-            Ok(()) => Ok(cg),
-            Err(e) => {
-                cg.remove();
-                Err(e)
-            }
-        }
+        // On an error, dropping `cg` removes what was made.
+        result.map(|()| cg)
     }
 
     fn add(&mut self, controller: &'static str, dir: PathBuf, settings: &[(&str, String)]) -> Result<(), String> {
@@ -470,7 +466,7 @@ impl Cgroup {
         pids
     }
 
-    /// Kills whatever is still in the cgroup, then removes it.
+    /// Kills whatever is still in the cgroup (dropping it removes it).
     async fn sweep(&self) {
         for _ in 0..50 {
             let pids = self.pids();
@@ -480,10 +476,13 @@ impl Cgroup {
             let _ = Command::new("kill").arg("-KILL").args(&pids).stderr(Stdio::null()).status().await;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        self.remove();
     }
+}
 
-    fn remove(&self) {
+/// Also when a step is abandoned midway (its worker stopped): the
+/// processes die with bwrap, and the empty cgroup goes here.
+impl Drop for Cgroup {
+    fn drop(&mut self) {
         for (_, dir) in &self.dirs {
             let _ = std::fs::remove_dir(dir);
         }

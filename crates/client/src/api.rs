@@ -1,7 +1,7 @@
 //! The API client: bearer auth, JSON in and out, problem details turned into
 //! one-line errors.
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use helix_core::api::Problem;
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -12,6 +12,15 @@ pub struct Api {
     base: String,
     token: Option<String>,
     http: reqwest::Client,
+}
+
+/// The API did not answer at all (refused, reset, timed out): worth
+/// retrying, unlike an [`ApiFailure`].
+#[derive(Debug, thiserror::Error)]
+#[error("cannot reach the HelixStack API at {base}: {error}")]
+pub struct Unreachable {
+    pub base: String,
+    pub error: String,
 }
 
 /// An API error with its status, for callers that react to some of them.
@@ -75,7 +84,7 @@ impl Api {
             .request(Method::GET, path)
             .send()
             .await
-            .map_err(|e| anyhow!("cannot reach the HelixStack API at {}: {e}", self.base))?;
+            .map_err(|e| Unreachable { base: self.base.clone(), error: e.to_string() })?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -84,7 +93,7 @@ impl Api {
     }
 
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
-        let resp = req.send().await.map_err(|e| anyhow!("cannot reach the HelixStack API at {}: {e}", self.base))?;
+        let resp = req.send().await.map_err(|e| Unreachable { base: self.base.clone(), error: e.to_string() })?;
         let status = resp.status();
         let bytes = resp.bytes().await.context("reading the API's answer")?;
         if !status.is_success() {

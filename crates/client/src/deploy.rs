@@ -36,12 +36,6 @@ pub struct DeployReport {
     pub routes: Option<RoutesReport>,
 }
 
-impl DeployReport {
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-}
-
 pub struct DeployArgs<'a> {
     /// The project root: config files are read here.
     pub dir: &'a Path,

@@ -9,4 +9,4 @@ mod api;
 pub mod deploy;
 pub mod scan;
 
-pub use api::{Api, ApiFailure};
+pub use api::{Api, ApiFailure, Unreachable};

@@ -153,7 +153,6 @@ impl ControlPlane {
                 git_ref: r.branch,
                 commit: r.commit,
                 context: r.context,
-                attempt: 1,
             };
             let json = serde_json::to_string(&job).map_err(|e| ApiError::Internal(e.to_string()))?;
             jobs.push((job, json));

@@ -179,22 +179,20 @@ async fn receive(
         return Err(ApiError::Unauthorized(unauthorized_reason(provider, headers)));
     }
 
+    // Events that build nothing answer 200 with what was done.
+    let done =
+        |message: String| Ok((StatusCode::OK, Json(HookResponse { builds: Vec::new(), duplicate: false, message })));
     let (branch, commit, pr) = match event {
-        HookEvent::Ignored(why) => {
-            let message = format!("ignored: {why}");
-            return Ok((StatusCode::OK, Json(HookResponse { builds: Vec::new(), duplicate: false, message })));
-        }
+        HookEvent::Ignored(why) => return done(format!("ignored: {why}")),
         HookEvent::BranchDeleted { branch } => {
-            let message = remove_previews(cp, &verified, &branch, None, |link, project| {
+            let alias_of = |link: &LinkRow, project: &ProjectName| {
                 (branch != link.production_branch).then(|| helix_core::hosts::branch_alias(&branch, project))
-            })
-            .await?;
-            return Ok((StatusCode::OK, Json(HookResponse { builds: Vec::new(), duplicate: false, message })));
+            };
+            return done(remove_previews(cp, &verified, &branch, None, alias_of).await?);
         }
         HookEvent::PullRequestClosed { number } => {
             let preview = format!("deploy-preview-{number}");
-            let message = remove_previews(cp, &verified, "", Some(number), |_, _| Some(preview.clone())).await?;
-            return Ok((StatusCode::OK, Json(HookResponse { builds: Vec::new(), duplicate: false, message })));
+            return done(remove_previews(cp, &verified, "", Some(number), |_, _| Some(preview.clone())).await?);
         }
         HookEvent::Push { branch, commit } => (branch, commit, None),
         HookEvent::PullRequest { number, branch, commit, fork } => (branch, commit, Some((number, fork))),

@@ -137,9 +137,6 @@ pub struct BuildJob {
     /// prefix is accepted: Bitbucket sends 12 characters for pull requests.
     pub commit: Option<String>,
     pub context: BuildContext,
-    /// Which attempt this is (1 on the first run).
-    #[serde(default = "first_attempt")]
-    pub attempt: u32,
 }
 
 /// How a build ended, as its worker reports it.
@@ -151,10 +148,6 @@ pub struct BuildOutcome {
     pub error: Option<String>,
     pub failed_step: Option<String>,
     pub exit_status: Option<i64>,
-}
-
-fn first_attempt() -> u32 {
-    1
 }
 
 /// Whether `s` can be a git commit id (4–40 hex digits).

@@ -50,10 +50,7 @@ impl JobQueue for StoreQueue {
                 return Ok(None);
             };
             match serde_json::from_str::<BuildJob>(&json) {
-                Ok(mut job) => {
-                    job.attempt = attempt as u32;
-                    Ok(Some(ClaimedJob { job, attempt: attempt as u32 }))
-                }
+                Ok(job) => Ok(Some(ClaimedJob { job, attempt: attempt as u32 })),
                 Err(e) => {
                     let end = BuildEnd {
                         state: BuildState::Error,

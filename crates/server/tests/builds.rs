@@ -599,6 +599,8 @@ async fn queued_builds_survive_a_restart() {
     let b = finished(&server, &id).await;
     assert_eq!(b["state"], "ready", "{b}");
     assert_eq!(b["attempts"], 2, "{b}");
+    let abandoned = server.data_dir.path().join("builds").join(format!("{id}-1"));
+    assert!(!abandoned.exists(), "the cut-off attempt's workspace was cleared at start");
     server.wait_for_host("site.localhost", |body| body == "after restart").await;
 }
 
