@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use helix_core::manifest::{FileEntry, MANIFEST_VERSION, Manifest};
-use helix_core::routes::{Origin, Platform, Redirect, RouteTable};
+use helix_core::manifest::{FileEntry, Manifest};
+use helix_core::routes::v1::{Redirect, RouteTable};
+use helix_core::routes::{Origin, Platform};
 use helix_core::{DeploymentId, Digest, ProjectName};
-use helix_edge::routing::RequestFacts;
-use helix_edge::snapshot::Site;
+use helix_edge::route::RequestFacts;
+use helix_edge::sites::Site;
 
 fn site(rules: usize, platform: Platform) -> Site {
     let mut files = BTreeMap::new();
@@ -46,14 +47,17 @@ fn site(rules: usize, platform: Platform) -> Site {
             }
         })
         .collect();
+    // The rules as a platform's files would parse (past the platform's
+    // own limits), lowered as the compiler lowers every table.
     let manifest = Manifest {
-        version: MANIFEST_VERSION,
+        version: 1,
         deployment: DeploymentId::generate(1, 1),
         project: ProjectName::parse("bench").expect("valid name"),
         created_at_ms: 0,
         files,
-        routes: RouteTable { platform, redirects, ..RouteTable::default() },
+        routes: Default::default(),
         function_sources: Default::default(),
+        legacy_routes: Some(RouteTable { platform, redirects, ..RouteTable::default() }),
     };
     Site::from_manifest(&manifest)
 }

@@ -1,16 +1,22 @@
-//! The event bus: how planes learn what the control plane decided.
+//! The event bus: how planes learn what the control plane decided, and how
+//! the control plane learns they did.
 //!
 //! [`Bus`] is the interface; [`InProcessBus`] is the embedded adapter that
 //! `helix server` uses on one machine (a NATS JetStream adapter takes the same
-//! place in a fleet). Publishing never blocks on a slow subscriber. This crate
-//! knows events, not who produces or consumes them.
+//! place in a fleet). Publishing never blocks on a slow subscriber.
+//! [`Applied`] is the way back: each edge reports the last event sequence
+//! number it applied, and a writer waits until the edges it knows have
+//! applied its change ([`EdgeAcks`] for edges in this process; edges
+//! elsewhere will report the same numbers over the bus). This crate knows
+//! events, not who produces or consumes them.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use helix_core::build::{BuildId, BuildJob, BuildOutcome};
-use helix_core::events::Event;
-use tokio::sync::mpsc;
+use helix_core::events::Envelope;
+use tokio::sync::{mpsc, watch};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -59,20 +65,21 @@ pub trait JobQueue: Send + Sync + 'static {
     fn wait(&self) -> BoxFuture<'_, ()>;
 }
 
-/// Publish events and subscribe to all of them, in publish order.
+/// Publish events and subscribe to all of them, in publish order (which
+/// is their sequence order).
 pub trait Bus: Send + Sync + 'static {
-    fn publish<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), BusError>>;
+    fn publish<'a>(&'a self, event: &'a Envelope) -> BoxFuture<'a, Result<(), BusError>>;
     fn subscribe(&self) -> Subscription;
 }
 
 /// A stream of events, from the moment of subscribing.
 pub struct Subscription {
-    rx: mpsc::UnboundedReceiver<Event>,
+    rx: mpsc::UnboundedReceiver<Envelope>,
 }
 
 impl Subscription {
     /// The next event, or `None` once the bus is gone.
-    pub async fn next(&mut self) -> Option<Event> {
+    pub async fn next(&mut self) -> Option<Envelope> {
         self.rx.recv().await
     }
 }
@@ -82,7 +89,7 @@ impl Subscription {
 /// subscriber can lag out of the stream.
 #[derive(Default, Clone)]
 pub struct InProcessBus {
-    subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<Event>>>>,
+    subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<Envelope>>>>,
 }
 
 impl InProcessBus {
@@ -92,7 +99,7 @@ impl InProcessBus {
 }
 
 impl Bus for InProcessBus {
-    fn publish<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), BusError>> {
+    fn publish<'a>(&'a self, event: &'a Envelope) -> BoxFuture<'a, Result<(), BusError>> {
         let mut subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
         subs.retain(|tx| tx.send(event.clone()).is_ok());
         Box::pin(async { Ok(()) })
@@ -105,9 +112,51 @@ impl Bus for InProcessBus {
     }
 }
 
+/// What the edges have applied, for writers that answer only once their
+/// change is served.
+pub trait Applied: Send + Sync + 'static {
+    /// Resolves to true once every edge known has applied event `seq`, or
+    /// to false when that has not happened within `timeout`.
+    fn wait_for(&self, seq: u64, timeout: Duration) -> BoxFuture<'_, bool>;
+}
+
+/// The edges of this process, each reporting through a watch channel the
+/// last sequence number it applied.
+#[derive(Default)]
+pub struct EdgeAcks {
+    edges: Mutex<Vec<watch::Receiver<u64>>>,
+}
+
+impl EdgeAcks {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An edge to wait for, by the channel it reports on.
+    pub fn register(&self, applied: watch::Receiver<u64>) {
+        self.edges.lock().unwrap_or_else(|p| p.into_inner()).push(applied);
+    }
+}
+
+impl Applied for EdgeAcks {
+    fn wait_for(&self, seq: u64, timeout: Duration) -> BoxFuture<'_, bool> {
+        let edges: Vec<watch::Receiver<u64>> = self.edges.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Box::pin(async move {
+            let all = async {
+                for mut edge in edges {
+                    // An edge that is gone serves nothing: do not wait for it.
+                    let _ = edge.wait_for(|applied| *applied >= seq).await;
+                }
+            };
+            tokio::time::timeout(timeout, all).await.is_ok()
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use helix_core::events::Event;
     use helix_core::{DeploymentId, Digest, ProjectName};
 
     #[tokio::test]
@@ -115,11 +164,14 @@ mod tests {
         let bus = InProcessBus::new();
         let mut a = bus.subscribe();
         let mut b = bus.subscribe();
-        let events: Vec<Event> = (0..3)
-            .map(|i| Event::DeployReady {
-                project: ProjectName::parse("p").unwrap(),
-                deployment: DeploymentId::generate(i, i as u128),
-                manifest: Digest::of(&[i as u8]),
+        let events: Vec<Envelope> = (0..3)
+            .map(|i| Envelope {
+                seq: i + 1,
+                event: Event::DeployReady {
+                    project: ProjectName::parse("p").unwrap(),
+                    deployment: DeploymentId::generate(i, i as u128),
+                    manifest: Digest::of(&[i as u8]),
+                },
             })
             .collect();
         for e in &events {
@@ -132,5 +184,20 @@ mod tests {
         // A closed subscriber is dropped from the fan-out, not an error.
         bus.publish(&events[0]).await.unwrap();
         assert_eq!(bus.subscribers.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn writers_wait_until_every_edge_has_applied_their_event() {
+        let acks = EdgeAcks::new();
+        let (a, a_rx) = watch::channel(0u64);
+        let (b, b_rx) = watch::channel(0u64);
+        acks.register(a_rx);
+        acks.register(b_rx);
+        assert!(!acks.wait_for(3, Duration::from_millis(20)).await, "no edge has applied 3");
+        a.send_replace(3);
+        assert!(!acks.wait_for(3, Duration::from_millis(20)).await, "one edge lags");
+        let waiter = tokio::spawn(async move { acks.wait_for(3, Duration::from_secs(5)).await });
+        b.send_replace(4);
+        assert!(waiter.await.unwrap());
     }
 }

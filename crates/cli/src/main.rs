@@ -8,14 +8,12 @@ mod builds;
 mod output;
 
 use std::io::IsTerminal;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use helix_core::api::{Deployment, GcReport, Rollback};
-use helix_core::limits::Limits;
 
 use helix_client::Api;
 
@@ -55,42 +53,15 @@ struct ServerArgs {
     /// Where state, blobs and the admin token live.
     #[arg(long, env = "HELIX_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    #[arg(long, env = "HELIX_API_ADDR", default_value = "127.0.0.1:7070")]
-    api_addr: SocketAddr,
-    #[arg(long, env = "HELIX_EDGE_ADDR", default_value = "127.0.0.1:8080")]
-    edge_addr: SocketAddr,
     #[arg(long, env = "HELIX_BASE_DOMAIN", default_value = "localhost")]
     base_domain: String,
     /// `sqlite://…` or `postgres://…` (default: SQLite in the data directory).
     #[arg(long, env = "HELIX_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
-    #[arg(long, env = "HELIX_MAX_FILE_BYTES", default_value_t = Limits::default().max_file_bytes)]
-    max_file_bytes: u64,
-    #[arg(long, env = "HELIX_MAX_FILES", default_value_t = Limits::default().max_files)]
-    max_files: usize,
-    #[arg(long, env = "HELIX_MAX_TOTAL_BYTES", default_value_t = Limits::default().max_total_bytes)]
-    max_total_bytes: u64,
-    /// Seconds between background GC runs; 0 turns it off.
-    #[arg(long, env = "HELIX_GC_INTERVAL_SECS", default_value_t = 3600)]
-    gc_interval_secs: u64,
-    /// GC keeps unreferenced blobs younger than this.
-    #[arg(long, env = "HELIX_GC_GRACE_SECS", default_value_t = 3600)]
-    gc_grace_secs: u64,
-    /// A trusted request header carrying the visitor's ISO country code
-    /// (set by your CDN or load balancer), for `Country=` rules.
-    #[arg(long, env = "HELIX_COUNTRY_HEADER")]
-    country_header: Option<String>,
-    /// Refuse proxy rules (rewrites to other origins): they answer 502.
-    #[arg(long, env = "HELIX_DISABLE_PROXY")]
-    disable_proxy: bool,
-    /// The HS256 secret your identity provider signs `nf_jwt` with, for
-    /// Netlify `Role=` rules (without it they never apply).
-    #[arg(long, env = "HELIX_ROLE_JWT_SECRET", hide_env_values = true)]
-    role_jwt_secret: Option<String>,
-    /// A MaxMind database (`.mmdb`, Country or City) for visitors'
-    /// countries when no trusted header says it.
-    #[arg(long, env = "HELIX_GEOIP_DB")]
-    geoip_db: Option<PathBuf>,
+    #[command(flatten)]
+    api: helix_server::ApiSettings,
+    #[command(flatten)]
+    edge: helix_server::EdgeSettings,
     /// Builds run at once (0: this server runs no builds).
     #[arg(long, env = "HELIX_BUILD_WORKERS", default_value_t = 1)]
     build_workers: usize,
@@ -109,7 +80,7 @@ struct RoutingArgs {
     /// netlify.toml or wrangler.toml names, else DIR itself).
     #[arg(long)]
     publish_dir: Option<PathBuf>,
-    /// Whose routing semantics apply: netlify, cloudflare-pages (default: detected).
+    /// Whose routing semantics apply: netlify, cloudflare-pages, vercel or helix (default: detected).
     #[arg(long)]
     compat: Option<String>,
     /// Fail when any routing rule cannot be honored exactly.
@@ -387,6 +358,7 @@ async fn split(cmd: SplitCommand) -> anyhow::Result<()> {
             println!("  {id}  {weight:>3}%");
         }
     }
+    output::warn_if_unserved(split.propagation.as_ref());
     Ok(())
 }
 
@@ -407,7 +379,7 @@ fn routes_check(dir: &Path, routing: &RoutingArgs, json: bool) -> anyhow::Result
     let compat = match routing.compat.as_deref() {
         Some(c) => Some(
             helix_core::routes::Platform::parse(c)
-                .with_context(|| format!("compat {c:?} is not one of netlify, cloudflare-pages, helix"))?,
+                .with_context(|| format!("compat {c:?} is not one of {}", helix_core::routes::Platform::NAMES))?,
         ),
         None => None,
     };
@@ -416,18 +388,20 @@ fn routes_check(dir: &Path, routing: &RoutingArgs, json: bool) -> anyhow::Result
         print_json(&serde_json::json!({
             "platform": compiled.table.platform,
             "reason": compiled.reason,
-            "redirects": compiled.table.redirects,
-            "headers": compiled.table.headers,
+            "redirects": compiled.source.redirects,
+            "rewrites": compiled.source.rewrites,
+            "headers": compiled.source.headers,
+            "compiled": compiled.table,
             "diagnostics": compiled.diagnostics,
         }));
     } else {
         println!("platform: {}", compiled.reason);
-        for r in &compiled.table.redirects {
+        for r in compiled.source.redirects.iter().chain(&compiled.source.rewrites) {
             let force =
                 if r.force && compiled.table.platform == helix_core::routes::Platform::Netlify { "!" } else { "" };
             println!("  {}:{}  {} → {} {}{force}", r.origin.file, r.origin.line, r.from, r.to, r.status);
         }
-        for h in &compiled.table.headers {
+        for h in &compiled.source.headers {
             let names: Vec<&str> = h.set.iter().map(|(n, _)| n.as_str()).collect();
             println!("  {}:{}  {} headers: {}", h.origin.file, h.origin.line, h.path, names.join(", "));
         }
@@ -488,21 +462,10 @@ async fn up(
 
 fn server_config(args: &ServerArgs) -> anyhow::Result<helix_server::Config> {
     let mut config = helix_server::Config::new(data_dir(args.data_dir.as_deref())?);
-    config.api_addr = args.api_addr;
-    config.edge_addr = args.edge_addr;
     config.base_domain = args.base_domain.trim_end_matches('.').to_ascii_lowercase();
     config.database_url = args.database_url.clone();
-    config.limits = Limits {
-        max_file_bytes: args.max_file_bytes,
-        max_files: args.max_files,
-        max_total_bytes: args.max_total_bytes,
-    };
-    config.gc.interval = (args.gc_interval_secs > 0).then(|| Duration::from_secs(args.gc_interval_secs));
-    config.gc.grace = Duration::from_secs(args.gc_grace_secs);
-    config.country_header = args.country_header.clone();
-    config.proxy_enabled = !args.disable_proxy;
-    config.role_jwt_secret = args.role_jwt_secret.clone();
-    config.geoip_db = args.geoip_db.clone();
+    config.api = args.api.clone();
+    config.edge = args.edge.clone();
     config.build_workers = args.build_workers;
     config.build.timeout = Duration::from_secs(args.build_timeout_secs);
     config.build.limits.memory_bytes = args.build_memory_mib << 20;
@@ -542,6 +505,7 @@ fn pointer_moved(client: &ClientArgs, verb: &str, d: &Deployment) {
             println!("  production: {p}");
         }
     }
+    output::warn_if_unserved(d.propagation.as_ref());
 }
 
 fn print_json<T: serde::Serialize>(value: &T) {

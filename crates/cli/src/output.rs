@@ -1,7 +1,7 @@
 //! How the CLI prints reports for people: deploy summaries, numbers, sizes.
 
 use helix_client::deploy::DeployReport;
-use helix_core::api::RoutesReport;
+use helix_core::api::{Propagation, RoutesReport};
 
 pub fn print_human(r: &DeployReport) {
     println!(
@@ -18,6 +18,16 @@ pub fn print_human(r: &DeployReport) {
     }
     if let Some(routes) = &r.routes {
         print_routes_summary(routes);
+    }
+    warn_if_unserved(r.propagation.as_ref());
+}
+
+/// A change the edge has not confirmed serving yet: said on stderr, so a
+/// script that deploys and then tests knows why it may see the old site.
+pub fn warn_if_unserved(propagation: Option<&Propagation>) {
+    if let Some(p) = propagation.filter(|p| !p.served) {
+        let detail = p.detail.as_deref().unwrap_or("the edge has not confirmed serving it yet");
+        eprintln!("warning: {detail}");
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use futures_util::{StreamExt, TryStreamExt};
-use helix_core::api::{CreateDeployment, CreatedDeployment, Deployment, RoutesReport};
+use helix_core::api::{CreateDeployment, CreatedDeployment, Deployment, Propagation, RoutesReport};
 use helix_core::limits::Limits;
 use helix_core::{Digest, ProjectName};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -34,6 +34,10 @@ pub struct DeployReport {
     pub seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub routes: Option<RoutesReport>,
+    /// Whether the edge serves it yet (it does when the deploy returns,
+    /// unless the edge did not confirm in time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub propagation: Option<Propagation>,
 }
 
 pub struct DeployArgs<'a> {
@@ -177,6 +181,7 @@ pub async fn deploy(api: &Api, args: DeployArgs<'_>) -> anyhow::Result<DeployRep
         uploaded_bytes,
         seconds: started.elapsed().as_secs_f64(),
         routes: done.routes,
+        propagation: done.propagation,
     })
 }
 

@@ -2,7 +2,8 @@
 
 use std::collections::HashSet;
 
-use helix_core::routes::{Conditions, Diagnostic, DiagnosticKind, HeaderRule, Origin, Redirect};
+use helix_core::routes::v1::{HeaderRule, Redirect};
+use helix_core::routes::{Conditions, Diagnostic, DiagnosticKind, Origin};
 
 use crate::{content_lines, diag, header_block, push_header};
 

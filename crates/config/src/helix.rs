@@ -7,9 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use helix_core::routes::{
-    Conditions, Diagnostic, DiagnosticKind, MatchOn, Matcher, Origin, Platform, Redirect, RouteTable,
-};
+use helix_core::routes::v1::{Redirect, RouteTable};
+use helix_core::routes::{Conditions, Diagnostic, DiagnosticKind, MatchOn, Matcher, Origin, Platform};
 use serde::Deserialize;
 
 use crate::diag;

@@ -1,26 +1,30 @@
 //! Project configuration → one normalized route table.
 //!
 //! Reads the routing files of Netlify (`_redirects`, `_headers`,
-//! `netlify.toml`), Cloudflare Pages (`_redirects`, `_headers`) and Vercel
-//! (`vercel.json`), decides
-//! whose semantics apply, and compiles them into
-//! [`helix_core::routes::RouteTable`] with a report of every rule that could
-//! not be honored exactly. Pure: callers hand in file contents; this crate
-//! does no I/O and never serves anything.
+//! `netlify.toml`), Cloudflare Pages (`_redirects`, `_headers`), Vercel
+//! (`vercel.json`) and HelixStack (`helix.toml`), decides whose semantics
+//! apply, parses them into the platform's own form
+//! ([`helix_core::routes::v1::RouteTable`]) and lowers that into the
+//! platform-neutral [`helix_core::routes::RouteTable`] the edge runs, with a
+//! report of every rule that could not be honored exactly. Pure: callers
+//! hand in file contents; this crate does no I/O and never serves anything.
 
 mod build;
 mod cloudflare;
 mod detect;
 mod helix;
+mod lower;
 mod netlify;
 mod vercel;
 
 use std::collections::BTreeMap;
 
-use helix_core::routes::{Diagnostic, DiagnosticKind, HeaderRule, Platform, RouteTable};
+use helix_core::routes::v1::{HeaderRule, RouteTable as SourceTable};
+use helix_core::routes::{Diagnostic, DiagnosticKind, Platform, RouteTable};
 
 pub use build::{BuildSettings, build_settings};
 pub use detect::detect;
+pub use lower::lower_legacy;
 
 /// Config files read from the project root (not served).
 pub const ROOT_CONFIG_FILES: &[&str] = &["helix.toml", "netlify.toml", "wrangler.toml", "vercel.json"];
@@ -43,7 +47,10 @@ pub struct ProjectFiles {
 /// The outcome of a compile.
 #[derive(Debug)]
 pub struct Compiled {
+    /// What the edge runs.
     pub table: RouteTable,
+    /// The rules as the files wrote them (for reports).
+    pub source: SourceTable,
     /// Why this platform's semantics were chosen.
     pub reason: String,
     pub diagnostics: Vec<Diagnostic>,
@@ -77,7 +84,7 @@ pub fn compile(files: &ProjectFiles, compat: Option<Platform>) -> Compiled {
         (None, Some(p)) => (p, format!("{} (compat in helix.toml)", p.as_str())),
         (None, None) => detect(files),
     };
-    let mut table = RouteTable { platform, ..RouteTable::default() };
+    let mut table = SourceTable { platform, ..SourceTable::default() };
     let text = |name: &str, from: &BTreeMap<String, Vec<u8>>, diags: &mut Vec<Diagnostic>| -> Option<String> {
         let bytes = from.get(name)?;
         if bytes.len() > MAX_CONFIG_BYTES {
@@ -141,7 +148,8 @@ pub fn compile(files: &ProjectFiles, compat: Option<Platform>) -> Compiled {
             }
         }
     }
-    Compiled { table, reason, diagnostics }
+    let lowered = lower::lower(&table, &mut diagnostics);
+    Compiled { table: lowered, source: table, reason, diagnostics }
 }
 
 /// The publish directory the root config names, if any (relative to the
@@ -198,8 +206,40 @@ pub(crate) fn push_header(rule: &mut HeaderRule, name: &str, value: &str) {
     }
 }
 
+/// Whether a pattern regex needs the bounded backtracking matcher
+/// (lookaround); an error names what is wrong with it.
+pub(crate) fn regex_needs_backtracking(re: &str) -> Result<bool, String> {
+    let linear = match regex::Regex::new(re) {
+        Ok(_) => return Ok(false),
+        Err(e) => e,
+    };
+    if !["(?=", "(?!", "(?<=", "(?<!"].iter().any(|l| re.contains(l)) {
+        return Err(format!("not a supported pattern: {linear}"));
+    }
+    if has_backreference(re) {
+        return Err("backreferences are not supported".into());
+    }
+    fancy_regex::RegexBuilder::new(re)
+        .backtrack_limit(lower::BACKTRACK_LIMIT)
+        .build()
+        .map(|_| true)
+        .map_err(|e| format!("not a supported pattern: {e}"))
+}
+
+/// `\1`…`\9` or `\k<name>` outside an escape.
+fn has_backreference(re: &str) -> bool {
+    let mut chars = re.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' && matches!(chars.next(), Some('1'..='9' | 'k')) {
+            return true;
+        }
+    }
+    false
+}
+
 /// A user-written value regex, anchored; refused when it is invalid or
-/// needs backtracking (lookaround, backreferences).
+/// needs backtracking (lookaround, backreferences): values are matched in
+/// linear time.
 pub(crate) fn anchored_regex(value: &str) -> Result<String, String> {
     let anchored = format!("^(?:{value})$");
     regex::Regex::new(&anchored).map_err(|e| format!("value {value:?} is not a supported regex: {e}"))?;
@@ -250,7 +290,7 @@ mod properties {
             platform in prop::sample::select(vec![Platform::Netlify, Platform::CloudflarePages]),
         ) {
             let compiled = compile(&files(name, &text), Some(platform));
-            for r in &compiled.table.redirects {
+            for r in &compiled.source.redirects {
                 prop_assert!(r.from.starts_with('/'), "{r:?}");
                 prop_assert!((100..=999).contains(&r.status), "{r:?}");
             }

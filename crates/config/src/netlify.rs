@@ -1,6 +1,7 @@
 //! Netlify: `_redirects`, `_headers` and `netlify.toml` (SPEC §1).
 
-use helix_core::routes::{Conditions, Diagnostic, DiagnosticKind, HeaderRule, Origin, Redirect, RouteTable};
+use helix_core::routes::v1::{HeaderRule, Redirect, RouteTable};
+use helix_core::routes::{Conditions, Diagnostic, DiagnosticKind, Origin};
 
 use crate::{content_lines, diag, header_block, push_header};
 

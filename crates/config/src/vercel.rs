@@ -5,9 +5,8 @@
 
 use std::collections::BTreeSet;
 
-use helix_core::routes::{
-    Conditions, Diagnostic, DiagnosticKind, HeaderRule, MatchOn, Matcher, Origin, Redirect, RouteTable,
-};
+use helix_core::routes::v1::{HeaderRule, Redirect, RouteTable};
+use helix_core::routes::{Conditions, Diagnostic, DiagnosticKind, MatchOn, Matcher, Origin};
 use serde_json::Value;
 
 use crate::diag;
@@ -183,8 +182,7 @@ fn legacy_regex(src: &str) -> Result<String, String> {
     }
     let anchored =
         format!("{}{out}{}", if out.starts_with('^') { "" } else { "^" }, if out.ends_with('$') { "" } else { "$" });
-    regex_syntax_ok(&anchored)?;
-    regex::Regex::new(&anchored).map_err(|e| format!("not a supported regex: {e}"))?;
+    crate::regex_needs_backtracking(&anchored)?;
     Ok(anchored)
 }
 
@@ -258,7 +256,7 @@ fn rule(item: &Value, kind: Kind) -> Result<Redirect, RuleError> {
     let has = matchers(obj.get("has")).map_err(reject)?;
     let missing = matchers(obj.get("missing")).map_err(reject)?;
     let mut known: BTreeSet<String> = pattern.params.iter().cloned().collect();
-    known.extend(has.iter().flat_map(|m| group_names(m.value.as_deref().unwrap_or_default())));
+    known.extend(has.iter().flat_map(|m| crate::lower::group_names(m.value.as_deref().unwrap_or_default())));
     if has.iter().any(|m| m.on == MatchOn::Host && m.value.is_some()) {
         known.insert("host".into());
     }
@@ -352,21 +350,6 @@ fn matchers(value: Option<&Value>) -> Result<Vec<Matcher>, String> {
         .collect()
 }
 
-/// Named groups `(?<name>…)` / `(?P<name>…)` in a regex.
-fn group_names(re: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for (i, _) in re.match_indices("(?") {
-        let rest = &re[i + 2..];
-        let rest = rest.strip_prefix('P').unwrap_or(rest);
-        if let Some(rest) = rest.strip_prefix('<')
-            && let Some(end) = rest.find('>')
-        {
-            out.push(rest[..end].to_owned());
-        }
-    }
-    out
-}
-
 /// `:name` references in a destination.
 fn destination_params(destination: &str) -> Vec<String> {
     let path_part =
@@ -446,10 +429,9 @@ pub(crate) fn source_regex(source: &str) -> Result<Pattern, String> {
         i = after;
     }
     re.push('$');
-    regex_syntax_ok(&re)?;
     // The edge compiles the same string; an invalid one is refused here,
     // where it can be reported, rather than skipped there.
-    regex::Regex::new(&re).map_err(|e| format!("not a supported pattern: {e}"))?;
+    crate::regex_needs_backtracking(&re)?;
     Ok(Pattern { regex: re, params })
 }
 
@@ -491,20 +473,6 @@ fn regex_escape(c: char) -> String {
     if "\\.+*?()|[]{}^$#&-~".contains(c) { format!("\\{c}") } else { c.to_string() }
 }
 
-/// Lookaround and backreferences cannot run in linear time; the edge's
-/// regex engine refuses them, and so does the compiler, up front.
-fn regex_syntax_ok(re: &str) -> Result<(), String> {
-    for banned in ["(?=", "(?!", "(?<=", "(?<!"] {
-        if re.contains(banned) {
-            return Err("lookaround in a pattern is not supported (matching must stay linear-time)".into());
-        }
-    }
-    if re.contains("\\1") || re.contains("\\2") {
-        return Err("backreferences are not supported".into());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,7 +488,8 @@ mod tests {
             "^/docs(?:/(?P<slug>(?:[^/#?]+?)(?:/(?:[^/#?]+?))*))?$"
         );
         assert_eq!(source_regex("/(.*)").unwrap().regex, "^/(?P<_1>.*)$");
-        assert!(source_regex("/:path((?!uk/).*)").is_err());
+        assert!(source_regex("/:path((?!uk/).*)").is_ok(), "lookaround runs on the bounded matcher");
+        assert!(source_regex("/:path((?!uk/).*\\1)").is_err(), "backreferences are not supported");
         assert!(source_regex("/a(b").is_err());
         assert!(source_regex("/:id([a-)").is_err(), "an invalid custom pattern is refused at deploy time");
     }
@@ -573,10 +542,12 @@ mod legacy_tests {
         assert_eq!((table.redirects[0].status, table.redirects[0].to.as_str()), (301, "/modern/$1"));
         assert_eq!(table.redirects[0].from, "^/legacy/(?P<_1>.*)$");
         assert_eq!(table.redirects[1].status, 200);
-        assert_eq!(table.rewrites.len(), 1);
+        // Lookahead runs on the bounded backtracking matcher.
+        assert_eq!(table.rewrites.len(), 2);
+        assert_eq!(table.rewrites[1].from, "^/(?!api).*$");
         assert_eq!(table.headers.len(), 1);
         let kinds: Vec<_> = d.iter().map(|d| (d.kind, d.line)).collect();
-        assert_eq!(kinds.len(), 3, "{d:?}");
+        assert_eq!(kinds.len(), 2, "{d:?}");
         assert!(d.iter().all(|d| d.kind == DiagnosticKind::NotHonored && d.line > 0), "{d:?}");
     }
 }

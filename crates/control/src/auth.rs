@@ -57,10 +57,18 @@ pub enum TokenError {
     Random(String),
 }
 
+/// The token of an `Authorization: Bearer <token>` header; the scheme's
+/// name is case-insensitive (RFC 7235).
+fn bearer(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// Refuses requests without a known bearer token.
 pub(crate) async fn require_token(State(cp): State<Arc<ControlPlane>>, req: Request, next: Next) -> Response {
     let header = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim) else {
+    let Some(token) = header.and_then(bearer) else {
         return ApiError::Unauthorized("missing bearer token: send `Authorization: Bearer <token>`".into())
             .into_response();
     };
@@ -68,5 +76,18 @@ pub(crate) async fn require_token(State(cp): State<Arc<ControlPlane>>, req: Requ
         Ok(true) => next.run(req).await,
         Ok(false) => ApiError::Unauthorized("invalid token".into()).into_response(),
         Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for h in ["Bearer abc", "bearer abc", "BEARER  abc ", "  BeArEr abc"] {
+            assert_eq!(super::bearer(h), Some("abc"), "{h}");
+        }
+        for h in ["Basic abc", "Bearer", "Bearer  ", "Bearerabc"] {
+            assert_eq!(super::bearer(h), None, "{h}");
+        }
     }
 }

@@ -132,7 +132,9 @@ impl ControlPlane {
         Ok(true)
     }
 
-    pub(crate) async fn finalize(&self, id: &str) -> Result<DeploymentRow, ApiError> {
+    /// Finalizes an upload: the deployment, and its last event's sequence
+    /// number when this call made it ready (`None`: it was already).
+    pub(crate) async fn finalize(&self, id: &str) -> Result<(DeploymentRow, Option<u64>), ApiError> {
         let id = DeploymentId::parse(id).map_err(|e| ApiError::NotFound(e.to_string()))?;
         let row = self
             .store
@@ -143,7 +145,7 @@ impl ControlPlane {
         let (Some(mut files), Some(options)) =
             (self.store.uploading_files(&id).await?, self.store.uploading_options(&id).await?)
         else {
-            return self.finalized_already(&id).await;
+            return Ok((self.finalized_already(&id).await?, None));
         };
         let mut sizes: BTreeMap<Digest, u64> = BTreeMap::new();
         let mut missing = Vec::new();
@@ -186,10 +188,10 @@ impl ControlPlane {
         let outcome =
             self.store.finalize(&id, manifest_digest, total, &report_json, options.alias.as_deref(), now_ms()).await?;
         self.upload_sets.remove(&id);
-        self.outbox_wake.notify_one();
         match outcome {
-            Finalized::Now(row) | Finalized::Already(row) => Ok(row),
-            Finalized::NotUploading(_) => self.finalized_already(&id).await,
+            Finalized::Now(row, seq) => Ok((row, Some(seq))),
+            Finalized::Already(row) => Ok((row, None)),
+            Finalized::NotUploading(_) => Ok((self.finalized_already(&id).await?, None)),
         }
     }
 
@@ -313,6 +315,7 @@ impl ControlPlane {
             files,
             routes: Default::default(),
             function_sources: BTreeMap::new(),
+            legacy_routes: None,
         })
     }
 
@@ -384,7 +387,7 @@ fn validate_options(req: &CreateDeployment) -> Result<DeployOptions, ApiError> {
     let compat = match req.compat.as_deref() {
         None => None,
         Some(c) => Some(helix_core::routes::Platform::parse(c).ok_or_else(|| {
-            ApiError::BadRequest(format!("compat {c:?} is not one of netlify, cloudflare-pages, helix"))
+            ApiError::BadRequest(format!("compat {c:?} is not one of {}", helix_core::routes::Platform::NAMES))
         })?),
     };
     if let Some(alias) = &req.alias {
@@ -448,6 +451,7 @@ pub(crate) fn view(cp: &Arc<ControlPlane>, row: &DeploymentRow) -> helix_core::a
         created_at_ms: row.created_at_ms,
         ready_at_ms: row.ready_at_ms,
         routes: serde_json::from_str(&row.routes_json).ok(),
+        propagation: None,
     }
 }
 

@@ -2,16 +2,21 @@
 //! `/hooks/bitbucket` (each also with `/{project}`), and the generic
 //! `/hooks/git/{project}` for any other host.
 //!
-//! A delivery is read (400 when malformed), matched to the projects linked
-//! to its repository, by any URL form the provider sends, or to the one in
-//! the path (404 when none), and verified against each project's secret as
-//! that provider signs (401 when it does not verify). Only then is
-//! anything queued. A delivery id seen before queues nothing and answers
-//! what it queued the first time. The source is always fetched from the
-//! linked repository URL, never from one the payload names.
+//! A delivery's body is capped (25 MB, GitHub's own maximum) and, while
+//! unverified, counts against a budget shared by all deliveries (past it
+//! they wait, then get 503). It is read (400 when malformed), matched to
+//! the projects linked to its repository, by any URL form the provider
+//! sends, or to the one in the path, and verified against each project's
+//! secret as that provider signs. An unknown repository or project and a
+//! bad signature get the same 401, so a stranger learns nothing of which
+//! projects exist. Only then is anything queued. A delivery id seen before
+//! queues nothing and answers what it queued the first time; the generic
+//! hook refuses a replay of a signed delivery it has seen (409). The
+//! source is always fetched from the linked repository URL, never from one
+//! the payload names.
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -29,6 +34,13 @@ use crate::routes::Cp;
 
 /// How far a generic hook's timestamp may be from now.
 const GENERIC_MAX_SKEW_SECS: u64 = 300;
+
+/// Largest webhook body (GitHub caps its payloads at 25 MB).
+pub(crate) const MAX_HOOK_BODY: u64 = 25 * 1024 * 1024;
+/// The unverified-body budget counts in units of this many bytes.
+pub(crate) const BUDGET_UNIT: u64 = 4096;
+/// How long a delivery waits for room in the budget before 503.
+const BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Provider {
@@ -74,52 +86,90 @@ enum HookEvent {
     Ignored(String),
 }
 
-pub(crate) async fn github(State(cp): Cp, headers: HeaderMap, body: Bytes) -> Result<impl IntoResponse, ApiError> {
-    receive(&cp, Provider::GitHub, None, &headers, &body).await
+pub(crate) async fn github(State(cp): Cp, headers: HeaderMap, body: Body) -> Result<impl IntoResponse, ApiError> {
+    receive(&cp, Provider::GitHub, None, &headers, body).await
 }
 
 pub(crate) async fn github_project(
     State(cp): Cp,
     Path(project): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    receive(&cp, Provider::GitHub, Some(&project), &headers, &body).await
+    receive(&cp, Provider::GitHub, Some(&project), &headers, body).await
 }
 
-pub(crate) async fn gitlab(State(cp): Cp, headers: HeaderMap, body: Bytes) -> Result<impl IntoResponse, ApiError> {
-    receive(&cp, Provider::GitLab, None, &headers, &body).await
+pub(crate) async fn gitlab(State(cp): Cp, headers: HeaderMap, body: Body) -> Result<impl IntoResponse, ApiError> {
+    receive(&cp, Provider::GitLab, None, &headers, body).await
 }
 
 pub(crate) async fn gitlab_project(
     State(cp): Cp,
     Path(project): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    receive(&cp, Provider::GitLab, Some(&project), &headers, &body).await
+    receive(&cp, Provider::GitLab, Some(&project), &headers, body).await
 }
 
-pub(crate) async fn bitbucket(State(cp): Cp, headers: HeaderMap, body: Bytes) -> Result<impl IntoResponse, ApiError> {
-    receive(&cp, Provider::Bitbucket, None, &headers, &body).await
+pub(crate) async fn bitbucket(State(cp): Cp, headers: HeaderMap, body: Body) -> Result<impl IntoResponse, ApiError> {
+    receive(&cp, Provider::Bitbucket, None, &headers, body).await
 }
 
 pub(crate) async fn bitbucket_project(
     State(cp): Cp,
     Path(project): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    receive(&cp, Provider::Bitbucket, Some(&project), &headers, &body).await
+    receive(&cp, Provider::Bitbucket, Some(&project), &headers, body).await
 }
 
 pub(crate) async fn generic(
     State(cp): Cp,
     Path(project): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    receive(&cp, Provider::Generic, Some(&project), &headers, &body).await
+    receive(&cp, Provider::Generic, Some(&project), &headers, body).await
+}
+
+/// Reads an unverified body: refused past the cap, and held against the
+/// budget of unverified bytes (the permit goes with the body).
+async fn read_body(
+    cp: &crate::ControlPlane,
+    provider: Provider,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Bytes, tokio::sync::OwnedSemaphorePermit), ApiError> {
+    let too_large = || {
+        ApiError::TooLarge(format!(
+            "{} webhook body is over the limit of {MAX_HOOK_BODY} bytes (GitHub's own maximum)",
+            provider.name()
+        ))
+    };
+    let declared = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_HOOK_BODY) {
+        return Err(too_large());
+    }
+    // A body of unknown length may be as large as the cap.
+    let reserve = declared.unwrap_or(MAX_HOOK_BODY).div_ceil(BUDGET_UNIT).max(1) as u32;
+    let permit = tokio::time::timeout(BUDGET_WAIT, cp.hook_budget.clone().acquire_many_owned(reserve))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| {
+            ApiError::Unavailable("too many webhook deliveries are being read at once; retry shortly".into())
+        })?;
+    let limit = declared.unwrap_or(MAX_HOOK_BODY) as usize;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
+            too_large()
+        } else {
+            ApiError::BadRequest(format!("{} webhook body could not be read: {e}", provider.name()))
+        }
+    })?;
+    Ok((bytes, permit))
 }
 
 async fn receive(
@@ -127,8 +177,10 @@ async fn receive(
     provider: Provider,
     project: Option<&str>,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Body,
 ) -> Result<(StatusCode, Json<HookResponse>), ApiError> {
+    let (body, _unverified) = read_body(cp, provider, headers, body).await?;
+    let body = &body[..];
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     let event_name = match provider {
         Provider::GitHub => Some(header("x-github-event").ok_or_else(|| missing("X-GitHub-Event"))?),
@@ -143,13 +195,13 @@ async fn receive(
     }
     let event = read_event(provider, event_name.unwrap_or(""), &payload)?;
 
-    // Which projects: the one in the path, or those linked to the repository.
+    // Which projects: the one in the path, or those linked to the
+    // repository. None at all answers as a bad signature does.
     let candidates: Vec<LinkRow> = match project {
-        Some(name) => {
-            let name = ProjectName::parse(name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            let link = cp.store.project_link(&name).await?;
-            vec![link.ok_or_else(|| ApiError::NotFound(format!("project {name} is not linked to a repository")))?]
-        }
+        Some(name) => match ProjectName::parse(name) {
+            Ok(name) => cp.store.project_link(&name).await?.into_iter().collect(),
+            Err(_) => Vec::new(),
+        },
         None => {
             let keys: Vec<String> = repo_urls(provider, &payload).iter().filter_map(|u| repo_key(u)).collect();
             if keys.is_empty() {
@@ -166,15 +218,17 @@ async fn receive(
                     }
                 }
             }
-            if found.is_empty() {
-                return Err(ApiError::NotFound("no project is linked to this repository".into()));
-            }
             found
         }
     };
 
     let verified: Vec<LinkRow> =
-        candidates.into_iter().filter(|link| verify(provider, headers, body, &link.webhook_secret)).collect();
+        candidates.iter().filter(|link| verify(provider, headers, body, &link.webhook_secret)).cloned().collect();
+    if candidates.is_empty() {
+        // The same work as a bad signature, so neither the answer nor its
+        // time tells that no such project exists.
+        verify(provider, headers, body, UNKNOWN_PROJECT_SECRET);
+    }
     if verified.is_empty() {
         return Err(ApiError::Unauthorized(unauthorized_reason(provider, headers)));
     }
@@ -223,6 +277,11 @@ async fn receive(
     };
     let (builds, duplicate) =
         cp.queue_builds(provider.name(), delivery.as_deref().map(|d| (scope.as_str(), d)), requests).await?;
+    if duplicate && provider == Provider::Generic {
+        return Err(ApiError::Conflict(
+            "this signed delivery was received before: a replay is refused (send a new timestamp and signature)".into(),
+        ));
+    }
     let (status, message) = if duplicate {
         (StatusCode::OK, "delivery seen before: nothing new queued".to_owned())
     } else {
@@ -246,12 +305,12 @@ async fn remove_previews(
         let gone = if pull_request.is_some() { "the pull request was closed" } else { "the branch was deleted" };
         cp.store.cancel_builds_of(&project, branch, pull_request, gone, crate::now_ms()).await?;
         if let Some(alias) = alias_of(link, &project)
-            && cp.store.remove_alias(&project, &alias, crate::now_ms()).await?
+            && cp.store.remove_alias(&project, &alias, crate::now_ms()).await?.is_some()
         {
             removed.push(helix_core::hosts::alias_host(&alias, &project, &cp.edge.base_domain));
         }
     }
-    cp.outbox_wake.notify_one();
+    cp.publish_soon();
     Ok(if removed.is_empty() { "no preview to remove".into() } else { format!("removed {}", removed.join(", ")) })
 }
 
@@ -481,6 +540,12 @@ fn verify(provider: Provider, headers: &HeaderMap, body: &[u8], secret: &str) ->
     }
 }
 
+/// What unknown projects are "verified" against (never a real secret:
+/// those are random hex).
+const UNKNOWN_PROJECT_SECRET: &str = "(no project)";
+
+/// Why a delivery did not verify; the same whether or not the project or
+/// repository exists.
 fn unauthorized_reason(provider: Provider, headers: &HeaderMap) -> String {
     let (name, header) = match provider {
         Provider::GitHub => ("X-Hub-Signature-256", "x-hub-signature-256"),
@@ -496,7 +561,7 @@ fn unauthorized_reason(provider: Provider, headers: &HeaderMap) -> String {
                 from now"
             .into();
     }
-    format!("the {name} header does not match the project's webhook secret")
+    format!("the {name} header does not match the webhook secret of any project linked at this URL")
 }
 
 /// `sha256=<hex>` of HMAC-SHA256 over the parts, compared in constant time.
@@ -522,7 +587,9 @@ fn delivery_id(provider: Provider, headers: &HeaderMap) -> Option<String> {
         // UUID is what older GitLab versions send.
         Provider::GitLab => &["idempotency-key", "x-gitlab-event-uuid"],
         Provider::Bitbucket => &["x-request-uuid"],
-        Provider::Generic => &["x-helix-delivery"],
+        // A signed generic delivery is its own id: the signature covers
+        // the timestamp and the body, so a replay carries the same one.
+        Provider::Generic => &["x-helix-signature-256"],
     };
     names
         .iter()

@@ -15,10 +15,13 @@ mod problem;
 mod routes;
 mod secrets;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use helix_artifacts::BlobStore;
-use helix_bus::Bus;
+use helix_bus::{Applied, Bus};
+use helix_core::api::Propagation;
 use helix_core::hosts::PublicEdge;
 use helix_core::limits::Limits;
 use helix_core::{DeploymentId, Digest};
@@ -26,16 +29,130 @@ use helix_store::Store;
 
 pub use auth::{TokenError, ensure_admin_token, hash_token};
 pub use gc::GcSettings;
+pub use helix_http::ListenerSettings;
 pub use routes::router;
 pub use secrets::{SecretError, SecretKey};
 
+/// Everything the API can be told; `helix server` flattens it into its
+/// flags.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ApiSettings {
+    /// Where the API listens.
+    #[arg(
+        id = "api_addr",
+        value_name = "ADDR",
+        long = "api-addr",
+        env = "HELIX_API_ADDR",
+        default_value = "127.0.0.1:7070"
+    )]
+    pub addr: SocketAddr,
+    #[arg(long, env = "HELIX_MAX_FILE_BYTES", default_value_t = Limits::default().max_file_bytes)]
+    pub max_file_bytes: u64,
+    #[arg(long, env = "HELIX_MAX_FILES", default_value_t = Limits::default().max_files)]
+    pub max_files: usize,
+    #[arg(long, env = "HELIX_MAX_TOTAL_BYTES", default_value_t = Limits::default().max_total_bytes)]
+    pub max_total_bytes: u64,
+    /// Seconds between background GC runs; 0 turns it off.
+    #[arg(long, env = "HELIX_GC_INTERVAL_SECS", default_value_t = 3600)]
+    pub gc_interval_secs: u64,
+    /// GC keeps unreferenced blobs younger than this.
+    #[arg(long, env = "HELIX_GC_GRACE_SECS", default_value_t = 3600)]
+    pub gc_grace_secs: u64,
+    /// How long a change (deploy, promote, rollback, split) waits for the
+    /// edges to serve it; past it the answer is `202` with `served: false`.
+    #[arg(long = "edge-ack-timeout-ms", env = "HELIX_EDGE_ACK_TIMEOUT_MS", default_value_t = 5_000)]
+    pub edge_ack_timeout_ms: u64,
+    /// Bytes of webhook bodies not yet verified that may be in memory at
+    /// once, over all deliveries; past it deliveries wait, then get `503`.
+    #[arg(long = "hook-inflight-bytes", env = "HELIX_HOOK_INFLIGHT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub hook_inflight_bytes: u64,
+    /// Open API connections at most (0: derived from the file-descriptor
+    /// limit); past it the oldest idle one is closed, or the new one
+    /// refused with 503.
+    #[arg(
+        id = "api_max_connections",
+        value_name = "N",
+        long = "api-max-connections",
+        env = "HELIX_API_MAX_CONNECTIONS",
+        default_value_t = 0
+    )]
+    pub max_connections: usize,
+    /// A client must send a request's headers within this (an idle
+    /// HTTP/1.1 keep-alive connection is closed after it too).
+    #[arg(
+        id = "api_header_timeout_ms",
+        value_name = "MS",
+        long = "api-header-timeout-ms",
+        env = "HELIX_API_HEADER_TIMEOUT_MS",
+        default_value_t = 15_000
+    )]
+    pub header_timeout_ms: u64,
+    /// A connection on which nothing moves is closed after this.
+    #[arg(
+        id = "api_idle_timeout_ms",
+        value_name = "MS",
+        long = "api-idle-timeout-ms",
+        env = "HELIX_API_IDLE_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        let limits = Limits::default();
+        ApiSettings {
+            addr: ([127, 0, 0, 1], 7070).into(),
+            max_file_bytes: limits.max_file_bytes,
+            max_files: limits.max_files,
+            max_total_bytes: limits.max_total_bytes,
+            gc_interval_secs: 3600,
+            gc_grace_secs: 3600,
+            edge_ack_timeout_ms: 5_000,
+            hook_inflight_bytes: 64 * 1024 * 1024,
+            max_connections: 0,
+            header_timeout_ms: 15_000,
+            idle_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// The share of the descriptor limit the API's connections may take when
+/// no cap is set.
+const API_FD_SHARE_PERCENT: u64 = 10;
+
+impl ApiSettings {
+    pub fn limits(&self) -> Limits {
+        Limits { max_file_bytes: self.max_file_bytes, max_files: self.max_files, max_total_bytes: self.max_total_bytes }
+    }
+
+    pub fn gc(&self) -> GcSettings {
+        GcSettings {
+            interval: (self.gc_interval_secs > 0).then(|| Duration::from_secs(self.gc_interval_secs)),
+            grace: Duration::from_secs(self.gc_grace_secs),
+            ..GcSettings::default()
+        }
+    }
+
+    pub fn listener(&self) -> helix_http::ListenerSettings {
+        helix_http::ListenerSettings {
+            name: "api",
+            max_connections: self.max_connections,
+            auto_share_percent: API_FD_SHARE_PERCENT,
+            header_timeout: Duration::from_millis(self.header_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+        }
+    }
+}
+
 /// How the control plane is set up, besides the backends it is given.
 pub struct Settings {
-    pub limits: Limits,
-    pub gc: GcSettings,
+    pub api: ApiSettings,
     /// Seals git credentials at rest.
     pub secrets: SecretKey,
     pub build_link: BuildLink,
+    /// What the edges have applied (changes answer once they serve them).
+    pub applied: Arc<dyn Applied>,
 }
 
 /// What the control plane shares with the build plane: where its API is
@@ -59,6 +176,10 @@ pub struct ControlPlane {
     build_link: BuildLink,
     /// Wakes the outbox relay after a commit that wrote events.
     outbox_wake: tokio::sync::Notify,
+    applied: Arc<dyn Applied>,
+    ack_timeout: Duration,
+    /// Bytes of unverified webhook bodies in memory, bounded.
+    hook_budget: Arc<tokio::sync::Semaphore>,
     /// Finalize and upload take it shared, GC exclusively: a blob GC is
     /// deciding about is never one a deploy is about to reference.
     gc_lock: Arc<tokio::sync::RwLock<()>>,
@@ -88,19 +209,23 @@ impl ControlPlane {
         edge: PublicEdge,
         settings: Settings,
     ) -> std::io::Result<Arc<Self>> {
-        let Settings { limits, gc, secrets, build_link } = settings;
+        let Settings { api, secrets, build_link, applied } = settings;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let hook_permits = (api.hook_inflight_bytes / hooks::BUDGET_UNIT).clamp(1, u64::from(u32::MAX)) as usize;
         Ok(Arc::new(ControlPlane {
             compressor: helix_artifacts::variants::CompressionPool::new(cores)?,
             store,
             blobs,
             bus,
             edge,
-            limits,
-            gc,
+            limits: api.limits(),
+            gc: api.gc(),
             secrets,
             build_link,
             outbox_wake: tokio::sync::Notify::new(),
+            applied,
+            ack_timeout: Duration::from_millis(api.edge_ack_timeout_ms),
+            hook_budget: Arc::new(tokio::sync::Semaphore::new(hook_permits)),
             gc_lock: Arc::new(tokio::sync::RwLock::new(())),
             // About 40 bytes a digest: at most ~40 MB of sets in memory.
             upload_sets: quick_cache::sync::Cache::with_weighter(64, 1_000_000, DigestSetWeight),
@@ -115,6 +240,31 @@ impl ControlPlane {
     /// Runs GC on its interval until the process ends.
     pub fn spawn_gc(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(gc::periodic(self.clone()))
+    }
+
+    /// After a change committed with event `seq` (`None`: a no-op change;
+    /// then the newest event): wakes the outbox relay and waits, at most
+    /// the ack timeout, until the edges serve it.
+    pub(crate) async fn committed(&self, seq: Option<u64>) -> Result<Propagation, helix_store::StoreError> {
+        let seq = match seq {
+            Some(seq) => seq,
+            None => self.store.event_seq().await?,
+        };
+        self.outbox_wake.notify_one();
+        let started = Instant::now();
+        let served = self.applied.wait_for(seq, self.ack_timeout).await;
+        let detail = (!served).then(|| {
+            format!(
+                "committed, but the edge has not confirmed serving it within {} ms; it will once it catches up",
+                self.ack_timeout.as_millis()
+            )
+        });
+        Ok(Propagation { served, seq, waited_ms: started.elapsed().as_millis() as u64, detail })
+    }
+
+    /// Wakes the outbox relay after a commit whose events no one waits for.
+    pub(crate) fn publish_soon(&self) {
+        self.outbox_wake.notify_one();
     }
 }
 

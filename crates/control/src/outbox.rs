@@ -1,6 +1,6 @@
-//! The outbox relay: publishes committed events in order, then deletes
-//! them. At-least-once: a crash between publish and delete republishes,
-//! and every consumer applies events idempotently.
+//! The outbox relay: publishes committed events in sequence order, then
+//! deletes them. At-least-once: a crash between publish and delete
+//! republishes, and every consumer skips what it has applied already.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +23,8 @@ async fn publish_pending(cp: &ControlPlane) -> Result<(), Box<dyn std::error::Er
         if batch.is_empty() {
             return Ok(());
         }
-        for (id, event) in batch {
-            cp.bus.publish(&event).await?;
+        for (id, envelope) in batch {
+            cp.bus.publish(&envelope).await?;
             cp.store.outbox_delete(&id).await?;
         }
     }

@@ -21,9 +21,6 @@ const MAX_JSON_BODY: usize = 64 * 1024 * 1024;
 
 pub(crate) type Cp = State<Arc<ControlPlane>>;
 
-/// Largest webhook body (GitHub caps its payloads at 25 MB).
-const MAX_HOOK_BODY: usize = 25 * 1024 * 1024;
-
 /// The API router: `/healthz` is open, everything under `/api/v1` needs a
 /// bearer token.
 pub fn router(cp: Arc<ControlPlane>) -> Router {
@@ -52,7 +49,7 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         .route("/bitbucket", post(crate::hooks::bitbucket))
         .route("/bitbucket/{project}", post(crate::hooks::bitbucket_project))
         .route("/git/{project}", post(crate::hooks::generic))
-        .layer(DefaultBodyLimit::max(MAX_HOOK_BODY));
+        .layer(DefaultBodyLimit::max(crate::hooks::MAX_HOOK_BODY as usize));
     Router::new().route("/healthz", get(|| async { "ok\n" })).nest("/api/v1", api).nest("/hooks", hooks).with_state(cp)
 }
 
@@ -78,8 +75,21 @@ async fn upload_blob(
 }
 
 async fn finalize(State(cp): Cp, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    let row = cp.finalize(&id).await?;
-    Ok(Json(view(&cp, &row)))
+    let (row, seq) = cp.finalize(&id).await?;
+    changed(&cp, &row, seq).await
+}
+
+/// The answer to a change of what is served: the deployment, once the
+/// edges serve it (`200`), or when they have not confirmed it in time
+/// (`202`, `served: false`).
+async fn changed(
+    cp: &Arc<ControlPlane>,
+    row: &helix_store::DeploymentRow,
+    seq: Option<u64>,
+) -> Result<(StatusCode, Json<helix_core::api::Deployment>), ApiError> {
+    let propagation = cp.committed(seq).await?;
+    let status = if propagation.served { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok((status, Json(helix_core::api::Deployment { propagation: Some(propagation), ..view(cp, row) })))
 }
 
 async fn get_deployment(State(cp): Cp, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
@@ -103,9 +113,8 @@ async fn list_deployments(State(cp): Cp, Path(project): Path<String>) -> Result<
 }
 
 async fn promote(State(cp): Cp, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    let (row, _moved) = cp.store.promote(&id, crate::now_ms()).await?;
-    cp.outbox_wake.notify_one();
-    Ok(Json(view(&cp, &row)))
+    let (row, seq) = cp.store.promote(&id, crate::now_ms()).await?;
+    changed(&cp, &row, seq).await
 }
 
 async fn rollback(State(cp): Cp, Path(project): Path<String>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
@@ -116,9 +125,8 @@ async fn rollback(State(cp): Cp, Path(project): Path<String>, body: Bytes) -> Re
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::BadRequest(format!("request body is not a valid rollback: {e}")))?
     };
-    let (row, _moved) = cp.store.rollback(&project, req.to.as_deref(), crate::now_ms()).await?;
-    cp.outbox_wake.notify_one();
-    Ok(Json(view(&cp, &row)))
+    let (row, seq) = cp.store.rollback(&project, req.to.as_deref(), crate::now_ms()).await?;
+    changed(&cp, &row, seq).await
 }
 
 async fn get_split(State(cp): Cp, Path(project): Path<String>) -> Result<impl IntoResponse, ApiError> {
@@ -127,7 +135,7 @@ async fn get_split(State(cp): Cp, Path(project): Path<String>) -> Result<impl In
         return Err(ApiError::NotFound(format!("project {project} not found")));
     }
     let weights = cp.store.split(&project).await?.into_iter().collect();
-    Ok(Json(Split { project: project.to_string(), weights }))
+    Ok(Json(Split { project: project.to_string(), weights, propagation: None }))
 }
 
 /// Validates and stores a split: every key a ready deployment of the
@@ -162,16 +170,27 @@ async fn set_split(State(cp): Cp, Path(project): Path<String>, body: Bytes) -> R
         }
         weights.push((id, *weight));
     }
-    cp.store.set_split(&project, &weights, crate::now_ms()).await?;
-    cp.outbox_wake.notify_one();
-    Ok(Json(Split { project: project.to_string(), weights: weights.into_iter().collect() }))
+    let seq = cp.store.set_split(&project, &weights, crate::now_ms()).await?;
+    split_changed(&cp, &project, weights, seq).await
+}
+
+async fn split_changed(
+    cp: &Arc<ControlPlane>,
+    project: &ProjectName,
+    weights: Vec<(String, u32)>,
+    seq: u64,
+) -> Result<(StatusCode, Json<Split>), ApiError> {
+    let propagation = cp.committed(Some(seq)).await?;
+    let status = if propagation.served { StatusCode::OK } else { StatusCode::ACCEPTED };
+    let split =
+        Split { project: project.to_string(), weights: weights.into_iter().collect(), propagation: Some(propagation) };
+    Ok((status, Json(split)))
 }
 
 async fn clear_split(State(cp): Cp, Path(project): Path<String>) -> Result<impl IntoResponse, ApiError> {
     let project = ProjectName::parse(&project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    cp.store.set_split(&project, &[], crate::now_ms()).await?;
-    cp.outbox_wake.notify_one();
-    Ok(Json(Split { project: project.to_string(), weights: Default::default() }))
+    let seq = cp.store.set_split(&project, &[], crate::now_ms()).await?;
+    split_changed(&cp, &project, Vec::new(), seq).await
 }
 
 async fn gc(State(cp): Cp) -> Result<impl IntoResponse, ApiError> {

@@ -125,6 +125,26 @@ pub struct Deployment {
     /// How the routing files were compiled (ready deployments).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routes: Option<RoutesReport>,
+    /// On the answer to a change (finalize, promote, rollback): whether the
+    /// edges serve it yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propagation: Option<Propagation>,
+}
+
+/// Whether the edges serve a change yet. Writes that change what is
+/// served (finalize, promote, rollback, split) answer once they do — `200`
+/// with `served: true` — or, when the edges have not confirmed it in time,
+/// `202` with `served: false`: the change is committed and will be served
+/// when they catch up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Propagation {
+    pub served: bool,
+    /// The change's event sequence number.
+    pub seq: u64,
+    /// How long the answer waited for the edges, in milliseconds.
+    pub waited_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// `POST /api/v1/projects/{project}/rollback`
@@ -170,6 +190,9 @@ pub struct Split {
     pub project: String,
     /// Deployment id → percent; empty when traffic is not split.
     pub weights: BTreeMap<String, u32>,
+    /// On the answer to a change: whether the edges serve it yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propagation: Option<Propagation>,
 }
 
 /// `PUT /api/v1/projects/{project}/link`: connect a project to a git

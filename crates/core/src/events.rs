@@ -1,5 +1,7 @@
 //! Events published on the bus. The control plane writes them to its outbox
-//! in the transaction that makes them true; the edge reacts to them.
+//! in the transaction that makes them true, each with the next number of
+//! one sequence; the edge applies them in that order and reports the last
+//! number it applied, which is how a write knows it is being served.
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +32,15 @@ pub enum Event {
     /// hostnames.
     #[serde(rename = "alias.removed")]
     AliasRemoved { project: ProjectName, alias: String },
+}
+
+/// An event with its place in the sequence of all committed events (1, 2,
+/// …; the order they were committed in).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub seq: u64,
+    #[serde(flatten)]
+    pub event: Event,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

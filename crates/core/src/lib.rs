@@ -14,6 +14,7 @@ pub mod hosts;
 pub mod ids;
 pub mod limits;
 pub mod manifest;
+pub mod net;
 pub mod path;
 pub mod routes;
 

@@ -1,17 +1,20 @@
-//! The deployment manifest (DESIGN.md §4), format version 1.
+//! The deployment manifest (DESIGN.md §4), format version 2.
 //!
 //! A manifest is stored as a blob like any file and is addressed by its own
 //! digest; the edge reads it from the blob store and never from the state
-//! store. Once written it never changes.
+//! store. Once written it never changes. Version 2 holds the
+//! platform-neutral route table; version 1 manifests (routes in the
+//! platforms' own syntax) stay readable: their table comes back in
+//! [`Manifest::legacy_routes`] for `helix-config` to lower.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::routes::RouteTable;
+use crate::routes::{RouteTable, v1};
 use crate::{DeploymentId, Digest, ProjectName};
 
-pub const MANIFEST_VERSION: u32 = 1;
+pub const MANIFEST_VERSION: u32 = 2;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -30,6 +33,23 @@ pub struct Manifest {
     /// project root → blob), never served; the function runtimes read them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub function_sources: BTreeMap<String, Digest>,
+    /// A version 1 manifest's route table, as the platforms wrote it
+    /// (`routes` is then empty); never written.
+    #[serde(skip)]
+    pub legacy_routes: Option<v1::RouteTable>,
+}
+
+/// The first format: the same but for the route table's form.
+#[derive(Deserialize)]
+struct ManifestV1 {
+    deployment: DeploymentId,
+    project: ProjectName,
+    created_at_ms: i64,
+    files: BTreeMap<String, FileEntry>,
+    #[serde(default)]
+    routes: v1::RouteTable,
+    #[serde(default)]
+    function_sources: BTreeMap<String, Digest>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,12 +100,30 @@ impl Manifest {
         serde_json::to_vec(self).expect("manifest serializes: plain data, string keys")
     }
 
+    /// Reads a manifest of any supported version.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ManifestError> {
-        let m: Manifest = serde_json::from_slice(bytes).map_err(ManifestError::Json)?;
-        if m.version != MANIFEST_VERSION {
-            return Err(ManifestError::Version(m.version));
+        #[derive(Deserialize)]
+        struct Version {
+            version: u32,
         }
-        Ok(m)
+        let Version { version } = serde_json::from_slice(bytes).map_err(ManifestError::Json)?;
+        match version {
+            MANIFEST_VERSION => serde_json::from_slice(bytes).map_err(ManifestError::Json),
+            1 => {
+                let v1: ManifestV1 = serde_json::from_slice(bytes).map_err(ManifestError::Json)?;
+                Ok(Manifest {
+                    version: 1,
+                    deployment: v1.deployment,
+                    project: v1.project,
+                    created_at_ms: v1.created_at_ms,
+                    files: v1.files,
+                    routes: RouteTable::default(),
+                    function_sources: v1.function_sources,
+                    legacy_routes: Some(v1.routes),
+                })
+            }
+            other => Err(ManifestError::Version(other)),
+        }
     }
 }
 
@@ -93,6 +131,6 @@ impl Manifest {
 pub enum ManifestError {
     #[error("manifest is not valid JSON: {0}")]
     Json(serde_json::Error),
-    #[error("manifest version {0} is not supported (this build reads {MANIFEST_VERSION})")]
+    #[error("manifest version {0} is not supported (this build reads 1 and {MANIFEST_VERSION})")]
     Version(u32),
 }

@@ -1,65 +1,157 @@
-//! The edge: the HTTP front that serves deployments.
+//! The edge: the HTTP front that serves deployments to visitors.
 //!
-//! A request goes through named phases (see `docs/edge-phases.md`):
-//! `accept` → `resolve_host` → `route` → `respond_static` →
-//! `finish` (request id, metrics). What to serve comes from one immutable
-//! [`snapshot::Snapshot`], swapped atomically when a `deploy.*` event
-//! arrives; bytes come from the blob store through an in-memory cache of hot
-//! blobs. The edge never reads the state store and never blocks a request on
-//! a lock held across I/O.
+//! A request is one lifecycle (`request.rs`, chart in
+//! `docs/edge-phases.md`): `accept` → `resolve_host` (the host map) →
+//! `load_site` (from memory, or loaded now within a memory budget) →
+//! `route` (the compiled, platform-neutral route table) → `respond`
+//! (static file, redirect, proxy) → `finish` (request id, log). What
+//! hostnames serve comes from events, applied in sequence order; the edge
+//! reports the last sequence number it applied, so writers can answer once
+//! their change is served. Bytes come from the blob store through a cache
+//! of hot blobs. The edge never reads the state store, never blocks a
+//! request on a lock held across I/O, and never logs on the request path.
 
+mod files;
 pub mod geoip;
+mod hosts;
+mod log;
 mod proxy;
-mod respond;
+mod request;
 mod roles;
-pub mod routing;
+pub mod route;
 mod server;
-pub mod snapshot;
+pub mod sites;
+mod static_files;
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use helix_artifacts::BlobStore;
 use helix_bus::Subscription;
 use helix_core::Digest;
-use helix_core::events::Event;
+use helix_core::events::{Envelope, Event};
+use tokio::sync::watch;
 
-pub use proxy::{ClientAddr, ProxyConfig};
+pub use hosts::{SiteRef, Split, Target};
+pub use proxy::{ClientAddr, MAX_HOPS, ProxySettings};
+pub use request::{EdgeBody, SPLIT_COOKIE, SPLIT_HEADER};
 pub use server::serve;
-use snapshot::{Snapshot, SnapshotBuilder};
 
-/// Settings of one edge.
-#[derive(Clone, Debug)]
-pub struct EdgeConfig {
-    pub base_domain: String,
-    /// Bytes of hot blobs kept in memory.
+/// Bytes of hot blobs kept in memory, by default.
+pub const DEFAULT_BLOB_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+/// Memory for loaded sites (file tables, compiled routes), by default.
+pub const DEFAULT_SITE_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Everything an edge can be told; `helix server` flattens it into its
+/// flags.
+#[derive(Clone, Debug, clap::Args)]
+pub struct EdgeSettings {
+    /// Where the edge listens for visitors.
+    #[arg(
+        id = "edge_addr",
+        value_name = "ADDR",
+        long = "edge-addr",
+        env = "HELIX_EDGE_ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub addr: SocketAddr,
+    /// Bytes of hot file blobs kept in memory.
+    #[arg(long = "edge-cache-bytes", env = "HELIX_EDGE_CACHE_BYTES", default_value_t = DEFAULT_BLOB_CACHE_BYTES)]
     pub cache_bytes: u64,
-    /// Blobs up to this size are cached whole; larger ones are streamed.
+    /// Files up to this size are cached whole; larger ones are streamed.
+    #[arg(skip = 4u64 * 1024 * 1024)]
     pub cache_max_blob_bytes: u64,
-    /// The request header a trusted front (CDN, load balancer) sets to the
-    /// visitor's ISO country code, for Netlify `Country=` rules.
-    pub country_header: Option<http::HeaderName>,
-    pub proxy: ProxyConfig,
-    /// The HS256 secret that signs visitors' `nf_jwt` tokens, for Netlify
-    /// `Role=` conditions; without it those rules never apply.
-    pub role_jwt_secret: Option<Vec<u8>>,
-    /// A MaxMind database for the visitor's country when no trusted header
-    /// or `nf_country` cookie says it.
-    pub geoip: Option<Arc<geoip::GeoIp>>,
+    /// Memory for loaded sites (file tables and compiled route tables);
+    /// the least recently used are dropped past it and load again on their
+    /// next request. Must exceed the largest site.
+    #[arg(long = "edge-site-cache-bytes", env = "HELIX_EDGE_SITE_CACHE_BYTES", default_value_t = DEFAULT_SITE_CACHE_BYTES)]
+    pub site_cache_bytes: u64,
+    /// A trusted request header carrying the visitor's ISO country code
+    /// (set by your CDN or load balancer), for `Country=` rules.
+    #[arg(long, env = "HELIX_COUNTRY_HEADER")]
+    pub country_header: Option<String>,
+    /// The HS256 secret your identity provider signs `nf_jwt` with, for
+    /// Netlify `Role=` rules (without it they never apply).
+    #[arg(long, env = "HELIX_ROLE_JWT_SECRET", hide_env_values = true)]
+    pub role_jwt_secret: Option<String>,
+    /// A MaxMind database (`.mmdb`, Country or City) for visitors'
+    /// countries when no trusted header says it.
+    #[arg(long, env = "HELIX_GEOIP_DB")]
+    pub geoip_db: Option<PathBuf>,
+    #[command(flatten)]
+    pub proxy: ProxySettings,
+    #[command(flatten)]
+    pub connections: EdgeConnections,
 }
 
-impl Default for EdgeConfig {
+/// The edge listener's connection limits.
+#[derive(Clone, Debug, clap::Args)]
+pub struct EdgeConnections {
+    /// Open connections at most (0: derived from the file-descriptor
+    /// limit); past it the oldest idle one is closed, or the new one
+    /// refused with 503.
+    #[arg(
+        id = "edge_max_connections",
+        value_name = "N",
+        long = "edge-max-connections",
+        env = "HELIX_EDGE_MAX_CONNECTIONS",
+        default_value_t = 0
+    )]
+    pub max_connections: usize,
+    /// A client must send a request's headers within this (an idle
+    /// HTTP/1.1 keep-alive connection is closed after it too).
+    #[arg(
+        id = "edge_header_timeout_ms",
+        value_name = "MS",
+        long = "edge-header-timeout-ms",
+        env = "HELIX_EDGE_HEADER_TIMEOUT_MS",
+        default_value_t = 15_000
+    )]
+    pub header_timeout_ms: u64,
+    /// A connection on which nothing moves is closed after this.
+    #[arg(
+        id = "edge_idle_timeout_ms",
+        value_name = "MS",
+        long = "edge-idle-timeout-ms",
+        env = "HELIX_EDGE_IDLE_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
+    pub idle_timeout_ms: u64,
+}
+
+impl EdgeConnections {
+    pub fn listener(&self, name: &'static str, auto_share_percent: u64) -> helix_http::ListenerSettings {
+        helix_http::ListenerSettings {
+            name,
+            max_connections: self.max_connections,
+            auto_share_percent,
+            header_timeout: std::time::Duration::from_millis(self.header_timeout_ms),
+            idle_timeout: std::time::Duration::from_millis(self.idle_timeout_ms),
+        }
+    }
+}
+
+impl Default for EdgeConnections {
     fn default() -> Self {
-        EdgeConfig {
-            base_domain: "localhost".into(),
-            cache_bytes: 256 * 1024 * 1024,
+        EdgeConnections { max_connections: 0, header_timeout_ms: 15_000, idle_timeout_ms: 60_000 }
+    }
+}
+
+impl Default for EdgeSettings {
+    fn default() -> Self {
+        EdgeSettings {
+            addr: ([127, 0, 0, 1], 8080).into(),
+            cache_bytes: DEFAULT_BLOB_CACHE_BYTES,
             cache_max_blob_bytes: 4 * 1024 * 1024,
+            site_cache_bytes: DEFAULT_SITE_CACHE_BYTES,
             country_header: None,
-            proxy: ProxyConfig::default(),
             role_jwt_secret: None,
-            geoip: None,
+            geoip_db: None,
+            proxy: ProxySettings::default(),
+            connections: EdgeConnections::default(),
         }
     }
 }
@@ -74,54 +166,131 @@ impl quick_cache::Weighter<Digest, Bytes> for BlobWeight {
 }
 
 pub struct Edge {
-    config: EdgeConfig,
-    snapshot: ArcSwap<Snapshot>,
-    /// Writer side: only event application takes it, never a request.
-    builder: tokio::sync::Mutex<SnapshotBuilder>,
+    config: EdgeSettings,
+    country_header: Option<http::HeaderName>,
+    geoip: Option<geoip::GeoIp>,
+    hosts: hosts::Hosts,
+    sites: sites::Sites,
+    /// The last event sequence number applied; writers wait on it.
+    applied: watch::Sender<u64>,
+    /// Event application is one writer at a time, in sequence order.
+    apply_lock: tokio::sync::Mutex<()>,
     blobs: Arc<dyn BlobStore>,
     cache: quick_cache::sync::Cache<Digest, Bytes, BlobWeight>,
     request_ids: RequestIds,
     proxy: proxy::Proxy,
     draws: Draws,
+    log: log::RequestLog,
+}
+
+/// Why an edge could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    #[error("country header {0:?} is not a valid header name")]
+    CountryHeader(String),
+    #[error("{0}")]
+    GeoIp(String),
+    #[error("{0}")]
+    Proxy(String),
 }
 
 impl Edge {
-    pub fn new(config: EdgeConfig, blobs: Arc<dyn BlobStore>) -> Arc<Edge> {
+    pub fn new(config: EdgeSettings, base_domain: &str, blobs: Arc<dyn BlobStore>) -> Result<Arc<Edge>, EdgeError> {
+        let country_header = match &config.country_header {
+            Some(name) => Some(
+                http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| EdgeError::CountryHeader(name.clone()))?,
+            ),
+            None => None,
+        };
+        let geoip = match &config.geoip_db {
+            Some(path) => Some(geoip::GeoIp::open(path).map_err(EdgeError::GeoIp)?),
+            None => None,
+        };
+        let proxy = proxy::Proxy::new(config.proxy.clone()).map_err(EdgeError::Proxy)?;
         let items = (config.cache_bytes / 8192).max(16) as usize;
-        let proxy = proxy::Proxy::new(config.proxy.clone());
-        Arc::new(Edge {
+        Ok(Arc::new(Edge {
             proxy,
+            country_header,
+            geoip,
             cache: quick_cache::sync::Cache::with_weighter(items, config.cache_bytes, BlobWeight),
-            snapshot: ArcSwap::from_pointee(Snapshot::default()),
-            builder: tokio::sync::Mutex::new(SnapshotBuilder::new(config.base_domain.clone())),
+            hosts: hosts::Hosts::new(base_domain.to_owned()),
+            sites: sites::Sites::new(config.site_cache_bytes, blobs.clone()),
+            applied: watch::Sender::new(0),
+            apply_lock: tokio::sync::Mutex::new(()),
             config,
             blobs,
             request_ids: RequestIds::new(),
             draws: Draws::new(),
-        })
+            log: log::RequestLog::start(),
+        }))
     }
 
-    /// Applies events (idempotently) and publishes one new snapshot.
-    pub async fn apply(&self, events: &[Event]) {
-        let mut builder = self.builder.lock().await;
+    /// Applies what the state store says is served now, as of event
+    /// sequence number `seq` (events up to it are then skipped).
+    pub async fn replay(&self, events: &[Event], seq: u64) {
+        let _one_writer = self.apply_lock.lock().await;
         for event in events {
-            if let Err(e) = builder.apply(event, self.blobs.as_ref()).await {
-                tracing::error!(error = %e, event = event.topic(), "edge cannot apply event; keeps serving what it had");
-            }
+            self.hosts.apply(event);
         }
-        self.snapshot.store(Arc::new(builder.build()));
+        self.applied.send_if_modified(|applied| {
+            let newer = seq > *applied;
+            *applied = (*applied).max(seq);
+            newer
+        });
+    }
+
+    /// Applies events newer than the last one applied, in order, and
+    /// reports the last applied. A production or preview hostname's new
+    /// deployment starts loading at once, off the request path.
+    pub async fn apply(self: &Arc<Self>, events: &[Envelope]) {
+        let _one_writer = self.apply_lock.lock().await;
+        for env in events {
+            if env.seq <= *self.applied.borrow() {
+                continue;
+            }
+            if let Some(site) = self.hosts.apply(&env.event)
+                && !self.sites.is_loaded(&site)
+            {
+                let edge = self.clone();
+                tokio::spawn(async move {
+                    let _ = edge.sites.get(&site).await;
+                });
+            }
+            self.applied.send_replace(env.seq);
+        }
     }
 
     /// Applies every event of `sub` until the bus closes.
     pub async fn follow(self: Arc<Self>, mut sub: Subscription) {
-        while let Some(event) = sub.next().await {
-            self.apply(std::slice::from_ref(&event)).await;
+        while let Some(env) = sub.next().await {
+            self.apply(std::slice::from_ref(&env)).await;
         }
+    }
+
+    /// The last event sequence number applied, as it changes.
+    pub fn applied(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
     }
 
     /// The hostnames served now (for tests and diagnostics).
     pub fn hosts(&self) -> Vec<String> {
-        self.snapshot.load().hosts().map(str::to_owned).collect()
+        self.hosts.names()
+    }
+
+    /// How many hostnames the edge knows.
+    pub fn host_count(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// Sites in memory and the bytes they take, and the budget.
+    pub fn site_cache_usage(&self) -> (usize, u64, u64) {
+        let (count, bytes) = self.sites.usage();
+        (count, bytes, self.sites.budget())
+    }
+
+    /// Request-log records dropped because the writer fell behind.
+    pub fn dropped_log_records(&self) -> u64 {
+        self.log.dropped()
     }
 
     async fn blob(&self, digest: Digest) -> Result<Bytes, helix_artifacts::BlobError> {

@@ -2,39 +2,65 @@
 //! an absolute URL, a Vercel rewrite to `https://…`) forwards the request
 //! there and streams the answer back, with `X-Forwarded-*` headers, a
 //! connect and a total timeout, and a cap on each body.
+//!
+//! A tenant writes these rules, so the proxy cannot be turned against the
+//! platform: a destination that resolves to loopback, link-local (cloud
+//! metadata), private, unspecified or this machine's own addresses is
+//! refused (502, logged) unless the operator allows it (`--proxy-allow`).
+//! The check runs on the resolved addresses and the connection goes to the
+//! checked address (no DNS rebinding between check and connect). Every
+//! forwarded request carries this edge's `CDN-Loop` token (RFC 8586); a
+//! request that comes back with it, or through too many hops, gets 508.
 
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use helix_core::net::{Cidr, internal_reason};
 use http::header::{self, HeaderName};
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, BodyStream, Either, StreamBody};
 
-use crate::respond::EdgeBody;
+use crate::request::{EdgeBody, Problem, RequestCtx, text};
 
 /// The client's address, put on each request by the accept phase.
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub SocketAddr);
 
+/// Most entries a request's `CDN-Loop` may list (any CDN's) before it is
+/// refused as a loop.
+pub const MAX_HOPS: usize = 8;
+
 /// Proxy settings of an edge.
-#[derive(Clone, Debug)]
-pub struct ProxyConfig {
-    /// Off: proxy rules answer 502 and nothing leaves the edge.
-    pub enabled: bool,
-    pub connect_timeout: Duration,
+#[derive(Clone, Debug, clap::Args)]
+pub struct ProxySettings {
+    /// Refuse proxy rules (rewrites to other origins): they answer 502.
+    #[arg(long = "disable-proxy", env = "HELIX_DISABLE_PROXY")]
+    pub disabled: bool,
+    /// Let proxy rules reach an internal address range or host that is
+    /// otherwise refused (CIDR, address or host name; repeat or separate
+    /// with commas), e.g. an API on this machine.
+    #[arg(long = "proxy-allow", env = "HELIX_PROXY_ALLOW", value_delimiter = ',', value_name = "CIDR|HOST")]
+    pub allow: Vec<String>,
+    #[arg(long = "proxy-connect-timeout-ms", env = "HELIX_PROXY_CONNECT_TIMEOUT_MS", default_value_t = 5_000)]
+    pub connect_timeout_ms: u64,
     /// The whole exchange, as Netlify's 26 s.
-    pub timeout: Duration,
+    #[arg(long = "proxy-timeout-ms", env = "HELIX_PROXY_TIMEOUT_MS", default_value_t = 26_000)]
+    pub timeout_ms: u64,
+    /// Largest request or response body a proxy rule passes on.
+    #[arg(long = "proxy-max-body-bytes", env = "HELIX_PROXY_MAX_BODY_BYTES", default_value_t = 100 * 1024 * 1024)]
     pub max_body_bytes: u64,
 }
 
-impl Default for ProxyConfig {
+impl Default for ProxySettings {
     fn default() -> Self {
-        ProxyConfig {
-            enabled: true,
-            connect_timeout: Duration::from_secs(5),
-            timeout: Duration::from_secs(26),
+        ProxySettings {
+            disabled: false,
+            allow: Vec::new(),
+            connect_timeout_ms: 5_000,
+            timeout_ms: 26_000,
             max_body_bytes: 100 * 1024 * 1024,
         }
     }
@@ -57,32 +83,59 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     headers.remove("keep-alive");
+    headers.remove("proxy-connection");
 }
 
 pub(crate) struct Proxy {
     client: Option<reqwest::Client>,
-    config: ProxyConfig,
+    guard: Arc<Guard>,
+    settings: ProxySettings,
+    /// This edge's `CDN-Loop` id.
+    cdn_id: String,
 }
 
 impl Proxy {
-    pub fn new(config: ProxyConfig) -> Proxy {
+    pub fn new(settings: ProxySettings) -> Result<Proxy, String> {
+        let guard = Arc::new(Guard::new(&settings.allow)?);
         // One TLS provider per process; ring needs no C toolchain.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.timeout)
+            .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
+            .timeout(Duration::from_millis(settings.timeout_ms))
+            .dns_resolver(guard.clone())
             .no_proxy()
-            .build();
-        if let Err(e) = &client {
-            tracing::error!(error = %e, "edge cannot build its proxy client; proxy rules will answer 502");
+            .build()
+            .map_err(|e| format!("building the proxy client: {e}"))?;
+        let mut id = [0u8; 8];
+        let _ = getrandom::fill(&mut id);
+        let cdn_id = format!("helix-{}", id.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        Ok(Proxy { client: Some(client), guard, settings, cdn_id })
+    }
+
+    /// The number of `CDN-Loop` entries when the request already passed
+    /// through this edge, or through more than [`MAX_HOPS`] CDNs.
+    pub fn loop_detected(&self, headers: &HeaderMap) -> Option<usize> {
+        let mut hops = 0;
+        let mut ours = false;
+        for value in headers.get_all("cdn-loop") {
+            let Ok(value) = value.to_str() else { continue };
+            for entry in value.split(',') {
+                let id = entry.split(';').next().unwrap_or_default().trim();
+                if id.is_empty() {
+                    continue;
+                }
+                hops += 1;
+                ours |= id == self.cdn_id;
+            }
         }
-        Proxy { client: client.ok(), config }
+        (ours || hops > MAX_HOPS).then_some(hops)
     }
 
     /// Forwards `req` to `url` and streams the answer.
     pub async fn forward<B>(
         &self,
+        ctx: &mut RequestCtx,
         req: Request<B>,
         url: &str,
         host: &str,
@@ -92,9 +145,28 @@ impl Proxy {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let Some(client) = self.client.as_ref().filter(|_| self.config.enabled) else {
-            return bad_gateway("proxying to other origins is disabled on this server");
+        let Some(client) = self.client.as_ref().filter(|_| !self.settings.disabled) else {
+            return bad_gateway("proxying to other origins is disabled on this server\n");
         };
+        let parsed = match reqwest::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
+            _ => {
+                ctx.problem(Problem::ProxyRefused { url: url.to_owned(), reason: "not an http(s) URL".into() });
+                return bad_gateway("the target of this proxy rule is not a valid http(s) URL\n");
+            }
+        };
+        // Literal addresses never reach the resolver: check them here.
+        let literal = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            _ => None,
+        };
+        if let Some(ip) = literal
+            && let Err(reason) = self.guard.check(None, ip)
+        {
+            ctx.problem(Problem::ProxyRefused { url: url.to_owned(), reason: reason.clone() });
+            return refused(&reason);
+        }
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
         strip_hop_by_hop(&mut headers);
@@ -111,13 +183,25 @@ impl Proxy {
         if let Ok(v) = host.parse() {
             headers.insert("x-forwarded-host", v);
         }
-        headers.insert("x-forwarded-proto", http::HeaderValue::from_static("http"));
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
         for (name, value) in extra {
-            if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), http::HeaderValue::from_str(value)) {
+            // The compiler never lets a rule set these; a manifest from
+            // elsewhere does not either.
+            if helix_core::routes::forbidden_request_header(name) {
+                continue;
+            }
+            if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
                 headers.insert(n, v);
             }
         }
-        let limit = self.config.max_body_bytes;
+        let prior_loop: Vec<String> =
+            headers.get_all("cdn-loop").iter().filter_map(|v| v.to_str().ok().map(str::to_owned)).collect();
+        headers.remove("cdn-loop");
+        let chain = prior_loop.into_iter().chain([self.cdn_id.clone()]).collect::<Vec<_>>().join(", ");
+        if let Ok(v) = HeaderValue::from_str(&chain) {
+            headers.insert("cdn-loop", v);
+        }
+        let limit = self.settings.max_body_bytes;
         let limited = http_body_util::Limited::new(body, limit as usize);
         let stream = BodyStream::new(limited).filter_map(|frame| async move {
             match frame {
@@ -126,13 +210,22 @@ impl Proxy {
             }
         });
         let upstream =
-            client.request(parts.method, url).headers(headers).body(reqwest::Body::wrap_stream(stream)).send().await;
+            client.request(parts.method, parsed).headers(headers).body(reqwest::Body::wrap_stream(stream)).send().await;
         let upstream = match upstream {
             Ok(r) => r,
-            Err(e) if e.is_timeout() => return gateway_timeout(),
             Err(e) => {
-                tracing::warn!(error = %e, url, "proxy request failed");
-                return bad_gateway("the upstream of this proxy rule could not be reached");
+                if let Some(reason) = refusal_of(&e) {
+                    ctx.problem(Problem::ProxyRefused { url: url.to_owned(), reason: reason.clone() });
+                    return refused(&reason);
+                }
+                ctx.problem(Problem::ProxyFailed { url: url.to_owned(), error: error_chain(&e) });
+                if e.is_timeout() {
+                    return text(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "the upstream of this proxy rule did not answer in time\n",
+                    );
+                }
+                return bad_gateway("the upstream of this proxy rule could not be reached\n");
             }
         };
         let status = upstream.status();
@@ -154,10 +247,175 @@ impl Proxy {
     }
 }
 
-fn bad_gateway(why: &'static str) -> Response<EdgeBody> {
-    crate::respond::text(StatusCode::BAD_GATEWAY, why)
+/// Which destinations proxy rules may reach.
+pub(crate) struct Guard {
+    allow_nets: Vec<Cidr>,
+    allow_hosts: Vec<String>,
+    /// This machine's addresses, read again when older than a few seconds.
+    own: Mutex<(Instant, Arc<Vec<IpAddr>>)>,
 }
 
-fn gateway_timeout() -> Response<EdgeBody> {
-    crate::respond::text(StatusCode::GATEWAY_TIMEOUT, "the upstream of this proxy rule did not answer in time")
+/// How long the list of this machine's addresses is trusted.
+const OWN_ADDRESSES_TTL: Duration = Duration::from_secs(5);
+
+impl Guard {
+    fn new(allow: &[String]) -> Result<Guard, String> {
+        let mut allow_nets = Vec::new();
+        let mut allow_hosts = Vec::new();
+        for entry in allow.iter().map(|a| a.trim()).filter(|a| !a.is_empty()) {
+            match Cidr::parse(entry) {
+                Some(net) => allow_nets.push(net),
+                None if entry.contains('/') => {
+                    return Err(format!("--proxy-allow {entry:?} is not a valid CIDR (e.g. 10.0.0.0/8)"));
+                }
+                None => allow_hosts.push(entry.trim_end_matches('.').to_ascii_lowercase()),
+            }
+        }
+        Ok(Guard { allow_nets, allow_hosts, own: Mutex::new((Instant::now(), Arc::new(own_addresses()))) })
+    }
+
+    /// Whether a proxy rule may connect to `ip` (for host `name`).
+    fn check(&self, name: Option<&str>, ip: IpAddr) -> Result<(), String> {
+        if name.is_some_and(|n| self.allow_hosts.iter().any(|h| h.eq_ignore_ascii_case(n.trim_end_matches('.')))) {
+            return Ok(());
+        }
+        if self.allow_nets.iter().any(|net| net.contains(ip)) {
+            return Ok(());
+        }
+        match internal_reason(ip, &self.own()) {
+            None => Ok(()),
+            Some(why) => Err(format!("{ip} is {why}; allow it with --proxy-allow")),
+        }
+    }
+
+    fn own(&self) -> Arc<Vec<IpAddr>> {
+        let mut own = self.own.lock().unwrap_or_else(|p| p.into_inner());
+        if own.0.elapsed() > OWN_ADDRESSES_TTL {
+            *own = (Instant::now(), Arc::new(own_addresses()));
+        }
+        own.1.clone()
+    }
+}
+
+/// Every address of every interface of this machine.
+fn own_addresses() -> Vec<IpAddr> {
+    if_addrs::get_if_addrs().map(|list| list.into_iter().map(|i| i.ip()).collect()).unwrap_or_default()
+}
+
+/// A destination the guard refused, as the resolver reports it.
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+impl reqwest::dns::Resolve for Guard {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        let allowed_host = self.allow_hosts.iter().any(|h| h.eq_ignore_ascii_case(host.trim_end_matches('.')));
+        let (nets, own) = (self.allow_nets.clone(), self.own());
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if addrs.is_empty() {
+                return Err(Box::new(std::io::Error::other(format!("{host} has no address"))) as _);
+            }
+            let mut refused = None;
+            let ok: Vec<SocketAddr> = addrs
+                .into_iter()
+                .filter(|a| {
+                    if allowed_host || nets.iter().any(|n| n.contains(a.ip())) {
+                        return true;
+                    }
+                    match internal_reason(a.ip(), &own) {
+                        None => true,
+                        Some(why) => {
+                            refused.get_or_insert_with(|| {
+                                format!("{host} resolves to {} ({why}); allow it with --proxy-allow", a.ip())
+                            });
+                            false
+                        }
+                    }
+                })
+                .collect();
+            if ok.is_empty() {
+                let why = refused.unwrap_or_else(|| format!("{host} has no allowed address"));
+                return Err(Box::new(Refused(why)) as _);
+            }
+            Ok(Box::new(ok.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The guard's reason, when that is why a request failed.
+fn refusal_of(e: &reqwest::Error) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(r) = err.downcast_ref::<Refused>() {
+            return Some(r.0.clone());
+        }
+        source = err.source();
+    }
+    None
+}
+
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        out.push_str(": ");
+        out.push_str(&err.to_string());
+        source = err.source();
+    }
+    out
+}
+
+fn bad_gateway(why: &'static str) -> Response<EdgeBody> {
+    text(StatusCode::BAD_GATEWAY, why)
+}
+
+fn refused(reason: &str) -> Response<EdgeBody> {
+    let body = format!("502: this proxy rule's destination is refused: {reason}\n");
+    Response::builder()
+        .status(StatusCode::BAD_GATEWAY)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Either::Left(http_body_util::Full::new(Bytes::from(body))))
+        .expect("valid response")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guard_refuses_internal_addresses_unless_allowed() {
+        let guard = Guard::new(&["10.1.0.0/16".into(), "api.internal".into()]).unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(guard.check(None, ip("127.0.0.1")).unwrap_err().contains("loopback"));
+        assert!(guard.check(None, ip("169.254.169.254")).unwrap_err().contains("metadata"));
+        assert!(guard.check(None, ip("10.2.0.1")).is_err());
+        assert!(guard.check(None, ip("10.1.2.3")).is_ok());
+        assert!(guard.check(Some("api.internal"), ip("127.0.0.1")).is_ok());
+        assert!(guard.check(None, ip("93.184.216.34")).is_ok());
+        assert!(Guard::new(&["10.0.0.0/99".into()]).is_err());
+    }
+
+    #[test]
+    fn loops_are_detected_by_our_token_or_by_hops() {
+        let proxy = Proxy::new(ProxySettings::default()).unwrap();
+        let mut h = HeaderMap::new();
+        assert_eq!(proxy.loop_detected(&h), None);
+        h.insert("cdn-loop", HeaderValue::from_static("cloudflare, fastly"));
+        assert_eq!(proxy.loop_detected(&h), None);
+        h.append("cdn-loop", HeaderValue::from_str(&format!("{}; v=1", proxy.cdn_id)).unwrap());
+        assert_eq!(proxy.loop_detected(&h), Some(3));
+        let many = ["x"; MAX_HOPS + 1].join(",");
+        h.insert("cdn-loop", HeaderValue::from_str(&many).unwrap());
+        assert_eq!(proxy.loop_detected(&h), Some(MAX_HOPS + 1));
+    }
 }

@@ -9,6 +9,8 @@
 mod builds;
 
 pub use builds::QueueSettings;
+pub use helix_control::ApiSettings;
+pub use helix_edge::EdgeSettings;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,36 +18,25 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use helix_artifacts::{BlobStore, LocalBlobStore};
-use helix_bus::{Bus, InProcessBus};
-use helix_control::{ControlPlane, GcSettings};
+use helix_bus::{Bus, EdgeAcks, InProcessBus};
+use helix_control::ControlPlane;
 use helix_core::events::{Event, SplitVariant};
 use helix_core::hosts::PublicEdge;
-use helix_core::limits::Limits;
-use helix_edge::{Edge, EdgeConfig};
-use helix_store::Store;
+use helix_edge::Edge;
+use helix_store::{ServingState, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-/// Everything `helix server` can be told.
+/// Everything `helix server` can be told. Each plane owns its settings
+/// (`ApiSettings`, `EdgeSettings`); the CLI flattens them into its flags.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub data_dir: PathBuf,
-    pub api_addr: SocketAddr,
-    pub edge_addr: SocketAddr,
     pub base_domain: String,
     /// `sqlite://…` or `postgres://…`; default: SQLite in the data dir.
     pub database_url: Option<String>,
-    pub limits: Limits,
-    pub gc: GcSettings,
-    pub edge_cache_bytes: u64,
-    /// Trusted request header carrying the visitor's country code.
-    pub country_header: Option<String>,
-    /// Whether proxy rules may reach other origins.
-    pub proxy_enabled: bool,
-    /// HS256 secret of visitors' `nf_jwt` tokens (Netlify `Role=` rules).
-    pub role_jwt_secret: Option<String>,
-    /// A MaxMind `.mmdb` for visitors' countries (Netlify `Country=`).
-    pub geoip_db: Option<PathBuf>,
+    pub api: ApiSettings,
+    pub edge: EdgeSettings,
     /// Build workers (0: this server builds nothing, another one does).
     pub build_workers: usize,
     pub build: helix_build::WorkerSettings,
@@ -57,17 +48,10 @@ impl Config {
     /// ports, `localhost` as base domain, SQLite.
     pub fn new(data_dir: PathBuf) -> Self {
         Config {
-            api_addr: ([127, 0, 0, 1], 7070).into(),
-            edge_addr: ([127, 0, 0, 1], 8080).into(),
             base_domain: "localhost".into(),
             database_url: None,
-            limits: Limits::default(),
-            gc: GcSettings::default(),
-            edge_cache_bytes: EdgeConfig::default().cache_bytes,
-            country_header: None,
-            proxy_enabled: true,
-            role_jwt_secret: None,
-            geoip_db: None,
+            api: ApiSettings::default(),
+            edge: EdgeSettings::default(),
             build_workers: 1,
             build: helix_build::WorkerSettings::new(&data_dir),
             build_queue: QueueSettings::default(),
@@ -104,6 +88,9 @@ impl Running {
 
 /// Starts every plane on the embedded defaults (or the URLs in `config`).
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    // Connections and files share the descriptor limit: take all we may.
+    let descriptors = helix_http::raise_fd_limit();
+    tracing::debug!(descriptors, "file-descriptor limit");
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     // It holds the state, the keys and every build's workspace: only the
@@ -124,41 +111,23 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         helix_control::ensure_admin_token(&store, &config.data_dir).await.context("setting up the admin token")?;
 
     let api_listener =
-        TcpListener::bind(config.api_addr).await.with_context(|| format!("binding the API to {}", config.api_addr))?;
-    let edge_listener = TcpListener::bind(config.edge_addr)
+        TcpListener::bind(config.api.addr).await.with_context(|| format!("binding the API to {}", config.api.addr))?;
+    let edge_listener = TcpListener::bind(config.edge.addr)
         .await
-        .with_context(|| format!("binding the edge to {}", config.edge_addr))?;
+        .with_context(|| format!("binding the edge to {}", config.edge.addr))?;
     let api_addr = api_listener.local_addr()?;
     let edge_addr = edge_listener.local_addr()?;
     let public_edge = PublicEdge { scheme: "http", base_domain: config.base_domain.clone(), port: edge_addr.port() };
 
     // The edge subscribes before it reads the current state, so no event
-    // falls between the two; applying an event twice is harmless.
-    let country_header = match &config.country_header {
-        Some(name) => Some(
-            http::HeaderName::from_bytes(name.as_bytes())
-                .with_context(|| format!("country header {name:?} is not a valid header name"))?,
-        ),
-        None => None,
-    };
-    let geoip = match &config.geoip_db {
-        Some(path) => Some(Arc::new(helix_edge::geoip::GeoIp::open(path).map_err(anyhow::Error::msg)?)),
-        None => None,
-    };
-    let edge = Edge::new(
-        EdgeConfig {
-            base_domain: config.base_domain.clone(),
-            cache_bytes: config.edge_cache_bytes,
-            country_header,
-            proxy: helix_edge::ProxyConfig { enabled: config.proxy_enabled, ..Default::default() },
-            role_jwt_secret: config.role_jwt_secret.as_ref().map(|s| s.as_bytes().to_vec()),
-            geoip,
-            ..EdgeConfig::default()
-        },
-        blobs.clone(),
-    );
+    // falls between the two; the state says which sequence number it is
+    // as of, and older events are skipped.
+    let edge = Edge::new(config.edge.clone(), &config.base_domain, blobs.clone())?;
     let subscription = bus.subscribe();
-    edge.apply(&initial_events(&store).await?).await;
+    let state = store.serving_state().await.context("reading what to serve")?;
+    edge.replay(&initial_events(&state), state.seq).await;
+    let acks = Arc::new(EdgeAcks::new());
+    acks.register(edge.applied());
 
     let secrets = helix_control::SecretKey::load_or_create(&config.data_dir).context("loading the secret key")?;
     let build_wake = Arc::new(tokio::sync::Notify::new());
@@ -169,7 +138,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         blobs,
         bus as Arc<dyn Bus>,
         public_edge.clone(),
-        helix_control::Settings { limits: config.limits, gc: config.gc, secrets, build_link },
+        helix_control::Settings { api: config.api.clone(), secrets, build_link, applied: acks },
     )
     .context("starting the compression threads")?;
     let (stop, stopped) = watch::channel(false);
@@ -177,12 +146,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let _ = rx.wait_for(|s| *s).await;
     };
     let router = helix_control::router(control.clone());
+    let api_settings = config.api.listener();
     let api_stop = until_stopped(stopped.clone());
     let tasks = vec![
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(api_listener, router).with_graceful_shutdown(api_stop).await {
-                tracing::error!(error = %e, "API server stopped");
-            }
+            let make = |_peer| hyper_util::service::TowerToHyperService::new(router.clone());
+            helix_http::serve(api_listener, api_settings, make, api_stop).await;
         }),
         tokio::spawn(helix_edge::serve(edge.clone(), edge_listener, until_stopped(stopped.clone()))),
         tokio::spawn(edge.clone().follow(subscription)),
@@ -213,8 +182,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 }
 
 /// What the edge must serve right now, as the events that would have told it.
-async fn initial_events(store: &Store) -> anyhow::Result<Vec<Event>> {
-    let state = store.serving_state().await.context("reading what to serve")?;
+fn initial_events(state: &ServingState) -> Vec<Event> {
     let manifests: std::collections::HashMap<_, _> =
         state.deployments.iter().map(|(_, id, m)| (id.clone(), *m)).collect();
     let mut events: Vec<Event> = state
@@ -226,24 +194,34 @@ async fn initial_events(store: &Store) -> anyhow::Result<Vec<Event>> {
             manifest: *manifest,
         })
         .collect();
-    for (project, deployment) in state.production {
-        if let Some(manifest) = manifests.get(&deployment) {
-            events.push(Event::DeployPromoted { project, deployment, manifest: *manifest });
+    for (project, deployment) in &state.production {
+        if let Some(manifest) = manifests.get(deployment) {
+            events.push(Event::DeployPromoted {
+                project: project.clone(),
+                deployment: deployment.clone(),
+                manifest: *manifest,
+            });
         }
     }
     let mut splits: std::collections::BTreeMap<_, Vec<SplitVariant>> = Default::default();
-    for (project, deployment, weight) in state.splits {
-        if let Some(manifest) = manifests.get(&deployment) {
-            splits.entry(project).or_default().push(SplitVariant { deployment, manifest: *manifest, weight });
+    for (project, deployment, weight) in &state.splits {
+        if let Some(manifest) = manifests.get(deployment) {
+            let variant = SplitVariant { deployment: deployment.clone(), manifest: *manifest, weight: *weight };
+            splits.entry(project.clone()).or_default().push(variant);
         }
     }
     events.extend(splits.into_iter().map(|(project, variants)| Event::SplitChanged { project, variants }));
-    for (project, alias, deployment) in state.aliases {
-        if let Some(manifest) = manifests.get(&deployment) {
-            events.push(Event::AliasSet { project, alias, deployment, manifest: *manifest });
+    for (project, alias, deployment) in &state.aliases {
+        if let Some(manifest) = manifests.get(deployment) {
+            events.push(Event::AliasSet {
+                project: project.clone(),
+                alias: alias.clone(),
+                deployment: deployment.clone(),
+                manifest: *manifest,
+            });
         }
     }
-    Ok(events)
+    events
 }
 
 /// A database URL without its password, for messages.

@@ -223,13 +223,15 @@ async fn forged_unsigned_replayed_and_malformed_webhooks_queue_nothing() {
             StatusCode::BAD_REQUEST,
             "X-GitHub-Event",
         ),
+        // An unknown repository answers as a forged signature does: a
+        // stranger cannot tell which repositories are linked.
         (
             "unknown repository",
             vec![event.clone(), ("x-hub-signature-256", good_sig.clone())],
             body.replace(&repo.url(), "https://elsewhere.example/x/y.git")
                 .replace(&repo.web_url(), "https://elsewhere.example/x/y"),
-            StatusCode::NOT_FOUND,
-            "no project",
+            StatusCode::UNAUTHORIZED,
+            "does not match the webhook secret of any project linked at this URL",
         ),
     ];
     for (what, headers, body, want, says) in cases {
@@ -428,7 +430,7 @@ async fn hostile_builds_are_stopped_and_leave_nothing_running() {
         c.build.limits.max_tasks = 256;
         c.build.limits.max_workspace_bytes = 60 << 20;
         c.build.limits.memory_bytes = 256 << 20;
-        c.limits.max_files = 50;
+        c.api.max_files = 50;
     })
     .await;
     let repo = GitRepo::new();
@@ -728,7 +730,7 @@ async fn a_push_builds_with_postgres_as_the_store() {
 #[tokio::test]
 async fn function_sources_travel_with_the_deployment_but_are_not_served() {
     // No grace period: GC deletes every blob no manifest names.
-    let server = TestServer::start_with(|c| c.gc.grace = Duration::ZERO).await;
+    let server = TestServer::start_with(|c| c.api.gc_grace_secs = 0).await;
     let repo = GitRepo::new();
     link(&server, "fns", &repo).await;
     let source = "export default async () => new Response('hi from a function');\n";
@@ -767,12 +769,19 @@ async fn per_project_and_generic_hooks_build() {
     let body = json!({ "ref": "refs/heads/main", "commit": sha }).to_string();
     let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();
     let sig = hub_signature(&secret, format!("{ts}.{body}").as_bytes());
-    let headers = [("x-helix-timestamp", ts), ("x-helix-signature-256", sig), ("x-helix-delivery", "g-1".into())];
+    let headers = [("x-helix-timestamp", ts), ("x-helix-signature-256", sig)];
     let (status, queued) = hook(&server, "/hooks/git/hooked", &headers, &body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
     assert_eq!(queued["builds"][0]["trigger"], "git");
     assert_eq!(finished(&server, &build_id(&queued)).await["state"], "ready");
     server.wait_for_host("hooked.localhost", |b| b == "via the generic hook").await;
+    // The same signed delivery again, within its five minutes: refused,
+    // and nothing more is queued.
+    let (status, replay) = hook(&server, "/hooks/git/hooked", &headers, &body).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{replay}");
+    assert!(replay["detail"].as_str().unwrap().contains("replay is refused"), "{replay}");
+    let (_, builds) = server.call(Method::GET, "/api/v1/projects/hooked/builds", None).await;
+    assert_eq!(builds.as_array().map(Vec::len), Some(1), "{builds}");
 
     // GitHub to the project's own path: the payload's repository URL may
     // be anything (a mirror), the path names the project.
@@ -790,8 +799,15 @@ async fn per_project_and_generic_hooks_build() {
     assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
     assert_eq!(finished(&server, &build_id(&queued)).await["state"], "ready");
     server.wait_for_host("hooked.localhost", |b| b == "via the project path").await;
-    let (status, p) = hook(&server, "/hooks/github/not-linked", &headers, &gh).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{p}");
+    // A project that does not exist (or is not linked) answers as a bad
+    // signature does.
+    let (status, unknown) = hook(&server, "/hooks/github/not-linked", &headers, &gh).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{unknown}");
+    let forged =
+        [headers[0].clone(), headers[1].clone(), ("x-hub-signature-256", hub_signature("wrong", gh.as_bytes()))];
+    let (status, bad_sig) = hook(&server, "/hooks/github/hooked", &forged, &gh).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{bad_sig}");
+    assert_eq!(unknown["detail"], bad_sig["detail"], "the same answer: no project enumeration");
 }
 
 #[tokio::test]

@@ -104,9 +104,9 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
 #[tokio::test]
 async fn blobs_are_verified_and_limited() {
     let s = TestServer::start_with(|c| {
-        c.limits.max_file_bytes = 1000;
-        c.limits.max_files = 3;
-        c.limits.max_total_bytes = 1500;
+        c.api.max_file_bytes = 1000;
+        c.api.max_files = 3;
+        c.api.max_total_bytes = 1500;
     })
     .await;
     let small = vec![b'a'; 800];
@@ -191,8 +191,8 @@ async fn unknown_things_are_404() {
 #[tokio::test]
 async fn gc_removes_only_unreferenced_blobs() {
     let s = TestServer::start_with(|c| {
-        c.gc.grace = std::time::Duration::ZERO;
-        c.limits.max_total_bytes = 2000;
+        c.api.gc_grace_secs = 0;
+        c.api.max_total_bytes = 2000;
     })
     .await;
     let keep = b"<p>kept</p>".repeat(50);

@@ -20,7 +20,7 @@ async fn country_rules_use_the_maxmind_database() {
     assert_eq!(reader.country([10, 1, 2, 3].into()).as_deref(), Some("fr"));
     assert_eq!(reader.country([192, 168, 0, 1].into()), None);
 
-    let s = TestServer::start_with(|c| c.geoip_db = Some(db.clone())).await;
+    let s = TestServer::start_with(|c| c.edge.geoip_db = Some(db.clone())).await;
     let d = s
         .deploy(
             "geo",
@@ -50,7 +50,7 @@ async fn a_bad_database_stops_the_server_with_a_reason() {
     let bogus = dir.path().join("bogus.mmdb");
     std::fs::write(&bogus, b"not a database").unwrap();
     let mut config = helix_testkit::test_config(dir.path());
-    config.geoip_db = Some(bogus);
+    config.edge.geoip_db = Some(bogus);
     let err = helix_server::start(config).await.err().expect("start refuses a bad database");
     assert!(format!("{err:#}").contains("is not a readable MaxMind database"), "{err:#}");
 }

@@ -30,6 +30,12 @@ async fn upstream() -> String {
     format!("http://{addr}")
 }
 
+/// A server whose proxy rules may reach this machine's loopback, where
+/// the tests' upstreams listen (refused by default).
+async fn with_loopback_upstreams() -> TestServer {
+    TestServer::start_with(|c| c.edge.proxy.allow = vec!["127.0.0.1/32".into()]).await
+}
+
 async fn deploy_proxy(s: &TestServer, project: &str, target: &str) {
     let redirects = format!("/api/*  {target}/:splat  200\n");
     let files = [("/_redirects", redirects.as_bytes()), ("/index.html", b"home".as_slice())];
@@ -54,7 +60,7 @@ async fn deploy_proxy(s: &TestServer, project: &str, target: &str) {
 
 #[tokio::test]
 async fn proxy_rules_forward_requests_and_stream_answers() {
-    let s = TestServer::start().await;
+    let s = with_loopback_upstreams().await;
     let up = upstream().await;
     deploy_proxy(&s, "px", &up).await;
     let resp = s
@@ -79,14 +85,14 @@ async fn proxy_rules_forward_requests_and_stream_answers() {
 
 #[tokio::test]
 async fn unreachable_upstreams_and_disabled_proxying_answer_502() {
-    let s = TestServer::start().await;
+    let s = with_loopback_upstreams().await;
     // Nothing listens on port 9.
     deploy_proxy(&s, "dead", "http://127.0.0.1:9").await;
     let resp = s.get_edge("dead.localhost", "/api/x").await;
     assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
     assert!(resp.text().await.unwrap().contains("could not be reached"));
 
-    let off = TestServer::start_with(|c| c.proxy_enabled = false).await;
+    let off = TestServer::start_with(|c| c.edge.proxy.disabled = true).await;
     let up = upstream().await;
     deploy_proxy(&off, "off", &up).await;
     let resp = off.get_edge("off.localhost", "/api/x").await;
@@ -96,7 +102,7 @@ async fn unreachable_upstreams_and_disabled_proxying_answer_502() {
 
 #[tokio::test]
 async fn netlify_toml_proxy_rules_send_their_headers_upstream() {
-    let s = TestServer::start().await;
+    let s = with_loopback_upstreams().await;
     let up = upstream().await;
     let toml = format!(
         "[[redirects]]\nfrom = \"/api/*\"\nto = \"{up}/:splat\"\nstatus = 200\n[redirects.headers]\nX-Api-Key = \"s3cret\"\n"

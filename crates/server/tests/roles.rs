@@ -20,7 +20,7 @@ fn jwt(claims: serde_json::Value, secret: &str) -> String {
 
 #[tokio::test]
 async fn role_rules_follow_the_verified_token() {
-    let s = TestServer::start_with(|c| c.role_jwt_secret = Some(SECRET.into())).await;
+    let s = TestServer::start_with(|c| c.edge.role_jwt_secret = Some(SECRET.into())).await;
     let redirects = b"/admin/*  /admin/:splat  200!  Role=admin,owner\n/admin/*  /login.html  401!\n";
     let d = s
         .deploy(

@@ -13,7 +13,12 @@ use serde_json::json;
 
 #[tokio::test]
 async fn http_cases() {
-    let s = TestServer::start_with(|c| c.country_header = Some("x-country".into())).await;
+    let s = TestServer::start_with(|c| {
+        c.edge.country_header = Some("x-country".into());
+        // The cases' upstreams listen on this machine's loopback.
+        c.edge.proxy.allow = vec!["127.0.0.1/32".into()];
+    })
+    .await;
     let upstream = echo_upstream().await;
     let client = reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let (mut ran, mut failures, mut skipped) = (0, Vec::new(), Vec::new());

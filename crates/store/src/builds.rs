@@ -371,8 +371,14 @@ impl Store {
     // ---- aliases ---------------------------------------------------------
 
     /// Removes a preview alias and publishes `alias.removed`, in one
-    /// transaction; false when there was none.
-    pub async fn remove_alias(&self, project: &ProjectName, alias: &str, now_ms: i64) -> Result<bool, StoreError> {
+    /// transaction: the event's sequence number, or `None` when there was
+    /// no such alias.
+    pub async fn remove_alias(
+        &self,
+        project: &ProjectName,
+        alias: &str,
+        now_ms: i64,
+    ) -> Result<Option<u64>, StoreError> {
         let event = helix_core::events::Event::AliasRemoved { project: project.clone(), alias: alias.to_owned() };
         let outbox_id = self.new_row_id();
         on_pool!(self, p => {
@@ -381,12 +387,12 @@ impl Store {
                 .bind(alias).bind(project.as_str()).execute(&mut *tx).await?.rows_affected();
             if n == 0 {
                 tx.rollback().await?;
-                return Ok(false);
+                return Ok(None);
             }
-            insert_outbox!(&mut *tx, &outbox_id, &event, now_ms);
+            let seq = insert_outbox!(tx, &outbox_id, &event, now_ms);
             tx.commit().await?;
-        });
-        Ok(true)
+            Ok(Some(seq))
+        })
     }
 
     // ---- logs ------------------------------------------------------------

@@ -15,10 +15,10 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use helix_core::api::DeploymentState;
-use helix_core::events::Event;
+use helix_core::events::{Envelope, Event};
 use helix_core::{DeploymentId, Digest, ProjectName};
 
-use pool::{Pool, WritePool};
+use pool::{Pool, SnapshotPool, WritePool};
 pub use rows::DeploymentRow;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,8 +36,9 @@ pub enum StoreError {
 /// What finalize found.
 #[derive(Debug)]
 pub enum Finalized {
-    /// This call made the deployment ready (and production when asked).
-    Now(DeploymentRow),
+    /// This call made the deployment ready (and production when asked);
+    /// `seq` is the sequence number of its last event.
+    Now(DeploymentRow, u64),
     /// It was ready already; nothing changed.
     Already(DeploymentRow),
     /// It is not uploading (it errored) or does not exist.
@@ -68,9 +69,10 @@ impl From<sqlx::Error> for PointerError {
 }
 
 /// What the edge must know to serve: every ready deployment and every
-/// production pointer.
+/// production pointer, as of event sequence number `seq`.
 #[derive(Debug, Default)]
 pub struct ServingState {
+    pub seq: u64,
     pub deployments: Vec<(ProjectName, DeploymentId, Digest)>,
     pub production: Vec<(ProjectName, DeploymentId)>,
     /// Project → (deployment, weight) of every active split.
@@ -94,17 +96,25 @@ pub struct Store {
     ids: Mutex<ulid::Generator>,
 }
 
-/// Writes an event to the outbox inside the caller's transaction.
+/// Writes an event to the outbox inside the caller's transaction, with
+/// the next number of the event sequence, and evaluates to that number.
+/// Taking the number locks the sequence's row until commit, so numbers
+/// follow commit order.
 macro_rules! insert_outbox {
-    ($tx:expr, $id:expr, $event:expr, $now_ms:expr) => {
-        sqlx::query("INSERT INTO outbox (id, topic, payload, created_at_ms) VALUES ($1, $2, $3, $4)")
+    ($tx:expr, $id:expr, $event:expr, $now_ms:expr) => {{
+        let seq: i64 = sqlx::query_scalar("UPDATE event_sequence SET last = last + 1 WHERE id = 1 RETURNING last")
+            .fetch_one(&mut *$tx)
+            .await?;
+        sqlx::query("INSERT INTO outbox (id, topic, payload, created_at_ms, seq) VALUES ($1, $2, $3, $4, $5)")
             .bind($id)
             .bind($event.topic())
             .bind($event.to_json())
             .bind($now_ms)
-            .execute($tx)
-            .await?
-    };
+            .bind(seq)
+            .execute(&mut *$tx)
+            .await?;
+        seq as u64
+    }};
 }
 
 macro_rules! on_pool {
@@ -274,7 +284,7 @@ impl Store {
         });
         let (ready_id, history_id, promoted_id, alias_id) =
             (self.new_row_id(), self.new_row_id(), self.new_row_id(), self.new_row_id());
-        let won = on_pool!(self, p => {
+        let won: Option<u64> = on_pool!(self, p => {
             let mut tx = p.begin_write().await?;
             let done = sqlx::query(
                 "UPDATE deployments SET state = 'ready', manifest_digest = $1, total_bytes = $2, ready_at_ms = $3, \
@@ -282,7 +292,7 @@ impl Store {
                 .bind(manifest.to_hex()).bind(total_bytes as i64).bind(now_ms).bind(routes_json).bind(id.as_str())
                 .execute(&mut *tx).await?;
             if done.rows_affected() == 1 {
-                insert_outbox!(&mut *tx, &ready_id, &ready, now_ms);
+                let mut seq = insert_outbox!(tx, &ready_id, &ready, now_ms);
                 if before.production_requested {
                     sqlx::query("UPDATE projects SET production_deployment_id = $1 WHERE name = $2")
                         .bind(id.as_str()).bind(project.as_str()).execute(&mut *tx).await?;
@@ -290,25 +300,25 @@ impl Store {
                                  SELECT $1, id, $2, 'promoted', $3 FROM projects WHERE name = $4")
                         .bind(&history_id).bind(id.as_str()).bind(now_ms).bind(project.as_str())
                         .execute(&mut *tx).await?;
-                    insert_outbox!(&mut *tx, &promoted_id, &promoted, now_ms);
+                    seq = insert_outbox!(tx, &promoted_id, &promoted, now_ms);
                 }
                 if let Some(event @ Event::AliasSet { alias, .. }) = &alias {
                     sqlx::query("INSERT INTO aliases (project_id, alias, deployment_id) SELECT id, $1, $2 FROM projects \
                                  WHERE name = $3 ON CONFLICT (project_id, alias) DO UPDATE SET deployment_id = $2")
                         .bind(alias).bind(id.as_str()).bind(project.as_str()).execute(&mut *tx).await?;
-                    insert_outbox!(&mut *tx, &alias_id, event, now_ms);
+                    seq = insert_outbox!(tx, &alias_id, event, now_ms);
                 }
                 tx.commit().await?;
-                true
+                Some(seq)
             } else {
-                false
+                None
             }
         });
         let after = self.deployment(id.as_str()).await?;
-        Ok(match after {
-            Some(row) if won => Finalized::Now(row),
-            Some(row) if row.state == DeploymentState::Ready => Finalized::Already(row),
-            other => Finalized::NotUploading(other),
+        Ok(match (after, won) {
+            (Some(row), Some(seq)) => Finalized::Now(row, seq),
+            (Some(row), None) if row.state == DeploymentState::Ready => Finalized::Already(row),
+            (other, _) => Finalized::NotUploading(other),
         })
     }
 
@@ -319,10 +329,10 @@ impl Store {
         Ok(())
     }
 
-    /// Points production at a ready deployment. Returns the deployment and
-    /// whether the pointer moved (promoting the current production is a
-    /// no-op).
-    pub async fn promote(&self, id: &str, now_ms: i64) -> Result<(DeploymentRow, bool), PointerError> {
+    /// Points production at a ready deployment. Returns the deployment and,
+    /// when the pointer moved, its event's sequence number (promoting the
+    /// current production is a no-op).
+    pub async fn promote(&self, id: &str, now_ms: i64) -> Result<(DeploymentRow, Option<u64>), PointerError> {
         let row = self.deployment(id).await?.ok_or_else(|| PointerError::UnknownDeployment(id.to_owned()))?;
         self.move_pointer(row, PointerMove::Promote, now_ms).await
     }
@@ -334,7 +344,7 @@ impl Store {
         project: &ProjectName,
         to: Option<&str>,
         now_ms: i64,
-    ) -> Result<(DeploymentRow, bool), PointerError> {
+    ) -> Result<(DeploymentRow, Option<u64>), PointerError> {
         if !self.project_exists(project).await? {
             return Err(PointerError::UnknownProject(project.to_string()));
         }
@@ -375,12 +385,12 @@ impl Store {
         row: DeploymentRow,
         how: PointerMove,
         now_ms: i64,
-    ) -> Result<(DeploymentRow, bool), PointerError> {
+    ) -> Result<(DeploymentRow, Option<u64>), PointerError> {
         if row.state != DeploymentState::Ready {
             return Err(PointerError::NotReady(row.id));
         }
         if row.is_production {
-            return Ok((row, false));
+            return Ok((row, None));
         }
         let (project, deployment, manifest) = row.identity()?;
         let (kind, event) = match how {
@@ -388,7 +398,7 @@ impl Store {
             PointerMove::RollBack => ("rolled_back", Event::DeployRolledBack { project, deployment, manifest }),
         };
         let (history_id, outbox_id) = (self.new_row_id(), self.new_row_id());
-        on_pool!(self, p => {
+        let seq = on_pool!(self, p => {
             let mut tx = p.begin_write().await?;
             sqlx::query("UPDATE projects SET production_deployment_id = $1 WHERE name = $2")
                 .bind(&row.id).bind(&row.project).execute(&mut *tx).await?;
@@ -396,24 +406,26 @@ impl Store {
                          SELECT $1, id, $2, $3, $4 FROM projects WHERE name = $5")
                 .bind(&history_id).bind(&row.id).bind(kind).bind(now_ms).bind(&row.project)
                 .execute(&mut *tx).await?;
-            insert_outbox!(&mut *tx, &outbox_id, &event, now_ms);
+            let seq = insert_outbox!(tx, &outbox_id, &event, now_ms);
             tx.commit().await?;
+            seq
         });
         let row = self.deployment(&row.id).await?.ok_or_else(|| PointerError::UnknownDeployment(row.id.clone()))?;
-        Ok((row, true))
+        Ok((row, Some(seq)))
     }
 
     // ---- traffic splits --------------------------------------------------
 
     /// Replaces the project's split (empty `weights` removes it) and
     /// publishes `split.changed`, in one transaction. Every deployment must
-    /// be a ready deployment of the project.
+    /// be a ready deployment of the project. Returns the event's sequence
+    /// number.
     pub async fn set_split(
         &self,
         project: &ProjectName,
         weights: &[(String, u32)],
         now_ms: i64,
-    ) -> Result<Vec<helix_core::events::SplitVariant>, PointerError> {
+    ) -> Result<u64, PointerError> {
         if !self.project_exists(project).await? {
             return Err(PointerError::UnknownProject(project.to_string()));
         }
@@ -428,7 +440,7 @@ impl Store {
         }
         let event = Event::SplitChanged { project: project.clone(), variants: variants.clone() };
         let outbox_id = self.new_row_id();
-        on_pool!(self, p => {
+        let seq = on_pool!(self, p => {
             let mut tx = p.begin_write().await?;
             sqlx::query("DELETE FROM splits WHERE project_id = (SELECT id FROM projects WHERE name = $1)")
                 .bind(project.as_str()).execute(&mut *tx).await?;
@@ -437,10 +449,11 @@ impl Store {
                     .bind(v.deployment.as_str()).bind(v.weight as i64).bind(project.as_str())
                     .execute(&mut *tx).await?;
             }
-            insert_outbox!(&mut *tx, &outbox_id, &event, now_ms);
+            let seq = insert_outbox!(tx, &outbox_id, &event, now_ms);
             tx.commit().await?;
+            seq
         });
-        Ok(variants)
+        Ok(seq)
     }
 
     /// The project's split: deployment id → weight (empty: none).
@@ -453,16 +466,23 @@ impl Store {
 
     // ---- outbox ----------------------------------------------------------
 
-    /// Unpublished events, oldest first.
-    pub async fn outbox_pending(&self, limit: i64) -> Result<Vec<(String, Event)>, StoreError> {
-        let rows: Vec<(String, String)> = on_pool!(self, p => sqlx::query_as(
-            "SELECT id, payload FROM outbox ORDER BY id LIMIT $1").bind(limit).fetch_all(p).await?);
+    /// Unpublished events, in sequence order.
+    pub async fn outbox_pending(&self, limit: i64) -> Result<Vec<(String, Envelope)>, StoreError> {
+        let rows: Vec<(String, String, i64)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT id, payload, seq FROM outbox ORDER BY seq, id LIMIT $1").bind(limit).fetch_all(p).await?);
         rows.into_iter()
-            .map(|(id, payload)| {
+            .map(|(id, payload, seq)| {
                 let event = Event::from_json(&payload).map_err(|e| StoreError::Corrupt(format!("outbox {id}: {e}")))?;
-                Ok((id, event))
+                Ok((id, Envelope { seq: seq as u64, event }))
             })
             .collect()
+    }
+
+    /// The sequence number of the last event committed.
+    pub async fn event_seq(&self) -> Result<u64, StoreError> {
+        let last: i64 = on_pool!(self, p => sqlx::query_scalar("SELECT last FROM event_sequence WHERE id = 1")
+            .fetch_one(p).await?);
+        Ok(last as u64)
     }
 
     pub async fn outbox_delete(&self, id: &str) -> Result<(), StoreError> {
@@ -473,19 +493,26 @@ impl Store {
     // ---- what the edge serves, what GC keeps ----------------------------
 
     pub async fn serving_state(&self) -> Result<ServingState, StoreError> {
-        let deployments: Vec<(String, String, String)> = on_pool!(self, p => sqlx::query_as(
-            "SELECT p.name, d.id, d.manifest_digest FROM deployments d JOIN projects p ON p.id = d.project_id \
-             WHERE d.state = 'ready' ORDER BY d.id").fetch_all(p).await?);
-        let production: Vec<(String, String)> = on_pool!(self, p => sqlx::query_as(
-            "SELECT name, production_deployment_id FROM projects WHERE production_deployment_id IS NOT NULL")
-            .fetch_all(p).await?);
-        let splits: Vec<(String, String, i64)> = on_pool!(self, p => sqlx::query_as(
-            "SELECT p.name, s.deployment_id, s.weight FROM splits s JOIN projects p ON p.id = s.project_id ORDER BY p.name, s.deployment_id")
-            .fetch_all(p).await?);
-        let aliases: Vec<(String, String, String)> = on_pool!(self, p => sqlx::query_as(
-            "SELECT p.name, a.alias, a.deployment_id FROM aliases a JOIN projects p ON p.id = a.project_id ORDER BY p.name, a.alias")
-            .fetch_all(p).await?);
-        let mut state = ServingState::default();
+        // One snapshot: the sequence number and the state it describes.
+        let (seq, deployments, production, splits, aliases) = on_pool!(self, p => {
+            let mut tx = p.begin_snapshot().await?;
+            let seq: i64 = sqlx::query_scalar("SELECT last FROM event_sequence WHERE id = 1").fetch_one(&mut *tx).await?;
+            let deployments: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT p.name, d.id, d.manifest_digest FROM deployments d JOIN projects p ON p.id = d.project_id \
+                 WHERE d.state = 'ready' ORDER BY d.id").fetch_all(&mut *tx).await?;
+            let production: Vec<(String, String)> = sqlx::query_as(
+                "SELECT name, production_deployment_id FROM projects WHERE production_deployment_id IS NOT NULL")
+                .fetch_all(&mut *tx).await?;
+            let splits: Vec<(String, String, i64)> = sqlx::query_as(
+                "SELECT p.name, s.deployment_id, s.weight FROM splits s JOIN projects p ON p.id = s.project_id ORDER BY p.name, s.deployment_id")
+                .fetch_all(&mut *tx).await?;
+            let aliases: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT p.name, a.alias, a.deployment_id FROM aliases a JOIN projects p ON p.id = a.project_id ORDER BY p.name, a.alias")
+                .fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            (seq, deployments, production, splits, aliases)
+        });
+        let mut state = ServingState { seq: seq as u64, ..ServingState::default() };
         for (project, alias, id) in aliases {
             state.aliases.push((parse_project(&project)?, alias, parse_id(&id)?));
         }

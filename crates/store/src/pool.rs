@@ -61,6 +61,27 @@ impl WritePool for PgPool {
     }
 }
 
+/// Opening a transaction whose reads all see one snapshot (SQLite's
+/// transactions always do; Postgres needs `REPEATABLE READ`).
+pub(crate) trait SnapshotPool {
+    type Db: sqlx::Database;
+    fn begin_snapshot(&self) -> impl Future<Output = Result<Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+}
+
+impl SnapshotPool for SqlitePool {
+    type Db = sqlx::Sqlite;
+    fn begin_snapshot(&self) -> impl Future<Output = Result<Transaction<'static, sqlx::Sqlite>, sqlx::Error>> + Send {
+        self.begin()
+    }
+}
+
+impl SnapshotPool for PgPool {
+    type Db = sqlx::Postgres;
+    fn begin_snapshot(&self) -> impl Future<Output = Result<Transaction<'static, sqlx::Postgres>, sqlx::Error>> + Send {
+        self.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    }
+}
+
 /// The migration set, embedded in the binary; the same SQL runs on both
 /// engines.
 pub(crate) fn migrator() -> Migrator {
@@ -69,6 +90,7 @@ pub(crate) fn migrator() -> Migrator {
         (2, "routes", include_str!("../migrations/0002_routes.sql")),
         (3, "splits", include_str!("../migrations/0003_splits.sql")),
         (4, "builds", include_str!("../migrations/0004_builds.sql")),
+        (5, "event_sequence", include_str!("../migrations/0005_event_sequence.sql")),
     ];
     Migrator::with_migrations(
         MIGRATIONS

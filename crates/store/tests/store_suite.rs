@@ -36,6 +36,7 @@ suite!(
     a_fresh_store_is_empty,
     tokens,
     create_finalize_and_list,
+    events_are_numbered_in_commit_order,
     finalize_promotes_when_asked_and_writes_events,
     promote_and_rollback_walk_the_pointer,
     rollback_errors,
@@ -78,7 +79,7 @@ async fn create(store: &Store, p: &str, files: &[(&str, &[u8])], production: boo
 async fn ready(store: &Store, p: &str, production: bool) -> DeploymentId {
     let (id, now) = create(store, p, &[("/index.html", id_bytes(p).as_slice())], production).await;
     match store.finalize(&id, Digest::of(id.as_str().as_bytes()), 10, "", None, now + 1).await.unwrap() {
-        Finalized::Now(row) => assert_eq!(row.state, DeploymentState::Ready),
+        Finalized::Now(row, _) => assert_eq!(row.state, DeploymentState::Ready),
         other => panic!("{other:?}"),
     }
     id
@@ -93,7 +94,7 @@ async fn drain_outbox(store: &Store) -> Vec<Event> {
     for (id, _) in &pending {
         store.outbox_delete(id).await.unwrap();
     }
-    pending.into_iter().map(|(_, e)| e).collect()
+    pending.into_iter().map(|(_, e)| e.event).collect()
 }
 
 async fn a_fresh_store_is_empty(store: Store) {
@@ -125,7 +126,7 @@ async fn create_finalize_and_list(store: Store) {
     assert!(uploading.contains(&Digest::of(b"b")));
 
     let manifest = Digest::of(b"manifest");
-    let Finalized::Now(row) = store.finalize(&id, manifest, 2, "", None, now + 5).await.unwrap() else { panic!() };
+    let Finalized::Now(row, _) = store.finalize(&id, manifest, 2, "", None, now + 5).await.unwrap() else { panic!() };
     assert_eq!(
         (row.state, row.total_bytes, row.ready_at_ms, row.is_production),
         (DeploymentState::Ready, 2, Some(now + 5), false)
@@ -143,6 +144,24 @@ async fn create_finalize_and_list(store: Store) {
         drain_outbox(&store).await,
         vec![Event::DeployReady { project: project("site"), deployment: id, manifest }]
     );
+}
+
+async fn events_are_numbered_in_commit_order(store: Store) {
+    assert_eq!(store.event_seq().await.unwrap(), 0);
+    let (id, now) = create(&store, "p", &[("/a", b"a")], true).await;
+    let Finalized::Now(_, seq) = store.finalize(&id, Digest::of(b"m"), 1, "", None, now + 1).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(seq, 2, "ready, then promoted");
+    let (_, moved) = store.promote(id.as_str(), now + 2).await.unwrap();
+    assert_eq!(moved, None, "already production: no event");
+    let b = ready(&store, "p", false).await;
+    let (_, moved) = store.promote(b.as_str(), now + 3).await.unwrap();
+    assert_eq!(moved, Some(4));
+    let pending = store.outbox_pending(100).await.unwrap();
+    assert_eq!(pending.iter().map(|(_, e)| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    let state = store.serving_state().await.unwrap();
+    assert_eq!(state.seq, 4, "the serving state says which event it is as of");
 }
 
 async fn finalize_promotes_when_asked_and_writes_events(store: Store) {
@@ -165,9 +184,9 @@ async fn promote_and_rollback_walk_the_pointer(store: Store) {
     assert_eq!(list.iter().filter(|r| r.is_production).count(), 1);
 
     let (row, moved) = store.promote(c.as_str(), 1).await.unwrap();
-    assert!(moved && row.is_production);
+    assert!(moved.is_some() && row.is_production);
     let (_, moved) = store.promote(c.as_str(), 2).await.unwrap();
-    assert!(!moved, "promoting production again is a no-op");
+    assert!(moved.is_none(), "promoting production again is a no-op");
     assert_eq!(drain_outbox(&store).await.len(), 1);
 
     // Default rollback: the newest earlier deployment that served production.
@@ -231,8 +250,8 @@ async fn splits_replace_atomically(store: Store) {
     let b = ready(&store, "p", false).await;
     let other = ready(&store, "q", true).await;
     drain_outbox(&store).await;
-    let set = store.set_split(&project("p"), &[(a.to_string(), 80), (b.to_string(), 20)], 1).await.unwrap();
-    assert_eq!(set.iter().map(|v| v.weight).collect::<Vec<_>>(), [80, 20]);
+    let seq = store.set_split(&project("p"), &[(a.to_string(), 80), (b.to_string(), 20)], 1).await.unwrap();
+    assert_eq!(seq, store.event_seq().await.unwrap());
     let mut got = store.split(&project("p")).await.unwrap();
     got.sort();
     let mut want = vec![(a.to_string(), 80), (b.to_string(), 20)];
@@ -388,7 +407,7 @@ async fn the_build_queue_leases_supersedes_and_dedups(store: Store) {
 
 async fn aliases_point_at_finalized_deployments(store: Store) {
     let (id, now) = create(&store, "site", &[("/a", b"a")], false).await;
-    let Finalized::Now(_) = store.finalize(&id, Digest::of(b"m"), 1, "", Some("feature-x"), now + 1).await.unwrap()
+    let Finalized::Now(..) = store.finalize(&id, Digest::of(b"m"), 1, "", Some("feature-x"), now + 1).await.unwrap()
     else {
         panic!()
     };
@@ -404,8 +423,8 @@ async fn aliases_point_at_finalized_deployments(store: Store) {
     let state = store.serving_state().await.unwrap();
     assert_eq!(state.aliases, vec![(project("site"), "feature-x".to_owned(), id2)]);
     drain_outbox(&store).await;
-    assert!(store.remove_alias(&project("site"), "feature-x", now + 2).await.unwrap());
-    assert!(!store.remove_alias(&project("site"), "feature-x", now + 3).await.unwrap(), "gone already");
+    assert!(store.remove_alias(&project("site"), "feature-x", now + 2).await.unwrap().is_some());
+    assert!(store.remove_alias(&project("site"), "feature-x", now + 3).await.unwrap().is_none(), "gone already");
     assert!(store.serving_state().await.unwrap().aliases.is_empty());
     let events = drain_outbox(&store).await;
     assert_eq!(events, vec![Event::AliasRemoved { project: project("site"), alias: "feature-x".into() }]);

@@ -149,9 +149,9 @@ impl TestServer {
 /// Loopback listeners on free ports, SQLite in `data_dir`, no background GC.
 pub fn test_config(data_dir: &Path) -> Config {
     let mut config = Config::new(data_dir.to_owned());
-    config.api_addr = ([127, 0, 0, 1], 0).into();
-    config.edge_addr = ([127, 0, 0, 1], 0).into();
-    config.gc.interval = None;
+    config.api.addr = ([127, 0, 0, 1], 0).into();
+    config.edge.addr = ([127, 0, 0, 1], 0).into();
+    config.api.gc_interval_secs = 0;
     config
 }
 

@@ -1,0 +1,246 @@
+//! Hostname → what it serves, for every deployment ever made ready.
+//!
+//! Requests read a concurrent map (papaya: lock-free reads); event
+//! application changes only the hostnames an event is about, so applying
+//! one project's change is a few map writes, whatever else the edge holds,
+//! and never waits for a manifest to load. The map holds references to
+//! deployments (id, project, manifest digest), not their manifests: those
+//! load on first request (`sites.rs`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use helix_core::events::Event;
+use helix_core::hosts::{alias_host, deployment_host, production_host};
+use helix_core::{DeploymentId, Digest, ProjectName};
+
+/// A deployment the edge can serve: enough to load its manifest.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SiteRef {
+    pub deployment: DeploymentId,
+    pub project: ProjectName,
+    pub manifest: Digest,
+}
+
+/// What a hostname serves: one deployment, or a weighted split.
+#[derive(Clone)]
+pub enum Target {
+    Site(Arc<SiteRef>),
+    Split(Arc<Split>),
+}
+
+/// Deployments with cumulative weights: variant `i` takes draws below
+/// its bound.
+pub struct Split {
+    pub variants: Vec<(Arc<SiteRef>, u32)>,
+}
+
+impl Split {
+    /// The variant named `id` (a pin from the override header or cookie).
+    pub fn pinned(&self, id: &str) -> Option<&Arc<SiteRef>> {
+        self.variants.iter().map(|(s, _)| s).find(|s| s.deployment.as_str() == id)
+    }
+
+    /// The variant for a draw in `0..100`.
+    pub fn draw(&self, percent: u32) -> &Arc<SiteRef> {
+        let (site, _) = self
+            .variants
+            .iter()
+            .find(|(_, upto)| percent < *upto)
+            .unwrap_or_else(|| self.variants.last().expect("a split has at least one variant"));
+        site
+    }
+}
+
+/// The map requests read, and the state it is derived from.
+pub(crate) struct Hosts {
+    base_domain: String,
+    map: papaya::HashMap<Box<str>, Target>,
+    state: Mutex<State>,
+}
+
+/// What the events said so far.
+#[derive(Default)]
+struct State {
+    deployments: HashMap<DeploymentId, Arc<SiteRef>>,
+    production: HashMap<ProjectName, DeploymentId>,
+    /// Projects whose production hostname splits traffic.
+    splits: HashMap<ProjectName, Vec<(DeploymentId, u32)>>,
+    /// Preview aliases: (project, alias) → deployment.
+    aliases: HashMap<(ProjectName, String), DeploymentId>,
+}
+
+impl Hosts {
+    pub fn new(base_domain: String) -> Hosts {
+        Hosts { base_domain, map: papaya::HashMap::new(), state: Mutex::new(State::default()) }
+    }
+
+    /// What `host` (lowercase, no port) serves now.
+    pub fn get(&self, host: &str) -> Option<Target> {
+        self.map.pin().get(host).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.map.pin().keys().map(|k| k.to_string()).collect()
+    }
+
+    /// Applies one event (idempotently): updates the state and rewrites the
+    /// hostnames it touches. Returns the deployment that now serves a
+    /// production or preview hostname, worth loading before a visitor asks.
+    pub fn apply(&self, event: &Event) -> Option<Arc<SiteRef>> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match event {
+            Event::DeployReady { project, deployment, manifest } => {
+                self.add(&mut state, project, deployment, *manifest);
+                None
+            }
+            Event::DeployPromoted { project, deployment, manifest }
+            | Event::DeployRolledBack { project, deployment, manifest } => {
+                let site = self.add(&mut state, project, deployment, *manifest);
+                state.production.insert(project.clone(), deployment.clone());
+                self.refresh_production(&state, project);
+                Some(site)
+            }
+            Event::AliasSet { project, alias, deployment, manifest } => {
+                let site = self.add(&mut state, project, deployment, *manifest);
+                state.aliases.insert((project.clone(), alias.clone()), deployment.clone());
+                self.refresh_alias(&state, project, alias);
+                Some(site)
+            }
+            Event::AliasRemoved { project, alias } => {
+                state.aliases.remove(&(project.clone(), alias.clone()));
+                self.refresh_alias(&state, project, alias);
+                None
+            }
+            Event::SplitChanged { project, variants } => {
+                for v in variants {
+                    self.add(&mut state, project, &v.deployment, v.manifest);
+                }
+                if variants.is_empty() {
+                    state.splits.remove(project);
+                } else {
+                    let weights = variants.iter().map(|v| (v.deployment.clone(), v.weight)).collect();
+                    state.splits.insert(project.clone(), weights);
+                }
+                self.refresh_production(&state, project);
+                None
+            }
+        }
+    }
+
+    /// Records a deployment and serves it at its own hostname (which wins
+    /// over an alias spelled the same).
+    fn add(&self, state: &mut State, project: &ProjectName, id: &DeploymentId, manifest: Digest) -> Arc<SiteRef> {
+        if let Some(site) = state.deployments.get(id) {
+            return site.clone();
+        }
+        let site = Arc::new(SiteRef { deployment: id.clone(), project: project.clone(), manifest });
+        state.deployments.insert(id.clone(), site.clone());
+        let host = deployment_host(id, project, &self.base_domain);
+        self.map.pin().insert(host.into_boxed_str(), Target::Site(site.clone()));
+        site
+    }
+
+    fn refresh_production(&self, state: &State, project: &ProjectName) {
+        let host: Box<str> = production_host(project, &self.base_domain).into_boxed_str();
+        let split = state.splits.get(project).map(|weights| {
+            let mut upto = 0;
+            let variants: Vec<(Arc<SiteRef>, u32)> = weights
+                .iter()
+                .filter_map(|(id, weight)| {
+                    upto += weight;
+                    state.deployments.get(id).map(|site| (site.clone(), upto))
+                })
+                .collect();
+            variants
+        });
+        let target = match split {
+            Some(variants) if !variants.is_empty() => Some(Target::Split(Arc::new(Split { variants }))),
+            _ => state
+                .production
+                .get(project)
+                .and_then(|id| state.deployments.get(id))
+                .map(|site| Target::Site(site.clone())),
+        };
+        let map = self.map.pin();
+        match target {
+            Some(t) => {
+                map.insert(host, t);
+            }
+            None => {
+                map.remove(&host);
+            }
+        }
+    }
+
+    fn refresh_alias(&self, state: &State, project: &ProjectName, alias: &str) {
+        // A deployment's own hostname is never taken over by an alias.
+        if let Ok(id) = DeploymentId::parse(alias)
+            && state.deployments.get(&id).is_some_and(|s| s.project == *project)
+        {
+            return;
+        }
+        let host: Box<str> = alias_host(alias, project, &self.base_domain).into_boxed_str();
+        let target = state.aliases.get(&(project.clone(), alias.to_owned())).and_then(|id| state.deployments.get(id));
+        let map = self.map.pin();
+        match target {
+            Some(site) => {
+                map.insert(host, Target::Site(site.clone()));
+            }
+            None => {
+                map.remove(&host);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use helix_core::events::SplitVariant;
+
+    fn id(n: u64) -> DeploymentId {
+        DeploymentId::generate(n, u128::from(n))
+    }
+
+    fn site_at(hosts: &Hosts, host: &str) -> Option<DeploymentId> {
+        match hosts.get(host)? {
+            Target::Site(s) => Some(s.deployment.clone()),
+            Target::Split(_) => None,
+        }
+    }
+
+    #[test]
+    fn events_set_exactly_the_hosts_they_are_about() {
+        let hosts = Hosts::new("localhost".into());
+        let p = ProjectName::parse("shop").unwrap();
+        let (a, b) = (id(1), id(2));
+        let m = Digest::of(b"m");
+        hosts.apply(&Event::DeployReady { project: p.clone(), deployment: a.clone(), manifest: m });
+        assert_eq!(site_at(&hosts, &format!("{a}--shop.localhost")), Some(a.clone()));
+        assert!(hosts.get("shop.localhost").is_none(), "ready is not production");
+        hosts.apply(&Event::DeployPromoted { project: p.clone(), deployment: b.clone(), manifest: m });
+        assert_eq!(site_at(&hosts, "shop.localhost"), Some(b.clone()));
+        let variants = vec![
+            SplitVariant { deployment: a.clone(), manifest: m, weight: 50 },
+            SplitVariant { deployment: b.clone(), manifest: m, weight: 50 },
+        ];
+        hosts.apply(&Event::SplitChanged { project: p.clone(), variants });
+        assert!(matches!(hosts.get("shop.localhost"), Some(Target::Split(_))));
+        hosts.apply(&Event::SplitChanged { project: p.clone(), variants: Vec::new() });
+        assert_eq!(site_at(&hosts, "shop.localhost"), Some(b.clone()));
+        hosts.apply(&Event::AliasSet { project: p.clone(), alias: "feat".into(), deployment: a.clone(), manifest: m });
+        assert_eq!(site_at(&hosts, "feat--shop.localhost"), Some(a.clone()));
+        hosts.apply(&Event::AliasRemoved { project: p.clone(), alias: "feat".into() });
+        assert!(hosts.get("feat--shop.localhost").is_none());
+        // An alias spelled like a deployment id never takes its hostname.
+        hosts.apply(&Event::AliasSet { project: p.clone(), alias: a.to_string(), deployment: b.clone(), manifest: m });
+        assert_eq!(site_at(&hosts, &format!("{a}--shop.localhost")), Some(a.clone()));
+        hosts.apply(&Event::AliasRemoved { project: p, alias: a.to_string() });
+        assert_eq!(site_at(&hosts, &format!("{a}--shop.localhost")), Some(a));
+    }
+}

@@ -1,0 +1,392 @@
+//! Matching a request path against the patterns of one rule list, all at
+//! once, in rule order.
+//!
+//! Each pattern is filed by form: exact paths in a hash map, segment
+//! patterns by their first literal segment, prefixes in a short list,
+//! regexes in `RegexSet`s (linear-time, bounded memory) with each rule's
+//! own regex compiled only when a request first matches it, lookaround on
+//! the bounded backtracking matcher. A request costs a few hash lookups
+//! and one pass per regex set, not one try per rule, and a table of tens of
+//! thousands of literal, prefix and segment rules stays small.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use helix_core::routes::{LOOKAROUND_BACKTRACK_LIMIT, PathPattern, PatternForm, Rest, Segment};
+
+use super::target::Captures;
+
+/// Regex patterns per set: small enough that a set's lazy DFA stays
+/// within its cache, large enough that a typical table needs one pass.
+const REGEX_SET_SIZE: usize = 128;
+/// The lazy DFA cache of one set.
+const REGEX_SET_DFA_BYTES: usize = 512 * 1024;
+/// Compiled size one regex may reach.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Every pattern of a rule list.
+pub(crate) struct PatternSet {
+    /// One per combination of subject normalizations in use.
+    groups: Vec<Group>,
+    forms: Vec<Form>,
+    /// Rules that could not be compiled here (never match).
+    pub broken: usize,
+}
+
+/// Patterns that see the same normalized subject.
+struct Group {
+    fold_case: bool,
+    slash_optional: bool,
+    exact: HashMap<Box<str>, Vec<u32>>,
+    /// Segment patterns by their first segment, when it is literal.
+    by_first_segment: HashMap<Box<str>, Vec<u32>>,
+    /// Segment patterns starting with a capture (or with no segments),
+    /// prefixes and lookaround patterns: tried on every request.
+    always: Vec<u32>,
+    regex_sets: Vec<(regex::RegexSet, Vec<u32>)>,
+}
+
+enum Form {
+    Exact,
+    Prefix {
+        prefix: Box<str>,
+        capture: Option<Box<str>>,
+    },
+    Segments {
+        segments: Vec<Segment>,
+        rest: Option<Rest>,
+    },
+    Regex {
+        source: Box<str>,
+        compiled: OnceLock<Option<regex::Regex>>,
+    },
+    Lookaround(Box<fancy_regex::Regex>),
+    /// Could not be compiled (a manifest from elsewhere); never matches.
+    Never,
+}
+
+impl PatternSet {
+    pub fn new<'p>(patterns: impl IntoIterator<Item = &'p PathPattern>) -> PatternSet {
+        let mut set = PatternSet { groups: Vec::new(), forms: Vec::new(), broken: 0 };
+        let mut pending_regex: Vec<Vec<(u32, String)>> = Vec::new();
+        for (i, pattern) in patterns.into_iter().enumerate() {
+            let i = i as u32;
+            let g = set.group_of(pattern);
+            if pending_regex.len() < set.groups.len() {
+                pending_regex.resize_with(set.groups.len(), Vec::new);
+            }
+            let group = &mut set.groups[g];
+            let form = match &pattern.form {
+                PatternForm::Exact { path } => {
+                    group.exact.entry(path.as_str().into()).or_default().push(i);
+                    Form::Exact
+                }
+                PatternForm::Prefix { prefix, capture } => {
+                    group.always.push(i);
+                    Form::Prefix { prefix: prefix.as_str().into(), capture: capture.as_deref().map(Into::into) }
+                }
+                PatternForm::Segments { segments, rest } => {
+                    match segments.first() {
+                        Some(Segment::Literal(first)) => {
+                            group.by_first_segment.entry(first.as_str().into()).or_default().push(i)
+                        }
+                        _ => group.always.push(i),
+                    }
+                    Form::Segments { segments: segments.clone(), rest: rest.clone() }
+                }
+                PatternForm::Regex { regex, lookaround: false } => {
+                    pending_regex[g].push((i, regex.clone()));
+                    Form::Regex { source: regex.as_str().into(), compiled: OnceLock::new() }
+                }
+                PatternForm::Regex { regex, lookaround: true } => {
+                    match fancy_regex::RegexBuilder::new(regex).backtrack_limit(LOOKAROUND_BACKTRACK_LIMIT).build() {
+                        Ok(re) => {
+                            group.always.push(i);
+                            Form::Lookaround(Box::new(re))
+                        }
+                        Err(_) => {
+                            set.broken += 1;
+                            Form::Never
+                        }
+                    }
+                }
+            };
+            set.forms.push(form);
+        }
+        for (g, pending) in pending_regex.into_iter().enumerate() {
+            for chunk in pending.chunks(REGEX_SET_SIZE) {
+                let built = regex::RegexSetBuilder::new(chunk.iter().map(|(_, re)| re.as_str()))
+                    .size_limit(REGEX_SIZE_LIMIT * chunk.len().min(16))
+                    .dfa_size_limit(REGEX_SET_DFA_BYTES)
+                    .build();
+                match built {
+                    Ok(rs) => set.groups[g].regex_sets.push((rs, chunk.iter().map(|(i, _)| *i).collect())),
+                    // One bad pattern spoils its set: file each pattern
+                    // alone, and give up only on those that fail alone.
+                    Err(_) => {
+                        for (i, re) in chunk {
+                            match regex::RegexSetBuilder::new([re.as_str()])
+                                .size_limit(REGEX_SIZE_LIMIT)
+                                .dfa_size_limit(REGEX_SET_DFA_BYTES / 8)
+                                .build()
+                            {
+                                Ok(rs) => set.groups[g].regex_sets.push((rs, vec![*i])),
+                                Err(_) => {
+                                    set.broken += 1;
+                                    set.forms[*i as usize] = Form::Never;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        set
+    }
+
+    fn group_of(&mut self, p: &PathPattern) -> usize {
+        if let Some(i) =
+            self.groups.iter().position(|g| g.fold_case == p.fold_case && g.slash_optional == p.slash_optional)
+        {
+            return i;
+        }
+        self.groups.push(Group {
+            fold_case: p.fold_case,
+            slash_optional: p.slash_optional,
+            exact: HashMap::new(),
+            by_first_segment: HashMap::new(),
+            always: Vec::new(),
+            regex_sets: Vec::new(),
+        });
+        self.groups.len() - 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.forms.is_empty()
+    }
+
+    /// The patterns matching `path`, in rule order, each with its
+    /// captures; a pattern whose matcher gives up (the backtracking step
+    /// limit) does not match, and `gave_up` says so.
+    pub fn matches<'s>(&'s self, path: &str, gave_up: &mut bool) -> Vec<(usize, Captures<'s>)> {
+        let mut found: Vec<(u32, usize)> = Vec::new();
+        let mut subjects: Vec<Cow<'_, str>> = Vec::with_capacity(self.groups.len());
+        for (g, group) in self.groups.iter().enumerate() {
+            let subject = normalize(path, group.fold_case, group.slash_optional);
+            if let Some(list) = group.exact.get(subject.as_ref()) {
+                found.extend(list.iter().map(|i| (*i, g)));
+            }
+            if let Some(list) = group.by_first_segment.get(first_segment(&subject)) {
+                found.extend(list.iter().map(|i| (*i, g)));
+            }
+            found.extend(group.always.iter().map(|i| (*i, g)));
+            for (rs, indices) in &group.regex_sets {
+                if rs.is_match(&subject) {
+                    found.extend(rs.matches(&subject).into_iter().map(|k| (indices[k], g)));
+                }
+            }
+            subjects.push(subject);
+        }
+        found.sort_unstable();
+        found.dedup();
+        let mut out = Vec::new();
+        for (i, g) in found {
+            if let Some(caps) = self.capture(i as usize, &subjects[g], gave_up) {
+                out.push((i as usize, caps));
+            }
+        }
+        out
+    }
+
+    /// Whether pattern `i` matches `subject` (already normalized), and its
+    /// captures.
+    fn capture<'s>(&'s self, i: usize, subject: &str, gave_up: &mut bool) -> Option<Captures<'s>> {
+        let mut caps = Captures::default();
+        match &self.forms[i] {
+            Form::Exact => {}
+            Form::Prefix { prefix, capture } => {
+                let rest = subject.strip_prefix(&**prefix)?;
+                if let Some(name) = capture {
+                    caps.push(name, rest);
+                }
+            }
+            Form::Segments { segments, rest } => segments_match(segments, rest.as_ref(), subject, &mut caps)?,
+            Form::Regex { source, compiled } => {
+                let re =
+                    compiled.get_or_init(|| regex::RegexBuilder::new(source).size_limit(REGEX_SIZE_LIMIT).build().ok());
+                let re = re.as_ref()?;
+                let found = re.captures(subject)?;
+                for name in re.capture_names().flatten() {
+                    caps.push(name, found.name(name).map_or("", |m| m.as_str()));
+                }
+            }
+            Form::Lookaround(re) => match re.captures(subject) {
+                Ok(Some(found)) => {
+                    for name in re.capture_names().flatten() {
+                        caps.push(name, found.name(name).map_or("", |m| m.as_str()));
+                    }
+                }
+                Ok(None) => return None,
+                Err(_) => {
+                    *gave_up = true;
+                    return None;
+                }
+            },
+            Form::Never => return None,
+        }
+        Some(caps)
+    }
+
+    /// Bytes the set takes, roughly (for the site cache): indexes and
+    /// forms, plus a worst-case allowance for each regex rule's own
+    /// compiled regex, which appears once a request matches it.
+    pub fn memory_estimate(&self) -> usize {
+        let mut total = self.forms.capacity() * std::mem::size_of::<Form>();
+        for form in &self.forms {
+            total += match form {
+                Form::Exact | Form::Never => 0,
+                Form::Prefix { prefix, capture } => prefix.len() + capture.as_ref().map_or(0, |c| c.len()),
+                Form::Segments { segments, .. } => segments.iter().map(|s| segment_len(s) + 32).sum::<usize>() + 48,
+                Form::Regex { source, .. } => source.len() * 64 + 16 * 1024,
+                Form::Lookaround(_) => 64 * 1024,
+            };
+        }
+        for group in &self.groups {
+            total += group.exact.keys().map(|k| k.len() + 64).sum::<usize>();
+            total += group.by_first_segment.keys().map(|k| k.len() + 64).sum::<usize>();
+            total += group.always.len() * 4;
+            total += group.regex_sets.len() * (REGEX_SET_DFA_BYTES + 64 * 1024);
+        }
+        total
+    }
+}
+
+fn segment_len(s: &Segment) -> usize {
+    match s {
+        Segment::Literal(l) | Segment::Capture(l) => l.len(),
+    }
+}
+
+/// The subject a group of patterns sees.
+fn normalize(path: &str, fold_case: bool, slash_optional: bool) -> Cow<'_, str> {
+    let trimmed = if slash_optional && path.len() > 1 { path.strip_suffix('/').unwrap_or(path) } else { path };
+    if fold_case && trimmed.chars().any(char::is_uppercase) {
+        Cow::Owned(trimmed.to_lowercase())
+    } else {
+        Cow::Borrowed(trimmed)
+    }
+}
+
+/// `/a/b` → `a`; `/` → ``.
+fn first_segment(subject: &str) -> &str {
+    let s = subject.strip_prefix('/').unwrap_or(subject);
+    s.split('/').next().unwrap_or_default()
+}
+
+/// Walks the pattern's segments along the subject.
+fn segments_match<'s>(
+    segments: &'s [Segment],
+    rest: Option<&'s Rest>,
+    subject: &str,
+    caps: &mut Captures<'s>,
+) -> Option<()> {
+    let mut remaining = subject;
+    for segment in segments {
+        let after = remaining.strip_prefix('/')?;
+        let end = after.find('/').unwrap_or(after.len());
+        let (value, tail) = after.split_at(end);
+        match segment {
+            Segment::Literal(l) if value == l => {}
+            Segment::Literal(_) => return None,
+            Segment::Capture(_) if value.is_empty() => return None,
+            Segment::Capture(name) => caps.push(name, value),
+        }
+        remaining = tail;
+    }
+    match rest {
+        None => remaining.is_empty().then_some(()),
+        Some(rest) if remaining.is_empty() => rest.optional.then(|| caps.push(&rest.capture, "")),
+        Some(rest) => {
+            let value = remaining.strip_prefix('/')?;
+            caps.push(&rest.capture, value);
+            Some(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use helix_core::routes::PatternForm;
+
+    fn pattern(form: PatternForm) -> PathPattern {
+        PathPattern { form, fold_case: false, slash_optional: false }
+    }
+
+    fn segs(s: &[&str], rest: Option<(&str, bool)>) -> PatternForm {
+        PatternForm::Segments {
+            segments: s
+                .iter()
+                .map(|x| match x.strip_prefix(':') {
+                    Some(c) => Segment::Capture(c.into()),
+                    None => Segment::Literal((*x).into()),
+                })
+                .collect(),
+            rest: rest.map(|(c, optional)| Rest { capture: c.into(), optional }),
+        }
+    }
+
+    fn hits(set: &PatternSet, path: &str) -> Vec<(usize, Vec<(String, String)>)> {
+        let mut gave_up = false;
+        set.matches(path, &mut gave_up)
+            .into_iter()
+            .map(|(i, c)| {
+                let names = ["year", "slug", "splat", "x", "_1"];
+                (i, names.iter().filter_map(|n| c.get(n).map(|v| (n.to_string(), v.to_string()))).collect())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_form_matches_in_rule_order() {
+        let patterns = vec![
+            pattern(segs(&["blog", ":year", ":slug"], None)),
+            pattern(PatternForm::Exact { path: "/blog/2024/x".into() }),
+            pattern(segs(&["news"], Some(("splat", true)))),
+            pattern(PatternForm::Prefix { prefix: "/b".into(), capture: Some("splat".into()) }),
+            pattern(PatternForm::Regex { regex: r"^/(?P<x>[a-z]+)/\d+$".into(), lookaround: false }),
+            pattern(PatternForm::Regex { regex: r"^/(?P<_1>(?!api/).*)$".into(), lookaround: true }),
+            pattern(segs(&[":x"], Some(("splat", false)))),
+        ];
+        let set = PatternSet::new(&patterns);
+        let got = hits(&set, "/blog/2024/x");
+        let order: Vec<usize> = got.iter().map(|(i, _)| *i).collect();
+        assert_eq!(order, [0, 1, 3, 5, 6]);
+        assert_eq!(got[0].1, [("year".into(), "2024".into()), ("slug".into(), "x".into())]);
+        assert_eq!(got[2].1, [("splat".into(), "log/2024/x".into())]);
+        assert_eq!(got[4].1, [("splat".into(), "2024/x".into()), ("x".into(), "blog".into())]);
+        let order: Vec<usize> = hits(&set, "/news").iter().map(|(i, _)| *i).collect();
+        assert_eq!(order, [2, 5]);
+        let order: Vec<usize> = hits(&set, "/api/7").iter().map(|(i, _)| *i).collect();
+        assert_eq!(order, [4, 6], "lookahead refuses /api/");
+        assert!(hits(&set, "/blog//x").iter().all(|(i, _)| *i != 0), "an empty segment is not a capture");
+    }
+
+    #[test]
+    fn groups_normalize_their_subject() {
+        let p = PathPattern { form: PatternForm::Exact { path: "/a/b".into() }, fold_case: true, slash_optional: true };
+        let set = PatternSet::new([&p]);
+        assert_eq!(hits(&set, "/A/b/").len(), 1);
+        assert_eq!(hits(&set, "/a/b/c").len(), 0);
+    }
+
+    #[test]
+    fn broken_patterns_never_match() {
+        let p = pattern(PatternForm::Regex { regex: "(".into(), lookaround: false });
+        let ok = pattern(PatternForm::Regex { regex: "^/x$".into(), lookaround: false });
+        let set = PatternSet::new([&p, &ok]);
+        assert_eq!(set.broken, 1);
+        assert_eq!(hits(&set, "/x").len(), 1);
+    }
+}

@@ -1,0 +1,303 @@
+//! Phase `route`: a deployment's compiled route table, evaluated in the
+//! order of the platform whose files it came from (SPEC §6).
+//!
+//! The table arrives platform-neutral (see `helix_core::routes`): patterns
+//! are exact paths, prefixes, segments or bounded regexes, targets are
+//! templates. [`matcher`] finds the rules a path matches; each platform's
+//! module ([`netlify`], [`cloudflare`], [`vercel`]) only decides the order
+//! and what a match does; [`headers`] decorates the response.
+
+mod cloudflare;
+mod headers;
+mod matcher;
+mod netlify;
+pub(crate) mod target;
+mod vercel;
+
+use std::borrow::Cow;
+
+use helix_core::routes::{MatchOn, Matcher, Platform, QueryValue, RouteTable, Rule};
+use regex::Regex;
+
+use crate::files::{Files, ServedFile};
+use matcher::PatternSet;
+use target::Captures;
+
+/// What the route phase decided.
+pub(crate) enum Outcome<'s> {
+    /// Serve a file with a status (200, or a custom 404/410/…); header
+    /// rules match `rewritten` when a rewrite chose the file.
+    File {
+        file: &'s ServedFile,
+        status: u16,
+        rewritten: Option<String>,
+    },
+    Redirect {
+        status: u16,
+        location: String,
+    },
+    /// Forward to another origin, adding `headers` to the request.
+    Proxy {
+        url: String,
+        headers: &'s [(String, String)],
+    },
+    /// Nothing matched and there is no 404 page.
+    NotFound,
+    MethodNotAllowed,
+}
+
+/// The request facts rules may look at.
+pub struct RequestFacts<'r> {
+    /// Percent-decoded.
+    pub path: &'r str,
+    pub method: &'r str,
+    /// The request's headers, for `has`/`missing` conditions.
+    pub headers: Option<&'r http::HeaderMap>,
+    pub query: Option<&'r str>,
+    pub host: &'r str,
+    pub country: Option<Cow<'r, str>>,
+    /// The secret that signs `nf_jwt` tokens, for `Role=` conditions.
+    pub jwt_secret: Option<&'r [u8]>,
+    pub language: Option<Cow<'r, str>>,
+}
+
+/// What routing noticed that the request log should carry.
+#[derive(Debug, Default)]
+pub(crate) struct RouteNotes {
+    /// A lookaround pattern hit its step limit and did not match.
+    pub backtrack_limit: bool,
+}
+
+/// A deployment's route table, ready to evaluate.
+pub(crate) struct Router {
+    pub platform: Platform,
+    redirects: RuleList,
+    /// Vercel `rewrites`, tried after the filesystem.
+    rewrites: RuleList,
+    headers: headers::HeaderRules,
+    clean_urls: bool,
+    trailing_slash: Option<bool>,
+    needs_country: bool,
+    needs_language: bool,
+}
+
+impl Router {
+    pub fn new(table: &RouteTable) -> Router {
+        Router {
+            platform: table.platform,
+            redirects: RuleList::new(&table.redirects),
+            rewrites: RuleList::new(&table.rewrites),
+            headers: headers::HeaderRules::new(table.platform, &table.headers),
+            clean_urls: table.clean_urls,
+            trailing_slash: table.trailing_slash,
+            needs_country: table.redirects.iter().any(|r| !r.conditions.country.is_empty()),
+            needs_language: table.redirects.iter().any(|r| !r.conditions.language.is_empty()),
+        }
+    }
+
+    /// Decides what a request gets.
+    pub fn route<'s>(&'s self, files: &'s Files, req: &RequestFacts<'_>, notes: &mut RouteNotes) -> Outcome<'s> {
+        let outcome = match self.platform {
+            // helix.toml rules follow Netlify's order; with no rules this is
+            // plain static serving with pretty URLs.
+            Platform::Helix | Platform::Netlify => netlify::route(self, files, req, notes),
+            Platform::CloudflarePages => cloudflare::route(self, files, req, notes),
+            Platform::Vercel => vercel::route(self, files, req, notes),
+        };
+        // Files answer GET and HEAD only; redirects and proxies take any
+        // method (a proxied API receives its POSTs).
+        match outcome {
+            Outcome::File { .. } | Outcome::NotFound if !matches!(req.method, "GET" | "HEAD") => {
+                Outcome::MethodNotAllowed
+            }
+            other => other,
+        }
+    }
+
+    /// Whether any rule looks at the visitor's country (looking it up may
+    /// cost a database search, so it is done only then).
+    pub fn needs_country(&self) -> bool {
+        self.needs_country
+    }
+
+    /// Whether any rule looks at the visitor's language.
+    pub fn needs_language(&self) -> bool {
+        self.needs_language
+    }
+
+    pub fn has_header_rules(&self) -> bool {
+        !self.headers.is_empty()
+    }
+
+    /// Headers the rules add for `path`, merged the platform's way:
+    /// `(name, Some(value))` to set, `(name, None)` to remove.
+    pub fn headers_for(&self, host: &str, path: &str, notes: &mut RouteNotes) -> Vec<(String, Option<String>)> {
+        self.headers.for_request(host, path, notes)
+    }
+
+    /// Bytes the router takes, roughly (for the site cache).
+    pub fn memory_estimate(&self) -> usize {
+        self.redirects.memory_estimate() + self.rewrites.memory_estimate() + self.headers.memory_estimate()
+    }
+}
+
+/// The rules of one list and their patterns, matched together.
+pub(crate) struct RuleList {
+    rules: Vec<CompiledRule>,
+    patterns: PatternSet,
+}
+
+/// A rule with its condition regexes compiled once.
+pub(crate) struct CompiledRule {
+    pub rule: Rule,
+    has: Vec<(Matcher, Option<Regex>)>,
+    missing: Vec<(Matcher, Option<Regex>)>,
+}
+
+impl RuleList {
+    fn new(rules: &[Rule]) -> RuleList {
+        let compile = |ms: &[Matcher]| -> Vec<(Matcher, Option<Regex>)> {
+            // The compiler checked every value regex; one that does not
+            // compile here (a manifest from elsewhere) never matches.
+            ms.iter()
+                .map(|m| {
+                    let re = m.value.as_deref().map(|v| Regex::new(v).unwrap_or_else(|_| never()));
+                    (m.clone(), re)
+                })
+                .collect()
+        };
+        let compiled = rules
+            .iter()
+            .map(|r| CompiledRule { has: compile(&r.has), missing: compile(&r.missing), rule: r.clone() })
+            .collect();
+        RuleList { rules: compiled, patterns: PatternSet::new(rules.iter().map(|r| &r.pattern)) }
+    }
+
+    /// Rules whose pattern matches `path`, in rule order, with captures.
+    fn matching<'s>(&'s self, path: &str, notes: &mut RouteNotes) -> Vec<(&'s CompiledRule, Captures<'s>)> {
+        if self.patterns.is_empty() {
+            return Vec::new();
+        }
+        let mut gave_up = false;
+        let found = self.patterns.matches(path, &mut gave_up);
+        notes.backtrack_limit |= gave_up;
+        found.into_iter().map(|(i, caps)| (&self.rules[i], caps)).collect()
+    }
+
+    fn memory_estimate(&self) -> usize {
+        self.patterns.memory_estimate()
+            + self.rules.iter().map(|r| std::mem::size_of::<CompiledRule>() + rule_heap(&r.rule)).sum::<usize>()
+    }
+}
+
+/// The heap bytes of a rule's strings, roughly.
+fn rule_heap(rule: &Rule) -> usize {
+    let template: usize = rule.to.0.iter().map(|_| 48).sum::<usize>() + rule.to.display().len();
+    let conditions = (rule.has.len() + rule.missing.len()) * 2048;
+    template + conditions + rule.query.len() * 64 + rule.proxy_headers.len() * 96 + rule.origin.file.len()
+}
+
+/// A regex that matches nothing.
+fn never() -> Regex {
+    Regex::new(r"[^\s\S]").expect("a valid empty class")
+}
+
+impl CompiledRule {
+    /// Whether every `has` holds, no `missing` does, and the method is one
+    /// the rule takes.
+    fn request_conditions_hold(&self, req: &RequestFacts<'_>) -> bool {
+        let methods = &self.rule.methods;
+        (methods.is_empty() || methods.iter().any(|m| m == req.method))
+            && self.has.iter().all(|(m, re)| matcher_holds(m, re.as_ref(), req))
+            && !self.missing.iter().any(|(m, re)| matcher_holds(m, re.as_ref(), req))
+    }
+
+    /// Netlify's query parameters (binding their captures) and its country,
+    /// role and language conditions.
+    fn netlify_conditions_hold<'s>(&'s self, req: &RequestFacts<'_>, caps: &mut Captures<'s>) -> bool {
+        let rule = &self.rule;
+        if !rule.query.is_empty() {
+            let pairs: Vec<(&str, &str)> = req
+                .query
+                .unwrap_or("")
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| p.split_once('=').unwrap_or((p, "")))
+                .collect();
+            for q in &rule.query {
+                let Some((_, got)) = pairs.iter().find(|(k, _)| *k == q.key) else { return false };
+                match &q.value {
+                    QueryValue::Capture(name) => caps.push(name, *got),
+                    QueryValue::Equals(want) if want == got => {}
+                    QueryValue::Equals(_) => return false,
+                }
+            }
+        }
+        let c = &rule.conditions;
+        if !c.country.is_empty() {
+            let Some(country) = req.country.as_deref() else { return false };
+            if !c.country.contains(&country.to_ascii_lowercase()) {
+                return false;
+            }
+        }
+        if !c.role.is_empty() {
+            let roles = (|| {
+                let token = crate::request::cookie(req.headers?, "nf_jwt")?;
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                crate::roles::roles(token, req.jwt_secret?, now)
+            })();
+            if !roles.is_some_and(|roles| c.role.iter().any(|r| roles.contains(r))) {
+                return false;
+            }
+        }
+        if !c.language.is_empty() {
+            let Some(lang) = req.language.as_deref() else { return false };
+            let lang = lang.to_ascii_lowercase();
+            let primary = lang.split('-').next().unwrap_or_default();
+            if !c.language.iter().any(|x| *x == lang || *x == primary) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Whether one `has`/`missing` condition holds for the request.
+fn matcher_holds(m: &Matcher, value_re: Option<&Regex>, req: &RequestFacts<'_>) -> bool {
+    let value: Option<&str> = match m.on {
+        MatchOn::Host => Some(req.host),
+        MatchOn::Header => req.headers.and_then(|h| h.get(m.key.as_str())).and_then(|v| v.to_str().ok()),
+        MatchOn::Cookie => req.headers.and_then(|h| crate::request::cookie(h, &m.key)),
+        MatchOn::Query => req
+            .query
+            .unwrap_or("")
+            .split('&')
+            .map(|p| p.split_once('=').unwrap_or((p, "")))
+            .find(|(k, _)| *k == m.key)
+            .map(|(_, v)| v),
+    };
+    match (value, value_re) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(v), Some(re)) => re.is_match(v),
+    }
+}
+
+/// The deployment's page for a miss, with status 404, if it has one.
+fn not_found_page<'s>(files: &'s Files, page: &str) -> Outcome<'s> {
+    match files.get(page) {
+        Some(file) => Outcome::File { file, status: 404, rewritten: None },
+        None => Outcome::NotFound,
+    }
+}
+
+/// The exact path, then `path/index.html`, then `path.html` (Netlify's
+/// pretty URLs; also HelixStack's own default).
+pub(crate) fn pretty_lookup<'s>(files: &'s Files, path: &str) -> Option<&'s ServedFile> {
+    if let Some(dir) = path.strip_suffix('/') {
+        return files
+            .get(&format!("{dir}/index.html"))
+            .or_else(|| if dir.is_empty() { None } else { files.get(&format!("{dir}.html")) });
+    }
+    files.get(path).or_else(|| files.get(&format!("{path}/index.html"))).or_else(|| files.get(&format!("{path}.html")))
+}

@@ -1,0 +1,224 @@
+//! Turning a rule's [`Template`] and a request's captures into a target:
+//! a `Location`, a proxied URL, a path to look up, a header value.
+//!
+//! Captures are request text. They are percent-encoded where a URL needs
+//! it, and a redirect whose template is a path on this host stays one: no
+//! capture can turn it into `//evil.example` or move an absolute target to
+//! another host than the one the rule wrote.
+
+use helix_core::routes::{Piece, Template};
+use percent_encoding::{AsciiSet, CONTROLS};
+
+/// Captured values of one match, by name (names borrowed from the rule).
+#[derive(Debug, Default)]
+pub(crate) struct Captures<'r> {
+    pairs: Vec<(&'r str, String)>,
+}
+
+impl<'r> Captures<'r> {
+    pub fn push(&mut self, name: &'r str, value: impl Into<String>) {
+        self.pairs.push((name, value.into()));
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn extend(&mut self, other: Captures<'r>) {
+        self.pairs.extend(other.pairs);
+    }
+}
+
+/// What a capture may not carry raw into a URL: controls, space, the
+/// characters that end or escape a path (`?`, `#`, `%`, `\`) and those a
+/// URL never holds raw.
+const CAPTURE_IN_URL: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// Characters a `Location` may not carry raw whoever wrote them: controls,
+/// space, quotes, angle brackets, backtick, backslash and everything beyond
+/// ASCII. `%` stays, so escapes a rule wrote survive.
+const LOCATION_UNSAFE: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'<').add(b'>').add(b'`').add(b'\\');
+
+/// The template as a URL (a `Location` or a proxied URL): text as the rule
+/// wrote it, captures percent-encoded.
+pub(crate) fn render_url(template: &Template, caps: &Captures<'_>) -> String {
+    let mut out = String::new();
+    for piece in &template.0 {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Capture { capture } => {
+                let value = caps.get(capture).unwrap_or_default();
+                out.extend(percent_encoding::utf8_percent_encode(value, CAPTURE_IN_URL));
+            }
+        }
+    }
+    out
+}
+
+/// The template as a path to look up in the deployment: text decoded (the
+/// file table holds decoded paths), captures as they are.
+pub(crate) fn render_path(template: &Template, caps: &Captures<'_>) -> String {
+    let mut out = String::new();
+    for piece in &template.0 {
+        match piece {
+            Piece::Text(t) => match percent_encoding::percent_decode_str(t).decode_utf8() {
+                Ok(decoded) => out.push_str(&decoded),
+                Err(_) => out.push_str(t),
+            },
+            Piece::Capture { capture } => out.push_str(caps.get(capture).unwrap_or_default()),
+        }
+    }
+    out
+}
+
+/// The template as a header value: text and captures as they are.
+pub(crate) fn render_text(template: &Template, caps: &Captures<'_>) -> String {
+    let mut out = String::new();
+    for piece in &template.0 {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Capture { capture } => out.push_str(caps.get(capture).unwrap_or_default()),
+        }
+    }
+    out
+}
+
+/// A redirect target that cannot leave the host its rule names: a path
+/// template renders to a path (never `//host` or `/\host`); an absolute
+/// template keeps the host its own text spells out. `rendered` is what
+/// [`render_url`] made of `template`.
+pub(crate) fn confine(template: &Template, rendered: String) -> String {
+    let lead = template.leading_text();
+    if template.is_absolute() {
+        if template.names_its_host() {
+            return rendered;
+        }
+        // The rule's text ends inside the host: what follows it is a path.
+        let scheme_end = lead.find("://").map_or(0, |i| i + 3);
+        if lead.len() == scheme_end {
+            // The rule takes the whole host from the request; it says so.
+            return rendered;
+        }
+        let Some(rest) = rendered.strip_prefix(lead) else { return rendered };
+        if rest.is_empty() || rest.starts_with(['/', '?', '#']) {
+            return rendered;
+        }
+        return format!("{lead}/{rest}");
+    }
+    if lead.starts_with("//") {
+        // Protocol-relative by the rule's own text.
+        return rendered;
+    }
+    let path = rendered.trim_start_matches(['/', '\\']);
+    format!("/{path}")
+}
+
+/// A `Location` header value: unsafe characters percent-encoded.
+pub(crate) fn location_value(target: &str) -> String {
+    percent_encoding::utf8_percent_encode(target, LOCATION_UNSAFE).to_string()
+}
+
+/// Appends the request's query unless the target has one of its own.
+pub(crate) fn with_query(target: String, query: Option<&str>) -> String {
+    let Some(q) = query.filter(|q| !q.is_empty()) else { return target };
+    let (base, fragment) = match target.split_once('#') {
+        Some((b, f)) => (b, Some(f)),
+        None => (target.as_str(), None),
+    };
+    if base.contains('?') {
+        return target;
+    }
+    match fragment {
+        Some(f) => format!("{base}?{q}#{f}"),
+        None => format!("{base}?{q}"),
+    }
+}
+
+pub(crate) fn collapse_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && out.ends_with('/')) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The path part of a target (before `?` or `#`).
+pub(crate) fn path_part(target: &str) -> &str {
+    target.split(['?', '#']).next().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(pieces: &[&str]) -> Template {
+        Template(
+            pieces
+                .iter()
+                .map(|p| match p.strip_prefix(':') {
+                    Some(c) => Piece::Capture { capture: c.into() },
+                    None => Piece::Text((*p).into()),
+                })
+                .collect(),
+        )
+    }
+
+    fn caps(pairs: &[(&'static str, &str)]) -> Captures<'static> {
+        let mut c = Captures::default();
+        for (n, v) in pairs {
+            c.push(n, *v);
+        }
+        c
+    }
+
+    #[test]
+    fn captures_never_make_a_path_leave_the_host() {
+        let t = template(&["/", ":splat"]);
+        let c = caps(&[("splat", "//evil.com")]);
+        assert_eq!(confine(&t, render_url(&t, &c)), "/evil.com");
+        let c = caps(&[("splat", "\\evil.com")]);
+        assert_eq!(confine(&t, render_url(&t, &c)), "/%5Cevil.com");
+        let t = template(&[":splat"]);
+        let c = caps(&[("splat", "https://evil.com/")]);
+        assert_eq!(confine(&t, render_url(&t, &c)), "/https://evil.com/");
+        let t = template(&["https://example.com", ":splat"]);
+        let c = caps(&[("splat", ".evil.com/x")]);
+        assert_eq!(confine(&t, render_url(&t, &c)), "https://example.com/.evil.com/x");
+        let c = caps(&[("splat", "/x")]);
+        assert_eq!(confine(&t, render_url(&t, &c)), "https://example.com/x");
+        let t = template(&["//cdn.example.com/", ":splat"]);
+        assert_eq!(confine(&t, render_url(&t, &caps(&[("splat", "a")]))), "//cdn.example.com/a");
+    }
+
+    #[test]
+    fn captures_are_encoded_in_urls_and_decoded_text_in_paths() {
+        let t = template(&["/some%20dir/", ":x"]);
+        let c = caps(&[("x", "a b?c%")]);
+        assert_eq!(render_url(&t, &c), "/some%20dir/a%20b%3Fc%25");
+        assert_eq!(render_path(&t, &c), "/some dir/a b?c%");
+        assert_eq!(location_value("/a b\\c\"é"), "/a%20b%5Cc%22%C3%A9");
+    }
+
+    #[test]
+    fn queries() {
+        assert_eq!(with_query("/b".into(), Some("x=1")), "/b?x=1");
+        assert_eq!(with_query("/b?y=2".into(), Some("x=1")), "/b?y=2");
+        assert_eq!(with_query("/b#f".into(), Some("x=1")), "/b?x=1#f");
+        assert_eq!(collapse_slashes("/a//b///c"), "/a/b/c");
+    }
+}
