@@ -2,20 +2,30 @@
 //!
 //! Inside: the system read-only (`/usr`, `/etc`), the workspace at
 //! `/workspace` and this project's cache at `/cache` writable, a private
-//! `/tmp`, its own PID, IPC, UTS and network namespaces, no inherited
-//! environment, no capabilities. The network reaches the outside through
-//! slirp4netns (package registries answer) with the host's loopback
-//! closed (the database, the API and other local services do not). When the server runs as root the step runs as `nobody`
-//! (`setpriv` inside the sandbox), so files only root may read stay
-//! closed; otherwise as the server's user in a user namespace.
+//! `/tmp` (writable by anyone, sticky), its own PID, IPC, UTS and network
+//! namespaces, no inherited environment, no capabilities. The network
+//! reaches the outside through slirp4netns (package registries answer),
+//! but none of this machine: before slirp4netns connects the namespace,
+//! routes that refuse every internal range (loopback, private, link-local,
+//! …, the same list the edge's proxy refuses) and every address and
+//! connected network of this machine are put in it, and the step, without
+//! capabilities, cannot remove them. When the server runs as root the step
+//! runs as `nobody` (`setpriv` inside the sandbox), so files only root may
+//! read stay closed; otherwise as the server's user in a user namespace.
 //!
-//! Limits: a cgroup per step caps processes (a fork bomb stops there) and
-//! memory; rlimits cap the size of any one file; a watchdog kills the step
-//! when the workspace outgrows its limit, the deadline passes or the build
-//! is canceled. Killing the outer `bwrap` tears down the PID namespace, and
-//! the cgroup is swept, so nothing is left running.
+//! Limits: a cgroup per step caps processes (a fork bomb stops there),
+//! memory and CPU (a quota, and the idle scheduling class — or the lowest
+//! weight — so the server's own threads always run first); the step also
+//! runs at the lowest `nice`; rlimits cap the size of any one file; a
+//! watchdog kills the step when the workspace outgrows its limit, the
+//! deadline passes or the build is canceled. Killing the outer `bwrap`
+//! tears down the PID namespace; the step ends only when the namespace is
+//! gone and the cgroup swept, so nothing is left running.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+
+use helix_core::net::Cidr;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -38,6 +48,8 @@ const DISK_CHECK_EVERY: Duration = Duration::from_secs(3);
 #[derive(Clone, Debug)]
 pub struct SandboxLimits {
     pub memory_bytes: u64,
+    /// CPU time per wall-clock second, in thousandths of a CPU.
+    pub cpu_millis: u64,
     /// Processes and threads at once.
     pub max_tasks: u64,
     /// Largest single file a step may write.
@@ -48,8 +60,21 @@ pub struct SandboxLimits {
 
 impl Default for SandboxLimits {
     fn default() -> Self {
-        SandboxLimits { memory_bytes: 4 << 30, max_tasks: 2048, max_file_bytes: 2 << 30, max_workspace_bytes: 8 << 30 }
+        SandboxLimits {
+            memory_bytes: 4 << 30,
+            cpu_millis: default_cpu_millis(),
+            max_tasks: 2048,
+            max_file_bytes: 2 << 30,
+            max_workspace_bytes: 8 << 30,
+        }
     }
+}
+
+/// Every CPU but half of one (at least one): a build never has the whole
+/// machine.
+pub fn default_cpu_millis() -> u64 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+    (cores * 1000).saturating_sub(500).max(1000)
 }
 
 /// One command to run in the sandbox.
@@ -94,19 +119,31 @@ pub async fn run(
     std::fs::create_dir_all(&scratch)?;
     let network = if slirp4netns_available() {
         std::fs::write(scratch.join("resolv.conf"), format!("nameserver {SLIRP_DNS}\n"))?;
-        Network::Own { info: scratch.join("info.json"), resolv: scratch.join("resolv.conf") }
+        Network::Own { resolv: scratch.join("resolv.conf") }
     } else {
         log.line("note: slirp4netns is not installed: the step shares the host's network, loopback services included");
         Network::Shared
     };
-    let mut cmd = command(step, limits, cgroup.as_ref().ok(), &network);
+    let info = scratch.join("info.json");
+    let mut cmd = command(step, limits, cgroup.as_ref().ok(), &network, &info);
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     let mut child = cmd.spawn()?;
-    let _slirp = match &network {
-        Network::Own { info, .. } => {
-            attach_network(info).await.map_err(|e| log.line(&format!("note: no network: {e}"))).ok()
+    let sandbox_pid = child_pid(&info).await;
+    let _slirp = match (&network, &sandbox_pid) {
+        (Network::Own { .. }, Ok(pid)) => match confine_network(*pid).await {
+            // Routes first, then the way out: the step never sees a moment
+            // with the outside reachable and this machine not yet closed.
+            Ok(()) => attach_network(*pid).await.map_err(|e| log.line(&format!("note: no network: {e}"))).ok(),
+            Err(e) => {
+                log.line(&format!("note: no network: this machine's addresses could not be closed to the step ({e})"));
+                None
+            }
+        },
+        (Network::Own { .. }, Err(e)) => {
+            log.line(&format!("note: no network: {e}"));
+            None
         }
-        Network::Shared => None,
+        (Network::Shared, _) => None,
     };
     let out = tokio::spawn(pump(child.stdout.take().expect("piped"), log.clone()));
     let err = tokio::spawn(pump(child.stderr.take().expect("piped"), log.clone()));
@@ -139,6 +176,10 @@ pub async fn run(
     if !matches!(end, StepEnd::Exited(_)) {
         let _ = child.start_kill();
         let _ = child.wait().await;
+        // The namespace's processes die with its first one: wait for that.
+        if let Ok(pid) = sandbox_pid {
+            wait_gone(pid, Duration::from_secs(10)).await;
+        }
     }
     let mut end = end;
     if let Ok(cg) = &cgroup {
@@ -160,10 +201,10 @@ pub async fn run(
 /// Where the step's network comes from.
 enum Network {
     /// Its own network namespace, connected to the outside through
-    /// slirp4netns (user-mode NAT) with the host's loopback closed: package
-    /// registries answer, the host's local services (the database, the
-    /// API) do not.
-    Own { info: PathBuf, resolv: PathBuf },
+    /// slirp4netns (user-mode NAT) with this machine closed: package
+    /// registries answer, the machine's services (the database, the API,
+    /// anything on its addresses or its networks) do not.
+    Own { resolv: PathBuf },
     /// The host's network (when slirp4netns is missing).
     Shared,
 }
@@ -175,23 +216,106 @@ fn slirp4netns_available() -> bool {
     ["/usr/bin/slirp4netns", "/usr/local/bin/slirp4netns"].iter().any(|p| Path::new(p).exists())
 }
 
-/// Waits for bwrap to name its child (in `info`), then connects the
-/// child's network namespace to the outside. The returned process lives as
-/// long as the handle.
-async fn attach_network(info: &Path) -> Result<tokio::process::Child, String> {
+/// The sandbox's first process, as bwrap reports it (in `info`).
+async fn child_pid(info: &Path) -> Result<u64, String> {
     let started = std::time::Instant::now();
-    let pid = loop {
+    loop {
         if let Ok(text) = std::fs::read_to_string(info)
             && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
             && let Some(pid) = v.get("child-pid").and_then(serde_json::Value::as_u64)
         {
-            break pid;
+            return Ok(pid);
         }
         if started.elapsed() > Duration::from_secs(5) {
             return Err("the sandbox never reported its process".into());
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits (at most `limit`) until process `pid` is gone or a zombie.
+async fn wait_gone(pid: u64, limit: Duration) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return,
+            // The state follows the command name in parentheses.
+            Ok(stat) if stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])) => {
+                return;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// Puts into the sandbox's network namespace a route that refuses each
+/// internal range and each address and network of this machine (connect
+/// fails at once with "no route to host"). Fails closed: an error means
+/// the step gets no network at all.
+async fn confine_network(pid: u64) -> Result<(), String> {
+    let (v4, v6) = refused_ranges();
+    for (family, ranges) in [("-4", v4), ("-6", v6)] {
+        let batch: String = ranges.iter().map(|c| format!("route replace unreachable {c}\n")).collect();
+        let mut ip = Command::new("nsenter")
+            .arg(format!("--net=/proc/{pid}/ns/net"))
+            .args(["ip", family, "-batch", "-"])
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("running nsenter ip: {e}"))?;
+        if let Some(mut stdin) = ip.stdin.take() {
+            use tokio::io::AsyncWriteExt;
+            stdin.write_all(batch.as_bytes()).await.map_err(|e| format!("writing routes: {e}"))?;
+        }
+        let out = ip.wait_with_output().await.map_err(|e| format!("running ip: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("ip {family}: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        }
+    }
+    Ok(())
+}
+
+/// The ranges a step may not reach, IPv4 and IPv6: the internal ranges,
+/// and this machine's addresses and the networks they are on.
+pub fn refused_ranges() -> (Vec<Cidr>, Vec<Cidr>) {
+    let mut all: Vec<Cidr> = helix_core::net::INTERNAL_RANGES.iter().map(|(c, _)| *c).collect();
+    for iface in if_addrs::get_if_addrs().unwrap_or_default() {
+        all.push(Cidr::host(iface.ip()));
+        let (ip, prefix) = match &iface.addr {
+            if_addrs::IfAddr::V4(a) => (IpAddr::V4(a.ip), a.prefixlen),
+            if_addrs::IfAddr::V6(a) => (IpAddr::V6(a.ip), a.prefixlen),
+        };
+        if let Some(net) = network_of(ip, prefix) {
+            all.push(net);
+        }
+    }
+    // IPv4-mapped IPv6 addresses are IPv4 addresses.
+    all.push(Cidr { addr: IpAddr::V6(std::net::Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0)), prefix: 96 });
+    all.dedup();
+    all.into_iter().partition(|c| c.addr.is_ipv4())
+}
+
+/// The network `ip` is on, as a CIDR with its first address.
+fn network_of(ip: IpAddr, prefix: u8) -> Option<Cidr> {
+    let addr = match ip {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX.checked_shl(32u32.checked_sub(u32::from(prefix))?).unwrap_or(0);
+            IpAddr::V4((u32::from(v4) & mask).into())
+        }
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX.checked_shl(128u32.checked_sub(u32::from(prefix))?).unwrap_or(0);
+            IpAddr::V6((u128::from(v6) & mask).into())
+        }
     };
+    Some(Cidr { addr, prefix })
+}
+
+/// Connects the sandbox's network namespace to the outside. The returned
+/// process lives as long as the handle.
+async fn attach_network(pid: u64) -> Result<tokio::process::Child, String> {
     Command::new("slirp4netns")
         .args(["--configure", "--mtu=65520", "--disable-host-loopback", &pid.to_string(), "tap0"])
         .env_clear()
@@ -220,20 +344,28 @@ async fn canceled(cancel: &mut watch::Receiver<bool>) {
     }
 }
 
-fn command(step: &Step<'_>, limits: &SandboxLimits, cgroup: Option<&Cgroup>, network: &Network) -> Command {
+fn command(
+    step: &Step<'_>,
+    limits: &SandboxLimits,
+    cgroup: Option<&Cgroup>,
+    network: &Network,
+    info: &Path,
+) -> Command {
     let cwd = Path::new("/workspace").join(step.cwd);
     let root = is_root();
     // A shell joins the cgroup, then becomes the sandbox.
     let joins: String = cgroup
         .map(|cg| cg.procs_files().iter().map(|f| format!("echo $$ > '{}' && ", f.display())).collect())
         .unwrap_or_default();
-    // bwrap reports its child's pid on descriptor 3 (for slirp4netns).
-    let info = match network {
-        Network::Own { info, .. } => format!(" 3>'{}'", info.display()),
-        Network::Shared => String::new(),
-    };
+    // bwrap reports its child's pid on descriptor 3 (for slirp4netns, and
+    // to know when the namespace is gone).
+    let info = format!(" 3>'{}'", info.display());
     let mut argv: Vec<String> = vec!["/bin/sh".into(), "-c".into(), format!("{joins}exec \"$0\" \"$@\"{info}")];
     argv.extend([
+        // Below the server's priority, whatever the cgroups allow.
+        "nice".into(),
+        "-n".into(),
+        "19".into(),
         "prlimit".into(),
         format!("--fsize={}", limits.max_file_bytes),
         "--core=0".into(),
@@ -293,15 +425,19 @@ fn command(step: &Step<'_>, limits: &SandboxLimits, cgroup: Option<&Cgroup>, net
             "/proc",
             "--dev",
             "/dev",
+            // Writable by the step whoever it runs as (`nobody` when the
+            // server is root), sticky as /tmp is.
+            "--perms",
+            "1777",
             "--tmpfs",
             "/tmp",
         ]
         .map(String::from),
     );
+    argv.extend(["--info-fd".into(), "3".into()]);
     match network {
-        Network::Own { resolv, .. } => {
+        Network::Own { resolv } => {
             argv.extend(["--ro-bind".into(), resolv.display().to_string(), "/etc/resolv.conf".into()]);
-            argv.extend(["--info-fd".into(), "3".into()]);
         }
         // Without slirp4netns the host's network is shared.
         Network::Shared if !root => argv.push("--share-net".into()),
@@ -408,6 +544,8 @@ impl Cgroup {
                 list.split(',').any(|c| c == controller).then(|| path.to_owned())
             })
         };
+        let period = 100_000u64;
+        let quota = (limits.cpu_millis.max(10) * period / 1000).to_string();
         let result = if Path::new("/sys/fs/cgroup/pids/cgroup.procs").exists() {
             for (controller, settings) in [
                 ("pids", vec![("pids.max", limits.max_tasks.to_string())]),
@@ -417,15 +555,38 @@ impl Cgroup {
                 let dir = Path::new("/sys/fs/cgroup").join(controller).join(parent.trim_start_matches('/')).join(name);
                 cg.add(controller, dir, &settings)?;
             }
+            // CPU where the controller is there (its absence is noted, not
+            // fatal: nice still ranks the step below the server). Weight
+            // and quota first: setting `cpu.idle` resets the weight.
+            if let Some(parent) = v1("cpu") {
+                let dir = Path::new("/sys/fs/cgroup/cpu").join(parent.trim_start_matches('/')).join(name);
+                let idle_or_weight =
+                    if dir.with_file_name("cpu.idle").exists() || Path::new("/sys/fs/cgroup/cpu/cpu.idle").exists() {
+                        ("cpu.idle", "1".to_owned())
+                    } else {
+                        ("cpu.shares", "2".to_owned())
+                    };
+                cg.add(
+                    "cpu",
+                    dir,
+                    &[("cpu.cfs_period_us", period.to_string()), ("cpu.cfs_quota_us", quota.clone()), idle_or_weight],
+                )?;
+            }
             Ok(())
         } else if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
             let parent = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/").to_owned();
             let dir = Path::new("/sys/fs/cgroup").join(parent.trim_start_matches('/')).join(name);
-            cg.add(
-                "",
-                dir,
-                &[("pids.max", limits.max_tasks.to_string()), ("memory.max", limits.memory_bytes.to_string())],
-            )
+            let mut settings =
+                vec![("pids.max", limits.max_tasks.to_string()), ("memory.max", limits.memory_bytes.to_string())];
+            let controllers = std::fs::read_to_string(dir.with_file_name("cgroup.subtree_control")).unwrap_or_default();
+            if controllers.split_whitespace().any(|c| c == "cpu") {
+                settings.push(("cpu.max", format!("{quota} {period}")));
+                settings.push(("cpu.weight", "1".into()));
+                if Path::new("/sys/fs/cgroup/cpu.idle").exists() || dir.with_file_name("cpu.idle").exists() {
+                    settings.push(("cpu.idle", "1".into()));
+                }
+            }
+            cg.add("", dir, &settings)
         } else {
             Err("no cgroup file system".into())
         };

@@ -71,6 +71,18 @@ struct ServerArgs {
     /// Memory a build step may use, in MiB.
     #[arg(long, env = "HELIX_BUILD_MEMORY_MIB", default_value_t = 4096)]
     build_memory_mib: u64,
+    /// CPUs a build step may use, e.g. 1.5 (default: all but half of one).
+    /// Steps also run below the server's priority.
+    #[arg(long, env = "HELIX_BUILD_CPUS", value_parser = parse_cpus)]
+    build_cpus: Option<u64>,
+}
+
+/// `1.5` CPUs → 1500 thousandths.
+fn parse_cpus(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(cpus) if cpus.is_finite() && (0.01..=4096.0).contains(&cpus) => Ok((cpus * 1000.0).round() as u64),
+        _ => Err(format!("{s:?} is not a number of CPUs from 0.01 up (e.g. 1.5)")),
+    }
 }
 
 /// How a project's routing files are read.
@@ -469,6 +481,9 @@ fn server_config(args: &ServerArgs) -> anyhow::Result<helix_server::Config> {
     config.build_workers = args.build_workers;
     config.build.timeout = Duration::from_secs(args.build_timeout_secs);
     config.build.limits.memory_bytes = args.build_memory_mib << 20;
+    if let Some(cpus) = args.build_cpus {
+        config.build.limits.cpu_millis = cpus;
+    }
     Ok(config)
 }
 

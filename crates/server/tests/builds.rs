@@ -520,6 +520,64 @@ async fn hostile_builds_are_stopped_and_leave_nothing_running() {
     assert!(log.contains("isolated-ok"), "{log}");
 }
 
+/// A build's network reaches the outside, but none of this machine: not a
+/// service on its own non-loopback address, not its loopback, not the
+/// private ranges or the metadata address. Its `/tmp` is writable even as
+/// `nobody`.
+#[tokio::test]
+async fn builds_cannot_reach_this_machine_and_have_a_writable_tmp() {
+    let Some(own) = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| i.ip())
+        .find(|ip| ip.is_ipv4() && !ip.is_loopback())
+    else {
+        eprintln!("SKIPPED: this machine has no non-loopback IPv4 address");
+        return;
+    };
+    // A service on the machine's own address, counting who reaches it.
+    let listener = tokio::net::TcpListener::bind((own, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let reached = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = reached.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = tokio::io::AsyncWriteExt::write_all(&mut conn, b"reachable\n").await;
+        }
+    });
+    // The listener answers from here, so a refusal inside is the sandbox's.
+    assert!(tokio::net::TcpStream::connect((own, port)).await.is_ok());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    reached.store(0, std::sync::atomic::Ordering::SeqCst);
+
+    let server = TestServer::start().await;
+    let repo = GitRepo::new();
+    link(&server, "site", &repo).await;
+    repo.write("index.html", "x");
+    let refused = |addr: String| format!("! timeout 5 bash -c 'echo > /dev/tcp/{addr}' 2>/dev/null");
+    let api = server.running.api_addr.port();
+    let command = [
+        refused(format!("{own}/{port}")),
+        refused(format!("{own}/{api}")),
+        refused(format!("127.0.0.1/{api}")),
+        refused("169.254.169.254/80".into()),
+        refused("10.255.255.53/53".into()),
+        refused("192.168.1.1/80".into()),
+        "t=$(mktemp) && echo tmp > \"$t\" && d=$(mktemp -d) && test -w /tmp && test -d \"$d\"".into(),
+        "echo confined-ok".into(),
+    ]
+    .join(" && ");
+    repo.write("helix.toml", &format!("[build]\ncommand = '''{command}'''\npublish = \".\"\n"));
+    repo.commit_and_push("main", "probe");
+    let (_, b) = server.call(Method::POST, "/api/v1/projects/site/builds", None).await;
+    let b = finished(&server, b["id"].as_str().unwrap()).await;
+    let log = log_text(&server, b["id"].as_str().unwrap()).await;
+    assert_eq!(b["state"], "ready", "{b}\n{log}");
+    assert!(log.contains("confined-ok"), "{log}");
+    assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 0, "the build reached {own}:{port}");
+}
+
 #[tokio::test]
 async fn a_newer_push_cancels_the_older_build_of_its_branch() {
     let server = TestServer::start().await;
