@@ -22,7 +22,20 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &Path) -> Server {
-        let mut child = Command::new(HELIX)
+        Server::start_under(data_dir, &[])
+    }
+
+    /// The server run by `wrapper` (e.g. `prlimit --nofile=1024`).
+    fn start_under(data_dir: &Path, wrapper: &[&str]) -> Server {
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(HELIX);
+                c
+            }
+            None => Command::new(HELIX),
+        };
+        let mut child = command
             .args(["server", "--api-addr", "127.0.0.1:0", "--edge-addr", "127.0.0.1:0", "--gc-interval-secs", "0"])
             .arg("--data-dir")
             .arg(data_dir)
@@ -515,4 +528,70 @@ fn link_build_follow_and_list_through_the_cli() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a git URL"));
     let out = server.helix(&["build", "--project", "nope"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("not linked"));
+}
+
+/// With a limit of 1,024 file descriptors, 1,100 idle connections to the
+/// edge (and hundreds more to the API) leave both answering: each listener
+/// caps its connections below the limit and closes the idlest to make room.
+#[test]
+fn idle_connections_past_the_descriptor_limit_leave_the_edge_and_api_answering() {
+    // The test itself holds them all open.
+    let _ = rlimit::increase_nofile_limit(8192);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_under(&dir.path().join("data"), &["prlimit", "--nofile=1024:1024", "--"]);
+    let site = dir.path().join("site");
+    write_site(&site, "v1", 0);
+    let deployed = server.helix(&["deploy", site.to_str().unwrap(), "--project", "busy", "--prod"]);
+    assert!(deployed.status.success(), "{}", String::from_utf8_lossy(&deployed.stderr));
+    let mut idle = Vec::new();
+    for (addr, count) in [(server.edge, 1100), (server.api, 600)] {
+        for _ in 0..count {
+            match std::net::TcpStream::connect(addr) {
+                Ok(c) => idle.push(c),
+                Err(e) => panic!("connection {} to {addr} refused outright: {e}", idle.len()),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let (status, body) = server.get("busy.localhost", "/");
+        assert_eq!(
+            (status, body.contains("v1")),
+            (200, true),
+            "the edge answers with {} idle connections open",
+            idle.len()
+        );
+        let health = http_client().get(format!("http://{}/healthz", server.api)).send().expect("the API answers");
+        assert!(health.status().is_success(), "{}", health.status());
+    }
+    // The edge closed the idlest connections to make room.
+    let mut closed = 0;
+    for mut c in &idle {
+        c.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+        if matches!(std::io::Read::read(&mut c, &mut [0u8; 1]), Ok(0)) {
+            closed += 1;
+        }
+    }
+    assert!(closed > 600, "only {closed} of {} idle connections were closed", idle.len());
+}
+
+/// A project whose only content is a `vercel.json` (a redirect-only
+/// project, common for domain moves) deploys and redirects.
+#[test]
+fn a_redirect_only_vercel_project_deploys() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let site = dir.path().join("moved");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(
+        site.join("vercel.json"),
+        r#"{"redirects": [{"source": "/(.*)", "destination": "https://example.com/$1", "permanent": true}]}"#,
+    )
+    .unwrap();
+    let out = server.helix(&["deploy", site.to_str().unwrap(), "--prod"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client =
+        reqwest::blocking::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let resp = client.get(format!("http://{}/docs/a", server.edge)).header("host", "moved.localhost").send().unwrap();
+    assert_eq!(resp.status().as_u16(), 308);
+    assert_eq!(resp.headers()["location"], "https://example.com/docs/a");
 }

@@ -40,7 +40,7 @@ pub(crate) const MAX_HOOK_BODY: u64 = 25 * 1024 * 1024;
 /// The unverified-body budget counts in units of this many bytes.
 pub(crate) const BUDGET_UNIT: u64 = 4096;
 /// How long a delivery waits for room in the budget before 503.
-const BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Provider {

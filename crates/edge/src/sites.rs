@@ -30,14 +30,14 @@ pub struct Site {
 impl Site {
     /// A site from its manifest: a version 1 manifest's route table is
     /// lowered to the platform-neutral form first.
-    pub fn from_manifest(manifest: &Manifest) -> Site {
+    pub fn from_manifest(manifest: Manifest) -> Site {
         let files = Files::new(&manifest.files);
         let router = match &manifest.legacy_routes {
-            Some(legacy) => Router::new(&helix_config::lower_legacy(legacy)),
-            None => Router::new(&manifest.routes),
+            Some(legacy) => Router::new(helix_config::lower_legacy(legacy)),
+            None => Router::new(manifest.routes),
         };
         let weight = (files.memory_estimate() + router.memory_estimate() + 512) as u64;
-        Site { deployment: manifest.deployment.clone(), files, router, weight }
+        Site { deployment: manifest.deployment, files, router, weight }
     }
 
     /// Bytes the site takes in memory, roughly.
@@ -132,7 +132,7 @@ impl Sites {
         let failed = |error: String| SiteError { deployment: site.deployment.clone(), digest, error };
         let bytes = self.blobs.get(digest).await.map_err(|e| failed(e.to_string()))?;
         let loaded = tokio::task::spawn_blocking(move || {
-            Manifest::from_json(&bytes).map(|manifest| Arc::new(Site::from_manifest(&manifest)))
+            Manifest::from_json(&bytes).map(|manifest| Arc::new(Site::from_manifest(manifest)))
         })
         .await
         .map_err(|_| failed("loading was interrupted".into()))?;

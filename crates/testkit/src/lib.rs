@@ -84,28 +84,40 @@ impl TestServer {
     /// Deploys `files` (path → bytes) through the public API, as the CLI
     /// does; returns the finalized deployment.
     pub async fn deploy(&self, project: &str, files: &[(&str, &[u8])], production: bool) -> serde_json::Value {
-        let table: serde_json::Map<String, serde_json::Value> =
-            files.iter().map(|(p, b)| (p.to_string(), helix_core::Digest::of(b).to_hex().into())).collect();
+        let (status, done) = self.deploy_with(project, files, &[], production).await;
+        assert_eq!(status, StatusCode::OK, "{done}");
+        done
+    }
+
+    /// Deploys `files` and root config files (`vercel.json` → bytes) as the
+    /// CLI does; returns finalize's status and body.
+    pub async fn deploy_with(
+        &self,
+        project: &str,
+        files: &[(&str, &[u8])],
+        config: &[(&str, &[u8])],
+        production: bool,
+    ) -> (StatusCode, serde_json::Value) {
+        let table = |list: &[(&str, &[u8])]| -> serde_json::Map<String, serde_json::Value> {
+            list.iter().map(|(p, b)| (p.to_string(), helix_core::Digest::of(b).to_hex().into())).collect()
+        };
         let (status, created) = self
             .call(
                 reqwest::Method::POST,
                 &format!("/api/v1/projects/{project}/deployments"),
-                Some(serde_json::json!({ "files": table, "production": production })),
+                Some(serde_json::json!({ "files": table(files), "config": table(config), "production": production })),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{created}");
         let id = created["id"].as_str().expect("id").to_owned();
-        for (_, bytes) in files {
+        for (_, bytes) in files.iter().chain(config) {
             let digest = helix_core::Digest::of(bytes).to_hex();
             if created["required"].as_array().expect("required").iter().any(|d| d == &digest) {
                 let (status, body) = self.put_blob(&id, &digest, bytes).await;
                 assert!(status.is_success(), "upload {status}: {body}");
             }
         }
-        let (status, done) =
-            self.call(reqwest::Method::POST, &format!("/api/v1/deployments/{id}/finalize"), None).await;
-        assert_eq!(status, StatusCode::OK, "{done}");
-        done
+        self.call(reqwest::Method::POST, &format!("/api/v1/deployments/{id}/finalize"), None).await
     }
 
     /// `PUT /api/v1/deployments/{id}/blobs/{digest}` with `bytes`.

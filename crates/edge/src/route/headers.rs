@@ -6,7 +6,7 @@
 //! headers; the edge drops them again when it loads a table, so no
 //! manifest, however made, can forge a response's framing.
 
-use helix_core::routes::{HeaderRule, Platform, forbidden_response_header};
+use helix_core::routes::{HeaderRule, PathPattern, Platform, forbidden_response_header};
 use regex::Regex;
 
 use super::RouteNotes;
@@ -20,20 +20,20 @@ pub(super) struct HeaderRules {
 }
 
 impl HeaderRules {
-    pub fn new(platform: Platform, rules: &[HeaderRule]) -> HeaderRules {
+    pub fn new(platform: Platform, rules: Vec<HeaderRule>) -> HeaderRules {
+        let mut patterns = Vec::with_capacity(rules.len());
         let rules: Vec<(HeaderRule, Option<Regex>)> = rules
-            .iter()
-            .map(|r| {
-                let mut rule = r.clone();
+            .into_iter()
+            .map(|mut rule| {
                 rule.set.retain(|(name, _)| !forbidden_response_header(name));
                 rule.unset.retain(|name| !forbidden_response_header(name));
                 // A host pattern that does not compile matches no host.
-                let host = r.host.as_deref().map(|h| Regex::new(h).unwrap_or_else(|_| super::never()));
+                let host = rule.host.as_deref().map(|h| Regex::new(h).unwrap_or_else(|_| super::never()));
+                patterns.push(std::mem::replace(&mut rule.pattern, PathPattern::exact("")));
                 (rule, host)
             })
             .collect();
-        let patterns = PatternSet::new(rules.iter().map(|(r, _)| &r.pattern));
-        HeaderRules { platform, rules, patterns }
+        HeaderRules { platform, rules, patterns: PatternSet::new(patterns) }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -67,40 +67,42 @@ enum Form {
 }
 
 impl PatternSet {
-    pub fn new<'p>(patterns: impl IntoIterator<Item = &'p PathPattern>) -> PatternSet {
+    pub fn new(patterns: impl IntoIterator<Item = PathPattern>) -> PatternSet {
         let mut set = PatternSet { groups: Vec::new(), forms: Vec::new(), broken: 0 };
         let mut pending_regex: Vec<Vec<(u32, String)>> = Vec::new();
         for (i, pattern) in patterns.into_iter().enumerate() {
             let i = i as u32;
-            let g = set.group_of(pattern);
+            let g = set.group_of(&pattern);
             if pending_regex.len() < set.groups.len() {
                 pending_regex.resize_with(set.groups.len(), Vec::new);
             }
             let group = &mut set.groups[g];
-            let form = match &pattern.form {
+            let form = match pattern.form {
                 PatternForm::Exact { path } => {
-                    group.exact.entry(path.as_str().into()).or_default().push(i);
+                    group.exact.entry(path.into_boxed_str()).or_default().push(i);
                     Form::Exact
                 }
                 PatternForm::Prefix { prefix, capture } => {
                     group.always.push(i);
-                    Form::Prefix { prefix: prefix.as_str().into(), capture: capture.as_deref().map(Into::into) }
+                    Form::Prefix { prefix: prefix.into_boxed_str(), capture: capture.map(String::into_boxed_str) }
                 }
-                PatternForm::Segments { segments, rest } => {
+                PatternForm::Segments { mut segments, rest } => {
                     match segments.first() {
                         Some(Segment::Literal(first)) => {
                             group.by_first_segment.entry(first.as_str().into()).or_default().push(i)
                         }
                         _ => group.always.push(i),
                     }
-                    Form::Segments { segments: segments.clone(), rest: rest.clone() }
+                    segments.shrink_to_fit();
+                    Form::Segments { segments, rest }
                 }
                 PatternForm::Regex { regex, lookaround: false } => {
-                    pending_regex[g].push((i, regex.clone()));
-                    Form::Regex { source: regex.as_str().into(), compiled: OnceLock::new() }
+                    let source: Box<str> = regex.as_str().into();
+                    pending_regex[g].push((i, regex));
+                    Form::Regex { source, compiled: OnceLock::new() }
                 }
                 PatternForm::Regex { regex, lookaround: true } => {
-                    match fancy_regex::RegexBuilder::new(regex).backtrack_limit(LOOKAROUND_BACKTRACK_LIMIT).build() {
+                    match fancy_regex::RegexBuilder::new(&regex).backtrack_limit(LOOKAROUND_BACKTRACK_LIMIT).build() {
                         Ok(re) => {
                             group.always.push(i);
                             Form::Lookaround(Box::new(re))
@@ -359,7 +361,7 @@ mod tests {
             pattern(PatternForm::Regex { regex: r"^/(?P<_1>(?!api/).*)$".into(), lookaround: true }),
             pattern(segs(&[":x"], Some(("splat", false)))),
         ];
-        let set = PatternSet::new(&patterns);
+        let set = PatternSet::new(patterns);
         let got = hits(&set, "/blog/2024/x");
         let order: Vec<usize> = got.iter().map(|(i, _)| *i).collect();
         assert_eq!(order, [0, 1, 3, 5, 6]);
@@ -376,7 +378,7 @@ mod tests {
     #[test]
     fn groups_normalize_their_subject() {
         let p = PathPattern { form: PatternForm::Exact { path: "/a/b".into() }, fold_case: true, slash_optional: true };
-        let set = PatternSet::new([&p]);
+        let set = PatternSet::new([p]);
         assert_eq!(hits(&set, "/A/b/").len(), 1);
         assert_eq!(hits(&set, "/a/b/c").len(), 0);
     }
@@ -385,7 +387,7 @@ mod tests {
     fn broken_patterns_never_match() {
         let p = pattern(PatternForm::Regex { regex: "(".into(), lookaround: false });
         let ok = pattern(PatternForm::Regex { regex: "^/x$".into(), lookaround: false });
-        let set = PatternSet::new([&p, &ok]);
+        let set = PatternSet::new([p, ok]);
         assert_eq!(set.broken, 1);
         assert_eq!(hits(&set, "/x").len(), 1);
     }

@@ -16,7 +16,7 @@ mod vercel;
 
 use std::borrow::Cow;
 
-use helix_core::routes::{MatchOn, Matcher, Platform, QueryValue, RouteTable, Rule};
+use helix_core::routes::{MatchOn, Matcher, PathPattern, Platform, QueryValue, RouteTable, Rule};
 use regex::Regex;
 
 use crate::files::{Files, ServedFile};
@@ -82,16 +82,16 @@ pub(crate) struct Router {
 }
 
 impl Router {
-    pub fn new(table: &RouteTable) -> Router {
+    pub fn new(table: RouteTable) -> Router {
         Router {
             platform: table.platform,
-            redirects: RuleList::new(&table.redirects),
-            rewrites: RuleList::new(&table.rewrites),
-            headers: headers::HeaderRules::new(table.platform, &table.headers),
-            clean_urls: table.clean_urls,
-            trailing_slash: table.trailing_slash,
             needs_country: table.redirects.iter().any(|r| !r.conditions.country.is_empty()),
             needs_language: table.redirects.iter().any(|r| !r.conditions.language.is_empty()),
+            redirects: RuleList::new(table.redirects),
+            rewrites: RuleList::new(table.rewrites),
+            headers: headers::HeaderRules::new(table.platform, table.headers),
+            clean_urls: table.clean_urls,
+            trailing_slash: table.trailing_slash,
         }
     }
 
@@ -147,7 +147,9 @@ pub(crate) struct RuleList {
     patterns: PatternSet,
 }
 
-/// A rule with its condition regexes compiled once.
+/// A rule with its condition regexes compiled once. Its pattern has moved
+/// into the list's [`PatternSet`] (what is left in `rule.pattern` is a
+/// placeholder).
 pub(crate) struct CompiledRule {
     pub rule: Rule,
     has: Vec<(Matcher, Option<Regex>)>,
@@ -155,7 +157,7 @@ pub(crate) struct CompiledRule {
 }
 
 impl RuleList {
-    fn new(rules: &[Rule]) -> RuleList {
+    fn new(mut rules: Vec<Rule>) -> RuleList {
         let compile = |ms: &[Matcher]| -> Vec<(Matcher, Option<Regex>)> {
             // The compiler checked every value regex; one that does not
             // compile here (a manifest from elsewhere) never matches.
@@ -166,11 +168,13 @@ impl RuleList {
                 })
                 .collect()
         };
+        let patterns: Vec<_> =
+            rules.iter_mut().map(|r| std::mem::replace(&mut r.pattern, PathPattern::exact(""))).collect();
         let compiled = rules
-            .iter()
-            .map(|r| CompiledRule { has: compile(&r.has), missing: compile(&r.missing), rule: r.clone() })
+            .into_iter()
+            .map(|rule| CompiledRule { has: compile(&rule.has), missing: compile(&rule.missing), rule })
             .collect();
-        RuleList { rules: compiled, patterns: PatternSet::new(rules.iter().map(|r| &r.pattern)) }
+        RuleList { rules: compiled, patterns: PatternSet::new(patterns) }
     }
 
     /// Rules whose pattern matches `path`, in rule order, with captures.
