@@ -1,8 +1,10 @@
 //! `helix-bench`: helpers for the scripts in `bench/`: deterministic test
-//! content, a free port, the rollback-under-load probe and the route
-//! evaluation benchmark.
+//! content, a free port, the rollback-under-load probe, the route
+//! evaluation benchmark, populating a server with many deployments, a
+//! fixed-rate latency probe and promote timing.
 
 mod generate;
+mod load;
 mod rollback;
 mod routes;
 
@@ -39,6 +41,18 @@ enum Command {
     FreePort,
     /// Measure a rollback under constant load; prints one JSON object.
     Rollback(rollback::Args),
+    /// Make many tiny deployments through the API; prints JSON.
+    Populate(load::PopulateArgs),
+    /// GET a host at a fixed rate; prints latency percentiles as JSON.
+    Probe(load::ProbeArgs),
+    /// Promote back and forth; prints the API's time and the edge wait.
+    Promotes(load::PromoteArgs),
+    /// Write a `_redirects` of N `/p$i/* /q$i/:splat 301` rules to FILE.
+    GenRules {
+        file: PathBuf,
+        #[arg(long, default_value_t = 20_000)]
+        rules: usize,
+    },
     /// Route evaluation cost with N rules: ns per request.
     Routes {
         #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
@@ -47,6 +61,8 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    // One TLS provider for the process (the API client is reqwest).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().command {
         Command::GenStatic { dir, seed } => generate::static_files(&dir, seed),
         Command::GenSite { dir, files, bytes, seed } => {
@@ -59,6 +75,14 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Rollback(args) => tokio::runtime::Runtime::new()?.block_on(rollback::run(args)),
+        Command::Populate(args) => tokio::runtime::Runtime::new()?.block_on(load::populate(args)),
+        Command::Probe(args) => tokio::runtime::Runtime::new()?.block_on(load::probe(args)),
+        Command::Promotes(args) => tokio::runtime::Runtime::new()?.block_on(load::promotes(args)),
+        Command::GenRules { file, rules } => {
+            let text: String = (0..rules).map(|i| format!("/p{i}/* /q{i}/:splat 301\n")).collect();
+            std::fs::write(&file, text)?;
+            Ok(())
+        }
         Command::Routes { rules } => {
             routes::run(&rules);
             Ok(())

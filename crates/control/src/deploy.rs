@@ -7,6 +7,7 @@ use std::sync::Arc;
 use futures_util::{StreamExt, TryStreamExt};
 use helix_artifacts::variants;
 use helix_core::api::{CreateDeployment, CreatedDeployment, DeployOptions, DeploymentState, RoutesReport};
+use helix_core::limits::Limits;
 use helix_core::manifest::{Encodings, FileEntry, MANIFEST_VERSION, Manifest, Variant};
 use helix_core::path::SitePath;
 use helix_core::{DeploymentId, Digest, ProjectName};
@@ -18,10 +19,7 @@ use crate::{ControlPlane, now_ms};
 impl ControlPlane {
     pub(crate) async fn create_deployment(&self, project: &str, body: &[u8]) -> Result<CreatedDeployment, ApiError> {
         let project = ProjectName::parse(project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        let req: CreateDeployment = serde_json::from_slice(body)
-            .map_err(|e| ApiError::BadRequest(format!("request body is not a valid deployment: {e}")))?;
-        let files = self.validate_files(&req.files, !req.config.is_empty())?;
-        let options = validate_options(&req)?;
+        let (req, files, options) = parse_create(body, &self.limits)?;
         let _gc = self.gc_lock.read().await;
         let now = now_ms();
         let mut random = [0u8; 16];
@@ -45,42 +43,6 @@ impl ControlPlane {
             }
         }
         Ok(CreatedDeployment { url: self.edge.deployment_url(&id, &project), id: id.to_string(), required })
-    }
-
-    /// Normalizes paths and parses digests; any bad entry fails the whole
-    /// request, naming the entry.
-    /// A deployment may have no files only when it carries routing config
-    /// (a redirect-only project).
-    fn validate_files(
-        &self,
-        raw: &BTreeMap<String, String>,
-        has_config: bool,
-    ) -> Result<BTreeMap<String, Digest>, ApiError> {
-        if raw.is_empty() && !has_config {
-            return Err(ApiError::BadRequest("a deployment needs at least one file".into()));
-        }
-        if raw.len() > self.limits.max_files {
-            return Err(ApiError::TooLarge(format!(
-                "{} files is over the limit of {} files per deployment",
-                raw.len(),
-                self.limits.max_files
-            )));
-        }
-        let mut files = BTreeMap::new();
-        let mut spelled: BTreeMap<String, &str> = BTreeMap::new();
-        for (path, digest) in raw {
-            let norm = SitePath::parse(path).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            let digest: Digest = digest
-                .parse()
-                .map_err(|e: helix_core::digest::DigestError| ApiError::BadRequest(format!("file {path:?}: {e}")))?;
-            if let Some(first) = spelled.insert(norm.as_str().to_owned(), path) {
-                return Err(ApiError::BadRequest(format!(
-                    "paths {first:?} and {path:?} are the same file {norm} after normalization"
-                )));
-            }
-            files.insert(norm.as_str().to_owned(), digest);
-        }
-        Ok(files)
     }
 
     pub(crate) async fn upload_blob(
@@ -364,6 +326,61 @@ impl ControlPlane {
         }
         Ok(id)
     }
+}
+
+/// The body of `POST /projects/{p}/deployments`, checked whole: the
+/// request, its normalized file table and its options. Any bad entry fails
+/// it, naming the entry.
+pub(crate) fn parse_create(
+    body: &[u8],
+    limits: &Limits,
+) -> Result<(CreateDeployment, BTreeMap<String, Digest>, DeployOptions), ApiError> {
+    let req: CreateDeployment = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("request body is not a valid deployment: {e}")))?;
+    let files = validate_files(&req.files, !req.config.is_empty(), limits)?;
+    let options = validate_options(&req)?;
+    Ok((req, files, options))
+}
+
+/// [`parse_create`] for the fuzzer: the error as its message.
+pub fn check_create_body(body: &[u8], limits: &Limits) -> Result<usize, String> {
+    parse_create(body, limits).map(|(_, files, _)| files.len()).map_err(|e| e.to_string())
+}
+
+/// Normalizes paths and parses digests; any bad entry fails the whole
+/// request, naming the entry.
+/// A deployment may have no files only when it carries routing config
+/// (a redirect-only project).
+fn validate_files(
+    raw: &BTreeMap<String, String>,
+    has_config: bool,
+    limits: &Limits,
+) -> Result<BTreeMap<String, Digest>, ApiError> {
+    if raw.is_empty() && !has_config {
+        return Err(ApiError::BadRequest("a deployment needs at least one file".into()));
+    }
+    if raw.len() > limits.max_files {
+        return Err(ApiError::TooLarge(format!(
+            "{} files is over the limit of {} files per deployment",
+            raw.len(),
+            limits.max_files
+        )));
+    }
+    let mut files = BTreeMap::new();
+    let mut spelled: BTreeMap<String, &str> = BTreeMap::new();
+    for (path, digest) in raw {
+        let norm = SitePath::parse(path).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let digest: Digest = digest
+            .parse()
+            .map_err(|e: helix_core::digest::DigestError| ApiError::BadRequest(format!("file {path:?}: {e}")))?;
+        if let Some(first) = spelled.insert(norm.as_str().to_owned(), path) {
+            return Err(ApiError::BadRequest(format!(
+                "paths {first:?} and {path:?} are the same file {norm} after normalization"
+            )));
+        }
+        files.insert(norm.as_str().to_owned(), digest);
+    }
+    Ok(files)
 }
 
 /// Most function source files one deployment may carry.

@@ -9,7 +9,7 @@ mod auth;
 mod builds;
 mod deploy;
 mod gc;
-mod hooks;
+pub mod hooks;
 mod outbox;
 mod problem;
 mod routes;
@@ -28,6 +28,7 @@ use helix_core::{DeploymentId, Digest};
 use helix_store::Store;
 
 pub use auth::{TokenError, ensure_admin_token, hash_token};
+pub use deploy::check_create_body;
 pub use gc::GcSettings;
 pub use helix_http::ListenerSettings;
 pub use routes::router;

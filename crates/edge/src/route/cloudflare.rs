@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use super::target::{collapse_slashes, confine, path_part, render_path, render_url, with_query};
+use super::target::{collapse_slashes, confine, on_this_site, path_part, render_path, render_url, with_query};
 use super::{Outcome, RequestFacts, RouteNotes, Router};
 use crate::files::{Files, ServedFile};
 
@@ -16,8 +16,7 @@ pub(super) fn route<'s>(
     notes: &mut RouteNotes,
 ) -> Outcome<'s> {
     let mut path: Cow<'_, str> = Cow::Borrowed(req.path);
-    if let Some((r, caps)) = router.redirects.matching(req.path, notes).into_iter().next() {
-        let rule = &r.rule;
+    if let Some((rule, caps)) = router.redirects.matching(req.path, notes).into_iter().next() {
         if rule.status == 200 {
             let target = collapse_slashes(&render_path(&rule.to, &caps));
             path = Cow::Owned(path_part(&target).to_owned());
@@ -39,7 +38,7 @@ pub(super) fn route<'s>(
     }
     match lookup(files, &path) {
         Asset::Serve(file) => Outcome::File { file, status: 200, rewritten: None },
-        Asset::Redirect(to) => Outcome::Redirect { status: 308, location: with_query(to, req.query) },
+        Asset::Redirect(to) => Outcome::Redirect { status: 308, location: with_query(on_this_site(to), req.query) },
         Asset::NotFound => {
             let mut dir = path.as_ref();
             while let Some(i) = dir.rfind('/') {

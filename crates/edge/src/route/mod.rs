@@ -16,7 +16,7 @@ mod vercel;
 
 use std::borrow::Cow;
 
-use helix_core::routes::{MatchOn, Matcher, PathPattern, Platform, QueryValue, RouteTable, Rule};
+use helix_core::routes::{Conditions, MatchOn, Matcher, Platform, QueryMatch, QueryValue, RouteTable, Rule, Template};
 use regex::Regex;
 
 use crate::files::{Files, ServedFile};
@@ -147,32 +147,50 @@ pub(crate) struct RuleList {
     patterns: PatternSet,
 }
 
-/// A rule with its condition regexes compiled once. Its pattern has moved
-/// into the list's [`PatternSet`] (what is left in `rule.pattern` is a
-/// placeholder).
+/// A rule as the edge runs it: what every rule has inline, and what few
+/// rules have (conditions, query parameters, methods, proxy headers) boxed
+/// apart, so a table of tens of thousands of plain rules stays small. Its
+/// pattern lives in the list's [`PatternSet`].
 pub(crate) struct CompiledRule {
-    pub rule: Rule,
+    pub to: Template,
+    pub status: u16,
+    pub force: bool,
+    extra: Option<Box<Extra>>,
+}
+
+/// The parts of a rule most rules do not have.
+#[derive(Default)]
+struct Extra {
+    query: Vec<QueryMatch>,
+    conditions: Conditions,
+    /// `has` and `missing` with their value regexes compiled once.
     has: Vec<(Matcher, Option<Regex>)>,
     missing: Vec<(Matcher, Option<Regex>)>,
+    methods: Vec<String>,
+    proxy_headers: Vec<(String, String)>,
 }
 
 impl RuleList {
-    fn new(mut rules: Vec<Rule>) -> RuleList {
-        let compile = |ms: &[Matcher]| -> Vec<(Matcher, Option<Regex>)> {
-            // The compiler checked every value regex; one that does not
-            // compile here (a manifest from elsewhere) never matches.
-            ms.iter()
-                .map(|m| {
-                    let re = m.value.as_deref().map(|v| Regex::new(v).unwrap_or_else(|_| never()));
-                    (m.clone(), re)
-                })
-                .collect()
-        };
-        let patterns: Vec<_> =
-            rules.iter_mut().map(|r| std::mem::replace(&mut r.pattern, PathPattern::exact(""))).collect();
+    fn new(rules: Vec<Rule>) -> RuleList {
+        let mut patterns = Vec::with_capacity(rules.len());
         let compiled = rules
             .into_iter()
-            .map(|rule| CompiledRule { has: compile(&rule.has), missing: compile(&rule.missing), rule })
+            .map(|rule| {
+                patterns.push(rule.pattern);
+                CompiledRule::new(
+                    rule.to,
+                    rule.status,
+                    rule.force,
+                    Extra {
+                        query: rule.query,
+                        conditions: rule.conditions,
+                        has: compile_matchers(rule.has),
+                        missing: compile_matchers(rule.missing),
+                        methods: rule.methods,
+                        proxy_headers: rule.proxy_headers,
+                    },
+                )
+            })
             .collect();
         RuleList { rules: compiled, patterns: PatternSet::new(patterns) }
     }
@@ -189,16 +207,20 @@ impl RuleList {
     }
 
     fn memory_estimate(&self) -> usize {
-        self.patterns.memory_estimate()
-            + self.rules.iter().map(|r| std::mem::size_of::<CompiledRule>() + rule_heap(&r.rule)).sum::<usize>()
+        self.patterns.memory_estimate() + self.rules.iter().map(CompiledRule::memory_estimate).sum::<usize>()
     }
 }
 
-/// The heap bytes of a rule's strings, roughly.
-fn rule_heap(rule: &Rule) -> usize {
-    let template: usize = rule.to.0.iter().map(|_| 48).sum::<usize>() + rule.to.display().len();
-    let conditions = (rule.has.len() + rule.missing.len()) * 2048;
-    template + conditions + rule.query.len() * 64 + rule.proxy_headers.len() * 96 + rule.origin.file.len()
+/// `has`/`missing` conditions with their value regexes compiled. The
+/// compiler checked every one; one that does not compile here (a manifest
+/// from elsewhere) never matches.
+fn compile_matchers(ms: Vec<Matcher>) -> Vec<(Matcher, Option<Regex>)> {
+    ms.into_iter()
+        .map(|m| {
+            let re = m.value.as_deref().map(|v| Regex::new(v).unwrap_or_else(|_| never()));
+            (m, re)
+        })
+        .collect()
 }
 
 /// A regex that matches nothing.
@@ -207,20 +229,52 @@ fn never() -> Regex {
 }
 
 impl CompiledRule {
+    fn new(mut to: Template, status: u16, force: bool, extra: Extra) -> CompiledRule {
+        to.0.shrink_to_fit();
+        let plain = extra.query.is_empty()
+            && extra.conditions.is_empty()
+            && extra.has.is_empty()
+            && extra.missing.is_empty()
+            && extra.methods.is_empty()
+            && extra.proxy_headers.is_empty();
+        CompiledRule { to, status, force, extra: (!plain).then(|| Box::new(extra)) }
+    }
+
+    /// Whether the rule matches on query parameters (Netlify).
+    pub fn matches_query(&self) -> bool {
+        self.extra.as_ref().is_some_and(|e| !e.query.is_empty())
+    }
+
+    /// Headers sent to a proxy rule's upstream.
+    pub fn proxy_headers(&self) -> &[(String, String)] {
+        self.extra.as_ref().map_or(&[], |e| &e.proxy_headers)
+    }
+
+    fn memory_estimate(&self) -> usize {
+        let template: usize = self.to.0.len() * 48 + self.to.display().len();
+        let extra = self.extra.as_ref().map_or(0, |e| {
+            std::mem::size_of::<Extra>()
+                + (e.has.len() + e.missing.len()) * 2048
+                + e.query.len() * 64
+                + e.proxy_headers.len() * 96
+        });
+        std::mem::size_of::<CompiledRule>() + template + extra
+    }
+
     /// Whether every `has` holds, no `missing` does, and the method is one
     /// the rule takes.
     fn request_conditions_hold(&self, req: &RequestFacts<'_>) -> bool {
-        let methods = &self.rule.methods;
-        (methods.is_empty() || methods.iter().any(|m| m == req.method))
-            && self.has.iter().all(|(m, re)| matcher_holds(m, re.as_ref(), req))
-            && !self.missing.iter().any(|(m, re)| matcher_holds(m, re.as_ref(), req))
+        let Some(e) = &self.extra else { return true };
+        (e.methods.is_empty() || e.methods.iter().any(|m| m == req.method))
+            && e.has.iter().all(|(m, re)| matcher_holds(m, re.as_ref(), req))
+            && !e.missing.iter().any(|(m, re)| matcher_holds(m, re.as_ref(), req))
     }
 
     /// Netlify's query parameters (binding their captures) and its country,
     /// role and language conditions.
     fn netlify_conditions_hold<'s>(&'s self, req: &RequestFacts<'_>, caps: &mut Captures<'s>) -> bool {
-        let rule = &self.rule;
-        if !rule.query.is_empty() {
+        let Some(e) = &self.extra else { return true };
+        if !e.query.is_empty() {
             let pairs: Vec<(&str, &str)> = req
                 .query
                 .unwrap_or("")
@@ -228,7 +282,7 @@ impl CompiledRule {
                 .filter(|p| !p.is_empty())
                 .map(|p| p.split_once('=').unwrap_or((p, "")))
                 .collect();
-            for q in &rule.query {
+            for q in &e.query {
                 let Some((_, got)) = pairs.iter().find(|(k, _)| *k == q.key) else { return false };
                 match &q.value {
                     QueryValue::Capture(name) => caps.push(name, *got),
@@ -237,7 +291,7 @@ impl CompiledRule {
                 }
             }
         }
-        let c = &rule.conditions;
+        let c = &e.conditions;
         if !c.country.is_empty() {
             let Some(country) = req.country.as_deref() else { return false };
             if !c.country.contains(&country.to_ascii_lowercase()) {

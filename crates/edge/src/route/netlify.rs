@@ -13,16 +13,15 @@ pub(super) fn route<'s>(
     req: &RequestFacts<'_>,
     notes: &mut RouteNotes,
 ) -> Outcome<'s> {
-    for (r, mut caps) in router.redirects.matching(req.path, notes) {
-        let rule = &r.rule;
-        if !r.netlify_conditions_hold(req, &mut caps) || !r.request_conditions_hold(req) {
+    for (rule, mut caps) in router.redirects.matching(req.path, notes) {
+        if !rule.netlify_conditions_hold(req, &mut caps) || !rule.request_conditions_hold(req) {
             continue;
         }
         if !rule.force && pretty_lookup(files, req.path).is_some() {
             break;
         }
         // A rule that matched on the query consumed it.
-        let passthrough = if rule.query.is_empty() { req.query } else { None };
+        let passthrough = if rule.matches_query() { None } else { req.query };
         return match rule.status {
             300..=399 => {
                 let location = confine(&rule.to, render_url(&rule.to, &caps));
@@ -30,7 +29,7 @@ pub(super) fn route<'s>(
             }
             200 if rule.to.is_absolute() => Outcome::Proxy {
                 url: with_query(render_url(&rule.to, &caps), passthrough),
-                headers: &rule.proxy_headers,
+                headers: rule.proxy_headers(),
             },
             status => {
                 let target = render_path(&rule.to, &caps);

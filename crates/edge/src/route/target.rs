@@ -126,6 +126,17 @@ pub(crate) fn confine(template: &Template, rendered: String) -> String {
     format!("/{path}")
 }
 
+/// A redirect the edge makes from the request's own path (trailing-slash
+/// and clean-URL 308s): one leading `/`, so a path like `//evil.example/`
+/// can never become a protocol-relative `Location`.
+pub(crate) fn on_this_site(path: String) -> String {
+    if path.starts_with("//") || path.starts_with("/\\") {
+        format!("/{}", path.trim_start_matches(['/', '\\']))
+    } else {
+        path
+    }
+}
+
 /// A `Location` header value: unsafe characters percent-encoded.
 pub(crate) fn location_value(target: &str) -> String {
     percent_encoding::utf8_percent_encode(target, LOCATION_UNSAFE).to_string()
@@ -203,6 +214,13 @@ mod tests {
         assert_eq!(confine(&t, render_url(&t, &c)), "https://example.com/x");
         let t = template(&["//cdn.example.com/", ":splat"]);
         assert_eq!(confine(&t, render_url(&t, &caps(&[("splat", "a")]))), "//cdn.example.com/a");
+    }
+
+    #[test]
+    fn the_edges_own_redirects_stay_on_the_site() {
+        assert_eq!(on_this_site("//evil.com/".into()), "/evil.com/");
+        assert_eq!(on_this_site("/\\evil.com".into()), "/evil.com");
+        assert_eq!(on_this_site("/a//b/".into()), "/a//b/");
     }
 
     #[test]

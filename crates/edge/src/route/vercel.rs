@@ -3,10 +3,9 @@
 //! the filesystem is a rewrite here), the filesystem, `rewrites`, and
 //! `404.html`.
 
-use super::target::{confine, path_part, render_path, render_url, with_query};
-use super::{Outcome, RequestFacts, RouteNotes, Router, not_found_page};
+use super::target::{confine, on_this_site, path_part, render_path, render_url, with_query};
+use super::{CompiledRule, Outcome, RequestFacts, RouteNotes, Router, not_found_page};
 use crate::files::{Files, ServedFile};
-use helix_core::routes::Rule;
 
 use super::target::Captures;
 
@@ -18,24 +17,24 @@ pub(super) fn route<'s>(
 ) -> Outcome<'s> {
     let path = req.path;
     if let Some(to) = canonical(router, path) {
-        return Outcome::Redirect { status: 308, location: with_query(to, req.query) };
+        return Outcome::Redirect { status: 308, location: with_query(on_this_site(to), req.query) };
     }
     for (r, caps) in router.redirects.matching(path, notes) {
         if !r.request_conditions_hold(req) {
             continue;
         }
-        if !(300..400).contains(&r.rule.status) {
-            return rewrite(router, files, req, &r.rule, &caps);
+        if !(300..400).contains(&r.status) {
+            return rewrite(router, files, req, r, &caps);
         }
-        let location = confine(&r.rule.to, render_url(&r.rule.to, &caps));
-        return Outcome::Redirect { status: r.rule.status, location: with_query(location, req.query) };
+        let location = confine(&r.to, render_url(&r.to, &caps));
+        return Outcome::Redirect { status: r.status, location: with_query(location, req.query) };
     }
     if let Some(file) = lookup(router, files, path) {
         return Outcome::File { file, status: 200, rewritten: None };
     }
     for (r, caps) in router.rewrites.matching(path, notes) {
         if r.request_conditions_hold(req) {
-            return rewrite(router, files, req, &r.rule, &caps);
+            return rewrite(router, files, req, r, &caps);
         }
     }
     not_found_page(files, "/404.html")
@@ -46,11 +45,14 @@ fn rewrite<'s>(
     router: &Router,
     files: &'s Files,
     req: &RequestFacts<'_>,
-    rule: &'s Rule,
+    rule: &'s CompiledRule,
     caps: &Captures<'_>,
 ) -> Outcome<'s> {
     if rule.to.is_absolute() {
-        return Outcome::Proxy { url: with_query(render_url(&rule.to, caps), req.query), headers: &rule.proxy_headers };
+        return Outcome::Proxy {
+            url: with_query(render_url(&rule.to, caps), req.query),
+            headers: rule.proxy_headers(),
+        };
     }
     let target = render_path(&rule.to, caps);
     let target_path = match path_part(&target) {

@@ -22,15 +22,19 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use helix_core::ProjectName;
 use helix_core::api::HookResponse;
-use helix_core::build::{BuildContext, is_branch_name, is_commit_id};
+use helix_core::build::BuildContext;
 use helix_store::LinkRow;
 use hmac::{Hmac, Mac};
-use serde_json::Value;
 use sha2::Sha256;
 
 use crate::builds::BuildRequest;
 use crate::problem::ApiError;
 use crate::routes::Cp;
+use payload::{HookEvent, Provider};
+
+pub mod payload;
+
+pub(crate) use payload::repo_key;
 
 /// How far a generic hook's timestamp may be from now.
 const GENERIC_MAX_SKEW_SECS: u64 = 300;
@@ -41,50 +45,6 @@ pub(crate) const MAX_HOOK_BODY: u64 = 25 * 1024 * 1024;
 pub(crate) const BUDGET_UNIT: u64 = 4096;
 /// How long a delivery waits for room in the budget before 503.
 const BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Provider {
-    GitHub,
-    GitLab,
-    Bitbucket,
-    Generic,
-}
-
-impl Provider {
-    fn name(self) -> &'static str {
-        match self {
-            Provider::GitHub => "github",
-            Provider::GitLab => "gitlab",
-            Provider::Bitbucket => "bitbucket",
-            Provider::Generic => "git",
-        }
-    }
-}
-
-/// What a delivery asks for, once read.
-#[derive(Debug, PartialEq, Eq)]
-enum HookEvent {
-    Push {
-        branch: String,
-        commit: String,
-    },
-    PullRequest {
-        number: u64,
-        branch: String,
-        commit: String,
-        fork: bool,
-    },
-    /// The branch is gone: its preview goes too.
-    BranchDeleted {
-        branch: String,
-    },
-    /// The pull request was closed or merged: its preview goes.
-    PullRequestClosed {
-        number: u64,
-    },
-    /// Read and understood, but nothing to build (ping, tag, …).
-    Ignored(String),
-}
 
 pub(crate) async fn github(State(cp): Cp, headers: HeaderMap, body: Body) -> Result<impl IntoResponse, ApiError> {
     receive(&cp, Provider::GitHub, None, &headers, body).await
@@ -188,12 +148,8 @@ async fn receive(
         Provider::Bitbucket => Some(header("x-event-key").ok_or_else(|| missing("X-Event-Key"))?),
         Provider::Generic => None,
     };
-    let payload: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("{} webhook body is not JSON: {e}", provider.name())))?;
-    if !payload.is_object() {
-        return Err(ApiError::BadRequest(format!("{} webhook body is not a JSON object", provider.name())));
-    }
-    let event = read_event(provider, event_name.unwrap_or(""), &payload)?;
+    let delivery = payload::parse(provider, event_name.unwrap_or(""), body).map_err(ApiError::BadRequest)?;
+    let event = delivery.event;
 
     // Which projects: the one in the path, or those linked to the
     // repository. None at all answers as a bad signature does.
@@ -203,7 +159,7 @@ async fn receive(
             Err(_) => Vec::new(),
         },
         None => {
-            let keys: Vec<String> = repo_urls(provider, &payload).iter().filter_map(|u| repo_key(u)).collect();
+            let keys = delivery.repo_keys;
             if keys.is_empty() {
                 return Err(ApiError::BadRequest(format!(
                     "{} webhook payload names no repository URL",
@@ -211,7 +167,7 @@ async fn receive(
                 )));
             }
             let mut found: Vec<LinkRow> = Vec::new();
-            for key in dedup(keys) {
+            for key in keys {
                 for link in cp.store.links_by_repo(&key).await? {
                     if !found.iter().any(|f| f.project == link.project) {
                         found.push(link);
@@ -318,211 +274,6 @@ fn missing(header: &str) -> ApiError {
     ApiError::BadRequest(format!("missing the {header} header"))
 }
 
-fn read_event(provider: Provider, name: &str, p: &Value) -> Result<HookEvent, ApiError> {
-    let text = |ptr: &str| p.pointer(ptr).and_then(Value::as_str);
-    let bad = |what: &str| ApiError::BadRequest(format!("{} {name} payload: {what}", provider.name()));
-    match (provider, name) {
-        (Provider::GitHub, "push") | (Provider::GitLab, "Push Hook") => {
-            let git_ref = text("/ref").ok_or_else(|| bad("no ref"))?;
-            let Some(branch) = git_ref.strip_prefix("refs/heads/") else {
-                return Ok(HookEvent::Ignored(format!("{git_ref} is not a branch")));
-            };
-            let commit = match provider {
-                Provider::GitLab => text("/checkout_sha").or(text("/after")),
-                _ => text("/after"),
-            };
-            let deleted = p.get("deleted").and_then(Value::as_bool) == Some(true)
-                || commit.is_none_or(|c| c.bytes().all(|b| b == b'0'));
-            if deleted {
-                return Ok(HookEvent::BranchDeleted { branch: branch.to_owned() });
-            }
-            push(branch, commit.unwrap_or_default(), &bad)
-        }
-        (Provider::GitHub, "pull_request") => {
-            let action = text("/action").unwrap_or("");
-            let number = p.pointer("/pull_request/number").or(p.get("number")).and_then(Value::as_u64);
-            if let ("closed", Some(number)) = (action, number) {
-                return Ok(HookEvent::PullRequestClosed { number });
-            }
-            if !["opened", "synchronize", "reopened"].contains(&action) {
-                return Ok(HookEvent::Ignored(format!("pull request action {action:?} builds nothing")));
-            }
-            let head_repo = text("/pull_request/head/repo/full_name");
-            let base_repo = text("/pull_request/base/repo/full_name");
-            pull_request(
-                number,
-                text("/pull_request/head/ref"),
-                text("/pull_request/head/sha"),
-                head_repo.is_none() || head_repo != base_repo,
-                &bad,
-            )
-        }
-        (Provider::GitLab, "Merge Request Hook") => {
-            let action = text("/object_attributes/action").unwrap_or("");
-            let iid = p.pointer("/object_attributes/iid").and_then(Value::as_u64);
-            if let ("close" | "merge", Some(number)) = (action, iid) {
-                return Ok(HookEvent::PullRequestClosed { number });
-            }
-            if !["open", "reopen", "update"].contains(&action) {
-                return Ok(HookEvent::Ignored(format!("merge request action {action:?} builds nothing")));
-            }
-            let source = p.pointer("/object_attributes/source_project_id").and_then(Value::as_u64);
-            let target = p.pointer("/object_attributes/target_project_id").and_then(Value::as_u64);
-            pull_request(
-                p.pointer("/object_attributes/iid").and_then(Value::as_u64),
-                text("/object_attributes/source_branch"),
-                text("/object_attributes/last_commit/id"),
-                source.is_none() || source != target,
-                &bad,
-            )
-        }
-        (Provider::Bitbucket, "repo:push") => {
-            let changes = p.pointer("/push/changes").and_then(Value::as_array).ok_or_else(|| bad("no push.changes"))?;
-            // The newest branch update in the push.
-            let change =
-                changes.iter().rev().find(|c| c.pointer("/new/type").and_then(Value::as_str) == Some("branch"));
-            let Some(change) = change else {
-                let deleted = changes.iter().rev().find_map(|c| {
-                    let closed = c.get("closed").and_then(Value::as_bool) == Some(true);
-                    let old = c.pointer("/old/name").and_then(Value::as_str);
-                    (closed && c.pointer("/old/type").and_then(Value::as_str) == Some("branch"))
-                        .then_some(old)
-                        .flatten()
-                });
-                return Ok(match deleted {
-                    Some(branch) => HookEvent::BranchDeleted { branch: branch.to_owned() },
-                    None => HookEvent::Ignored("the push updates no branch".into()),
-                });
-            };
-            let branch = change.pointer("/new/name").and_then(Value::as_str).ok_or_else(|| bad("no new.name"))?;
-            let commit = change.pointer("/new/target/hash").and_then(Value::as_str).unwrap_or("");
-            push(branch, commit, &bad)
-        }
-        (Provider::Bitbucket, "pullrequest:fulfilled" | "pullrequest:rejected") => {
-            let number =
-                p.pointer("/pullrequest/id").and_then(Value::as_u64).ok_or_else(|| bad("no pullrequest.id"))?;
-            Ok(HookEvent::PullRequestClosed { number })
-        }
-        (Provider::Bitbucket, "pullrequest:created" | "pullrequest:updated") => {
-            let head_repo = text("/pullrequest/source/repository/full_name");
-            let base_repo = text("/pullrequest/destination/repository/full_name");
-            pull_request(
-                p.pointer("/pullrequest/id").and_then(Value::as_u64),
-                text("/pullrequest/source/branch/name"),
-                text("/pullrequest/source/commit/hash"),
-                head_repo.is_none() || head_repo != base_repo,
-                &bad,
-            )
-        }
-        (Provider::Generic, _) => {
-            let git_ref = text("/ref").ok_or_else(|| bad("no ref"))?;
-            let branch = git_ref.strip_prefix("refs/heads/").unwrap_or(git_ref);
-            let commit = text("/commit").ok_or_else(|| bad("no commit"))?;
-            match p.get("pull_request").and_then(Value::as_u64) {
-                Some(n) => pull_request(Some(n), Some(branch), Some(commit), false, &bad),
-                None => push(branch, commit, &bad),
-            }
-        }
-        (_, other) => Ok(HookEvent::Ignored(format!("event {other:?} builds nothing"))),
-    }
-}
-
-fn push(branch: &str, commit: &str, bad: &dyn Fn(&str) -> ApiError) -> Result<HookEvent, ApiError> {
-    if !is_branch_name(branch) {
-        return Err(bad(&format!("branch {:?} is not a valid branch name", trunc(branch))));
-    }
-    if !is_commit_id(commit) {
-        return Err(bad(&format!("commit {:?} is not a commit id", trunc(commit))));
-    }
-    Ok(HookEvent::Push { branch: branch.to_owned(), commit: commit.to_ascii_lowercase() })
-}
-
-fn pull_request(
-    number: Option<u64>,
-    branch: Option<&str>,
-    commit: Option<&str>,
-    fork: bool,
-    bad: &dyn Fn(&str) -> ApiError,
-) -> Result<HookEvent, ApiError> {
-    let number = number.filter(|n| *n > 0).ok_or_else(|| bad("no pull request number"))?;
-    let HookEvent::Push { branch, commit } = push(branch.unwrap_or(""), commit.unwrap_or(""), bad)? else {
-        unreachable!("push() makes pushes")
-    };
-    Ok(HookEvent::PullRequest { number, branch, commit, fork })
-}
-
-fn trunc(s: &str) -> String {
-    s.chars().take(80).collect()
-}
-
-/// Every URL of the repository the payload names.
-fn repo_urls(provider: Provider, p: &Value) -> Vec<String> {
-    let pointers: &[&str] = match provider {
-        Provider::GitHub => &[
-            "/repository/clone_url",
-            "/repository/ssh_url",
-            "/repository/html_url",
-            "/repository/git_url",
-            "/repository/svn_url",
-        ],
-        Provider::GitLab => &[
-            "/project/git_http_url",
-            "/project/git_ssh_url",
-            "/project/web_url",
-            "/repository/git_http_url",
-            "/repository/git_ssh_url",
-            "/repository/homepage",
-            "/repository/url",
-        ],
-        Provider::Bitbucket => &["/repository/links/html/href"],
-        Provider::Generic => &[],
-    };
-    pointers.iter().filter_map(|ptr| p.pointer(ptr).and_then(Value::as_str)).map(str::to_owned).collect()
-}
-
-fn dedup(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
-    v.dedup();
-    v
-}
-
-/// A repository URL reduced to `host/path` (lowercase; no scheme, user,
-/// port or `.git`): the same for the clone, SSH and web URLs of one
-/// repository. `None` for what is not a git URL.
-pub(crate) fn repo_key(url: &str) -> Option<String> {
-    let url = url.trim();
-    if url.is_empty()
-        || url.len() > 2048
-        || url.starts_with('-')
-        || url.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        return None;
-    }
-    let (host, path) = if let Some(rest) = url.strip_prefix("file://") {
-        ("file", rest)
-    } else if let Some((scheme, rest)) = url.split_once("://") {
-        if !["http", "https", "ssh", "git", "git+ssh", "ssh+git"].contains(&scheme.to_ascii_lowercase().as_str()) {
-            return None;
-        }
-        let (authority, path) = rest.split_once('/')?;
-        let host = authority.rsplit('@').next()?.split(':').next()?;
-        (host, path)
-    } else {
-        // scp-like: [user@]host:path
-        let (user_host, path) = url.split_once(':')?;
-        if user_host.contains('/') || path.starts_with("//") {
-            return None;
-        }
-        (user_host.rsplit('@').next()?, path)
-    };
-    let path = path.trim_matches('/');
-    let path = path.strip_suffix(".git").unwrap_or(path).trim_end_matches('/');
-    if host.is_empty() || path.is_empty() || path.split('/').any(|seg| seg == "..") {
-        return None;
-    }
-    Some(format!("{}/{}", host.to_ascii_lowercase(), path.to_ascii_lowercase()))
-}
-
 fn verify(provider: Provider, headers: &HeaderMap, body: &[u8], secret: &str) -> bool {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     match provider {
@@ -601,25 +352,6 @@ fn delivery_id(provider: Provider, headers: &HeaderMap) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_url_form_of_a_repository_has_one_key() {
-        let want = Some("github.com/me/my-app".to_owned());
-        for url in [
-            "https://github.com/me/my-app.git",
-            "https://github.com/me/my-app",
-            "https://user@GitHub.com:443/me/my-app/",
-            "git@github.com:me/my-app.git",
-            "ssh://git@github.com:22/me/my-app.git",
-            "git://github.com/me/my-app.git",
-        ] {
-            assert_eq!(repo_key(url), want, "{url}");
-        }
-        assert_eq!(repo_key("file:///tmp/x/repo.git").as_deref(), Some("file/tmp/x/repo"));
-        for bad in ["", "ext::sh -c evil", "-u", "https://host", "https://h/a/../b", "not a url"] {
-            assert_eq!(repo_key(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn signatures_verify_as_providers_sign() {
