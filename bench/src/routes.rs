@@ -59,7 +59,7 @@ fn site(rules: usize, platform: Platform) -> Site {
         function_sources: Default::default(),
         legacy_routes: Some(RouteTable { platform, redirects, ..RouteTable::default() }),
     };
-    Site::from_manifest(manifest)
+    Site::from_manifest(manifest, Digest::of(b"bench"))
 }
 
 /// Requests: a quarter each exact hits, placeholder hits, splat hits and

@@ -59,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
         legacy_routes: None,
     };
     // Through the manifest's JSON, as the edge reads it.
-    let site = Site::from_manifest(Manifest::from_json(&manifest.to_json()).unwrap());
+    let site = Site::from_manifest(Manifest::from_json(&manifest.to_json()).unwrap(), Digest::of(b"fuzz"));
 
     let Ok(request) = std::str::from_utf8(request) else { return };
     let (method, request) = match request.chars().next() {

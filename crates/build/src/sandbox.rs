@@ -254,7 +254,12 @@ async fn wait_gone(pid: u64, limit: Duration) {
 /// the step gets no network at all.
 async fn confine_network(pid: u64) -> Result<(), String> {
     let (v4, v6) = refused_ranges();
+    // Without IPv6 in the kernel there is no IPv6 route to close.
+    let v6 = if Path::new("/proc/net/if_inet6").exists() { v6 } else { Vec::new() };
     for (family, ranges) in [("-4", v4), ("-6", v6)] {
+        if ranges.is_empty() {
+            continue;
+        }
         let batch: String = ranges.iter().map(|c| format!("route replace unreachable {c}\n")).collect();
         let mut ip = Command::new("nsenter")
             .arg(format!("--net=/proc/{pid}/ns/net"))

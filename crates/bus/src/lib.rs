@@ -144,11 +144,14 @@ impl Applied for EdgeAcks {
         Box::pin(async move {
             let all = async {
                 for mut edge in edges {
-                    // An edge that is gone serves nothing: do not wait for it.
-                    let _ = edge.wait_for(|applied| *applied >= seq).await;
+                    // An edge that is gone does not serve the change.
+                    if edge.wait_for(|applied| *applied >= seq).await.is_err() {
+                        return false;
+                    }
                 }
+                true
             };
-            tokio::time::timeout(timeout, all).await.is_ok()
+            tokio::time::timeout(timeout, all).await.unwrap_or(false)
         })
     }
 }

@@ -15,8 +15,8 @@ use std::collections::BTreeSet;
 
 use helix_core::routes::{
     Diagnostic, DiagnosticKind, HeaderRule, LOOKAROUND_BACKTRACK_LIMIT, MAX_LOOKAROUND_RULES, MAX_REGEX_RULES,
-    MAX_RULES, PathPattern, PatternForm, Piece, Platform, QueryMatch, QueryValue, Rest, RouteTable, Rule, Segment,
-    Template, forbidden_request_header, forbidden_response_header, v1,
+    MAX_RULES, MAX_UNANCHORED_RULES, PathPattern, PatternForm, Piece, Platform, QueryMatch, QueryValue, Rest,
+    RouteTable, Rule, Segment, Template, forbidden_request_header, forbidden_response_header, v1,
 };
 
 use crate::diag;
@@ -40,7 +40,16 @@ pub fn lower(source: &v1::RouteTable, diags: &mut Vec<Diagnostic>) -> RouteTable
     if count > MAX_RULES {
         refuse(diags, format!("{count} routing rules, over the limit of {MAX_RULES} per deployment"));
     }
-    let (regex, lookaround) = pattern_counts(&table);
+    let (regex, lookaround, unanchored) = pattern_counts(&table);
+    if unanchored > MAX_UNANCHORED_RULES {
+        refuse(
+            diags,
+            format!(
+                "{unanchored} rules have no literal path segment to index them by (like `/:a/:b`), over the limit \
+                 of {MAX_UNANCHORED_RULES} per deployment"
+            ),
+        );
+    }
     if regex > MAX_REGEX_RULES {
         refuse(
             diags,
@@ -90,18 +99,26 @@ pub fn lower_legacy(source: &v1::RouteTable) -> RouteTable {
     table
 }
 
-/// Rules whose pattern is a regex, and of those the ones with lookaround.
-fn pattern_counts(table: &RouteTable) -> (usize, usize) {
+/// Rules whose pattern is a regex, of those the ones with lookaround, and
+/// segment rules with no literal segment to index them by.
+fn pattern_counts(table: &RouteTable) -> (usize, usize, usize) {
     let patterns = table.redirects.iter().chain(&table.rewrites).map(|r| &r.pattern);
     let patterns = patterns.chain(table.headers.iter().map(|h| &h.pattern));
-    let (mut regex, mut lookaround) = (0, 0);
+    let (mut regex, mut lookaround, mut unanchored) = (0, 0, 0);
     for p in patterns {
-        if let PatternForm::Regex { lookaround: l, .. } = p.form {
-            regex += 1;
-            lookaround += usize::from(l);
+        match &p.form {
+            PatternForm::Regex { lookaround: l, .. } => {
+                regex += 1;
+                lookaround += usize::from(*l);
+            }
+            PatternForm::Segments { segments, .. } => {
+                let anchored = segments.iter().take(16).any(|s| matches!(s, Segment::Literal(_)));
+                unanchored += usize::from(!anchored);
+            }
+            _ => {}
         }
     }
-    (regex, lookaround)
+    (regex, lookaround, unanchored)
 }
 
 fn rules(platform: Platform, source: &[v1::Redirect], diags: &mut Vec<Diagnostic>) -> Vec<Rule> {
@@ -440,8 +457,10 @@ fn literal_of_regex(re: &str) -> Option<String> {
     while let Some(c) = chars.next() {
         match c {
             '\\' => {
+                // Only an escaped metacharacter is itself (`\<` is a word
+                // boundary, `\d` a class).
                 let next = chars.next()?;
-                if next.is_ascii_alphanumeric() {
+                if !"\\.+*?()|[]{}^$#&-~/".contains(next) {
                     return None;
                 }
                 out.push(next);
@@ -683,6 +702,7 @@ mod tests {
         assert_eq!(literal_of_regex(r"^/old\.html$"), Some("/old.html".into()));
         assert_eq!(literal_of_regex(r"^/old/(?P<x>[^/]+)$"), None);
         assert_eq!(literal_of_regex(r"^/a\d$"), None);
+        assert_eq!(literal_of_regex(r"^/a\<b$"), None);
         let (p, _) = vercel_pattern(r"^/(?P<_1>(?!api/).*)$").unwrap();
         assert!(matches!(p.form, PatternForm::Regex { lookaround: true, .. }));
     }

@@ -179,8 +179,10 @@ pub struct ControlPlane {
     outbox_wake: tokio::sync::Notify,
     applied: Arc<dyn Applied>,
     ack_timeout: Duration,
-    /// Bytes of unverified webhook bodies in memory, bounded.
+    /// Bytes of unverified webhook bodies in memory, bounded (in units of
+    /// `hooks::BUDGET_UNIT`).
     hook_budget: Arc<tokio::sync::Semaphore>,
+    hook_budget_units: u32,
     /// Finalize and upload take it shared, GC exclusively: a blob GC is
     /// deciding about is never one a deploy is about to reference.
     gc_lock: Arc<tokio::sync::RwLock<()>>,
@@ -212,7 +214,7 @@ impl ControlPlane {
     ) -> std::io::Result<Arc<Self>> {
         let Settings { api, secrets, build_link, applied } = settings;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let hook_permits = (api.hook_inflight_bytes / hooks::BUDGET_UNIT).clamp(1, u64::from(u32::MAX)) as usize;
+        let hook_permits = (api.hook_inflight_bytes / hooks::BUDGET_UNIT).clamp(1, u64::from(u32::MAX >> 4)) as u32;
         Ok(Arc::new(ControlPlane {
             compressor: helix_artifacts::variants::CompressionPool::new(cores)?,
             store,
@@ -226,7 +228,8 @@ impl ControlPlane {
             outbox_wake: tokio::sync::Notify::new(),
             applied,
             ack_timeout: Duration::from_millis(api.edge_ack_timeout_ms),
-            hook_budget: Arc::new(tokio::sync::Semaphore::new(hook_permits)),
+            hook_budget: Arc::new(tokio::sync::Semaphore::new(hook_permits as usize)),
+            hook_budget_units: hook_permits,
             gc_lock: Arc::new(tokio::sync::RwLock::new(())),
             // About 40 bytes a digest: at most ~40 MB of sets in memory.
             upload_sets: quick_cache::sync::Cache::with_weighter(64, 1_000_000, DigestSetWeight),

@@ -16,6 +16,10 @@ impl Cidr {
         Cidr { addr: IpAddr::V4(Ipv4Addr::new(a, b, c, d)), prefix }
     }
 
+    pub const fn v6(s: [u16; 8], prefix: u8) -> Cidr {
+        Cidr { addr: IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7])), prefix }
+    }
+
     /// The range of one address.
     pub fn host(addr: IpAddr) -> Cidr {
         Cidr { addr, prefix: if addr.is_ipv4() { 32 } else { 128 } }
@@ -96,6 +100,11 @@ pub const INTERNAL_RANGES: &[(Cidr, &str)] = &[
         Cidr { addr: IpAddr::V6(Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0, 0)), prefix: 48 },
         "a local NAT64 address (64:ff9b:1::/48)",
     ),
+    (Cidr::v6([0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96), "a NAT64 address of an IPv4 address (64:ff9b::/96)"),
+    (Cidr::v6([0x2002, 0, 0, 0, 0, 0, 0, 0], 16), "a 6to4 address (2002::/16)"),
+    (Cidr::v6([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10), "a site-local address (fec0::/10)"),
+    // After `::` and `::1`, which it contains.
+    (Cidr::v6([0, 0, 0, 0, 0, 0, 0, 0], 96), "an IPv4-compatible address (::/96)"),
 ];
 
 /// Why `ip` is internal, or `None` for an outside address. `own` are this
@@ -131,6 +140,9 @@ mod tests {
             ("fd00::2", "unique local"),
             ("fe80::1", "link-local"),
             ("100.100.100.100", "shared"),
+            ("64:ff9b::7f00:1", "NAT64"),
+            ("2002:7f00:1::1", "6to4"),
+            ("::7f00:1", "IPv4-compatible"),
         ] {
             let why = internal_reason(ip(addr), &[]).unwrap_or_else(|| panic!("{addr} is internal"));
             assert!(why.contains(want), "{addr}: {why}");

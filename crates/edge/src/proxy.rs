@@ -29,6 +29,9 @@ use crate::request::{EdgeBody, Problem, RequestCtx, text};
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub SocketAddr);
 
+/// The share of the descriptor limit proxied exchanges may take.
+const PROXY_FD_SHARE_PERCENT: u64 = 20;
+
 /// Most entries a request's `CDN-Loop` may list (any CDN's) before it is
 /// refused as a loop.
 pub const MAX_HOPS: usize = 8;
@@ -88,6 +91,9 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 pub(crate) struct Proxy {
     client: Option<reqwest::Client>,
+    /// Proxied exchanges in flight at once: each holds an upstream
+    /// connection, so they share the descriptor limit with everything else.
+    slots: Arc<tokio::sync::Semaphore>,
     guard: Arc<Guard>,
     settings: ProxySettings,
     /// This edge's `CDN-Loop` id.
@@ -110,7 +116,8 @@ impl Proxy {
         let mut id = [0u8; 8];
         let _ = getrandom::fill(&mut id);
         let cdn_id = format!("helix-{}", id.iter().map(|b| format!("{b:02x}")).collect::<String>());
-        Ok(Proxy { client: Some(client), guard, settings, cdn_id })
+        let slots = Arc::new(tokio::sync::Semaphore::new(helix_http::auto_max_connections(PROXY_FD_SHARE_PERCENT)));
+        Ok(Proxy { client: Some(client), slots, guard, settings, cdn_id })
     }
 
     /// The number of `CDN-Loop` entries when the request already passed
@@ -167,6 +174,16 @@ impl Proxy {
             ctx.problem(Problem::ProxyRefused { url: url.to_owned(), reason: reason.clone() });
             return refused(&reason);
         }
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            ctx.problem(Problem::ProxyFailed {
+                url: url.to_owned(),
+                error: "too many proxied requests in flight".into(),
+            });
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503: too many proxied requests are in flight; retry shortly\n",
+            );
+        };
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
         strip_hop_by_hop(&mut headers);
@@ -233,6 +250,8 @@ impl Proxy {
         strip_hop_by_hop(&mut out_headers);
         let mut sent = 0u64;
         let body = upstream.bytes_stream().map(move |chunk| {
+            // The slot is held until the answer has streamed through.
+            let _slot = &slot;
             let chunk = chunk.map_err(std::io::Error::other)?;
             sent += chunk.len() as u64;
             if sent > limit {

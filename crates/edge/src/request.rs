@@ -128,13 +128,17 @@ impl Edge {
             return text(StatusCode::BAD_REQUEST, "malformed path: not valid percent-encoded UTF-8\n");
         };
         let router = &site.router;
-        let host = host_of(&req).unwrap_or_default();
+        // Hostnames compare without case.
+        let host: Cow<'_, str> = match host_of(&req).unwrap_or_default() {
+            h if h.bytes().any(|b| b.is_ascii_uppercase()) => Cow::Owned(h.to_ascii_lowercase()),
+            h => Cow::Borrowed(h),
+        };
         let facts = RequestFacts {
             path: &path,
             method: req.method().as_str(),
             headers: Some(req.headers()),
             query: req.uri().query(),
-            host,
+            host: &host,
             country: if router.needs_country() { self.country_of(&req) } else { None },
             jwt_secret: self.config.role_jwt_secret.as_deref().map(str::as_bytes),
             language: if router.needs_language() { language_of(req.headers()) } else { None },
@@ -150,9 +154,9 @@ impl Edge {
             (Outcome::File { .. }, _) | (_, Platform::CloudflarePages) => Some(&*path),
             _ => None,
         };
-        let decoration = header_path.map(|p| router.headers_for(host, p, &mut ctx.notes));
-        let host = host.to_owned();
+        let decoration = header_path.map(|p| router.headers_for(&host, p, &mut ctx.notes));
         drop(facts);
+        let host = host.into_owned();
 
         // respond: proxy | static | redirect | error
         let mut resp = match outcome {

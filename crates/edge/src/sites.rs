@@ -21,6 +21,8 @@ use crate::route::{RequestFacts, RouteNotes, Router};
 /// One deployment, ready to serve.
 pub struct Site {
     pub deployment: DeploymentId,
+    /// The digest of the manifest it was loaded from.
+    pub manifest: Digest,
     pub(crate) files: Files,
     pub(crate) router: Router,
     /// Bytes it takes in memory, roughly.
@@ -30,14 +32,14 @@ pub struct Site {
 impl Site {
     /// A site from its manifest: a version 1 manifest's route table is
     /// lowered to the platform-neutral form first.
-    pub fn from_manifest(manifest: Manifest) -> Site {
+    pub fn from_manifest(manifest: Manifest, digest: Digest) -> Site {
         let files = Files::new(&manifest.files);
         let router = match &manifest.legacy_routes {
             Some(legacy) => Router::new(helix_config::lower_legacy(legacy)),
             None => Router::new(manifest.routes),
         };
         let weight = (files.memory_estimate() + router.memory_estimate() + 512) as u64;
-        Site { deployment: manifest.deployment, files, router, weight }
+        Site { deployment: manifest.deployment, manifest: digest, files, router, weight }
     }
 
     /// Bytes the site takes in memory, roughly.
@@ -80,9 +82,15 @@ impl quick_cache::Weighter<Digest, Arc<Site>> for SiteWeight {
 /// Sites in memory, within a budget.
 pub(crate) struct Sites {
     cache: quick_cache::sync::Cache<Digest, Arc<Site>, SiteWeight>,
+    /// The last few sites too heavy for the cache: kept apart so such a
+    /// site is not loaded again on every request.
+    oversized: std::sync::Mutex<std::collections::VecDeque<Arc<Site>>>,
     budget: u64,
     blobs: Arc<dyn BlobStore>,
 }
+
+/// Sites kept apart for being heavier than the whole cache.
+const OVERSIZED_KEPT: usize = 2;
 
 impl Sites {
     pub fn new(budget_bytes: u64, blobs: Arc<dyn BlobStore>) -> Sites {
@@ -101,7 +109,7 @@ impl Sites {
             quick_cache::DefaultHashBuilder::default(),
             quick_cache::sync::DefaultLifecycle::default(),
         );
-        Sites { cache, budget, blobs }
+        Sites { cache, oversized: Default::default(), budget, blobs }
     }
 
     /// The site for `site`, loading it if it is not in memory.
@@ -109,13 +117,30 @@ impl Sites {
         if let Some(loaded) = self.cache.get(&site.manifest) {
             return Ok(loaded);
         }
+        if let Some(loaded) = self.oversized(site) {
+            return Ok(loaded);
+        }
         let loaded = self.cache.get_or_insert_async(&site.manifest, self.load(site)).await?;
+        if !self.cache.contains_key(&site.manifest) {
+            let mut kept = self.oversized.lock().unwrap_or_else(|p| p.into_inner());
+            if !kept.iter().any(|s| s.manifest == site.manifest) {
+                kept.push_back(loaded.clone());
+                if kept.len() > OVERSIZED_KEPT {
+                    kept.pop_front();
+                }
+            }
+        }
         Ok(loaded)
+    }
+
+    fn oversized(&self, site: &SiteRef) -> Option<Arc<Site>> {
+        let kept = self.oversized.lock().unwrap_or_else(|p| p.into_inner());
+        kept.iter().find(|s| s.manifest == site.manifest).cloned()
     }
 
     /// Whether `site` is in memory now.
     pub fn is_loaded(&self, site: &SiteRef) -> bool {
-        self.cache.contains_key(&site.manifest)
+        self.cache.contains_key(&site.manifest) || self.oversized(site).is_some()
     }
 
     /// Sites in memory and the bytes they take.
@@ -132,7 +157,7 @@ impl Sites {
         let failed = |error: String| SiteError { deployment: site.deployment.clone(), digest, error };
         let bytes = self.blobs.get(digest).await.map_err(|e| failed(e.to_string()))?;
         let loaded = tokio::task::spawn_blocking(move || {
-            Manifest::from_json(&bytes).map(|manifest| Arc::new(Site::from_manifest(manifest)))
+            Manifest::from_json(&bytes).map(|manifest| Arc::new(Site::from_manifest(manifest, digest)))
         })
         .await
         .map_err(|_| failed("loading was interrupted".into()))?;

@@ -58,7 +58,7 @@ fn a_twenty_thousand_rule_table_takes_a_few_megabytes() {
     drop(compiled.source);
 
     let before = rss();
-    let site = Site::from_manifest(Manifest::from_json(&json).unwrap());
+    let site = Site::from_manifest(Manifest::from_json(&json).unwrap(), Digest::of(&json));
     for i in (0..20_000).step_by(97) {
         let path = format!("/p{i}/a/b");
         let facts = RequestFacts {

@@ -67,6 +67,20 @@ pub fn auto_max_connections(share_percent: u64) -> usize {
 /// closed without one.
 const MAX_REFUSALS: usize = 64;
 
+/// Concurrent streams per HTTP/2 connection.
+pub const MAX_STREAMS: u32 = 64;
+
+/// A connection with a request in flight but nothing moving for this long
+/// counts as stalled: past the cap it is closed to make room.
+const STALLED: Duration = Duration::from_secs(1);
+
+/// Accept errors that mean this process is out of something (rather than
+/// one connection having failed).
+fn out_of_resources(e: &io::Error) -> bool {
+    // ENOMEM, ENFILE, EMFILE, ENOBUFS on Linux.
+    matches!(e.raw_os_error(), Some(12 | 23 | 24 | 105))
+}
+
 /// Serves connections from `listener` with a service made per connection
 /// (from the client's address) until `shutdown` resolves; then stops
 /// accepting and asks open connections to close.
@@ -93,7 +107,9 @@ pub async fn serve<M, S, B>(
     // Write bodies with writev straight from the cached `Bytes` instead of
     // copying them into hyper's buffer first.
     builder.http1().writev(true).timer(TokioTimer::new()).header_read_timeout(settings.header_timeout);
-    builder.http2().timer(TokioTimer::new());
+    // Streams per HTTP/2 connection: each may hold a proxied request's
+    // upstream connection, so the connection cap must bound them too.
+    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(MAX_STREAMS);
     let builder = Arc::new(builder);
     let registry = Arc::new(Registry::new());
     let refusals = Arc::new(AtomicUsize::new(0));
@@ -106,9 +122,14 @@ pub async fn serve<M, S, B>(
         };
         let (stream, peer) = match accepted {
             Ok(c) => c,
+            Err(e) if !out_of_resources(&e) => {
+                // A connection that failed before it was taken (reset,
+                // aborted): nothing to do about it.
+                continue;
+            }
             Err(e) => {
-                // Out of descriptors and the like: make room, back off,
-                // keep serving.
+                // Out of descriptors or memory: make room, back off, keep
+                // serving.
                 registry.evict_idlest();
                 tracing::warn!(listener = settings.name, error = %e, "accept failed; backing off");
                 tokio::time::sleep(backoff).await;
@@ -157,6 +178,10 @@ async fn drive<S, B>(
         tokio::select! {
             _ = connection.as_mut() => break,
             () = state.close.notified(), if !closing => {
+                if state.in_flight.load(Ordering::Acquire) > 0 {
+                    // Evicted while stalled mid-request: no grace.
+                    break;
+                }
                 connection.as_mut().graceful_shutdown();
                 closing = true;
             }
@@ -242,13 +267,22 @@ impl Registry {
     }
 
     /// Asks the connection idle the longest (no request in flight) to
-    /// close; false when none is idle.
+    /// close, or else the one stalled the longest (a request in flight,
+    /// nothing moving for a second: a client trickling or not reading);
+    /// false when every connection is busy.
     fn evict_idlest(&self) -> bool {
         let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
-        let idlest = conns
-            .values()
-            .filter(|c| c.in_flight.load(Ordering::Acquire) == 0 && !c.evicted.load(Ordering::Acquire))
+        let candidates = || conns.values().filter(|c| !c.evicted.load(Ordering::Acquire));
+        let idle = candidates()
+            .filter(|c| c.in_flight.load(Ordering::Acquire) == 0)
             .min_by_key(|c| c.last_ms.load(Ordering::Relaxed));
+        let stalled_before = self.clock.elapsed().checked_sub(STALLED).map(|t| t.as_millis() as u64);
+        let idlest = idle.or_else(|| {
+            let before = stalled_before?;
+            candidates()
+                .filter(|c| c.last_ms.load(Ordering::Relaxed) < before)
+                .min_by_key(|c| c.last_ms.load(Ordering::Relaxed))
+        });
         match idlest {
             Some(c) => {
                 c.evicted.store(true, Ordering::Release);

@@ -99,7 +99,8 @@ pub struct Store {
 /// Writes an event to the outbox inside the caller's transaction, with
 /// the next number of the event sequence, and evaluates to that number.
 /// Taking the number locks the sequence's row until commit, so numbers
-/// follow commit order.
+/// follow commit order. Call it after the transaction's other writes: the
+/// sequence row must be the last lock every writer takes (no deadlocks).
 macro_rules! insert_outbox {
     ($tx:expr, $id:expr, $event:expr, $now_ms:expr) => {{
         let seq: i64 = sqlx::query_scalar("UPDATE event_sequence SET last = last + 1 WHERE id = 1 RETURNING last")
@@ -292,7 +293,6 @@ impl Store {
                 .bind(manifest.to_hex()).bind(total_bytes as i64).bind(now_ms).bind(routes_json).bind(id.as_str())
                 .execute(&mut *tx).await?;
             if done.rows_affected() == 1 {
-                let mut seq = insert_outbox!(tx, &ready_id, &ready, now_ms);
                 if before.production_requested {
                     sqlx::query("UPDATE projects SET production_deployment_id = $1 WHERE name = $2")
                         .bind(id.as_str()).bind(project.as_str()).execute(&mut *tx).await?;
@@ -300,12 +300,19 @@ impl Store {
                                  SELECT $1, id, $2, 'promoted', $3 FROM projects WHERE name = $4")
                         .bind(&history_id).bind(id.as_str()).bind(now_ms).bind(project.as_str())
                         .execute(&mut *tx).await?;
-                    seq = insert_outbox!(tx, &promoted_id, &promoted, now_ms);
                 }
-                if let Some(event @ Event::AliasSet { alias, .. }) = &alias {
+                if let Some(Event::AliasSet { alias, .. }) = &alias {
                     sqlx::query("INSERT INTO aliases (project_id, alias, deployment_id) SELECT id, $1, $2 FROM projects \
                                  WHERE name = $3 ON CONFLICT (project_id, alias) DO UPDATE SET deployment_id = $2")
                         .bind(alias).bind(id.as_str()).bind(project.as_str()).execute(&mut *tx).await?;
+                }
+                // The events last: the sequence row is always the last lock
+                // a transaction takes, so writers cannot deadlock on it.
+                let mut seq = insert_outbox!(tx, &ready_id, &ready, now_ms);
+                if before.production_requested {
+                    seq = insert_outbox!(tx, &promoted_id, &promoted, now_ms);
+                }
+                if let Some(event) = &alias {
                     seq = insert_outbox!(tx, &alias_id, event, now_ms);
                 }
                 tx.commit().await?;

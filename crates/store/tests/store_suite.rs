@@ -37,6 +37,7 @@ suite!(
     tokens,
     create_finalize_and_list,
     events_are_numbered_in_commit_order,
+    concurrent_writers_of_one_project_never_deadlock,
     finalize_promotes_when_asked_and_writes_events,
     promote_and_rollback_walk_the_pointer,
     rollback_errors,
@@ -162,6 +163,38 @@ async fn events_are_numbered_in_commit_order(store: Store) {
     assert_eq!(pending.iter().map(|(_, e)| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
     let state = store.serving_state().await.unwrap();
     assert_eq!(state.seq, 4, "the serving state says which event it is as of");
+}
+
+/// A production deploy finalizing while the same project is promoted, and
+/// an alias set while it is removed: every transaction commits (Postgres
+/// would abort one of a deadlocked pair).
+async fn concurrent_writers_of_one_project_never_deadlock(store: Store) {
+    let store = std::sync::Arc::new(store);
+    let a = ready(&store, "p", true).await;
+    let b = ready(&store, "p", false).await;
+    for round in 0..20 {
+        let (id, now) = create(&store, "p", &[("/i", format!("{round}").as_bytes())], true).await;
+        let finalize = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store.finalize(&id, Digest::of(id.as_str().as_bytes()), 1, "", Some("feature"), now + 1).await
+            })
+        };
+        let promote = {
+            let (store, other) = (store.clone(), if round % 2 == 0 { a.clone() } else { b.clone() });
+            tokio::spawn(async move { store.promote(other.as_str(), now + 2).await })
+        };
+        let remove = {
+            let store = store.clone();
+            tokio::spawn(async move { store.remove_alias(&project("p"), "feature", now + 3).await })
+        };
+        assert!(matches!(finalize.await.unwrap(), Ok(Finalized::Now(..))), "round {round}");
+        promote.await.unwrap().unwrap();
+        remove.await.unwrap().unwrap();
+    }
+    let pending = store.outbox_pending(1000).await.unwrap();
+    let seqs: Vec<u64> = pending.iter().map(|(_, e)| e.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "numbers without gaps or repeats: {seqs:?}");
 }
 
 async fn finalize_promotes_when_asked_and_writes_events(store: Store) {

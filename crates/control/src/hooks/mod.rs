@@ -45,6 +45,9 @@ pub(crate) const MAX_HOOK_BODY: u64 = 25 * 1024 * 1024;
 pub(crate) const BUDGET_UNIT: u64 = 4096;
 /// How long a delivery waits for room in the budget before 503.
 const BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a delivery's body may take to arrive (the providers send it at
+/// once; a trickle holds the budget only this long).
+const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
 
 pub(crate) async fn github(State(cp): Cp, headers: HeaderMap, body: Body) -> Result<impl IntoResponse, ApiError> {
     receive(&cp, Provider::GitHub, None, &headers, body).await
@@ -113,7 +116,9 @@ async fn read_body(
         return Err(too_large());
     }
     // A body of unknown length may be as large as the cap.
-    let reserve = declared.unwrap_or(MAX_HOOK_BODY).div_ceil(BUDGET_UNIT).max(1) as u32;
+    // A body of unknown length may be as large as the cap (or the whole
+    // budget, when the operator set it smaller).
+    let reserve = (declared.unwrap_or(MAX_HOOK_BODY).div_ceil(BUDGET_UNIT).max(1) as u32).min(cp.hook_budget_units);
     let permit = tokio::time::timeout(BUDGET_WAIT, cp.hook_budget.clone().acquire_many_owned(reserve))
         .await
         .ok()
@@ -121,8 +126,15 @@ async fn read_body(
         .ok_or_else(|| {
             ApiError::Unavailable("too many webhook deliveries are being read at once; retry shortly".into())
         })?;
-    let limit = declared.unwrap_or(MAX_HOOK_BODY) as usize;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+    let limit = declared.unwrap_or(MAX_HOOK_BODY).min(u64::from(reserve) * BUDGET_UNIT) as usize;
+    let read = tokio::time::timeout(BODY_DEADLINE, axum::body::to_bytes(body, limit)).await.map_err(|_| {
+        ApiError::BadRequest(format!(
+            "{} webhook body did not arrive within {} s",
+            provider.name(),
+            BODY_DEADLINE.as_secs()
+        ))
+    })?;
+    let bytes = read.map_err(|e| {
         if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
             too_large()
         } else {
@@ -345,7 +357,8 @@ fn delivery_id(provider: Provider, headers: &HeaderMap) -> Option<String> {
     names
         .iter()
         .find_map(|n| headers.get(*n).and_then(|v| v.to_str().ok()))
-        .map(|v| v.trim().chars().take(200).collect::<String>())
+        // Hex in any case verifies the same: one spelling per delivery.
+        .map(|v| v.trim().chars().take(200).collect::<String>().to_ascii_lowercase())
         .filter(|v| !v.is_empty())
 }
 

@@ -91,6 +91,10 @@ impl RouteTable {
 pub const MAX_RULES: usize = 50_000;
 /// Most rules whose pattern needs a regex ([`PatternForm::Regex`]).
 pub const MAX_REGEX_RULES: usize = 4_096;
+/// Most rules whose pattern has no literal segment among its first 16
+/// (`/:lang/:page`): the edge cannot index those and tries each on every
+/// request.
+pub const MAX_UNANCHORED_RULES: usize = 1_000;
 /// Most rules whose pattern needs lookaround (a bounded backtracking
 /// matcher runs them, one by one).
 pub const MAX_LOOKAROUND_RULES: usize = 32;

@@ -5,7 +5,9 @@
 
 use std::borrow::Cow;
 
-use super::target::{collapse_slashes, confine, on_this_site, path_part, render_path, render_url, with_query};
+use super::target::{
+    collapse_slashes, confine, on_this_site, one_leading_slash, path_part, render_path, render_url, with_query,
+};
 use super::{Outcome, RequestFacts, RouteNotes, Router};
 use crate::files::{Files, ServedFile};
 
@@ -30,8 +32,9 @@ pub(super) fn route<'s>(
             } else if let Some(rest) = target.strip_prefix("https://").and_then(|r| r.strip_prefix(req.host))
                 && rest.starts_with('/')
             {
-                // An absolute URL on this very host is a path.
-                target = rest.to_owned();
+                // An absolute URL on this very host is a path (and stays
+                // one: captured `//` cannot make it protocol-relative).
+                target = one_leading_slash(rest.to_owned());
             }
             return Outcome::Redirect { status: rule.status, location: with_query(target, req.query) };
         }

@@ -20,6 +20,9 @@ use super::target::Captures;
 /// Regex patterns per set: small enough that a set's lazy DFA stays
 /// within its cache, large enough that a typical table needs one pass.
 const REGEX_SET_SIZE: usize = 128;
+/// Segment patterns whose first literal segment comes later than this are
+/// tried on every request.
+const MAX_INDEXED_POSITION: usize = 16;
 /// The lazy DFA cache of one set.
 const REGEX_SET_DFA_BYTES: usize = 512 * 1024;
 /// Compiled size one regex may reach.
@@ -39,10 +42,14 @@ struct Group {
     fold_case: bool,
     slash_optional: bool,
     exact: HashMap<Box<str>, Vec<u32>>,
-    /// Segment patterns by their first segment, when it is literal.
-    by_first_segment: HashMap<Box<str>, Vec<u32>>,
-    /// Segment patterns starting with a capture (or with no segments),
-    /// prefixes and lookaround patterns: tried on every request.
+    /// Segment patterns by the position of their first literal segment,
+    /// then by its text.
+    by_segment: Vec<HashMap<Box<str>, Vec<u32>>>,
+    /// Prefix patterns by their prefix, and the prefix lengths in use.
+    prefixes: HashMap<Box<str>, Vec<u32>>,
+    prefix_lengths: Vec<usize>,
+    /// Segment patterns without a literal segment and lookaround
+    /// patterns: tried on every request (the compiler bounds how many).
     always: Vec<u32>,
     regex_sets: Vec<(regex::RegexSet, Vec<u32>)>,
 }
@@ -83,15 +90,25 @@ impl PatternSet {
                     Form::Exact
                 }
                 PatternForm::Prefix { prefix, capture } => {
-                    group.always.push(i);
+                    if !group.prefix_lengths.contains(&prefix.len()) {
+                        group.prefix_lengths.push(prefix.len());
+                    }
+                    group.prefixes.entry(prefix.as_str().into()).or_default().push(i);
                     Form::Prefix { prefix: prefix.into_boxed_str(), capture: capture.map(String::into_boxed_str) }
                 }
                 PatternForm::Segments { mut segments, rest } => {
-                    match segments.first() {
-                        Some(Segment::Literal(first)) => {
-                            group.by_first_segment.entry(first.as_str().into()).or_default().push(i)
+                    let literal = segments.iter().enumerate().find_map(|(p, s)| match s {
+                        Segment::Literal(l) => Some((p, l.as_str())),
+                        Segment::Capture(_) => None,
+                    });
+                    match literal.filter(|(p, _)| *p < MAX_INDEXED_POSITION) {
+                        Some((p, l)) => {
+                            if group.by_segment.len() <= p {
+                                group.by_segment.resize_with(p + 1, HashMap::new);
+                            }
+                            group.by_segment[p].entry(l.into()).or_default().push(i)
                         }
-                        _ => group.always.push(i),
+                        None => group.always.push(i),
                     }
                     segments.shrink_to_fit();
                     Form::Segments { segments, rest }
@@ -157,7 +174,9 @@ impl PatternSet {
             fold_case: p.fold_case,
             slash_optional: p.slash_optional,
             exact: HashMap::new(),
-            by_first_segment: HashMap::new(),
+            by_segment: Vec::new(),
+            prefixes: HashMap::new(),
+            prefix_lengths: Vec::new(),
             always: Vec::new(),
             regex_sets: Vec::new(),
         });
@@ -179,8 +198,20 @@ impl PatternSet {
             if let Some(list) = group.exact.get(subject.as_ref()) {
                 found.extend(list.iter().map(|i| (*i, g)));
             }
-            if let Some(list) = group.by_first_segment.get(first_segment(&subject)) {
-                found.extend(list.iter().map(|i| (*i, g)));
+            if !group.by_segment.is_empty() {
+                let segments = subject.strip_prefix('/').unwrap_or(&subject).split('/');
+                for (index, seg) in group.by_segment.iter().zip(segments) {
+                    if let Some(list) = index.get(seg) {
+                        found.extend(list.iter().map(|i| (*i, g)));
+                    }
+                }
+            }
+            for &len in &group.prefix_lengths {
+                if let Some(head) = subject.get(..len)
+                    && let Some(list) = group.prefixes.get(head)
+                {
+                    found.extend(list.iter().map(|i| (*i, g)));
+                }
             }
             found.extend(group.always.iter().map(|i| (*i, g)));
             for (rs, indices) in &group.regex_sets {
@@ -250,13 +281,14 @@ impl PatternSet {
                 Form::Exact | Form::Never => 0,
                 Form::Prefix { prefix, capture } => prefix.len() + capture.as_ref().map_or(0, |c| c.len()),
                 Form::Segments { segments, .. } => segments.iter().map(|s| segment_len(s) + 32).sum::<usize>() + 48,
-                Form::Regex { source, .. } => source.len() * 64 + 16 * 1024,
+                Form::Regex { source, .. } => source.len() * 16 + 8 * 1024,
                 Form::Lookaround(_) => 64 * 1024,
             };
         }
         for group in &self.groups {
             total += group.exact.keys().map(|k| k.len() + 64).sum::<usize>();
-            total += group.by_first_segment.keys().map(|k| k.len() + 64).sum::<usize>();
+            total += group.by_segment.iter().flat_map(|m| m.keys()).map(|k| k.len() + 64).sum::<usize>();
+            total += group.prefixes.keys().map(|k| k.len() + 64).sum::<usize>();
             total += group.always.len() * 4;
             total += group.regex_sets.len() * (REGEX_SET_DFA_BYTES + 64 * 1024);
         }
@@ -278,12 +310,6 @@ fn normalize(path: &str, fold_case: bool, slash_optional: bool) -> Cow<'_, str> 
     } else {
         Cow::Borrowed(trimmed)
     }
-}
-
-/// `/a/b` → `a`; `/` → ``.
-fn first_segment(subject: &str) -> &str {
-    let s = subject.strip_prefix('/').unwrap_or(subject);
-    s.split('/').next().unwrap_or_default()
 }
 
 /// Walks the pattern's segments along the subject.

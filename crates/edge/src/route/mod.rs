@@ -285,7 +285,7 @@ impl CompiledRule {
             for q in &e.query {
                 let Some((_, got)) = pairs.iter().find(|(k, _)| *k == q.key) else { return false };
                 match &q.value {
-                    QueryValue::Capture(name) => caps.push(name, *got),
+                    QueryValue::Capture(name) => caps.push_raw(name, *got),
                     QueryValue::Equals(want) if want == got => {}
                     QueryValue::Equals(_) => return false,
                 }

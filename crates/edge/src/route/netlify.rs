@@ -28,7 +28,7 @@ pub(super) fn route<'s>(
                 Outcome::Redirect { status: rule.status, location: with_query(location, passthrough) }
             }
             200 if rule.to.is_absolute() => Outcome::Proxy {
-                url: with_query(render_url(&rule.to, &caps), passthrough),
+                url: with_query(confine(&rule.to, render_url(&rule.to, &caps)), passthrough),
                 headers: rule.proxy_headers(),
             },
             status => {

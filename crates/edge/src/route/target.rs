@@ -10,18 +10,30 @@ use helix_core::routes::{Piece, Template};
 use percent_encoding::{AsciiSet, CONTROLS};
 
 /// Captured values of one match, by name (names borrowed from the rule).
+/// Values from the path are decoded text; values from the query string
+/// are as the request encoded them (`raw`).
 #[derive(Debug, Default)]
 pub(crate) struct Captures<'r> {
-    pairs: Vec<(&'r str, String)>,
+    pairs: Vec<(&'r str, String, bool)>,
 }
 
 impl<'r> Captures<'r> {
+    /// A decoded value (from the path).
     pub fn push(&mut self, name: &'r str, value: impl Into<String>) {
-        self.pairs.push((name, value.into()));
+        self.pairs.push((name, value.into(), false));
+    }
+
+    /// A value still percent-encoded (from the query string).
+    pub fn push_raw(&mut self, name: &'r str, value: impl Into<String>) {
+        self.pairs.push((name, value.into(), true));
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+        self.entry(name).map(|(v, _)| v)
+    }
+
+    fn entry(&self, name: &str) -> Option<(&str, bool)> {
+        self.pairs.iter().rev().find(|(n, _, _)| *n == name).map(|(_, v, raw)| (v.as_str(), *raw))
     }
 
     pub fn extend(&mut self, other: Captures<'r>) {
@@ -59,10 +71,11 @@ pub(crate) fn render_url(template: &Template, caps: &Captures<'_>) -> String {
     for piece in &template.0 {
         match piece {
             Piece::Text(t) => out.push_str(t),
-            Piece::Capture { capture } => {
-                let value = caps.get(capture).unwrap_or_default();
-                out.extend(percent_encoding::utf8_percent_encode(value, CAPTURE_IN_URL));
-            }
+            Piece::Capture { capture } => match caps.entry(capture) {
+                Some((value, true)) => out.push_str(value),
+                Some((value, false)) => out.extend(percent_encoding::utf8_percent_encode(value, CAPTURE_IN_URL)),
+                None => {}
+            },
         }
     }
     out
@@ -78,7 +91,14 @@ pub(crate) fn render_path(template: &Template, caps: &Captures<'_>) -> String {
                 Ok(decoded) => out.push_str(&decoded),
                 Err(_) => out.push_str(t),
             },
-            Piece::Capture { capture } => out.push_str(caps.get(capture).unwrap_or_default()),
+            Piece::Capture { capture } => match caps.entry(capture) {
+                Some((value, true)) => match percent_encoding::percent_decode_str(value).decode_utf8() {
+                    Ok(decoded) => out.push_str(&decoded),
+                    Err(_) => out.push_str(value),
+                },
+                Some((value, false)) => out.push_str(value),
+                None => {}
+            },
         }
     }
     out
@@ -118,18 +138,31 @@ pub(crate) fn confine(template: &Template, rendered: String) -> String {
         }
         return format!("{lead}/{rest}");
     }
-    if lead.starts_with("//") {
-        // Protocol-relative by the rule's own text.
-        return rendered;
+    if let Some(authority) = lead.strip_prefix("//") {
+        // Protocol-relative by the rule's own text: it keeps its host too.
+        if authority.contains(['/', '?', '#']) {
+            return rendered;
+        }
+        let Some(rest) = rendered.strip_prefix(lead) else { return rendered };
+        if rest.is_empty() || rest.starts_with(['/', '?', '#']) {
+            return rendered;
+        }
+        return format!("{lead}/{rest}");
     }
     let path = rendered.trim_start_matches(['/', '\\']);
     format!("/{path}")
 }
 
-/// A redirect the edge makes from the request's own path (trailing-slash
-/// and clean-URL 308s): one leading `/`, so a path like `//evil.example/`
-/// can never become a protocol-relative `Location`.
+/// A redirect the edge makes from the request's own (decoded) path, such
+/// as trailing-slash and clean-URL 308s: encoded again where a URL needs
+/// it, with one leading `/`, so a path like `//evil.example/` can never
+/// become a protocol-relative `Location`.
 pub(crate) fn on_this_site(path: String) -> String {
+    percent_encoding::utf8_percent_encode(&one_leading_slash(path), CAPTURE_IN_URL).to_string()
+}
+
+/// `//x`, `/\x` → `/x`: a path that no browser reads as another host.
+pub(crate) fn one_leading_slash(path: String) -> String {
     if path.starts_with("//") || path.starts_with("/\\") {
         format!("/{}", path.trim_start_matches(['/', '\\']))
     } else {
@@ -214,6 +247,8 @@ mod tests {
         assert_eq!(confine(&t, render_url(&t, &c)), "https://example.com/x");
         let t = template(&["//cdn.example.com/", ":splat"]);
         assert_eq!(confine(&t, render_url(&t, &caps(&[("splat", "a")]))), "//cdn.example.com/a");
+        let t = template(&["//cdn.example.com", ":splat"]);
+        assert_eq!(confine(&t, render_url(&t, &caps(&[("splat", ".evil.com/x")]))), "//cdn.example.com/.evil.com/x");
     }
 
     #[test]
@@ -221,6 +256,7 @@ mod tests {
         assert_eq!(on_this_site("//evil.com/".into()), "/evil.com/");
         assert_eq!(on_this_site("/\\evil.com".into()), "/evil.com");
         assert_eq!(on_this_site("/a//b/".into()), "/a//b/");
+        assert_eq!(on_this_site("/a?b#c%/".into()), "/a%3Fb%23c%25/");
     }
 
     #[test]

@@ -50,7 +50,7 @@ fn rewrite<'s>(
 ) -> Outcome<'s> {
     if rule.to.is_absolute() {
         return Outcome::Proxy {
-            url: with_query(render_url(&rule.to, caps), req.query),
+            url: with_query(confine(&rule.to, render_url(&rule.to, caps)), req.query),
             headers: rule.proxy_headers(),
         };
     }
