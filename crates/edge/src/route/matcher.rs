@@ -42,9 +42,9 @@ struct Group {
     fold_case: bool,
     slash_optional: bool,
     exact: HashMap<Box<str>, Vec<u32>>,
-    /// Segment patterns by the position of their first literal segment,
-    /// then by its text.
-    by_segment: Vec<HashMap<Box<str>, Vec<u32>>>,
+    /// Segment patterns by their first run of literal segments: its start
+    /// and length (in segments), then its text (`blog/2024`).
+    by_literals: HashMap<(u8, u8), HashMap<Box<str>, Vec<u32>>>,
     /// Prefix patterns by their prefix, and the prefix lengths in use.
     prefixes: HashMap<Box<str>, Vec<u32>>,
     prefix_lengths: Vec<usize>,
@@ -52,6 +52,66 @@ struct Group {
     /// patterns: tried on every request (the compiler bounds how many).
     always: Vec<u32>,
     regex_sets: Vec<(regex::RegexSet, Vec<u32>)>,
+}
+
+impl Group {
+    /// Every pattern of the group that may match `subject` (each then
+    /// checked in full).
+    fn candidates(&self, subject: &str, out: &mut Vec<u32>) {
+        if let Some(list) = self.exact.get(subject) {
+            out.extend_from_slice(list);
+        }
+        if !self.by_literals.is_empty() {
+            // Where each segment starts and ends (the first ones only).
+            let body = subject.strip_prefix('/').unwrap_or(subject);
+            let mut bounds = [(0usize, 0usize); MAX_INDEXED_POSITION * 2];
+            let mut count = 0;
+            let mut start = 0;
+            for (k, part) in body.split('/').enumerate().take(bounds.len()) {
+                bounds[k] = (start, start + part.len());
+                start += part.len() + 1;
+                count = k + 1;
+            }
+            for (&(first, len), index) in &self.by_literals {
+                let (first, len) = (usize::from(first), usize::from(len));
+                if first + len > count {
+                    continue;
+                }
+                let text = &body[bounds[first].0..bounds[first + len - 1].1];
+                if let Some(list) = index.get(text) {
+                    out.extend_from_slice(list);
+                }
+            }
+        }
+        for &len in &self.prefix_lengths {
+            if let Some(head) = subject.get(..len)
+                && let Some(list) = self.prefixes.get(head)
+            {
+                out.extend_from_slice(list);
+            }
+        }
+        out.extend_from_slice(&self.always);
+        for (rs, indices) in &self.regex_sets {
+            if rs.is_match(subject) {
+                out.extend(rs.matches(subject).into_iter().map(|k| indices[k]));
+            }
+        }
+    }
+}
+
+/// A segment pattern's first run of literal segments (among its first
+/// [`MAX_INDEXED_POSITION`]): where it starts, and its segments.
+fn literal_run(segments: &[Segment]) -> Option<(usize, Vec<&str>)> {
+    let start = segments.iter().take(MAX_INDEXED_POSITION).position(|s| matches!(s, Segment::Literal(_)))?;
+    let run: Vec<&str> = segments[start..]
+        .iter()
+        .take(MAX_INDEXED_POSITION)
+        .map_while(|s| match s {
+            Segment::Literal(l) if !l.contains('/') => Some(l.as_str()),
+            _ => None,
+        })
+        .collect();
+    (!run.is_empty()).then_some((start, run))
 }
 
 enum Form {
@@ -97,16 +157,10 @@ impl PatternSet {
                     Form::Prefix { prefix: prefix.into_boxed_str(), capture: capture.map(String::into_boxed_str) }
                 }
                 PatternForm::Segments { mut segments, rest } => {
-                    let literal = segments.iter().enumerate().find_map(|(p, s)| match s {
-                        Segment::Literal(l) => Some((p, l.as_str())),
-                        Segment::Capture(_) => None,
-                    });
-                    match literal.filter(|(p, _)| *p < MAX_INDEXED_POSITION) {
-                        Some((p, l)) => {
-                            if group.by_segment.len() <= p {
-                                group.by_segment.resize_with(p + 1, HashMap::new);
-                            }
-                            group.by_segment[p].entry(l.into()).or_default().push(i)
+                    match literal_run(&segments) {
+                        Some((start, run)) => {
+                            let key = (start as u8, run.len() as u8);
+                            group.by_literals.entry(key).or_default().entry(run.join("/").into()).or_default().push(i)
                         }
                         None => group.always.push(i),
                     }
@@ -174,7 +228,7 @@ impl PatternSet {
             fold_case: p.fold_case,
             slash_optional: p.slash_optional,
             exact: HashMap::new(),
-            by_segment: Vec::new(),
+            by_literals: HashMap::new(),
             prefixes: HashMap::new(),
             prefix_lengths: Vec::new(),
             always: Vec::new(),
@@ -191,43 +245,25 @@ impl PatternSet {
     /// captures; a pattern whose matcher gives up (the backtracking step
     /// limit) does not match, and `gave_up` says so.
     pub fn matches<'s>(&'s self, path: &str, gave_up: &mut bool) -> Vec<(usize, Captures<'s>)> {
-        let mut found: Vec<(u32, usize)> = Vec::new();
-        let mut subjects: Vec<Cow<'_, str>> = Vec::with_capacity(self.groups.len());
-        for (g, group) in self.groups.iter().enumerate() {
+        let mut out: Vec<(usize, Captures<'s>)> = Vec::new();
+        let mut candidates: Vec<u32> = Vec::new();
+        for group in &self.groups {
             let subject = normalize(path, group.fold_case, group.slash_optional);
-            if let Some(list) = group.exact.get(subject.as_ref()) {
-                found.extend(list.iter().map(|i| (*i, g)));
+            group.candidates(&subject, &mut candidates);
+            if candidates.is_empty() {
+                continue;
             }
-            if !group.by_segment.is_empty() {
-                let segments = subject.strip_prefix('/').unwrap_or(&subject).split('/');
-                for (index, seg) in group.by_segment.iter().zip(segments) {
-                    if let Some(list) = index.get(seg) {
-                        found.extend(list.iter().map(|i| (*i, g)));
-                    }
+            candidates.sort_unstable();
+            candidates.dedup();
+            for i in candidates.drain(..) {
+                if let Some(caps) = self.capture(i as usize, &subject, gave_up) {
+                    out.push((i as usize, caps));
                 }
             }
-            for &len in &group.prefix_lengths {
-                if let Some(head) = subject.get(..len)
-                    && let Some(list) = group.prefixes.get(head)
-                {
-                    found.extend(list.iter().map(|i| (*i, g)));
-                }
-            }
-            found.extend(group.always.iter().map(|i| (*i, g)));
-            for (rs, indices) in &group.regex_sets {
-                if rs.is_match(&subject) {
-                    found.extend(rs.matches(&subject).into_iter().map(|k| (indices[k], g)));
-                }
-            }
-            subjects.push(subject);
         }
-        found.sort_unstable();
-        found.dedup();
-        let mut out = Vec::new();
-        for (i, g) in found {
-            if let Some(caps) = self.capture(i as usize, &subjects[g], gave_up) {
-                out.push((i as usize, caps));
-            }
+        // Groups are filed apart: put their matches back in rule order.
+        if self.groups.len() > 1 {
+            out.sort_by_key(|(i, _)| *i);
         }
         out
     }
@@ -287,7 +323,7 @@ impl PatternSet {
         }
         for group in &self.groups {
             total += group.exact.keys().map(|k| k.len() + 64).sum::<usize>();
-            total += group.by_segment.iter().flat_map(|m| m.keys()).map(|k| k.len() + 64).sum::<usize>();
+            total += group.by_literals.values().flat_map(|m| m.keys()).map(|k| k.len() + 64).sum::<usize>();
             total += group.prefixes.keys().map(|k| k.len() + 64).sum::<usize>();
             total += group.always.len() * 4;
             total += group.regex_sets.len() * (REGEX_SET_DFA_BYTES + 64 * 1024);
