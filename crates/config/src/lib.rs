@@ -220,7 +220,7 @@ pub(crate) fn regex_needs_backtracking(re: &str) -> Result<bool, String> {
         return Err("backreferences are not supported".into());
     }
     fancy_regex::RegexBuilder::new(re)
-        .backtrack_limit(lower::BACKTRACK_LIMIT)
+        .backtrack_limit(helix_core::routes::LOOKAROUND_BACKTRACK_LIMIT)
         .build()
         .map(|_| true)
         .map_err(|e| format!("not a supported pattern: {e}"))

@@ -14,9 +14,9 @@
 use std::collections::BTreeSet;
 
 use helix_core::routes::{
-    Diagnostic, DiagnosticKind, HeaderRule, LOOKAROUND_BACKTRACK_LIMIT, MAX_LOOKAROUND_RULES, MAX_REGEX_RULES,
-    MAX_RULES, MAX_UNANCHORED_RULES, PathPattern, PatternForm, Piece, Platform, QueryMatch, QueryValue, Rest,
-    RouteTable, Rule, Segment, Template, forbidden_request_header, forbidden_response_header, v1,
+    Diagnostic, DiagnosticKind, HeaderRule, MAX_LOOKAROUND_RULES, MAX_REGEX_RULES, MAX_RULES, MAX_UNANCHORED_RULES,
+    PathPattern, PatternForm, Piece, Platform, QueryMatch, QueryValue, Rest, RouteTable, Rule, Segment, Template,
+    forbidden_request_header, forbidden_response_header, v1,
 };
 
 use crate::diag;
@@ -602,10 +602,6 @@ fn is_name(s: &str) -> bool {
     s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
-
-/// The step limit the edge's backtracking matcher uses; the compiler
-/// checks patterns with the same engine.
-pub(crate) const BACKTRACK_LIMIT: usize = LOOKAROUND_BACKTRACK_LIMIT;
 
 #[cfg(test)]
 mod tests {

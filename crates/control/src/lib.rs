@@ -85,7 +85,7 @@ pub struct ApiSettings {
         value_name = "MS",
         long = "api-header-timeout-ms",
         env = "HELIX_API_HEADER_TIMEOUT_MS",
-        default_value_t = 15_000
+        default_value_t = helix_http::DEFAULT_HEADER_TIMEOUT_MS
     )]
     pub header_timeout_ms: u64,
     /// A connection on which nothing moves is closed after this.
@@ -94,7 +94,7 @@ pub struct ApiSettings {
         value_name = "MS",
         long = "api-idle-timeout-ms",
         env = "HELIX_API_IDLE_TIMEOUT_MS",
-        default_value_t = 60_000
+        default_value_t = helix_http::DEFAULT_IDLE_TIMEOUT_MS
     )]
     pub idle_timeout_ms: u64,
 }
@@ -112,8 +112,8 @@ impl Default for ApiSettings {
             edge_ack_timeout_ms: 5_000,
             hook_inflight_bytes: 64 * 1024 * 1024,
             max_connections: 0,
-            header_timeout_ms: 15_000,
-            idle_timeout_ms: 60_000,
+            header_timeout_ms: helix_http::DEFAULT_HEADER_TIMEOUT_MS,
+            idle_timeout_ms: helix_http::DEFAULT_IDLE_TIMEOUT_MS,
         }
     }
 }
@@ -136,13 +136,8 @@ impl ApiSettings {
     }
 
     pub fn listener(&self) -> helix_http::ListenerSettings {
-        helix_http::ListenerSettings {
-            name: "api",
-            max_connections: self.max_connections,
-            auto_share_percent: API_FD_SHARE_PERCENT,
-            header_timeout: Duration::from_millis(self.header_timeout_ms),
-            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
-        }
+        let (header, idle) = (self.header_timeout_ms, self.idle_timeout_ms);
+        helix_http::ListenerSettings::new("api", self.max_connections, API_FD_SHARE_PERCENT, header, idle)
     }
 }
 

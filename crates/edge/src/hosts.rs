@@ -80,10 +80,6 @@ impl Hosts {
         self.map.pin().get(host).cloned()
     }
 
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
     pub fn names(&self) -> Vec<String> {
         self.map.pin().keys().map(|k| k.to_string()).collect()
     }

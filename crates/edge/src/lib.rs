@@ -108,7 +108,7 @@ pub struct EdgeConnections {
         value_name = "MS",
         long = "edge-header-timeout-ms",
         env = "HELIX_EDGE_HEADER_TIMEOUT_MS",
-        default_value_t = 15_000
+        default_value_t = helix_http::DEFAULT_HEADER_TIMEOUT_MS
     )]
     pub header_timeout_ms: u64,
     /// A connection on which nothing moves is closed after this.
@@ -117,26 +117,25 @@ pub struct EdgeConnections {
         value_name = "MS",
         long = "edge-idle-timeout-ms",
         env = "HELIX_EDGE_IDLE_TIMEOUT_MS",
-        default_value_t = 60_000
+        default_value_t = helix_http::DEFAULT_IDLE_TIMEOUT_MS
     )]
     pub idle_timeout_ms: u64,
 }
 
 impl EdgeConnections {
     pub fn listener(&self, name: &'static str, auto_share_percent: u64) -> helix_http::ListenerSettings {
-        helix_http::ListenerSettings {
-            name,
-            max_connections: self.max_connections,
-            auto_share_percent,
-            header_timeout: std::time::Duration::from_millis(self.header_timeout_ms),
-            idle_timeout: std::time::Duration::from_millis(self.idle_timeout_ms),
-        }
+        let (header, idle) = (self.header_timeout_ms, self.idle_timeout_ms);
+        helix_http::ListenerSettings::new(name, self.max_connections, auto_share_percent, header, idle)
     }
 }
 
 impl Default for EdgeConnections {
     fn default() -> Self {
-        EdgeConnections { max_connections: 0, header_timeout_ms: 15_000, idle_timeout_ms: 60_000 }
+        EdgeConnections {
+            max_connections: 0,
+            header_timeout_ms: helix_http::DEFAULT_HEADER_TIMEOUT_MS,
+            idle_timeout_ms: helix_http::DEFAULT_IDLE_TIMEOUT_MS,
+        }
     }
 }
 
@@ -277,20 +276,10 @@ impl Edge {
         self.hosts.names()
     }
 
-    /// How many hostnames the edge knows.
-    pub fn host_count(&self) -> usize {
-        self.hosts.len()
-    }
-
     /// Sites in memory and the bytes they take, and the budget.
     pub fn site_cache_usage(&self) -> (usize, u64, u64) {
         let (count, bytes) = self.sites.usage();
         (count, bytes, self.sites.budget())
-    }
-
-    /// Request-log records dropped because the writer fell behind.
-    pub fn dropped_log_records(&self) -> u64 {
-        self.log.dropped()
     }
 
     async fn blob(&self, digest: Digest) -> Result<Bytes, helix_artifacts::BlobError> {

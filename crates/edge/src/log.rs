@@ -16,7 +16,8 @@ const QUEUE: usize = 4096;
 
 pub(crate) struct RequestLog {
     tx: Option<mpsc::Sender<Record>>,
-    dropped: AtomicU64,
+    /// Records dropped since the writer last said so.
+    dropped: std::sync::Arc<AtomicU64>,
 }
 
 struct Record {
@@ -32,12 +33,13 @@ impl RequestLog {
     /// Starts the writer on the current runtime; without one (a benchmark
     /// evaluating routes alone) records are dropped.
     pub fn start() -> RequestLog {
+        let dropped = std::sync::Arc::new(AtomicU64::new(0));
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return RequestLog { tx: None, dropped: AtomicU64::new(0) };
+            return RequestLog { tx: None, dropped };
         };
         let (tx, rx) = mpsc::channel(QUEUE);
-        runtime.spawn(write(rx));
-        RequestLog { tx: Some(tx), dropped: AtomicU64::new(0) }
+        runtime.spawn(write(rx, dropped.clone()));
+        RequestLog { tx: Some(tx), dropped }
     }
 
     /// Hands the request's record over, never waiting.
@@ -61,15 +63,14 @@ impl RequestLog {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
-
-    /// Records dropped because the writer fell behind.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
 }
 
-async fn write(mut rx: mpsc::Receiver<Record>) {
+async fn write(mut rx: mpsc::Receiver<Record>, dropped: std::sync::Arc<AtomicU64>) {
     while let Some(r) = rx.recv().await {
+        let lost = dropped.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            tracing::warn!(records = lost, "the request log fell behind and dropped records");
+        }
         let (id, status, deployment, project, us) =
             (r.request_id, r.status, r.deployment.unwrap_or_default(), r.project.unwrap_or_default(), r.elapsed_us);
         match r.problem {

@@ -36,6 +36,11 @@ const PROXY_FD_SHARE_PERCENT: u64 = 20;
 /// refused as a loop.
 pub const MAX_HOPS: usize = 8;
 
+const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// The whole exchange, as Netlify's 26 s.
+const DEFAULT_TIMEOUT_MS: u64 = 26_000;
+const DEFAULT_MAX_BODY_BYTES: u64 = 100 * 1024 * 1024;
+
 /// Proxy settings of an edge.
 #[derive(Clone, Debug, clap::Args)]
 pub struct ProxySettings {
@@ -47,13 +52,13 @@ pub struct ProxySettings {
     /// with commas), e.g. an API on this machine.
     #[arg(long = "proxy-allow", env = "HELIX_PROXY_ALLOW", value_delimiter = ',', value_name = "CIDR|HOST")]
     pub allow: Vec<String>,
-    #[arg(long = "proxy-connect-timeout-ms", env = "HELIX_PROXY_CONNECT_TIMEOUT_MS", default_value_t = 5_000)]
+    #[arg(long = "proxy-connect-timeout-ms", env = "HELIX_PROXY_CONNECT_TIMEOUT_MS", default_value_t = DEFAULT_CONNECT_TIMEOUT_MS)]
     pub connect_timeout_ms: u64,
     /// The whole exchange, as Netlify's 26 s.
-    #[arg(long = "proxy-timeout-ms", env = "HELIX_PROXY_TIMEOUT_MS", default_value_t = 26_000)]
+    #[arg(long = "proxy-timeout-ms", env = "HELIX_PROXY_TIMEOUT_MS", default_value_t = DEFAULT_TIMEOUT_MS)]
     pub timeout_ms: u64,
     /// Largest request or response body a proxy rule passes on.
-    #[arg(long = "proxy-max-body-bytes", env = "HELIX_PROXY_MAX_BODY_BYTES", default_value_t = 100 * 1024 * 1024)]
+    #[arg(long = "proxy-max-body-bytes", env = "HELIX_PROXY_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: u64,
 }
 
@@ -62,9 +67,9 @@ impl Default for ProxySettings {
         ProxySettings {
             disabled: false,
             allow: Vec::new(),
-            connect_timeout_ms: 5_000,
-            timeout_ms: 26_000,
-            max_body_bytes: 100 * 1024 * 1024,
+            connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
     }
 }
@@ -90,7 +95,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 pub(crate) struct Proxy {
-    client: Option<reqwest::Client>,
+    client: reqwest::Client,
     /// Proxied exchanges in flight at once: each holds an upstream
     /// connection, so they share the descriptor limit with everything else.
     slots: Arc<tokio::sync::Semaphore>,
@@ -117,7 +122,7 @@ impl Proxy {
         let _ = getrandom::fill(&mut id);
         let cdn_id = format!("helix-{}", id.iter().map(|b| format!("{b:02x}")).collect::<String>());
         let slots = Arc::new(tokio::sync::Semaphore::new(helix_http::auto_max_connections(PROXY_FD_SHARE_PERCENT)));
-        Ok(Proxy { client: Some(client), slots, guard, settings, cdn_id })
+        Ok(Proxy { client, slots, guard, settings, cdn_id })
     }
 
     /// The number of `CDN-Loop` entries when the request already passed
@@ -152,9 +157,10 @@ impl Proxy {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let Some(client) = self.client.as_ref().filter(|_| !self.settings.disabled) else {
+        if self.settings.disabled {
             return bad_gateway("proxying to other origins is disabled on this server\n");
-        };
+        }
+        let client = &self.client;
         let parsed = match reqwest::Url::parse(url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
             _ => {

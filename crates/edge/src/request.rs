@@ -107,8 +107,13 @@ impl Edge {
             return text(StatusCode::LOOP_DETECTED, "508 loop detected: this request already passed through here\n");
         }
 
-        // resolve_host
-        let Some(site_ref) = self.resolve_host(ctx, &req) else { return unknown_host(&req) };
+        // resolve_host: hostnames compare without case.
+        let host: Cow<'_, str> = match host_of(&req) {
+            Some(h) if h.bytes().any(|b| b.is_ascii_uppercase()) => Cow::Owned(h.to_ascii_lowercase()),
+            Some(h) => Cow::Borrowed(h),
+            None => return unknown_host(&req),
+        };
+        let Some(site_ref) = self.resolve_host(ctx, &req, &host) else { return unknown_host(&req) };
         ctx.site = Some(site_ref.clone());
 
         // load_site: from memory, or loaded now (once, however many wait).
@@ -128,11 +133,6 @@ impl Edge {
             return text(StatusCode::BAD_REQUEST, "malformed path: not valid percent-encoded UTF-8\n");
         };
         let router = &site.router;
-        // Hostnames compare without case.
-        let host: Cow<'_, str> = match host_of(&req).unwrap_or_default() {
-            h if h.bytes().any(|b| b.is_ascii_uppercase()) => Cow::Owned(h.to_ascii_lowercase()),
-            h => Cow::Borrowed(h),
-        };
         let facts = RequestFacts {
             path: &path,
             method: req.method().as_str(),
@@ -199,13 +199,8 @@ impl Edge {
     /// the visitor's variant: pinned by the `x-helix-split` header or the
     /// `helix-split` cookie, else drawn by weight (and the cookie to set
     /// so the visitor stays on it).
-    fn resolve_host<B>(&self, ctx: &mut RequestCtx, req: &Request<B>) -> Option<Arc<SiteRef>> {
-        let host = host_of(req)?;
-        let target = if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            self.hosts.get(&host.to_ascii_lowercase())
-        } else {
-            self.hosts.get(host)
-        }?;
+    fn resolve_host<B>(&self, ctx: &mut RequestCtx, req: &Request<B>, host: &str) -> Option<Arc<SiteRef>> {
+        let target = self.hosts.get(host)?;
         match target {
             Target::Site(site) => Some(site),
             Target::Split(split) => {

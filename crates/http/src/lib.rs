@@ -47,6 +47,30 @@ pub struct ListenerSettings {
     pub idle_timeout: Duration,
 }
 
+/// A client must send a request's headers within this, by default.
+pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 15_000;
+/// A connection on which nothing moves is closed after this, by default.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
+
+impl ListenerSettings {
+    /// Settings from a plane's flags (timeouts in milliseconds).
+    pub fn new(
+        name: &'static str,
+        max_connections: usize,
+        auto_share_percent: u64,
+        header_timeout_ms: u64,
+        idle_timeout_ms: u64,
+    ) -> ListenerSettings {
+        ListenerSettings {
+            name,
+            max_connections,
+            auto_share_percent,
+            header_timeout: Duration::from_millis(header_timeout_ms),
+            idle_timeout: Duration::from_millis(idle_timeout_ms),
+        }
+    }
+}
+
 /// Raises the soft file-descriptor limit to the hard limit, and returns
 /// the soft limit now in force.
 pub fn raise_fd_limit() -> u64 {

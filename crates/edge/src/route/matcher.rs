@@ -9,11 +9,10 @@
 //! and one pass per regex set, not one try per rule, and a table of tens of
 //! thousands of literal, prefix and segment rules stays small.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use helix_core::routes::{LOOKAROUND_BACKTRACK_LIMIT, PathPattern, PatternForm, Rest, Segment};
+use helix_core::routes::{LOOKAROUND_BACKTRACK_LIMIT, PathPattern, PatternForm, Rest, Segment, normalize_subject};
 
 use super::target::Captures;
 
@@ -248,7 +247,7 @@ impl PatternSet {
         let mut out: Vec<(usize, Captures<'s>)> = Vec::new();
         let mut candidates: Vec<u32> = Vec::new();
         for group in &self.groups {
-            let subject = normalize(path, group.fold_case, group.slash_optional);
+            let subject = normalize_subject(path, group.fold_case, group.slash_optional);
             group.candidates(&subject, &mut candidates);
             if candidates.is_empty() {
                 continue;
@@ -335,16 +334,6 @@ impl PatternSet {
 fn segment_len(s: &Segment) -> usize {
     match s {
         Segment::Literal(l) | Segment::Capture(l) => l.len(),
-    }
-}
-
-/// The subject a group of patterns sees.
-fn normalize(path: &str, fold_case: bool, slash_optional: bool) -> Cow<'_, str> {
-    let trimmed = if slash_optional && path.len() > 1 { path.strip_suffix('/').unwrap_or(path) } else { path };
-    if fold_case && trimmed.chars().any(char::is_uppercase) {
-        Cow::Owned(trimmed.to_lowercase())
-    } else {
-        Cow::Borrowed(trimmed)
     }
 }
 
