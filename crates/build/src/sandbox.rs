@@ -248,11 +248,29 @@ async fn wait_gone(pid: u64, limit: Duration) {
     }
 }
 
+/// Waits (at most 5 s) until bwrap has given the sandbox's loopback its
+/// address. bwrap reports the pid before it sets loopback up, and adds
+/// the address exclusively: were slirp4netns to bring `lo` up first (the
+/// kernel then adds 127.0.0.1 itself), bwrap would fail the step with
+/// "loopback: Failed RTM_NEWADDR".
+async fn loopback_ready(pid: u64) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    // The namespace's local routing table lists 127.0.0.1 once it is set.
+    while !std::fs::read_to_string(format!("/proc/{pid}/net/fib_trie")).is_ok_and(|t| t.contains("127.0.0.1")) {
+        if started.elapsed() > Duration::from_secs(5) {
+            return Err("the sandbox's loopback was never set up".into());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
+}
+
 /// Puts into the sandbox's network namespace a route that refuses each
 /// internal range and each address and network of this machine (connect
 /// fails at once with "no route to host"). Fails closed: an error means
 /// the step gets no network at all.
 async fn confine_network(pid: u64) -> Result<(), String> {
+    loopback_ready(pid).await?;
     let (v4, v6) = refused_ranges();
     // Without IPv6 in the kernel there is no IPv6 route to close.
     let v6 = if Path::new("/proc/net/if_inet6").exists() { v6 } else { Vec::new() };
