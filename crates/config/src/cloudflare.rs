@@ -199,12 +199,15 @@ pub(crate) fn parse_headers(text: &str, file: &str, diags: &mut Vec<Diagnostic>)
     kept
 }
 
-/// `_routes.json` (SPEC §2.6): which paths go to Pages Functions. Checked
-/// as Pages checks it (an invalid file fails the deploy); it has no effect
-/// until functions run, which is reported.
-pub(crate) fn check_routes_json(text: &str, diags: &mut Vec<Diagnostic>) {
+/// `_routes.json` (SPEC §2.6): which paths go to Pages Functions, as
+/// `(include, exclude)`. Checked as Pages checks it: an invalid file is
+/// rejected (and fails the deploy).
+pub(crate) fn routes_json(text: &str, diags: &mut Vec<Diagnostic>) -> Option<(Vec<String>, Vec<String>)> {
     const FILE: &str = "_routes.json";
-    let mut reject = |msg: String| diags.push(diag(FILE, 0, DiagnosticKind::Rejected, msg));
+    let mut reject = |msg: String| {
+        diags.push(diag(FILE, 0, DiagnosticKind::Rejected, msg));
+        None
+    };
     let json: serde_json::Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => return reject(format!("invalid JSON: {e}")),
@@ -248,12 +251,7 @@ pub(crate) fn check_routes_json(text: &str, diags: &mut Vec<Diagnostic>) {
             return reject(format!("Overlapping rules found: {a:?} covers {b:?}"));
         }
     }
-    diags.push(diag(
-        FILE,
-        0,
-        DiagnosticKind::NotHonored,
-        "_routes.json routes requests to Pages Functions, which do not run here yet",
-    ));
+    Some((include, exclude))
 }
 
 /// Two rules in one list where the first (ending in `*`) covers the other.

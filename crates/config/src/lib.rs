@@ -12,6 +12,7 @@
 mod build;
 mod cloudflare;
 mod detect;
+pub mod functions;
 mod helix;
 mod lower;
 mod netlify;
@@ -144,7 +145,8 @@ pub fn compile(files: &ProjectFiles, compat: Option<Platform>) -> Compiled {
                 table.headers = cloudflare::parse_headers(&t, "_headers", &mut diagnostics);
             }
             if let Some(t) = text("_routes.json", &files.publish, &mut diagnostics) {
-                cloudflare::check_routes_json(&t, &mut diagnostics);
+                // Checked here; the functions compile applies it.
+                let _ = cloudflare::routes_json(&t, &mut diagnostics);
             }
         }
     }

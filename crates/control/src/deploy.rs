@@ -125,7 +125,12 @@ impl ControlPlane {
                 missing,
             });
         }
+        let routes_json = match files.get("/_routes.json") {
+            Some(digest) => Some(self.blobs.get(*digest).await?.to_vec()),
+            None => None,
+        };
         let routes = self.compile_routes(&id, &mut files, &options).await?;
+        let functions = self.compile_functions(&id, &options, routes_json.as_deref()).await?;
         let total: u64 = files.values().map(|d| sizes[d]).sum();
         if total > self.limits.max_total_bytes {
             let reason =
@@ -144,6 +149,7 @@ impl ControlPlane {
         };
         manifest.routes = routes.table;
         manifest.function_sources = options.functions.clone();
+        manifest.functions = functions;
         let manifest_digest = self.blobs.put_bytes(manifest.to_json().into()).await?;
         self.blobs.sync().await?;
         let report_json = serde_json::to_string(&report).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -191,6 +197,46 @@ impl ControlPlane {
             }
         }
         Ok(compiled)
+    }
+
+    /// Compiles the function sources into the deployment's functions; a
+    /// source that cannot be a function fails the deployment, naming it.
+    async fn compile_functions(
+        &self,
+        id: &DeploymentId,
+        options: &DeployOptions,
+        routes_json: Option<&[u8]>,
+    ) -> Result<Vec<helix_core::functions::Function>, ApiError> {
+        if options.functions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut texts = BTreeMap::new();
+        for (path, digest) in &options.functions {
+            if helix_config::functions::is_module(path) {
+                let bytes = self.blobs.get(*digest).await?;
+                texts.insert(path.as_str(), String::from_utf8_lossy(&bytes).into_owned());
+            }
+        }
+        let mut root = BTreeMap::new();
+        for (name, digest) in &options.config {
+            root.insert(name.clone(), self.blobs.get(*digest).await?.to_vec());
+        }
+        let netlify_dir = helix_config::build_settings(&root).ok().flatten().and_then(|b| b.functions);
+        let routes_json = routes_json.map(String::from_utf8_lossy);
+        let src = helix_config::functions::FunctionSources {
+            files: texts.iter().map(|(k, v)| (*k, v.as_str())).collect(),
+            netlify_dir: netlify_dir.as_deref(),
+            routes_json: routes_json.as_deref(),
+            ..Default::default()
+        };
+        match helix_config::functions::compile(&src) {
+            Ok(functions) => Ok(functions),
+            Err(why) => {
+                let reason = format!("functions: {why}");
+                self.store.fail_deployment(id, &reason).await?;
+                Err(ApiError::Unprocessable(reason))
+            }
+        }
     }
 
     /// The digests an uploading deployment may receive; 404 for an unknown
@@ -277,6 +323,7 @@ impl ControlPlane {
             files,
             routes: Default::default(),
             function_sources: BTreeMap::new(),
+            functions: Vec::new(),
             legacy_routes: None,
         })
     }

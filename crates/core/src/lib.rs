@@ -10,6 +10,7 @@ pub mod api;
 pub mod build;
 pub mod digest;
 pub mod events;
+pub mod functions;
 pub mod hosts;
 pub mod ids;
 pub mod limits;

@@ -33,6 +33,9 @@ pub struct Manifest {
     /// project root → blob), never served; the function runtimes read them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub function_sources: BTreeMap<String, Digest>,
+    /// The functions compiled from those sources, in routing order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub functions: Vec<crate::functions::Function>,
     /// A version 1 manifest's route table, as the platforms wrote it
     /// (`routes` is then empty); never written.
     #[serde(skip)]
@@ -119,6 +122,7 @@ impl Manifest {
                     files: v1.files,
                     routes: RouteTable::default(),
                     function_sources: v1.function_sources,
+                    functions: Vec::new(),
                     legacy_routes: Some(v1.routes),
                 })
             }

@@ -1,0 +1,349 @@
+// The HelixStack function harness. It runs inside a function instance's
+// sandbox: it listens on a Unix socket, waits for the server to assign
+// it a function (`POST /__helix/load`), then adapts every request to the
+// handler shape that function uses (Vercel, Netlify v1/v2, Cloudflare
+// Pages) and streams the response back. Console output is tagged with the
+// request it belongs to.
+import http from "node:http";
+import fs from "node:fs";
+import { AsyncLocalStorage } from "node:async_hooks";
+import { Readable } from "node:stream";
+import { pathToFileURL } from "node:url";
+
+const SOCKET = process.env.HELIX_SOCKET;
+const current = new AsyncLocalStorage();
+let loaded = null; // { shape, handle(req, res) }
+
+// --- logs -------------------------------------------------------------
+const rawWrite = (fd, text) => { try { fs.writeSync(fd, text); } catch {} };
+function tagged(stream) {
+  return (...args) => {
+    const msg = args.map((a) => (typeof a === "string" ? a : inspect(a))).join(" ");
+    rawWrite(1, JSON.stringify({ r: current.getStore() ?? "", s: stream, m: msg }) + "\n");
+  };
+}
+function inspect(v) {
+  if (v instanceof Error) return v.stack ?? String(v);
+  try { return JSON.stringify(v) ?? String(v); } catch { return String(v); }
+}
+console.log = console.info = console.debug = tagged("out");
+console.error = console.warn = console.trace = tagged("err");
+
+// --- helpers ----------------------------------------------------------
+const MAX_BUFFERED = Number(process.env.HELIX_MAX_BODY ?? 6 * 1024 * 1024);
+async function readBody(req) {
+  const chunks = [];
+  let size = 0;
+  for await (const c of req) {
+    size += c.length;
+    if (size > MAX_BUFFERED) throw Object.assign(new Error("request body too large"), { status: 413 });
+    chunks.push(c);
+  }
+  return Buffer.concat(chunks);
+}
+function requestUrl(req) {
+  return new URL(req.headers["x-helix-url"] ?? `http://localhost${req.url}`);
+}
+function webRequest(req, url) {
+  const headers = new Headers();
+  for (const [k, v] of Object.entries(req.headers)) {
+    if (k.startsWith("x-helix-")) continue;
+    for (const one of Array.isArray(v) ? v : [v]) headers.append(k, one);
+  }
+  const hasBody = !["GET", "HEAD"].includes(req.method);
+  return new Request(url, {
+    method: req.method,
+    headers,
+    body: hasBody ? Readable.toWeb(req) : undefined,
+    duplex: hasBody ? "half" : undefined,
+  });
+}
+async function sendWeb(res, response) {
+  if (!(response instanceof Response)) throw new TypeError("the function did not return a Response");
+  const headers = {};
+  response.headers.forEach((v, k) => {
+    if (k === "set-cookie") return;
+    headers[k] = v;
+  });
+  const cookies = response.headers.getSetCookie?.() ?? [];
+  if (cookies.length) headers["set-cookie"] = cookies;
+  res.writeHead(response.status, response.statusText || undefined, headers);
+  if (response.body) {
+    for await (const chunk of response.body) {
+      if (!res.write(chunk)) await new Promise((r) => res.once("drain", r));
+    }
+  }
+  res.end();
+}
+function parseCookies(header) {
+  const out = {};
+  for (const part of (header ?? "").split(";")) {
+    const i = part.indexOf("=");
+    if (i > 0) out[part.slice(0, i).trim()] = decodeURIComponent(part.slice(i + 1).trim());
+  }
+  return out;
+}
+function params(req) {
+  try { return JSON.parse(req.headers["x-helix-params"] ?? "{}"); } catch { return {}; }
+}
+function waitUntil(promise) {
+  Promise.resolve(promise).catch((e) => console.error(e));
+}
+
+// --- Vercel -----------------------------------------------------------
+const METHODS = ["GET", "HEAD", "OPTIONS", "POST", "PUT", "DELETE", "PATCH"];
+function vercel(mod) {
+  const def = mod.default;
+  if (typeof def === "function") return nodeHandler(def);
+  if (def && typeof def.fetch === "function") return async (req, res) => sendWeb(res, await def.fetch(webRequest(req, requestUrl(req))));
+  const named = METHODS.filter((m) => typeof mod[m] === "function");
+  if (named.length === 0 && typeof mod.fetch === "function") return async (req, res) => sendWeb(res, await mod.fetch(webRequest(req, requestUrl(req))));
+  if (named.length === 0) throw new Error("no handler: export a default function, a default { fetch }, or GET/POST/… functions");
+  return async (req, res) => {
+    const fn = mod[req.method];
+    if (typeof fn !== "function") {
+      res.writeHead(405, { allow: named.join(", "), "content-type": "text/plain" });
+      return res.end("method not allowed\n");
+    }
+    await sendWeb(res, await fn(webRequest(req, requestUrl(req))));
+  };
+}
+function nodeHandler(fn) {
+  return async (req, res) => {
+    const url = requestUrl(req);
+    const query = Object.fromEntries(url.searchParams);
+    Object.assign(query, params(req));
+    req.query = query;
+    req.cookies = parseCookies(req.headers.cookie);
+    if (!["GET", "HEAD"].includes(req.method)) {
+      const raw = await readBody(req);
+      const type = (req.headers["content-type"] ?? "").split(";")[0].trim();
+      let body = raw.length ? raw : undefined;
+      try {
+        if (type === "application/json" && raw.length) body = JSON.parse(raw.toString("utf8"));
+        else if (type === "application/x-www-form-urlencoded") body = Object.fromEntries(new URLSearchParams(raw.toString("utf8")));
+        else if (type.startsWith("text/")) body = raw.toString("utf8");
+      } catch {
+        res.writeHead(400, { "content-type": "text/plain" });
+        return res.end("invalid JSON body\n");
+      }
+      req.body = body;
+    }
+    res.status = (code) => { res.statusCode = code; return res; };
+    res.json = (value) => {
+      if (!res.getHeader("content-type")) res.setHeader("content-type", "application/json; charset=utf-8");
+      res.end(JSON.stringify(value));
+      return res;
+    };
+    res.send = (value) => {
+      if (value === undefined || value === null) { res.end(); return res; }
+      if (Buffer.isBuffer(value)) {
+        if (!res.getHeader("content-type")) res.setHeader("content-type", "application/octet-stream");
+        res.end(value);
+      } else if (typeof value === "object") {
+        return res.json(value);
+      } else {
+        if (!res.getHeader("content-type")) res.setHeader("content-type", "text/html; charset=utf-8");
+        res.end(String(value));
+      }
+      return res;
+    };
+    res.redirect = (a, b) => {
+      const [status, location] = typeof a === "number" ? [a, b] : [307, a];
+      res.writeHead(status, { location });
+      res.end();
+      return res;
+    };
+    await fn(req, res);
+    // A handler that returned without ending waits for its own callbacks;
+    // the server's timeout covers one that never ends.
+  };
+}
+
+// --- Netlify ----------------------------------------------------------
+function netlify(mod) {
+  const v1 = mod.handler ?? mod.default?.handler;
+  if (typeof v1 === "function") return lambda(v1);
+  const def = mod.default;
+  const fn = typeof def === "function" ? def : typeof def?.fetch === "function" ? def.fetch.bind(def) : null;
+  if (!fn) throw new Error("no handler: export `handler` (v1) or a default function (v2)");
+  return async (req, res) => {
+    const url = requestUrl(req);
+    const request = webRequest(req, url);
+    const context = {
+      params: params(req),
+      requestId: current.getStore(),
+      cookies: cookieJar(req.headers.cookie),
+      geo: { country: { code: req.headers["x-country"] } },
+      ip: req.headers["x-forwarded-for"]?.split(",")[0]?.trim(),
+      site: { url: process.env.URL, name: process.env.SITE_NAME },
+      deploy: { id: process.env.DEPLOY_ID, context: process.env.CONTEXT },
+      url,
+      waitUntil,
+    };
+    let response = await fn(request, context);
+    if (response === undefined) response = new Response(null, { status: 204 });
+    await sendWeb(res, response);
+  };
+}
+function cookieJar(header) {
+  const all = parseCookies(header);
+  return { get: (name) => all[name], set() {}, delete() {} };
+}
+function lambda(handler) {
+  return async (req, res) => {
+    const url = requestUrl(req);
+    const raw = await readBody(req);
+    const single = {};
+    const multi = {};
+    for (const [k, v] of url.searchParams) {
+      (multi[k] ??= []).push(v);
+      single[k] = single[k] === undefined ? v : `${single[k]}, ${v}`;
+    }
+    const headers = {};
+    const multiHeaders = {};
+    for (const [k, v] of Object.entries(req.headers)) {
+      if (k.startsWith("x-helix-")) continue;
+      headers[k] = Array.isArray(v) ? v.join(", ") : v;
+      multiHeaders[k] = Array.isArray(v) ? v : [v];
+    }
+    const text = raw.toString("utf8");
+    const binary = raw.length > 0 && Buffer.from(text, "utf8").compare(raw) !== 0;
+    const event = {
+      path: url.pathname,
+      httpMethod: req.method,
+      headers,
+      multiValueHeaders: multiHeaders,
+      queryStringParameters: single,
+      multiValueQueryStringParameters: multi,
+      body: raw.length ? (binary ? raw.toString("base64") : text) : null,
+      isBase64Encoded: binary,
+      rawUrl: url.href,
+      rawQuery: url.search.slice(1),
+    };
+    const context = { awsRequestId: current.getStore(), functionName: process.env.HELIX_FUNCTION, callbackWaitsForEmptyEventLoop: true };
+    const result = await new Promise((resolve, reject) => {
+      const r = handler(event, context, (err, value) => (err ? reject(err) : resolve(value)));
+      if (r && typeof r.then === "function") r.then(resolve, reject);
+    });
+    const out = { ...(result?.headers ?? {}) };
+    for (const [k, vs] of Object.entries(result?.multiValueHeaders ?? {})) out[k] = vs;
+    res.writeHead(result?.statusCode ?? 200, out);
+    const body = result?.body ?? "";
+    res.end(result?.isBase64Encoded ? Buffer.from(body, "base64") : body);
+  };
+}
+
+// --- Cloudflare Pages -------------------------------------------------
+async function pages(routes) {
+  // routes: [{ pattern, method, file, middleware, mount }], in precedence order.
+  const compiled = [];
+  for (const r of routes) {
+    const mod = await importing(r.file);
+    const name = r.method ? `onRequest${r.method[0]}${r.method.slice(1).toLowerCase()}` : "onRequest";
+    let handlers = mod[name];
+    if (handlers === undefined) continue;
+    handlers = Array.isArray(handlers) ? handlers : [handlers];
+    compiled.push({ ...r, regex: new RegExp(r.pattern), handlers });
+  }
+  return async (req, res) => {
+    const url = requestUrl(req);
+    const path = url.pathname;
+    const chain = [];
+    let params = {};
+    for (const r of compiled.filter((r) => r.middleware)) {
+      if (r.regex.test(path) && (!r.method || r.method === req.method)) chain.push(...r.handlers);
+    }
+    const route = compiled.find((r) => !r.middleware && r.regex.test(path) && (!r.method || r.method === req.method));
+    if (route) {
+      const m = route.regex.exec(path);
+      for (const [k, v] of Object.entries(m.groups ?? {})) {
+        params[k] = route.catchall?.includes(k) ? (v ? v.split("/").filter(Boolean) : []) : v;
+      }
+      chain.push(...route.handlers);
+    }
+    const data = {};
+    let request = webRequest(req, url);
+    let i = 0;
+    const env = { ...process.env, ASSETS: { fetch: () => fallthrough() } };
+    const next = async (input, init) => {
+      if (input !== undefined) request = new Request(input, init);
+      const handler = chain[i++];
+      if (!handler) return fallthrough();
+      const context = {
+        request,
+        functionPath: path,
+        params,
+        env,
+        waitUntil,
+        passThroughOnException() {},
+        next,
+        get data() { return data; },
+        set data(v) { if (typeof v !== "object" || v === null) throw new TypeError("context.data must be an object"); Object.assign(data, v); },
+      };
+      return handler(context);
+    };
+    await sendWeb(res, await next());
+  };
+}
+// The end of the chain: the edge serves the static asset, keeping the
+// headers the middleware set on this response.
+function fallthrough() {
+  return new Response(null, { status: 200, headers: { "x-helix-fallthrough": "1" } });
+}
+
+// --- the server ---------------------------------------------------------
+async function importing(file) {
+  try {
+    return await import(pathToFileURL(file).href);
+  } catch (e) {
+    const shown = file.replace(/^\/fn\//, "");
+    throw new Error(`${shown}: ${e?.name ?? "Error"}: ${e?.message ?? e}`);
+  }
+}
+
+async function load(spec) {
+  for (const [k, v] of Object.entries(spec.env ?? {})) process.env[k] = v;
+  process.chdir(spec.root);
+  if (spec.shape === "pages") return pages(spec.routes);
+  const mod = await importing(spec.entry);
+  if (spec.shape === "vercel") return vercel(mod);
+  if (spec.shape === "netlify") return netlify(mod);
+  throw new Error(`unknown shape ${spec.shape}`);
+}
+
+const server = http.createServer({ keepAliveTimeout: 600_000 }, (req, res) => {
+  if (req.url === "/__helix/load" && req.method === "POST") {
+    readBody(req)
+      .then(async (raw) => {
+        if (loaded) throw new Error("already loaded");
+        loaded = await load(JSON.parse(raw.toString("utf8")));
+        res.writeHead(204).end();
+      })
+      .catch((e) => {
+        res.writeHead(500, { "content-type": "text/plain" }).end(String(e?.message ?? e));
+      });
+    return;
+  }
+  if (!loaded) {
+    res.writeHead(503).end("no function loaded\n");
+    return;
+  }
+  const id = req.headers["x-helix-request-id"] ?? "";
+  current.run(id, () => {
+    Promise.resolve()
+      .then(() => loaded(req, res))
+      .catch((e) => {
+        console.error(e);
+        if (!res.headersSent) {
+          res.writeHead(e?.status ?? 500, { "content-type": "text/plain", "x-helix-error": "thrown" });
+          res.end(e?.status === 413 ? "request body too large\n" : "the function threw an error\n");
+        } else {
+          res.destroy(e);
+        }
+      });
+  });
+});
+server.listen(SOCKET, () => rawWrite(1, JSON.stringify({ ready: true }) + "\n"));
+process.on("uncaughtException", (e) => { rawWrite(2, `uncaught: ${e?.stack ?? e}\n`); process.exit(70); });
+process.on("unhandledRejection", (e) => { console.error("unhandled rejection:", e); });

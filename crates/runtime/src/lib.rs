@@ -1,0 +1,675 @@
+//! The runtime plane (DESIGN.md §6): a deployment's functions run in
+//! sandboxed instances of a JavaScript runtime (Node; Bun and Deno when a
+//! function asks for them), kept warm in a pool per function.
+//!
+//! **Instances.** Each is the harness (`harness.mjs`, shipped in the
+//! binary) in a `helix-sandbox` sandbox with only `/fn` (the function's
+//! files, read-only) and its socket directory bound; the server speaks
+//! HTTP/1.1 to it over a Unix socket, streaming both ways. An instance
+//! starts as a *spare* — the runtime started, the harness listening, no
+//! function — and a cold request only links the deployment's files into
+//! its `/fn` and loads the module: the runtime's own start is paid before
+//! the request comes. Once given a function an instance serves only it,
+//! and dies with it.
+//!
+//! **Pools.** Per (deployment, function): up to `max_instances`, each
+//! taking up to `concurrency` requests at once; a request waits (up to its
+//! timeout) when all are busy and no instance may be added. Idle instances
+//! stop after `idle_secs` (scale to zero). A global cap bounds the
+//! instances of the whole server.
+//!
+//! **Failures.** A request past its timeout gets 504 and its instance is
+//! killed (a loop would hold it forever); an instance that crashes or runs
+//! out of memory answers its requests 502; either way the next request
+//! gets a fresh instance. Every such event is a log line of the function.
+
+mod instance;
+pub mod logs;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use serde::Serialize;
+use tokio::sync::{Notify, OnceCell};
+
+use helix_artifacts::BlobStore;
+use helix_core::functions::{Function, Runtime as Js};
+use helix_core::{DeploymentId, Digest};
+
+use instance::{Instance, boxed};
+pub use logs::{LogQuery, LogRecord, Logs, Owner, Stream};
+
+/// A request body going to a function.
+pub type Body = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+/// A function's response body.
+pub type ResponseBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// The harness, written into the runtime's directory at start.
+const HARNESS: &str = include_str!("harness.mjs");
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct RuntimeSettings {
+    /// Longest a function request may take by default, milliseconds (a
+    /// function's own `maxDuration` may ask for up to 15 minutes).
+    #[arg(long = "fn-timeout-ms", env = "HELIX_FN_TIMEOUT_MS", default_value_t = 10_000)]
+    pub timeout_ms: u64,
+    /// Memory per instance by default, MiB.
+    #[arg(long = "fn-memory-mib", env = "HELIX_FN_MEMORY_MIB", default_value_t = 1024)]
+    pub memory_mib: u64,
+    /// Instances per function at most.
+    #[arg(long = "fn-max-instances", env = "HELIX_FN_MAX_INSTANCES", default_value_t = 4)]
+    pub max_instances: usize,
+    /// Requests one instance serves at once.
+    #[arg(long = "fn-concurrency", env = "HELIX_FN_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: usize,
+    /// Instances of the whole server at most (spares included).
+    #[arg(long = "fn-max-total", env = "HELIX_FN_MAX_TOTAL", default_value_t = 64)]
+    pub max_total: usize,
+    /// Seconds an instance may sit idle before it stops.
+    #[arg(long = "fn-idle-secs", env = "HELIX_FN_IDLE_SECS", default_value_t = 300)]
+    pub idle_secs: u64,
+    /// Node instances kept started and waiting for a function.
+    #[arg(long = "fn-spares", env = "HELIX_FN_SPARES", default_value_t = 2)]
+    pub spares: usize,
+    /// Largest request body a function receives, bytes.
+    #[arg(long = "fn-max-request-bytes", env = "HELIX_FN_MAX_REQUEST_BYTES", default_value_t = 6 << 20)]
+    pub max_request_bytes: u64,
+    /// Largest response a function may send, bytes.
+    #[arg(long = "fn-max-response-bytes", env = "HELIX_FN_MAX_RESPONSE_BYTES", default_value_t = 20 << 20)]
+    pub max_response_bytes: u64,
+    /// CPU per instance, thousandths of a CPU.
+    #[arg(long = "fn-cpu-millis", env = "HELIX_FN_CPU_MILLIS", default_value_t = 1000)]
+    pub cpu_millis: u64,
+    /// Processes and threads per instance.
+    #[arg(long = "fn-max-tasks", env = "HELIX_FN_MAX_TASKS", default_value_t = 128)]
+    pub max_tasks: u64,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        <RuntimeSettings as clap::FromArgMatches>::from_arg_matches(
+            &<RuntimeSettings as clap::Args>::augment_args(clap::Command::new("defaults"))
+                .get_matches_from(["defaults"]),
+        )
+        .expect("the defaults parse")
+    }
+}
+
+/// One invocation's facts, from the edge.
+pub struct Call {
+    pub deployment: DeploymentId,
+    pub project: String,
+    pub function: Arc<Function>,
+    /// The deployment's function sources (path → blob).
+    pub sources: Arc<BTreeMap<String, Digest>>,
+    pub request_id: String,
+    /// The URL the visitor asked for.
+    pub url: String,
+    /// Route parameters.
+    pub params: Vec<(String, String)>,
+    /// The environment the function sees (platform variables and the
+    /// project's configured ones).
+    pub env: Vec<(String, String)>,
+}
+
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub settings: RuntimeSettings,
+    pub dir: PathBuf,
+    pub harness: PathBuf,
+    pub logs: Logs,
+    pub next_instance: AtomicU64,
+    blobs: Arc<dyn BlobStore>,
+    pools: Mutex<HashMap<(DeploymentId, String), Arc<Pool>>>,
+    spares: Mutex<Vec<Arc<Instance>>>,
+    /// Instances alive or starting, spares included.
+    total: AtomicUsize,
+    /// A deployment's function sources, written out once.
+    trees: Mutex<HashMap<DeploymentId, Arc<OnceCell<PathBuf>>>>,
+}
+
+/// One function's instances.
+struct Pool {
+    owner: Owner,
+    instances: Mutex<Vec<Arc<Instance>>>,
+    starting: AtomicUsize,
+    changed: Notify,
+    stats: Mutex<PoolStats>,
+    last_used: Mutex<Instant>,
+}
+
+/// How long a pool with no instances keeps its counters.
+const POOL_KEPT: Duration = Duration::from_secs(3600);
+
+/// What `helix functions` shows per function.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PoolStats {
+    pub invocations: u64,
+    pub cold_starts: u64,
+    /// Cold starts served by a pre-started spare.
+    pub spare_starts: u64,
+    pub pool_hits: u64,
+    /// Requests that waited for a busy instance, and how long in all.
+    pub queued: u64,
+    pub queue_wait_ms: u64,
+    pub timeouts: u64,
+    pub crashes: u64,
+    pub last_cold_start_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FunctionStats {
+    pub project: String,
+    pub deployment: String,
+    pub function: String,
+    pub instances: usize,
+    pub inflight: usize,
+    #[serde(flatten)]
+    pub stats: PoolStats,
+}
+
+impl Runtime {
+    /// Prepares the runtime's directory under `data_dir` and starts the
+    /// spares and the idle reaper.
+    pub fn start(settings: RuntimeSettings, data_dir: &Path, blobs: Arc<dyn BlobStore>) -> anyhow::Result<Runtime> {
+        let dir = data_dir.join("runtime");
+        // Instances and written trees of an earlier run are stale.
+        for sub in ["instances", "trees"] {
+            let _ = std::fs::remove_dir_all(dir.join(sub));
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        let harness = dir.join("harness");
+        std::fs::create_dir_all(&harness)?;
+        std::fs::write(harness.join("harness.mjs"), HARNESS)?;
+        let inner = Arc::new(Inner {
+            settings,
+            harness,
+            dir,
+            logs: Logs::default(),
+            next_instance: AtomicU64::new(1),
+            blobs,
+            pools: Mutex::default(),
+            spares: Mutex::default(),
+            total: AtomicUsize::new(0),
+            trees: Mutex::default(),
+        });
+        let rt = Runtime { inner };
+        rt.refill_spares();
+        let weak = Arc::downgrade(&rt.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                Runtime { inner }.reap();
+            }
+        });
+        Ok(rt)
+    }
+
+    pub fn logs(&self) -> &Logs {
+        &self.inner.logs
+    }
+
+    /// Every pool's counters.
+    pub fn stats(&self) -> Vec<FunctionStats> {
+        let pools: Vec<Arc<Pool>> = self.inner.pools.lock().expect("pools").values().cloned().collect();
+        let mut out: Vec<FunctionStats> = pools
+            .iter()
+            .map(|p| {
+                let instances = p.instances.lock().expect("instances");
+                FunctionStats {
+                    project: p.owner.project.clone(),
+                    deployment: p.owner.deployment.clone(),
+                    function: p.owner.function.clone(),
+                    instances: instances.len(),
+                    inflight: instances.iter().map(|i| i.inflight.load(Ordering::Relaxed)).sum(),
+                    stats: p.stats.lock().expect("stats").clone(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.project, &a.function, &a.deployment).cmp(&(&b.project, &b.function, &b.deployment)));
+        out
+    }
+
+    /// Instances alive or starting, spares included.
+    pub fn instances(&self) -> usize {
+        self.inner.total.load(Ordering::Relaxed)
+    }
+
+    /// Runs one request through the function; always answers (a 5xx with
+    /// the request id when the function could not).
+    pub async fn invoke(&self, call: Call, mut req: Request<Body>) -> Response<ResponseBody> {
+        let f = call.function.clone();
+        let timeout = Duration::from_millis(f.max_duration_ms.unwrap_or(self.inner.settings.timeout_ms));
+        let deadline = tokio::time::Instant::now() + timeout;
+        let pool = self.pool(&call);
+        let instance = match self.acquire(&pool, &call, deadline).await {
+            Ok(i) => i,
+            Err(Acquire::Busy) => {
+                self.system(&pool.owner, &call.request_id, "no instance free before the timeout: 503");
+                return error(StatusCode::SERVICE_UNAVAILABLE, &call.request_id, "the function is busy; try again");
+            }
+            Err(Acquire::Failed(why)) => {
+                self.system(&pool.owner, &call.request_id, &format!("the function could not start: {why}"));
+                return error(StatusCode::BAD_GATEWAY, &call.request_id, "the function could not start");
+            }
+        };
+        let headers = req.headers_mut();
+        let set = |h: &mut http::HeaderMap, name: &'static str, value: &str| {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                h.insert(name, v);
+            }
+        };
+        set(headers, "x-helix-request-id", &call.request_id);
+        set(headers, "x-helix-url", &call.url);
+        let params: serde_json::Map<String, serde_json::Value> =
+            call.params.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+        set(headers, "x-helix-params", &serde_json::Value::Object(params).to_string());
+        *pool.last_used.lock().expect("last used") = Instant::now();
+        let guard = Inflight { instance: instance.clone(), pool: pool.clone() };
+        let sent = tokio::time::timeout_at(deadline, instance.send_keeping(req)).await;
+        match sent {
+            Ok(Ok((resp, sender))) => {
+                let (parts, body) = resp.into_parts();
+                let body = Limited {
+                    inner: body,
+                    left: self.inner.settings.max_response_bytes,
+                    deadline: Box::pin(tokio::time::sleep_until(deadline)),
+                    guard: Some((guard, sender)),
+                    runtime: self.clone(),
+                    request_id: call.request_id.clone(),
+                };
+                Response::from_parts(parts, body.boxed_unsync())
+            }
+            Ok(Err(e)) => {
+                // The instance died under the request, or closed it: wait
+                // (briefly) to learn which.
+                instance.wait_dead(Duration::from_millis(500)).await;
+                let why = instance.death.lock().expect("death").clone();
+                instance.stop();
+                pool.stats.lock().expect("stats").crashes += 1;
+                let why = why.unwrap_or_else(|| e.to_string());
+                self.system(&pool.owner, &call.request_id, &format!("the instance failed: {why}: 502"));
+                let msg =
+                    if why.contains("memory") { "the function ran out of memory" } else { "the function crashed" };
+                error(StatusCode::BAD_GATEWAY, &call.request_id, msg)
+            }
+            Err(_) => {
+                instance.stop();
+                pool.stats.lock().expect("stats").timeouts += 1;
+                self.system(
+                    &pool.owner,
+                    &call.request_id,
+                    &format!("no response within {} ms: 504; the instance was stopped", timeout.as_millis()),
+                );
+                error(StatusCode::GATEWAY_TIMEOUT, &call.request_id, "the function did not answer in time")
+            }
+        }
+    }
+
+    fn system(&self, owner: &Owner, request: &str, line: &str) {
+        self.inner.logs.push(owner, request, Stream::System, line.to_owned());
+    }
+
+    fn pool(&self, call: &Call) -> Arc<Pool> {
+        let key = (call.deployment.clone(), call.function.name.clone());
+        let mut pools = self.inner.pools.lock().expect("pools");
+        pools
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(Pool {
+                    owner: Owner {
+                        project: call.project.clone(),
+                        deployment: call.deployment.to_string(),
+                        function: call.function.name.clone(),
+                    },
+                    instances: Mutex::default(),
+                    starting: AtomicUsize::new(0),
+                    changed: Notify::new(),
+                    stats: Mutex::default(),
+                    last_used: Mutex::new(Instant::now()),
+                })
+            })
+            .clone()
+    }
+
+    /// An instance with room for one more request: a warm one, else a new
+    /// one (from a spare when there is one), else the first to free up.
+    async fn acquire(
+        &self,
+        pool: &Arc<Pool>,
+        call: &Call,
+        deadline: tokio::time::Instant,
+    ) -> Result<Arc<Instance>, Acquire> {
+        let settings = &self.inner.settings;
+        let mut waited: Option<Instant> = None;
+        loop {
+            let changed = pool.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let warm = {
+                let mut instances = pool.instances.lock().expect("instances");
+                instances.retain(|i| !i.is_dead());
+                let best = instances
+                    .iter()
+                    .filter(|i| i.inflight.load(Ordering::Relaxed) < settings.concurrency)
+                    .min_by_key(|i| i.inflight.load(Ordering::Relaxed))
+                    .cloned();
+                if let Some(i) = &best {
+                    i.inflight.fetch_add(1, Ordering::Relaxed);
+                    i.touch();
+                }
+                let room = instances.len() + pool.starting.load(Ordering::Relaxed) < settings.max_instances;
+                if best.is_none() && room && self.reserve() {
+                    pool.starting.fetch_add(1, Ordering::Relaxed);
+                    Err(true)
+                } else {
+                    best.ok_or(false)
+                }
+            };
+            match warm {
+                Ok(i) => {
+                    let mut stats = pool.stats.lock().expect("stats");
+                    stats.invocations += 1;
+                    match waited {
+                        Some(t) => {
+                            stats.queued += 1;
+                            stats.queue_wait_ms += t.elapsed().as_millis() as u64;
+                        }
+                        None => stats.pool_hits += 1,
+                    }
+                    return Ok(i);
+                }
+                // A place was reserved: start one.
+                Err(true) => {
+                    let started = Instant::now();
+                    let result = self.cold_start(pool, call).await;
+                    pool.starting.fetch_sub(1, Ordering::Relaxed);
+                    pool.changed.notify_waiters();
+                    let (instance, spare) = result.map_err(Acquire::Failed)?;
+                    instance.inflight.fetch_add(1, Ordering::Relaxed);
+                    pool.instances.lock().expect("instances").push(instance.clone());
+                    let ms = started.elapsed().as_millis() as u64;
+                    {
+                        let mut stats = pool.stats.lock().expect("stats");
+                        stats.invocations += 1;
+                        stats.cold_starts += 1;
+                        stats.spare_starts += u64::from(spare);
+                        stats.last_cold_start_ms = ms;
+                    }
+                    let how = if spare { "a spare" } else { "a new instance" };
+                    self.system(&pool.owner, &call.request_id, &format!("cold start in {ms} ms ({how})"));
+                    return Ok(instance);
+                }
+                Err(false) => {}
+            }
+            waited.get_or_insert_with(Instant::now);
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Err(Acquire::Busy);
+            }
+        }
+    }
+
+    /// Takes a place under the server's instance cap.
+    fn reserve(&self) -> bool {
+        let max = self.inner.settings.max_total;
+        self.inner.total.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).is_ok()
+    }
+
+    /// A new instance of `call`'s function, loaded; whether it was a spare.
+    async fn cold_start(&self, pool: &Arc<Pool>, call: &Call) -> Result<(Arc<Instance>, bool), String> {
+        let f = &call.function;
+        let memory = f.memory_mib.unwrap_or(self.inner.settings.memory_mib);
+        let tree = self.tree(&call.deployment, &call.sources).await.map_err(|e| format!("{e:#}"));
+        let tree = match tree {
+            Ok(t) => t,
+            Err(e) => {
+                self.inner.total.fetch_sub(1, Ordering::AcqRel);
+                return Err(e);
+            }
+        };
+        let spare = self.take_spare(f.runtime, memory);
+        let from_spare = spare.is_some();
+        let instance = match spare {
+            Some(i) => i,
+            None => match Instance::start(&self.inner, f.runtime, memory).await {
+                Ok(i) => self.track(i),
+                Err(e) => {
+                    self.inner.total.fetch_sub(1, Ordering::AcqRel);
+                    return Err(format!("{e:#}"));
+                }
+            },
+        };
+        self.refill_spares();
+        if let Err(why) = instance.load(&tree, f, &call.env, pool.owner.clone()).await {
+            instance.stop();
+            return Err(why);
+        }
+        Ok((instance, from_spare))
+    }
+
+    /// Counts the instance out of the total when it dies.
+    fn track(&self, instance: Arc<Instance>) -> Arc<Instance> {
+        let inner = Arc::downgrade(&self.inner);
+        let exited = instance.exited.clone();
+        let dead = instance.dead.clone();
+        tokio::spawn(async move {
+            let notified = exited.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            // Set before the notification: seen here, or the notification
+            // comes after `enable` and is caught.
+            if !dead.load(Ordering::Relaxed) {
+                notified.await;
+            }
+            if let Some(inner) = inner.upgrade() {
+                inner.total.fetch_sub(1, Ordering::AcqRel);
+            }
+        });
+        instance
+    }
+
+    /// A spare of the right runtime and memory, if one waits. The place it
+    /// held under the cap is handed to the caller's reservation.
+    fn take_spare(&self, js: Js, memory_mib: u64) -> Option<Arc<Instance>> {
+        let mut spares = self.inner.spares.lock().expect("spares");
+        spares.retain(|s| !s.is_dead());
+        let i = spares.iter().position(|s| s.js == js && s.memory_mib == memory_mib)?;
+        let spare = spares.remove(i);
+        // The caller reserved a place; the spare already had one.
+        self.inner.total.fetch_sub(1, Ordering::AcqRel);
+        Some(spare)
+    }
+
+    /// Starts spares up to the configured number (node, default memory).
+    fn refill_spares(&self) {
+        let want = self.inner.settings.spares;
+        let have = {
+            let mut spares = self.inner.spares.lock().expect("spares");
+            spares.retain(|s| !s.is_dead());
+            spares.len()
+        };
+        for _ in have..want {
+            if !self.reserve() {
+                return;
+            }
+            let rt = self.clone();
+            tokio::spawn(async move {
+                let memory = rt.inner.settings.memory_mib;
+                match Instance::start(&rt.inner, Js::Node, memory).await {
+                    Ok(i) => {
+                        let i = rt.track(i);
+                        rt.inner.spares.lock().expect("spares").push(i);
+                    }
+                    Err(e) => {
+                        rt.inner.total.fetch_sub(1, Ordering::AcqRel);
+                        tracing::warn!("function spare: {e:#}");
+                    }
+                }
+            });
+        }
+    }
+
+    /// Stops instances idle too long, and forgets empty pools.
+    fn reap(&self) {
+        let idle = Duration::from_secs(self.inner.settings.idle_secs);
+        let mut pools = self.inner.pools.lock().expect("pools");
+        pools.retain(|_, pool| {
+            let mut instances = pool.instances.lock().expect("instances");
+            instances.retain(|i| {
+                let stale = i.inflight.load(Ordering::Relaxed) == 0 && i.idle_for() >= idle;
+                if stale {
+                    i.stop();
+                }
+                !stale && !i.is_dead()
+            });
+            // Counters outlive the instances for an hour (`helix functions`).
+            !instances.is_empty()
+                || pool.starting.load(Ordering::Relaxed) > 0
+                || Arc::strong_count(pool) > 1
+                || pool.last_used.lock().expect("last used").elapsed() < POOL_KEPT
+        });
+    }
+
+    /// The deployment's function sources on disk (written once).
+    async fn tree(&self, deployment: &DeploymentId, sources: &BTreeMap<String, Digest>) -> anyhow::Result<PathBuf> {
+        let cell = self.inner.trees.lock().expect("trees").entry(deployment.clone()).or_default().clone();
+        let dir = self.inner.dir.join("trees").join(deployment.as_str());
+        cell.get_or_try_init(|| async {
+            let partial = dir.with_extension("partial");
+            let _ = tokio::fs::remove_dir_all(&partial).await;
+            for (path, digest) in sources {
+                let target = partial.join(path);
+                if let Some(parent) = target.parent() {
+                    tokio::fs::create_dir_all(parent).await?;
+                }
+                let bytes = self.inner.blobs.get(*digest).await?;
+                tokio::fs::write(&target, &bytes).await?;
+            }
+            tokio::fs::create_dir_all(&partial).await?;
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            tokio::fs::rename(&partial, &dir).await?;
+            Ok::<_, anyhow::Error>(dir.clone())
+        })
+        .await
+        .cloned()
+    }
+}
+
+enum Acquire {
+    /// Every instance stayed busy until the deadline.
+    Busy,
+    Failed(String),
+}
+
+/// A request's hold on its instance, released when its response body ends
+/// or is dropped.
+struct Inflight {
+    instance: Arc<Instance>,
+    pool: Arc<Pool>,
+}
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        self.instance.inflight.fetch_sub(1, Ordering::Relaxed);
+        self.instance.touch();
+        self.pool.changed.notify_waiters();
+    }
+}
+
+/// A function's response body: cut at the size limit and the deadline;
+/// hands its connection back when it ends.
+struct Limited {
+    inner: hyper::body::Incoming,
+    left: u64,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    guard: Option<(Inflight, hyper::client::conn::http1::SendRequest<Body>)>,
+    runtime: Runtime,
+    request_id: String,
+}
+
+impl http_body::Body for Limited {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            this.fail("the response was still streaming at the timeout; cut");
+            return Poll::Ready(Some(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "function timeout"))));
+        }
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let n = data.len() as u64;
+                    if n > this.left {
+                        this.fail("the response is over the size limit; cut");
+                        return Poll::Ready(Some(Err(std::io::Error::other("function response too large"))));
+                    }
+                    this.left -= n;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.guard = None;
+                Poll::Ready(Some(Err(std::io::Error::other(e))))
+            }
+            Poll::Ready(None) => {
+                if let Some((guard, sender)) = this.guard.take() {
+                    guard.instance.give_back(sender);
+                }
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Limited {
+    /// Ends the response early; the instance is stopped (it would keep
+    /// writing into a connection no one reads).
+    fn fail(&mut self, why: &str) {
+        if let Some((guard, _)) = self.guard.take() {
+            guard.instance.stop();
+            self.runtime.system(&guard.pool.owner, &self.request_id, why);
+        }
+    }
+}
+
+use std::future::Future;
+
+/// A plain-text error answer carrying the request id.
+fn error(status: StatusCode, request_id: &str, message: &str) -> Response<ResponseBody> {
+    let body = format!("{} {message} (request {request_id})\n", status.as_u16());
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .body(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed_unsync())
+        .expect("valid response")
+}
+
+/// Boxes any body for [`Runtime::invoke`].
+pub fn body<B>(b: B) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    boxed(b)
+}

@@ -1,0 +1,188 @@
+//! Functions run for real: node in the sandbox, the harness, the pool.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use helix_artifacts::{BlobStore, LocalBlobStore};
+use helix_core::functions::{Function, Shape};
+use helix_core::{DeploymentId, Digest};
+use helix_runtime::{Call, Runtime, RuntimeSettings};
+use http::Request;
+use http_body_util::{BodyExt, Full};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    rt: Runtime,
+    blobs: Arc<LocalBlobStore>,
+}
+
+async fn fixture(tweak: impl FnOnce(&mut RuntimeSettings)) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = Arc::new(LocalBlobStore::open(dir.path().join("blobs")).unwrap());
+    let mut settings = RuntimeSettings { spares: 1, memory_mib: 256, ..RuntimeSettings::default() };
+    tweak(&mut settings);
+    let rt = Runtime::start(settings, dir.path(), blobs.clone()).unwrap();
+    Fixture { _dir: dir, rt, blobs }
+}
+
+impl Fixture {
+    async fn sources(&self, files: &[(&str, &str)]) -> Arc<BTreeMap<String, Digest>> {
+        let mut out = BTreeMap::new();
+        for (path, text) in files {
+            let d = self.blobs.put_bytes(Bytes::from(text.to_string())).await.unwrap();
+            out.insert((*path).to_owned(), d);
+        }
+        Arc::new(out)
+    }
+
+    async fn call(
+        &self,
+        deployment: &DeploymentId,
+        function: &Arc<Function>,
+        sources: &Arc<BTreeMap<String, Digest>>,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> (u16, String) {
+        let call = Call {
+            deployment: deployment.clone(),
+            project: "p".into(),
+            function: function.clone(),
+            sources: sources.clone(),
+            request_id: format!("req-{path}"),
+            url: format!("http://p.localhost{path}"),
+            params: vec![("id".into(), "42".into())],
+            env: vec![("GREETING".into(), "hello".into())],
+        };
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "p.localhost")
+            .header("content-type", "application/json")
+            .body(helix_runtime::body(Full::new(Bytes::from(body.to_owned()))))
+            .unwrap();
+        let resp = self.rt.invoke(call, req).await;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+fn function(name: &str, shape: Shape, entry: &str) -> Arc<Function> {
+    Arc::new(Function {
+        name: name.into(),
+        shape,
+        entry: entry.into(),
+        runtime: Default::default(),
+        routes: vec![],
+        excluded: vec![],
+        methods: vec![],
+        prefer_static: false,
+        background: false,
+        schedule: None,
+        max_duration_ms: None,
+        memory_mib: None,
+        pages_routes: vec![],
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_handler_shape_answers() {
+    let fx = fixture(|_| {}).await;
+    let dep = DeploymentId::generate(1, rand_id());
+    let src = fx
+        .sources(&[
+            (
+                "api/node.js",
+                "export default function handler(req, res) { res.status(201).json({ q: req.query, body: req.body, env: process.env.GREETING }) }",
+            ),
+            ("api/web.mjs", "export function GET(req) { return new Response('web ' + new URL(req.url).pathname) }"),
+            ("api/fetch.mjs", "export default { fetch(req) { return new Response(req.method) } }"),
+            (
+                "netlify/functions/v1.js",
+                "exports.handler = async (event) => ({ statusCode: 200, headers: { 'x-v': '1' }, body: event.queryStringParameters.a + ':' + event.httpMethod })",
+            ),
+            ("netlify/functions/v2.mjs", "export default async (req, context) => new Response('v2 ' + context.params.id)"),
+        ])
+        .await;
+    let node = function("api/node", Shape::Vercel, "api/node.js");
+    let (status, body) = fx.call(&dep, &node, &src, "POST", "/api/node?x=1", r#"{"a":1}"#).await;
+    assert_eq!(status, 201, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["q"], serde_json::json!({ "x": "1", "id": "42" }));
+    assert_eq!(v["body"]["a"], 1);
+    assert_eq!(v["env"], "hello");
+
+    let web = function("api/web", Shape::Vercel, "api/web.mjs");
+    assert_eq!(fx.call(&dep, &web, &src, "GET", "/api/web", "").await, (200, "web /api/web".into()));
+    assert_eq!(fx.call(&dep, &web, &src, "POST", "/api/web", "").await.0, 405, "Vercel's 405 for a missing method");
+    let fetch = function("api/fetch", Shape::Vercel, "api/fetch.mjs");
+    assert_eq!(fx.call(&dep, &fetch, &src, "PUT", "/api/fetch", "").await, (200, "PUT".into()));
+    let v1 = function("v1", Shape::Netlify, "netlify/functions/v1.js");
+    assert_eq!(fx.call(&dep, &v1, &src, "GET", "/.netlify/functions/v1?a=b", "").await, (200, "b:GET".into()));
+    let v2 = function("v2", Shape::Netlify, "netlify/functions/v2.mjs");
+    assert_eq!(fx.call(&dep, &v2, &src, "GET", "/x", "").await, (200, "v2 42".into()));
+
+    let stats = fx.rt.stats();
+    let node_stats = stats.iter().find(|s| s.function == "api/node").unwrap();
+    assert_eq!((node_stats.stats.invocations, node_stats.stats.cold_starts), (1, 1));
+    // Warm: the second call is a pool hit.
+    fx.call(&dep, &node, &src, "GET", "/api/node", "").await;
+    let stats = fx.rt.stats();
+    assert_eq!(stats.iter().find(|s| s.function == "api/node").unwrap().stats.pool_hits, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throw_a_hang_and_a_crash_are_contained_and_the_next_request_succeeds() {
+    let fx = fixture(|s| s.timeout_ms = 1500).await;
+    let dep = DeploymentId::generate(1, rand_id());
+    let src = fx
+        .sources(&[
+            ("api/throw.js", "export default function () { throw new Error('boom') }"),
+            (
+                "api/hang.js",
+                "export default function (req, res) { if (req.query.hang) { for (;;) {} } res.send('ok') }",
+            ),
+            (
+                "api/crash.js",
+                "export default function (req, res) { if (req.query.crash) process.exit(3); res.send('ok') }",
+            ),
+        ])
+        .await;
+    let throw = function("api/throw", Shape::Vercel, "api/throw.js");
+    assert_eq!(fx.call(&dep, &throw, &src, "GET", "/api/throw", "").await.0, 500);
+    let hang = function("api/hang", Shape::Vercel, "api/hang.js");
+    let started = Instant::now();
+    let (status, body) = fx.call(&dep, &hang, &src, "GET", "/api/hang?hang=1", "").await;
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("req-/api/hang?hang=1"), "the request id is in the answer: {body}");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert_eq!(fx.call(&dep, &hang, &src, "GET", "/api/hang", "").await, (200, "ok".into()), "a fresh instance");
+    let crash = function("api/crash", Shape::Vercel, "api/crash.js");
+    assert_eq!(fx.call(&dep, &crash, &src, "GET", "/api/crash?crash=1", "").await.0, 502);
+    assert_eq!(fx.call(&dep, &crash, &src, "GET", "/api/crash", "").await, (200, "ok".into()));
+    let logs = fx.rt.logs().read(&helix_runtime::LogQuery { project: "p".into(), ..Default::default() }, 100);
+    let text: Vec<String> = logs.iter().map(|l| l.line.clone()).collect();
+    assert!(text.iter().any(|l| l.contains("boom")), "{text:?}");
+    assert!(text.iter().any(|l| l.contains("504")), "{text:?}");
+    assert!(text.iter().any(|l| l.contains("status 3")), "{text:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_syntax_error_is_reported_with_the_file() {
+    let fx = fixture(|_| {}).await;
+    let dep = DeploymentId::generate(1, rand_id());
+    let src = fx.sources(&[("api/bad.js", "export default function ( {")]).await;
+    let bad = function("api/bad", Shape::Vercel, "api/bad.js");
+    assert_eq!(fx.call(&dep, &bad, &src, "GET", "/api/bad", "").await.0, 502);
+    let logs = fx.rt.logs().read(&helix_runtime::LogQuery { project: "p".into(), ..Default::default() }, 100);
+    assert!(logs.iter().any(|l| l.line.contains("bad.js") && l.line.contains("SyntaxError")), "{logs:?}");
+}
+
+fn rand_id() -> u128 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(1);
+    u128::from(std::process::id()) << 64 | u128::from(N.fetch_add(1, Ordering::Relaxed))
+}
