@@ -57,6 +57,7 @@ fn site(rules: usize, platform: Platform) -> Site {
         files,
         routes: Default::default(),
         function_sources: Default::default(),
+        functions: Vec::new(),
         legacy_routes: Some(RouteTable { platform, redirects, ..RouteTable::default() }),
     };
     Site::from_manifest(manifest, Digest::of(b"bench"))
@@ -100,6 +101,8 @@ pub fn run(sizes: &[usize]) {
                         country: None,
                         jwt_secret: None,
                         language: None,
+                        functions: true,
+                        after_edge: false,
                     };
                     let (status, _) = site.evaluate(&facts);
                     statuses[(status / 100) as usize % 6] += 1;

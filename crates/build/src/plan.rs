@@ -111,9 +111,6 @@ const JS_FRAMEWORKS: &[(&str, &str, &str, &str, &[&str])] = &[
     ("vite", "vite", "dist", "vite build", &[]),
 ];
 
-/// Where Netlify, Vercel and Cloudflare Pages projects keep functions.
-const FUNCTION_DIRS: &[&str] = &["netlify/functions", "api", "functions"];
-
 /// Config files that make a directory a Hugo site.
 const HUGO_CONFIGS: &[&str] = &["hugo.toml", "hugo.yaml", "hugo.json", "config.toml", "config.yaml"];
 
@@ -172,7 +169,11 @@ pub fn detect(root: &Path) -> Result<Plan, PlanError> {
         publish: PathBuf::new(),
         caches: Vec::new(),
         environment: BTreeMap::new(),
-        functions: FUNCTION_DIRS.iter().map(PathBuf::from).filter(|d| dir.join(d).is_dir()).collect(),
+        functions: helix_config::functions::source_dirs(None)
+            .into_iter()
+            .map(PathBuf::from)
+            .filter(|d| dir.join(d).is_dir())
+            .collect(),
     };
     if let Some(pm) = package_manager {
         plan.install = Some(pm.install(lockfile.is_some()).to_owned());

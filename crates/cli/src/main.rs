@@ -62,6 +62,8 @@ struct ServerArgs {
     api: helix_server::ApiSettings,
     #[command(flatten)]
     edge: helix_server::EdgeSettings,
+    #[command(flatten)]
+    runtime: helix_server::RuntimeSettings,
     /// Builds run at once (0: this server runs no builds).
     #[arg(long, env = "HELIX_BUILD_WORKERS", default_value_t = 1)]
     build_workers: usize,
@@ -478,6 +480,7 @@ fn server_config(args: &ServerArgs) -> anyhow::Result<helix_server::Config> {
     config.database_url = args.database_url.clone();
     config.api = args.api.clone();
     config.edge = args.edge.clone();
+    config.runtime = args.runtime.clone();
     config.build_workers = args.build_workers;
     config.build.timeout = Duration::from_secs(args.build_timeout_secs);
     config.build.limits.memory_bytes = args.build_memory_mib << 20;
@@ -532,5 +535,15 @@ async fn wait_for_ctrl_c() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every flag of every plane flattened into one command: clap checks
+    /// names and ids are unique only when asked.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
     }
 }

@@ -17,7 +17,7 @@ use crate::Api;
 /// Blob uploads in flight at once.
 const UPLOAD_CONCURRENCY: usize = 8;
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 pub struct DeployReport {
     pub id: String,
     pub project: String,
@@ -102,10 +102,23 @@ pub async fn deploy(api: &Api, args: DeployArgs<'_>) -> anyhow::Result<DeployRep
     let started = Instant::now();
     let project = project_name(args.dir, args.project)?;
     let on_disk = self::project(args.dir, args.publish_dir)?;
+    // Function sources come from the root, as a build takes them.
+    let function_dirs: Vec<PathBuf> = if args.function_dirs.is_empty() {
+        let netlify_dir = helix_config::build_settings(&on_disk.config).ok().flatten().and_then(|b| b.functions);
+        helix_config::functions::source_dirs(netlify_dir.as_deref()).into_iter().map(PathBuf::from).collect()
+    } else {
+        args.function_dirs.clone()
+    };
     let mut listed = crate::scan::list(&on_disk.publish, &Limits::default())?;
     if on_disk.publish.canonicalize().ok() == args.dir.canonicalize().ok() {
-        // Config files at the root are read, not served.
-        listed.retain(|(site_path, _, _)| !on_disk.config.contains_key(site_path.trim_start_matches('/')));
+        // Config files at the root are read, not served; nor are function
+        // modules (other files in those directories stay public).
+        listed.retain(|(site_path, _, _)| {
+            let rel = site_path.trim_start_matches('/');
+            let function =
+                helix_config::functions::is_module(rel) && function_dirs.iter().any(|d| Path::new(rel).starts_with(d));
+            !on_disk.config.contains_key(rel) && !function
+        });
     }
     let total: u64 = listed.iter().map(|(_, _, s)| s).sum();
     let bar = progress(args.show_progress, total, "hashing");
@@ -114,7 +127,7 @@ pub async fn deploy(api: &Api, args: DeployArgs<'_>) -> anyhow::Result<DeployRep
         tokio::task::spawn_blocking(move || crate::scan::hash(listed, &bar)).await??
     };
     bar.finish_and_clear();
-    let functions = function_sources(args.dir, &args.function_dirs).await?;
+    let functions = function_sources(args.dir, &function_dirs).await?;
 
     let config: BTreeMap<String, (Digest, Vec<u8>)> =
         on_disk.config.into_iter().map(|(name, bytes)| (name, (Digest::of(&bytes), bytes))).collect();

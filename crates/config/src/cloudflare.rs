@@ -257,9 +257,10 @@ pub(crate) fn routes_json(text: &str, diags: &mut Vec<Diagnostic>) -> Option<(Ve
 /// Two rules in one list where the first (ending in `*`) covers the other.
 fn overlap(rules: &[String]) -> Option<(&str, &str)> {
     for a in rules {
-        let Some(prefix) = a.strip_suffix('*') else { continue };
+        // Only a `/x/*` rule covers others (`/x*` next to `/x/*` is fine).
+        let Some(prefix) = a.strip_suffix("/*").map(|p| format!("{p}/")) else { continue };
         for b in rules {
-            if a != b && b.starts_with(prefix) {
+            if a != b && b.starts_with(&prefix) {
                 return Some((a, b));
             }
         }

@@ -11,8 +11,24 @@ use helix_core::functions::{FnRoute, Function, PagesRoute, Runtime, Shape};
 
 /// Where each platform keeps functions, relative to the project root.
 pub const NETLIFY_DIR: &str = "netlify/functions";
+pub const NETLIFY_EDGE_DIR: &str = "netlify/edge-functions";
 pub const VERCEL_DIR: &str = "api";
 pub const PAGES_DIR: &str = "functions";
+
+/// Where functions may be, relative to the project root, whatever the
+/// platform: every platform's directory (Netlify's own `[functions]
+/// directory` when set). Builds and `helix deploy` collect these, and
+/// never serve them.
+pub fn source_dirs(netlify_dir: Option<&str>) -> Vec<String> {
+    let netlify = netlify_dir.map_or(NETLIFY_DIR, |d| d.trim_start_matches("./").trim_matches('/'));
+    let mut dirs = vec![netlify.to_owned()];
+    for d in [NETLIFY_EDGE_DIR, VERCEL_DIR, PAGES_DIR] {
+        if !dirs.iter().any(|x| x == d) {
+            dirs.push(d.to_owned());
+        }
+    }
+    dirs
+}
 
 /// Module extensions a function entry may have, in Netlify's precedence.
 const EXTENSIONS: &[&str] = &["js", "mjs", "cjs", "ts", "tsx", "mts", "cts", "jsx"];
@@ -30,12 +46,15 @@ pub struct FunctionSources<'a> {
     pub runtime: Option<Runtime>,
     /// `netlify.toml [functions."name"] schedule`.
     pub schedules: BTreeMap<String, String>,
+    /// `netlify.toml [[edge_functions]]`: (path, function), in order.
+    pub edge_declarations: Vec<(String, String)>,
 }
 
 /// Compiles the functions; an error names the file and the problem.
 pub fn compile(src: &FunctionSources<'_>) -> Result<Vec<Function>, String> {
     let runtime = src.runtime.unwrap_or_default();
-    let mut out = netlify(src, runtime)?;
+    let mut out = netlify_edge(src, runtime)?;
+    out.extend(netlify(src, runtime)?);
     out.extend(vercel(src, runtime)?);
     if let Some(app) = pages(src, runtime)? {
         out.push(app);
@@ -60,8 +79,10 @@ fn rank(ext: &str) -> usize {
 
 // --- Netlify -------------------------------------------------------------
 
-fn netlify(src: &FunctionSources<'_>, runtime: Runtime) -> Result<Vec<Function>, String> {
-    let dir = src.netlify_dir.map_or(NETLIFY_DIR, |d| d.trim_matches('/'));
+/// Netlify's function entries under `dir`: name → path (a top-level
+/// file, or a directory's `index.*` or `<dirname>.*`; a directory beats a
+/// file, `.js` beats `.ts`).
+fn netlify_entries<'a>(src: &FunctionSources<'a>, dir: &str) -> BTreeMap<String, &'a str> {
     let prefix = format!("{dir}/");
     // name → (is a directory entry, extension rank, path)
     let mut entries: BTreeMap<String, (bool, usize, &str)> = BTreeMap::new();
@@ -86,8 +107,50 @@ fn netlify(src: &FunctionSources<'_>, runtime: Runtime) -> Result<Vec<Function>,
             entries.insert(name, (is_dir, r, path));
         }
     }
+    entries.into_iter().map(|(name, (_, _, path))| (name, path)).collect()
+}
+
+/// Edge functions run in declaration order: `[[edge_functions]]` first,
+/// then inline `config.path`s by name.
+fn netlify_edge(src: &FunctionSources<'_>, runtime: Runtime) -> Result<Vec<Function>, String> {
+    let entries = netlify_entries(src, NETLIFY_EDGE_DIR);
     let mut out = Vec::new();
-    for (name, (_, _, path)) in entries {
+    for (path, name) in &src.edge_declarations {
+        let Some(entry) = entries.get(name) else {
+            return Err(format!("netlify.toml: [[edge_functions]] names {name:?}, which is not in {NETLIFY_EDGE_DIR}"));
+        };
+        let mut f = function(&format!("edge:{name}:{}", out.len()), Shape::NetlifyEdge, entry, runtime);
+        f.routes = vec![url_pattern(path).map_err(|e| format!("netlify.toml: {e}"))?];
+        out.push(f);
+    }
+    for (name, path) in &entries {
+        let config = netlify_config(src.files[path]).map_err(|e| format!("{path}: `export const config`: {e}"))?;
+        if config.paths.is_empty() {
+            continue;
+        }
+        let mut f = function(&format!("edge:{name}"), Shape::NetlifyEdge, path, runtime);
+        f.methods = config.methods;
+        f.routes = config
+            .paths
+            .iter()
+            .map(|p| url_pattern(p))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{path}: {e}"))?;
+        f.excluded = config
+            .excluded
+            .iter()
+            .map(|p| url_pattern(p))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{path}: {e}"))?;
+        out.push(f);
+    }
+    Ok(out)
+}
+
+fn netlify(src: &FunctionSources<'_>, runtime: Runtime) -> Result<Vec<Function>, String> {
+    let dir = src.netlify_dir.map_or(NETLIFY_DIR, |d| d.trim_matches('/'));
+    let mut out = Vec::new();
+    for (name, path) in netlify_entries(src, dir) {
         let text = src.files[path];
         let config = netlify_config(text).map_err(|e| format!("{path}: `export const config`: {e}"))?;
         let mut f = function(&name, Shape::Netlify, path, runtime);

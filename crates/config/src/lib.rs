@@ -15,7 +15,7 @@ mod detect;
 pub mod functions;
 mod helix;
 mod lower;
-mod netlify;
+pub mod netlify;
 mod vercel;
 
 use std::collections::BTreeMap;

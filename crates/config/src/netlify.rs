@@ -168,10 +168,6 @@ fn finish_rule(f: RuleFields, file: &str, line: usize, diags: &mut Vec<Diagnosti
             format!("{}:splat", &from[..from.len() - 1])
         }
     };
-    if to.starts_with("/.netlify/functions") {
-        report(DiagnosticKind::NotHonored, format!("{to}: functions are not supported yet"));
-        return None;
-    }
     if status == 307 {
         report(DiagnosticKind::NotHonored, "status 307 is not supported by Netlify; it passes the code through".into());
     }
@@ -318,6 +314,23 @@ pub(crate) fn functions_dir(text: &str) -> Option<String> {
         directory: Option<String>,
     }
     toml::from_str::<File>(text).ok()?.functions?.directory
+}
+
+/// `[[edge_functions]]` declarations, in file order: (path, function).
+pub fn edge_function_declarations(text: &str) -> Vec<(String, String)> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        #[serde(default)]
+        edge_functions: Vec<Decl>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Decl {
+        path: Option<String>,
+        function: String,
+    }
+    toml::from_str::<File>(text)
+        .map(|f| f.edge_functions.into_iter().filter_map(|d| Some((d.path?, d.function))).collect())
+        .unwrap_or_default()
 }
 
 /// The `[build]` table; an error names what is wrong with the file.

@@ -223,10 +223,15 @@ impl ControlPlane {
         }
         let netlify_dir = helix_config::build_settings(&root).ok().flatten().and_then(|b| b.functions);
         let routes_json = routes_json.map(String::from_utf8_lossy);
+        let edge_declarations = root
+            .get("netlify.toml")
+            .map(|t| helix_config::netlify::edge_function_declarations(&String::from_utf8_lossy(t)))
+            .unwrap_or_default();
         let src = helix_config::functions::FunctionSources {
             files: texts.iter().map(|(k, v)| (*k, v.as_str())).collect(),
             netlify_dir: netlify_dir.as_deref(),
             routes_json: routes_json.as_deref(),
+            edge_declarations,
             ..Default::default()
         };
         match helix_config::functions::compile(&src) {
@@ -384,7 +389,7 @@ pub(crate) fn parse_create(
 ) -> Result<(CreateDeployment, BTreeMap<String, Digest>, DeployOptions), ApiError> {
     let req: CreateDeployment = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("request body is not a valid deployment: {e}")))?;
-    let files = validate_files(&req.files, !req.config.is_empty(), limits)?;
+    let files = validate_files(&req.files, !req.config.is_empty() || !req.functions.is_empty(), limits)?;
     let options = validate_options(&req)?;
     Ok((req, files, options))
 }
@@ -397,13 +402,13 @@ pub fn check_create_body(body: &[u8], limits: &Limits) -> Result<usize, String> 
 /// Normalizes paths and parses digests; any bad entry fails the whole
 /// request, naming the entry.
 /// A deployment may have no files only when it carries routing config
-/// (a redirect-only project).
+/// (a redirect-only project) or functions.
 fn validate_files(
     raw: &BTreeMap<String, String>,
-    has_config: bool,
+    has_config_or_functions: bool,
     limits: &Limits,
 ) -> Result<BTreeMap<String, Digest>, ApiError> {
-    if raw.is_empty() && !has_config {
+    if raw.is_empty() && !has_config_or_functions {
         return Err(ApiError::BadRequest("a deployment needs at least one file".into()));
     }
     if raw.len() > limits.max_files {

@@ -18,6 +18,10 @@ pub enum Shape {
     /// `netlify/functions/*`: v1 `handler(event, context)`, v2
     /// `default (req, context)`.
     Netlify,
+    /// `netlify/edge-functions/*`: `default (req, context)` before all
+    /// other routing; returns a response, a URL to rewrite to, or nothing
+    /// (`context.next()`) to go on.
+    NetlifyEdge,
     /// `functions/**` of Cloudflare Pages: one app of file routes and
     /// middleware, `onRequest*(context)`.
     Pages,

@@ -14,6 +14,7 @@
 mod files;
 pub mod geoip;
 mod hosts;
+mod invoke;
 mod log;
 mod proxy;
 mod request;
@@ -36,6 +37,7 @@ use helix_core::events::{Envelope, Event};
 use tokio::sync::watch;
 
 pub use hosts::{SiteRef, Split, Target};
+pub use invoke::{FunctionBody, FunctionCall, FunctionResponseBody, Invoker};
 pub use proxy::{ClientAddr, MAX_HOPS, ProxySettings};
 pub use request::{EdgeBody, SPLIT_COOKIE, SPLIT_HEADER};
 pub use server::serve;
@@ -180,6 +182,8 @@ pub struct Edge {
     proxy: proxy::Proxy,
     draws: Draws,
     log: log::RequestLog,
+    /// The runtime plane, when functions run here.
+    invoker: std::sync::OnceLock<Arc<dyn invoke::Invoker>>,
 }
 
 /// Why an edge could not be set up.
@@ -221,6 +225,7 @@ impl Edge {
             request_ids: RequestIds::new(),
             draws: Draws::new(),
             log: log::RequestLog::start(),
+            invoker: std::sync::OnceLock::new(),
         }))
     }
 

@@ -86,7 +86,7 @@ const HOP_BY_HOP: &[HeaderName] = &[
     header::HOST,
 ];
 
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in HOP_BY_HOP {
         headers.remove(name);
     }

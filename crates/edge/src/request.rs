@@ -142,8 +142,21 @@ impl Edge {
             country: if router.needs_country() { self.country_of(&req) } else { None },
             jwt_secret: self.config.role_jwt_secret.as_deref().map(str::as_bytes),
             language: if router.needs_language() { language_of(req.headers()) } else { None },
+            functions: true,
+            after_edge: false,
         };
         let outcome = router.route(&site.files, &facts, &mut ctx.notes);
+        if let Outcome::Function(chosen) = outcome {
+            let target = crate::invoke::Target {
+                function: chosen.function.clone(),
+                params: chosen.params,
+                rewritten: chosen.rewritten,
+                sources: site.function_sources.clone(),
+            };
+            drop(facts);
+            let (host, path) = (host.into_owned(), path.into_owned());
+            return self.respond_chosen(ctx, req, &site, target, &host, path).await;
+        }
         // Header rules: which path they match, if they apply at all.
         let header_path = match (&outcome, router.platform) {
             _ if !router.has_header_rules() => None,
@@ -166,7 +179,7 @@ impl Edge {
                 self.respond_static(ctx, file, &req, status).await
             }
             Outcome::Redirect { status, location } => redirect(status, &location),
-            Outcome::NotFound => text(StatusCode::NOT_FOUND, "404 not found\n"),
+            Outcome::NotFound | Outcome::Function(_) => text(StatusCode::NOT_FOUND, "404 not found\n"),
             Outcome::MethodNotAllowed => {
                 let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
                 resp.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
@@ -258,7 +271,7 @@ pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> 
 }
 
 /// Sets or removes the headers the route table's rules decided on.
-fn apply_rule_headers(headers: &mut HeaderMap, rules: Vec<(String, Option<String>)>) {
+pub(crate) fn apply_rule_headers(headers: &mut HeaderMap, rules: Vec<(String, Option<String>)>) {
     for (name, value) in rules {
         let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) else { continue };
         match value.and_then(|v| HeaderValue::from_str(&v).ok()) {
@@ -273,7 +286,7 @@ fn apply_rule_headers(headers: &mut HeaderMap, rules: Vec<(String, Option<String
 }
 
 /// A redirect; the target is percent-encoded where a `Location` needs it.
-fn redirect(status: u16, location: &str) -> Response<EdgeBody> {
+pub(crate) fn redirect(status: u16, location: &str) -> Response<EdgeBody> {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND);
     Response::builder()
         .status(status)
@@ -300,6 +313,11 @@ fn decode_path(raw: &str) -> Option<Cow<'_, str>> {
         return Some(Cow::Borrowed(raw));
     }
     percent_encoding::percent_decode_str(raw).decode_utf8().ok()
+}
+
+/// An empty request body (a request replayed without its body).
+pub(crate) fn empty_request_body() -> http_body_util::Empty<Bytes> {
+    Empty::new()
 }
 
 pub(crate) fn empty() -> EdgeBody {

@@ -25,6 +25,8 @@ pub struct Site {
     pub manifest: Digest,
     pub(crate) files: Files,
     pub(crate) router: Router,
+    /// The function sources (path → blob), for the runtime plane.
+    pub(crate) function_sources: Arc<std::collections::BTreeMap<String, Digest>>,
     /// Bytes it takes in memory, roughly.
     weight: u64,
 }
@@ -34,12 +36,13 @@ impl Site {
     /// lowered to the platform-neutral form first.
     pub fn from_manifest(manifest: Manifest, digest: Digest) -> Site {
         let files = Files::new(&manifest.files);
+        let function_sources = Arc::new(manifest.function_sources);
         let router = match &manifest.legacy_routes {
-            Some(legacy) => Router::new(helix_config::lower_legacy(legacy)),
-            None => Router::new(manifest.routes),
+            Some(legacy) => Router::new(helix_config::lower_legacy(legacy), Vec::new()),
+            None => Router::new(manifest.routes, manifest.functions),
         };
         let weight = (files.memory_estimate() + router.memory_estimate() + 512) as u64;
-        Site { deployment: manifest.deployment, manifest: digest, files, router, weight }
+        Site { deployment: manifest.deployment, manifest: digest, files, router, function_sources, weight }
     }
 
     /// Bytes the site takes in memory, roughly.
@@ -55,6 +58,7 @@ impl Site {
             Outcome::File { status, .. } => (status, None),
             Outcome::Redirect { status, location } => (status, Some(location)),
             Outcome::Proxy { url, .. } => (200, Some(url)),
+            Outcome::Function(chosen) => (200, Some(format!("function {}", chosen.function.name))),
             Outcome::NotFound => (404, None),
             Outcome::MethodNotAllowed => (405, None),
         }

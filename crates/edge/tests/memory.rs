@@ -71,6 +71,8 @@ fn a_twenty_thousand_rule_table_takes_a_few_megabytes() {
             country: None,
             jwt_secret: None,
             language: None,
+            functions: true,
+            after_edge: false,
         };
         assert_eq!(site.evaluate(&facts), (301, Some(format!("/q{i}/a/b"))));
     }

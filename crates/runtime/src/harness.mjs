@@ -234,6 +234,31 @@ function lambda(handler) {
   };
 }
 
+// Netlify Edge Functions: a Response ends the request; a URL rewrites it;
+// nothing (or the response of `context.next()`) passes it on.
+function netlifyEdge(mod) {
+  const fn = typeof mod.default === "function" ? mod.default : null;
+  if (!fn) throw new Error("no handler: export a default function");
+  return async (req, res) => {
+    const url = requestUrl(req);
+    const context = {
+      params: params(req),
+      requestId: current.getStore(),
+      cookies: cookieJar(req.headers.cookie),
+      geo: { country: { code: req.headers["x-country"] } },
+      site: { url: process.env.URL, name: process.env.SITE_NAME },
+      waitUntil,
+      next: async () => fallthrough(),
+    };
+    let out = await fn(webRequest(req, url), context);
+    if (out instanceof URL) {
+      if (out.origin !== url.origin) throw new Error("an edge function may only rewrite to its own site");
+      out = new Response(null, { headers: { "x-helix-fallthrough": "1", "x-helix-rewrite": out.pathname + out.search } });
+    }
+    await sendWeb(res, out ?? fallthrough());
+  };
+}
+
 // --- Cloudflare Pages -------------------------------------------------
 async function pages(routes) {
   // routes: [{ pattern, method, file, middleware, mount }], in precedence order.
@@ -309,6 +334,7 @@ async function load(spec) {
   const mod = await importing(spec.entry);
   if (spec.shape === "vercel") return vercel(mod);
   if (spec.shape === "netlify") return netlify(mod);
+  if (spec.shape === "netlify-edge") return netlifyEdge(mod);
   throw new Error(`unknown shape ${spec.shape}`);
 }
 

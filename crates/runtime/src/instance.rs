@@ -118,15 +118,18 @@ impl Instance {
         let stdout = sandbox.child.stdout.take().expect("piped");
         let stderr = sandbox.child.stderr.take().expect("piped");
         let early: Arc<Mutex<Vec<String>>> = Arc::default();
-        tokio::spawn(read_lines(stdout, Stream::Stdout, rt.logs.clone(), owner.clone(), Some(ready_tx), early.clone()));
-        tokio::spawn(read_lines(stderr, Stream::Stderr, rt.logs.clone(), owner.clone(), None, early.clone()));
+        let heap_full = Arc::new(AtomicBool::new(false));
+        let out =
+            Output { logs: rt.logs.clone(), owner: owner.clone(), early: early.clone(), heap_full: heap_full.clone() };
+        tokio::spawn(read_lines(stdout, Stream::Stdout, out.clone(), Some(ready_tx)));
+        tokio::spawn(read_lines(stderr, Stream::Stderr, out, None));
         let (dead, death, kill, exited) = (
             Arc::new(AtomicBool::new(false)),
             Arc::new(Mutex::new(None)),
             Arc::new(Notify::new()),
             Arc::new(Notify::new()),
         );
-        tokio::spawn(watch(sandbox, dead.clone(), death.clone(), kill.clone(), exited.clone(), dir.clone()));
+        tokio::spawn(watch(sandbox, heap_full, dead.clone(), death.clone(), kill.clone(), exited.clone(), dir.clone()));
         let instance = Arc::new(Instance {
             id,
             js,
@@ -179,6 +182,7 @@ impl Instance {
         let shape = match function.shape {
             Shape::Vercel => "vercel",
             Shape::Netlify => "netlify",
+            Shape::NetlifyEdge => "netlify-edge",
             Shape::Pages => "pages",
         };
         let routes: Vec<serde_json::Value> = function
@@ -310,6 +314,7 @@ where
 /// and removes the instance's directory.
 async fn watch(
     mut sandbox: helix_sandbox::Sandboxed,
+    heap_full: Arc<AtomicBool>,
     dead: Arc<AtomicBool>,
     death: Arc<Mutex<Option<String>>>,
     kill: Arc<Notify>,
@@ -320,7 +325,8 @@ async fn watch(
         status = sandbox.child.wait() => {
             sandbox.sweep().await;
             match status {
-                _ if sandbox.oom_killed() => "out of memory".to_owned(),
+                _ if sandbox.oom_killed() => "out of memory (the instance's memory limit)".to_owned(),
+                _ if heap_full.load(Ordering::Relaxed) => "out of memory (the JavaScript heap)".to_owned(),
                 Ok(s) => match s.code() {
                     Some(code) => format!("exited with status {code}"),
                     None => "killed by a signal".to_owned(),
@@ -343,14 +349,25 @@ async fn watch(
 /// Reads an instance's output: the harness's first stdout line says it
 /// listens; then each line is a log record (tagged JSON from the
 /// harness's console, or raw text).
+/// Where an instance's output goes.
+#[derive(Clone)]
+struct Output {
+    logs: Logs,
+    /// Set once the instance has a function.
+    owner: Arc<OnceLock<Owner>>,
+    /// Lines written before: why a start failed.
+    early: Arc<Mutex<Vec<String>>>,
+    /// V8 said its heap is full (it then aborts).
+    heap_full: Arc<AtomicBool>,
+}
+
 async fn read_lines(
     from: impl tokio::io::AsyncRead + Unpin,
     stream: Stream,
-    logs: Logs,
-    owner: Arc<OnceLock<Owner>>,
+    out: Output,
     mut ready: Option<oneshot::Sender<()>>,
-    early: Arc<Mutex<Vec<String>>>,
 ) {
+    let Output { logs, owner, early, heap_full } = out;
     let mut lines = BufReader::new(from).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         if let Some(tx) = ready.take() {
@@ -368,6 +385,9 @@ async fn read_lines(
             ),
             _ => (String::new(), stream, line),
         };
+        if stream == Stream::Stderr && text.contains("heap out of memory") {
+            heap_full.store(true, Ordering::Relaxed);
+        }
         match owner.get() {
             Some(owner) => logs.push(owner, &request, stream, text),
             None => {

@@ -58,37 +58,37 @@ const HARNESS: &str = include_str!("harness.mjs");
 pub struct RuntimeSettings {
     /// Longest a function request may take by default, milliseconds (a
     /// function's own `maxDuration` may ask for up to 15 minutes).
-    #[arg(long = "fn-timeout-ms", env = "HELIX_FN_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(id = "fn_timeout_ms", long = "fn-timeout-ms", env = "HELIX_FN_TIMEOUT_MS", default_value_t = 10_000)]
     pub timeout_ms: u64,
     /// Memory per instance by default, MiB.
-    #[arg(long = "fn-memory-mib", env = "HELIX_FN_MEMORY_MIB", default_value_t = 1024)]
+    #[arg(id = "fn_memory_mib", long = "fn-memory-mib", env = "HELIX_FN_MEMORY_MIB", default_value_t = 1024)]
     pub memory_mib: u64,
     /// Instances per function at most.
-    #[arg(long = "fn-max-instances", env = "HELIX_FN_MAX_INSTANCES", default_value_t = 4)]
+    #[arg(id = "fn_max_instances", long = "fn-max-instances", env = "HELIX_FN_MAX_INSTANCES", default_value_t = 4)]
     pub max_instances: usize,
     /// Requests one instance serves at once.
-    #[arg(long = "fn-concurrency", env = "HELIX_FN_CONCURRENCY", default_value_t = 16)]
+    #[arg(id = "fn_concurrency", long = "fn-concurrency", env = "HELIX_FN_CONCURRENCY", default_value_t = 16)]
     pub concurrency: usize,
     /// Instances of the whole server at most (spares included).
-    #[arg(long = "fn-max-total", env = "HELIX_FN_MAX_TOTAL", default_value_t = 64)]
+    #[arg(id = "fn_max_total", long = "fn-max-total", env = "HELIX_FN_MAX_TOTAL", default_value_t = 64)]
     pub max_total: usize,
     /// Seconds an instance may sit idle before it stops.
-    #[arg(long = "fn-idle-secs", env = "HELIX_FN_IDLE_SECS", default_value_t = 300)]
+    #[arg(id = "fn_idle_secs", long = "fn-idle-secs", env = "HELIX_FN_IDLE_SECS", default_value_t = 300)]
     pub idle_secs: u64,
     /// Node instances kept started and waiting for a function.
-    #[arg(long = "fn-spares", env = "HELIX_FN_SPARES", default_value_t = 2)]
+    #[arg(id = "fn_spares", long = "fn-spares", env = "HELIX_FN_SPARES", default_value_t = 2)]
     pub spares: usize,
     /// Largest request body a function receives, bytes.
-    #[arg(long = "fn-max-request-bytes", env = "HELIX_FN_MAX_REQUEST_BYTES", default_value_t = 6 << 20)]
+    #[arg(id = "fn_max_request_bytes", long = "fn-max-request-bytes", env = "HELIX_FN_MAX_REQUEST_BYTES", default_value_t = 6 << 20)]
     pub max_request_bytes: u64,
     /// Largest response a function may send, bytes.
-    #[arg(long = "fn-max-response-bytes", env = "HELIX_FN_MAX_RESPONSE_BYTES", default_value_t = 20 << 20)]
+    #[arg(id = "fn_max_response_bytes", long = "fn-max-response-bytes", env = "HELIX_FN_MAX_RESPONSE_BYTES", default_value_t = 20 << 20)]
     pub max_response_bytes: u64,
     /// CPU per instance, thousandths of a CPU.
-    #[arg(long = "fn-cpu-millis", env = "HELIX_FN_CPU_MILLIS", default_value_t = 1000)]
+    #[arg(id = "fn_cpu_millis", long = "fn-cpu-millis", env = "HELIX_FN_CPU_MILLIS", default_value_t = 1000)]
     pub cpu_millis: u64,
     /// Processes and threads per instance.
-    #[arg(long = "fn-max-tasks", env = "HELIX_FN_MAX_TASKS", default_value_t = 128)]
+    #[arg(id = "fn_max_tasks", long = "fn-max-tasks", env = "HELIX_FN_MAX_TASKS", default_value_t = 128)]
     pub max_tasks: u64,
 }
 
@@ -250,9 +250,53 @@ impl Runtime {
 
     /// Runs one request through the function; always answers (a 5xx with
     /// the request id when the function could not).
-    pub async fn invoke(&self, call: Call, mut req: Request<Body>) -> Response<ResponseBody> {
-        let f = call.function.clone();
-        let timeout = Duration::from_millis(f.max_duration_ms.unwrap_or(self.inner.settings.timeout_ms));
+    pub async fn invoke(&self, call: Call, req: Request<Body>) -> Response<ResponseBody> {
+        let (parts, body) = req.into_parts();
+        let limit = self.inner.settings.max_request_bytes;
+        let declared =
+            parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &call.request_id,
+                "the request body is over the function's limit",
+            );
+        }
+        let body = http_body_util::Limited::new(body, limit as usize).boxed_unsync();
+        let req = Request::from_parts(parts, body);
+        if call.function.background {
+            return self.background(call, req).await;
+        }
+        let timeout = Duration::from_millis(call.function.max_duration_ms.unwrap_or(self.inner.settings.timeout_ms));
+        self.run(call, req, timeout).await
+    }
+
+    /// Netlify's background functions: 202 at once, then run to the end
+    /// (up to 15 minutes). The body is read first: the visitor's
+    /// connection is done once answered.
+    async fn background(&self, call: Call, req: Request<Body>) -> Response<ResponseBody> {
+        let (parts, body) = req.into_parts();
+        let bytes = match body.collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return error(StatusCode::PAYLOAD_TOO_LARGE, &call.request_id, "the request body could not be read");
+            }
+        };
+        let req = Request::from_parts(parts, boxed(Full::new(bytes)));
+        let rt = self.clone();
+        let timeout =
+            Duration::from_millis(call.function.max_duration_ms.unwrap_or(helix_core::functions::MAX_DURATION_MS));
+        tokio::spawn(async move {
+            let resp = rt.run(call, req, timeout).await;
+            let _ = resp.into_body().collect().await;
+        });
+        Response::builder()
+            .status(StatusCode::ACCEPTED)
+            .body(Full::new(Bytes::new()).map_err(|never| match never {}).boxed_unsync())
+            .expect("valid response")
+    }
+
+    async fn run(&self, call: Call, mut req: Request<Body>, timeout: Duration) -> Response<ResponseBody> {
         let deadline = tokio::time::Instant::now() + timeout;
         let pool = self.pool(&call);
         let instance = match self.acquire(&pool, &call, deadline).await {

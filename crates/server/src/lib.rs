@@ -7,10 +7,12 @@
 //! tests boot the same [`start`].
 
 mod builds;
+mod functions;
 
 pub use builds::QueueSettings;
 pub use helix_control::ApiSettings;
 pub use helix_edge::EdgeSettings;
+pub use helix_runtime::RuntimeSettings;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,6 +39,7 @@ pub struct Config {
     pub database_url: Option<String>,
     pub api: ApiSettings,
     pub edge: EdgeSettings,
+    pub runtime: RuntimeSettings,
     /// Build workers (0: this server builds nothing, another one does).
     pub build_workers: usize,
     pub build: helix_build::WorkerSettings,
@@ -52,6 +55,7 @@ impl Config {
             database_url: None,
             api: ApiSettings::default(),
             edge: EdgeSettings::default(),
+            runtime: RuntimeSettings::default(),
             build_workers: 1,
             build: helix_build::WorkerSettings::new(&data_dir),
             build_queue: QueueSettings::default(),
@@ -67,6 +71,7 @@ pub struct Running {
     pub admin_token: String,
     pub public_edge: PublicEdge,
     pub edge: Arc<Edge>,
+    pub runtime: helix_runtime::Runtime,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     store: Arc<Store>,
@@ -123,6 +128,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     // falls between the two; the state says which sequence number it is
     // as of, and older events are skipped.
     let edge = Edge::new(config.edge.clone(), &config.base_domain, blobs.clone())?;
+    let runtime = helix_runtime::Runtime::start(config.runtime.clone(), &config.data_dir, blobs.clone())
+        .context("starting the function runtime")?;
+    edge.set_invoker(Arc::new(functions::RuntimeInvoker {
+        runtime: runtime.clone(),
+        base_domain: config.base_domain.clone(),
+    }));
     let subscription = bus.subscribe();
     let state = store.serving_state().await.context("reading what to serve")?;
     edge.replay(&initial_events(&state), state.seq).await;
@@ -178,7 +189,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tasks.extend(helix_build::spawn_workers(settings, queue, host));
     }
     tracing::info!(%api_addr, %edge_addr, backend = store.backend(), "helix server started");
-    Ok(Running { api_addr, edge_addr, admin_token, public_edge, edge, stop, tasks, store })
+    Ok(Running { api_addr, edge_addr, admin_token, public_edge, edge, runtime, stop, tasks, store })
 }
 
 /// What the edge must serve right now, as the events that would have told it.

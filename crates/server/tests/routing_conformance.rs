@@ -59,7 +59,15 @@ async fn run(s: &TestServer, client: &reqwest::Client, case: &Case, upstream: &s
             blobs.push(bytes);
         }
     }
-    let body = json!({ "files": files, "config": config, "compat": case.compat, "production": true });
+    let mut functions = serde_json::Map::new();
+    for (path, content) in case.function_sources() {
+        let bytes = sub(content).into_bytes();
+        functions.insert(path.to_owned(), Digest::of(&bytes).to_hex().into());
+        blobs.push(bytes);
+    }
+    let body = json!({
+        "files": files, "config": config, "functions": functions, "compat": case.compat, "production": true,
+    });
     let (status, created) = s.call(Method::POST, &format!("/api/v1/projects/{project}/deployments"), Some(body)).await;
     if status != StatusCode::CREATED {
         return Err(vec![format!("create: {status} {created}")]);

@@ -65,6 +65,17 @@ impl Case {
     }
 
     /// Files at the project root (outside the publish directory).
+    /// Files in the platforms' function directories (sent with a deploy
+    /// as function sources).
+    pub fn function_sources(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.files
+            .iter()
+            .filter(|(p, _)| {
+                ["netlify/functions/", "netlify/edge-functions/", "api/", "functions/"].iter().any(|d| p.starts_with(d))
+            })
+            .map(|(p, c)| (p.as_str(), c.as_str()))
+    }
+
     pub fn root_file(&self, name: &str) -> Option<&str> {
         self.files.iter().find(|(p, _)| p == name).map(|(_, c)| c.as_str())
     }

@@ -164,6 +164,8 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.api.addr = ([127, 0, 0, 1], 0).into();
     config.edge.addr = ([127, 0, 0, 1], 0).into();
     config.api.gc_interval_secs = 0;
+    // No spare function instances unless a test asks (each is a node process).
+    config.runtime.spares = 0;
     config
 }
 

@@ -1,4 +1,6 @@
-//! Cloudflare Pages' order (SPEC §2.2, §2.4): the first matching rule
+//! Cloudflare Pages' order (SPEC §2.2, §2.4, §2.6): a request
+//! `_routes.json` sends to the Functions app goes there first (and comes
+//! back here, without functions, when the app passes it on); the first matching rule
 //! always applies (files do not shadow it); a 200 rule changes the path
 //! once; then Pages' HTML handling with its 308s, then the nearest
 //! `404.html`, else `index.html` (the implicit single-page app).
@@ -17,6 +19,11 @@ pub(super) fn route<'s>(
     req: &RequestFacts<'_>,
     notes: &mut RouteNotes,
 ) -> Outcome<'s> {
+    if req.functions
+        && let Some(chosen) = router.functions.find(helix_core::functions::Shape::Pages, req.path, req.method)
+    {
+        return Outcome::Function(chosen);
+    }
     let mut path: Cow<'_, str> = Cow::Borrowed(req.path);
     if let Some((rule, caps)) = router.redirects.matching(req.path, notes).into_iter().next() {
         if rule.status == 200 {

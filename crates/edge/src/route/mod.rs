@@ -8,6 +8,7 @@
 //! and what a match does; [`headers`] decorates the response.
 
 mod cloudflare;
+pub(crate) mod functions;
 mod headers;
 mod matcher;
 mod netlify;
@@ -41,6 +42,8 @@ pub(crate) enum Outcome<'s> {
         url: String,
         headers: &'s [(String, String)],
     },
+    /// Run a function.
+    Function(functions::Chosen<'s>),
     /// Nothing matched and there is no 404 page.
     NotFound,
     MethodNotAllowed,
@@ -59,6 +62,11 @@ pub struct RequestFacts<'r> {
     /// The secret that signs `nf_jwt` tokens, for `Role=` conditions.
     pub jwt_secret: Option<&'r [u8]>,
     pub language: Option<Cow<'r, str>>,
+    /// Whether functions may answer (a Pages app that passed the request
+    /// on to the static assets routes it again without).
+    pub functions: bool,
+    /// Whether Netlify edge functions already ran (and passed it on).
+    pub after_edge: bool,
 }
 
 /// What routing noticed that the request log should carry.
@@ -75,6 +83,7 @@ pub(crate) struct Router {
     /// Vercel `rewrites`, tried after the filesystem.
     rewrites: RuleList,
     headers: headers::HeaderRules,
+    pub(crate) functions: functions::Functions,
     clean_urls: bool,
     trailing_slash: Option<bool>,
     needs_country: bool,
@@ -82,7 +91,7 @@ pub(crate) struct Router {
 }
 
 impl Router {
-    pub fn new(table: RouteTable) -> Router {
+    pub fn new(table: RouteTable, functions: Vec<helix_core::functions::Function>) -> Router {
         Router {
             platform: table.platform,
             needs_country: table.redirects.iter().any(|r| !r.conditions.country.is_empty()),
@@ -90,6 +99,7 @@ impl Router {
             redirects: RuleList::new(table.redirects),
             rewrites: RuleList::new(table.rewrites),
             headers: headers::HeaderRules::new(table.platform, table.headers),
+            functions: functions::Functions::new(functions),
             clean_urls: table.clean_urls,
             trailing_slash: table.trailing_slash,
         }
@@ -137,7 +147,10 @@ impl Router {
 
     /// Bytes the router takes, roughly (for the site cache).
     pub fn memory_estimate(&self) -> usize {
-        self.redirects.memory_estimate() + self.rewrites.memory_estimate() + self.headers.memory_estimate()
+        self.redirects.memory_estimate()
+            + self.rewrites.memory_estimate()
+            + self.headers.memory_estimate()
+            + self.functions.memory_estimate()
     }
 }
 

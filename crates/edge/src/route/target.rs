@@ -28,6 +28,15 @@ impl<'r> Captures<'r> {
         self.pairs.push((name, value.into(), true));
     }
 
+    /// The named values taken from the path (not numbered groups, not
+    /// query values).
+    pub fn named(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs
+            .iter()
+            .filter(|(n, _, raw)| !raw && !n.is_empty() && !n.bytes().all(|b| b.is_ascii_digit()))
+            .map(|(n, v, _)| (*n, v.as_str()))
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.entry(name).map(|(v, _)| v)
     }

@@ -1,7 +1,8 @@
 //! Vercel's order (SPEC §3.1): `cleanUrls` and `trailingSlash` 308s, then
 //! `redirects` (files do not shadow them; a legacy route's `dest` before
-//! the filesystem is a rewrite here), the filesystem, `rewrites`, and
-//! `404.html`.
+//! the filesystem is a rewrite here), the filesystem (static files, then
+//! `api/` functions), `rewrites` (their target checked against the
+//! filesystem again), and `404.html`.
 
 use super::target::{confine, on_this_site, path_part, render_path, render_url, with_query};
 use super::{CompiledRule, Outcome, RequestFacts, RouteNotes, Router, not_found_page};
@@ -32,6 +33,9 @@ pub(super) fn route<'s>(
     if let Some(file) = lookup(router, files, path) {
         return Outcome::File { file, status: 200, rewritten: None };
     }
+    if let Some(chosen) = function(router, req, path) {
+        return Outcome::Function(chosen);
+    }
     for (r, caps) in router.rewrites.matching(path, notes) {
         if r.request_conditions_hold(req) {
             return rewrite(router, files, req, r, &caps);
@@ -42,7 +46,7 @@ pub(super) fn route<'s>(
 
 /// A rewrite: another origin is proxied, a path is looked up.
 fn rewrite<'s>(
-    router: &Router,
+    router: &'s Router,
     files: &'s Files,
     req: &RequestFacts<'_>,
     rule: &'s CompiledRule,
@@ -59,10 +63,47 @@ fn rewrite<'s>(
         "" => "/",
         p => p,
     };
-    match lookup(router, files, target_path) {
-        Some(file) => Outcome::File { file, status: rule.status, rewritten: None },
+    if let Some(file) = lookup(router, files, target_path) {
+        return Outcome::File { file, status: rule.status, rewritten: None };
+    }
+    match function(router, req, target_path) {
+        Some(mut chosen) => {
+            // The destination's query, then the source's parameters and
+            // the request's query for keys it does not set.
+            let own = target.split_once('?').map_or("", |(_, q)| q);
+            let mut query: Vec<String> = own.split('&').filter(|p| !p.is_empty()).map(str::to_owned).collect();
+            let key = |pair: &str| pair.split('=').next().unwrap_or_default().to_owned();
+            let mut keys: Vec<String> = query.iter().map(|p| key(p)).collect();
+            // The source's parameters join the query (Vercel passes them on).
+            for (name, value) in caps.named() {
+                if !keys.iter().any(|k| k == name) {
+                    let value = percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC);
+                    query.push(format!("{name}={value}"));
+                    keys.push(name.to_owned());
+                }
+            }
+            for pair in req.query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+                if !keys.contains(&key(pair)) {
+                    query.push(pair.to_owned());
+                }
+            }
+            chosen.rewritten = Some(if query.is_empty() {
+                target_path.to_owned()
+            } else {
+                format!("{target_path}?{}", query.join("&"))
+            });
+            Outcome::Function(chosen)
+        }
         None => not_found_page(files, "/404.html"),
     }
+}
+
+/// The `api/` function at `path`, if functions may answer.
+fn function<'s>(router: &'s Router, req: &RequestFacts<'_>, path: &str) -> Option<super::functions::Chosen<'s>> {
+    if !req.functions {
+        return None;
+    }
+    router.functions.find(helix_core::functions::Shape::Vercel, path, req.method)
 }
 
 /// The 308 target of `cleanUrls` and `trailingSlash`, if the path is not

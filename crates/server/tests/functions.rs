@@ -1,0 +1,307 @@
+//! Functions deployed for real and called through the real edge: every
+//! platform's shape from `helix deploy ROOT`, and hostile functions that
+//! must be contained while the rest of the server keeps serving.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use helix_testkit::TestServer;
+use reqwest::Method;
+
+fn write(root: &Path, files: &[(&str, &str)]) {
+    for (path, text) in files {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+}
+
+/// `helix deploy ROOT` as the CLI runs it (the client's deploy).
+async fn deploy(
+    s: &TestServer,
+    root: &Path,
+    project: &str,
+    publish: Option<&str>,
+) -> helix_client::deploy::DeployReport {
+    let api = helix_client::Api::new(&s.api(""), Some(s.token().to_owned())).unwrap();
+    let args = helix_client::deploy::DeployArgs {
+        dir: root,
+        publish_dir: publish.map(Path::new),
+        project: Some(project),
+        production: true,
+        compat: None,
+        strict: false,
+        alias: None,
+        function_dirs: Vec::new(),
+        show_progress: false,
+    };
+    let report = helix_client::deploy::deploy(&api, args).await.expect("deploys");
+    s.wait_for_site(&format!("{project}.localhost")).await;
+    report
+}
+
+async fn get(s: &TestServer, host: &str, path: &str) -> (u16, String) {
+    let resp = s.edge(Method::GET, host, path).send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_platform_shape_deploys_from_the_root_and_answers_through_the_edge() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let vercel = dir.path().join("vercel");
+    write(
+        &vercel,
+        &[
+            ("vercel.json", r#"{ "rewrites": [{ "source": "/u/:id", "destination": "/api/users/[id]" }] }"#),
+            ("public/index.html", "home"),
+            (
+                "api/hello.js",
+                "export default function handler(req, res) { res.status(200).send('hello ' + (req.query.name ?? 'world')) }",
+            ),
+            (
+                "api/users/[id].js",
+                "module.exports = (req, res) => res.json({ id: req.query.id, cookie: req.cookies.c ?? null })",
+            ),
+            ("api/_lib/util.js", "export const x = 1"),
+            (
+                "api/stream.mjs",
+                "export function GET() { const s = new ReadableStream({ async start(c) { for (const w of ['a','b','c']) { c.enqueue(new TextEncoder().encode(w)); await new Promise(r => setTimeout(r, 30)); } c.close(); } }); return new Response(s, { headers: { 'content-type': 'text/event-stream' } }) }",
+            ),
+        ],
+    );
+    let report = deploy(&s, &vercel, "vc", Some("public")).await;
+    assert_eq!(report.function_sources, 4, "{report:?}");
+    let host = "vc.localhost";
+    assert_eq!(get(&s, host, "/api/hello?name=ada").await, (200, "hello ada".into()));
+    assert_eq!(get(&s, host, "/api/hello.js").await, (200, "hello world".into()));
+    let (status, body) = get(&s, host, "/api/users/7").await;
+    assert_eq!((status, body.as_str()), (200, r#"{"id":"7","cookie":null}"#));
+    assert_eq!(get(&s, host, "/api/_lib/util").await.0, 404, "helpers are not functions");
+    assert_eq!(get(&s, host, "/api/stream").await, (200, "abc".into()));
+    assert_eq!(get(&s, host, "/").await, (200, "home".into()));
+
+    let netlify = dir.path().join("netlify");
+    write(
+        &netlify,
+        &[
+            ("netlify.toml", "[build]\npublish = \"dist\"\n"),
+            ("dist/index.html", "static"),
+            ("dist/_redirects", "/go/*  /.netlify/functions/v1/:splat  200\n"),
+            (
+                "netlify/functions/v1.js",
+                "exports.handler = async (event) => ({ statusCode: 201, headers: { 'x-fn': 'v1' }, body: event.path + '?' + (event.queryStringParameters.q ?? '') })",
+            ),
+            (
+                "netlify/functions/v2.mjs",
+                "export default async (req, context) => Response.json({ city: context.params.city, env: process.env.CONTEXT })\nexport const config = { path: '/travel/:city' }",
+            ),
+            (
+                "netlify/functions/slow-background.mjs",
+                "export default async () => { await new Promise(r => setTimeout(r, 200)); console.log('background done') }",
+            ),
+        ],
+    );
+    deploy(&s, &netlify, "nf", None).await;
+    let host = "nf.localhost";
+    let resp = s.edge(Method::GET, host, "/.netlify/functions/v1?q=1").send().await.unwrap();
+    assert_eq!((resp.status().as_u16(), resp.headers()["x-fn"].to_str().unwrap()), (201, "v1"));
+    assert_eq!(resp.text().await.unwrap(), "/.netlify/functions/v1?1");
+    assert_eq!(
+        get(&s, host, "/go/x?q=2").await,
+        (201, "/go/x?2".into()),
+        "a rewrite keeps the visitor's path in event.path"
+    );
+    let (status, body) = get(&s, host, "/travel/paris").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        serde_json::json!({ "city": "paris", "env": "production" })
+    );
+    assert_eq!(get(&s, host, "/.netlify/functions/v2").await.0, 404, "a path replaces the default URL");
+    let started = Instant::now();
+    assert_eq!(get(&s, host, "/.netlify/functions/slow-background").await, (202, String::new()));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let logs = s.running.runtime.logs();
+    let q = helix_runtime::LogQuery { project: "nf".into(), ..Default::default() };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !logs.read(&q, 100).iter().any(|l| l.line == "background done") {
+        assert!(Instant::now() < deadline, "the background function never finished: {:?}", logs.read(&q, 100));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let pages = dir.path().join("pages");
+    write(
+        &pages,
+        &[
+            ("wrangler.toml", "name = \"pg\"\npages_build_output_dir = \"public\"\n"),
+            ("public/index.html", "static index"),
+            ("public/about.html", "about"),
+            (
+                "functions/_middleware.js",
+                "export async function onRequest(ctx) { const r = await ctx.next(); const out = new Response(r.body, r); out.headers.set('x-mw', 'yes'); return out }",
+            ),
+            (
+                "functions/api/[name].js",
+                "export function onRequestGet(ctx) { return new Response('hi ' + ctx.params.name + ' ' + ctx.env.CF_PAGES) }",
+            ),
+            ("functions/files/[[path]].js", "export function onRequest(ctx) { return Response.json(ctx.params.path) }"),
+        ],
+    );
+    deploy(&s, &pages, "pg", None).await;
+    let host = "pg.localhost";
+    let resp = s.edge(Method::GET, host, "/api/ada").send().await.unwrap();
+    assert_eq!(resp.headers().get("x-mw").map(|v| v.to_str().unwrap()), Some("yes"));
+    assert_eq!(resp.text().await.unwrap(), "hi ada 1");
+    assert_eq!(get(&s, host, "/files/a/b/c").await, (200, r#"["a","b","c"]"#.into()));
+    let resp = s.edge(Method::GET, host, "/about").send().await.unwrap();
+    assert_eq!(resp.headers().get("x-mw").map(|v| v.to_str().unwrap()), Some("yes"), "middleware wraps static assets");
+    assert_eq!(resp.text().await.unwrap(), "about");
+    assert_eq!(
+        s.edge(Method::POST, host, "/api/ada").send().await.unwrap().status(),
+        405,
+        "a method mismatch falls through to the assets"
+    );
+
+    // Each function's counters are visible.
+    let stats = s.running.runtime.stats();
+    assert!(
+        stats.iter().any(|f| f.project == "vc" && f.function == "api/hello" && f.stats.invocations == 2),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_functions_are_contained_and_everything_else_keeps_serving() {
+    let s = TestServer::start_with(|c| {
+        c.runtime.timeout_ms = 2000;
+        c.runtime.memory_mib = 192;
+        c.runtime.max_response_bytes = 1 << 20;
+        c.runtime.max_tasks = 64;
+    })
+    .await;
+    let api_port = s.running.api_addr.port();
+    let data_dir = s.data_dir.path().display().to_string();
+    let own_ip = if_addrs::get_if_addrs()
+        .unwrap()
+        .into_iter()
+        .find(|i| !i.is_loopback() && i.ip().is_ipv4())
+        .map(|i| i.ip().to_string())
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let dir = tempfile::tempdir().unwrap();
+    let probe = "export default function (req, res) { res.send('ok') }";
+    let connect = |host: &str| {
+        format!(
+            "import net from 'node:net'; export default function (req, res) {{ const s = net.connect({{ host: '{host}', port: {api_port}, timeout: 1000 }}); s.on('connect', () => {{ res.send('connected'); s.destroy() }}); s.on('error', (e) => res.send('refused ' + e.code)); s.on('timeout', () => {{ res.send('refused timeout'); s.destroy() }}) }}"
+        )
+    };
+    let files: Vec<(String, String)> = vec![
+        ("public/index.html".into(), "home".into()),
+        ("api/probe.js".into(), probe.into()),
+        ("api/loop.js".into(), "export default function () { for (;;) {} }".into()),
+        ("api/hang.js".into(), "export default function () {}".into()),
+        ("api/throw.js".into(), "export default function () { throw new Error('nope') }".into()),
+        ("api/alloc.js".into(), "const keep = []; export default function () { for (;;) keep.push(new Array(1e6).fill(7)) }".into()),
+        ("api/fork.js".into(), "import { spawn } from 'node:child_process'; export default function (req, res) { let ok = 0, failed = 0; for (let i = 0; i < 200; i++) { try { const c = spawn('sleep', ['5']); c.on('spawn', () => ok++); c.on('error', () => failed++) } catch { failed++ } } setTimeout(() => res.send('spawned ' + ok + ' failed ' + failed), 1000) }".into()),
+        ("api/write.js".into(), "import fs from 'node:fs'; export default function (req, res) { const out = []; for (const p of ['/fn/x', '/usr/x', '/etc/x', '/tmp/x']) { try { fs.writeFileSync(p, '1'); out.push(p + ':wrote') } catch (e) { out.push(p + ':' + e.code) } } res.send(out.join(' ')) }".into()),
+        ("api/read.js".into(), format!("import fs from 'node:fs'; export default function (req, res) {{ const out = []; for (const p of ['/etc/shadow', '/proc/1/environ', '{data_dir}/secret.key', '{data_dir}/helix.db']) {{ try {{ fs.readFileSync(p); out.push(p + ':read') }} catch (e) {{ out.push(p + ':' + e.code) }} }} res.send(out.join(' ') + ' env:' + Object.keys(process.env).filter(k => k.includes('TOKEN') || k.includes('DATABASE') || k === 'HOME' && process.env.HOME === '/root').join(',')) }}")),
+        ("api/loopback.js".into(), connect("127.0.0.1")),
+        ("api/own.js".into(), connect(&own_ip)),
+        ("api/big.js".into(), "export default function (req, res) { res.write('x'.repeat(1 << 19)); res.write('x'.repeat(1 << 19)); res.end('x'.repeat(1 << 19)) }".into()),
+    ];
+    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    write(dir.path(), &refs);
+    deploy(&s, dir.path(), "hostile", Some("public")).await;
+    let host = "hostile.localhost";
+    let other = tempfile::tempdir().unwrap();
+    write(other.path(), &[("public/index.html", "other"), ("api/probe.js", probe)]);
+    deploy(&s, other.path(), "other", Some("public")).await;
+    assert_eq!(get(&s, "other.localhost", "/api/probe").await, (200, "ok".into()));
+
+    // A probe to another project's function stays fast while `path` runs.
+    async fn contained(s: &TestServer, path: &str) -> (u16, String) {
+        let hostile = get(s, "hostile.localhost", path);
+        let probe = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let started = Instant::now();
+            let r = get(s, "other.localhost", "/api/probe").await;
+            (r, started.elapsed())
+        };
+        let (out, (probed, took)) = tokio::join!(hostile, probe);
+        assert_eq!(probed, (200, "ok".into()), "during {path}");
+        assert!(took < Duration::from_millis(1500), "the probe took {took:?} during {path}");
+        out
+    }
+
+    assert_eq!(contained(&s, "/api/loop").await.0, 504);
+    assert_eq!(contained(&s, "/api/hang").await.0, 504);
+    assert_eq!(contained(&s, "/api/throw").await.0, 500);
+    let (status, body) = contained(&s, "/api/alloc").await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("memory"), "{body}");
+    let (status, body) = contained(&s, "/api/fork").await;
+    let spawned: u32 = body.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(status == 502 || (status == 200 && spawned < 64), "{status} {body}");
+    let (_, body) = contained(&s, "/api/write").await;
+    assert_eq!(body, "/fn/x:EROFS /usr/x:EROFS /etc/x:EROFS /tmp/x:wrote");
+    let (_, body) = contained(&s, "/api/read").await;
+    assert!(!body.contains(":read"), "{body}");
+    assert!(body.ends_with("env:"), "{body}");
+    let (_, body) = contained(&s, "/api/loopback").await;
+    assert!(body.starts_with("refused"), "{body}");
+    let (_, body) = contained(&s, "/api/own").await;
+    assert!(body.starts_with("refused"), "{body}");
+    let resp = s.edge(Method::GET, host, "/api/big").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.bytes().await.is_err(), "a response over the limit is cut, not completed");
+
+    // After all of it the hostile project's own functions still answer.
+    assert_eq!(get(&s, host, "/api/probe").await, (200, "ok".into()));
+    assert_eq!(get(&s, host, "/").await, (200, "home".into()));
+
+    // 1,000 concurrent requests to one function: each gets an answer.
+    let many: Vec<_> = (0..1000)
+        .map(|_| {
+            let req = s.edge(Method::GET, host, "/api/probe");
+            tokio::spawn(async move { req.send().await.map(|r| r.status().as_u16()).unwrap_or(0) })
+        })
+        .collect();
+    let mut ok = 0;
+    for r in many {
+        let status = r.await.unwrap();
+        assert!(status == 200 || status == 503, "status {status}");
+        ok += usize::from(status == 200);
+    }
+    assert!(ok > 900, "{ok} of 1000 answered 200");
+    let logs = s
+        .running
+        .runtime
+        .logs()
+        .read(&helix_runtime::LogQuery { project: "hostile".into(), ..Default::default() }, 1000);
+    assert!(logs.iter().any(|l| l.line.contains("504")), "timeouts are logged");
+    assert!(logs.iter().any(|l| l.line.contains("nope")), "a throw's stack is logged");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_function_that_cannot_load_fails_the_deploy_naming_the_file_and_changes_nothing() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), &[("public/index.html", "v1"), ("functions/[bad-name].js", "export function onRequest() {}")]);
+    let api = helix_client::Api::new(&s.api(""), Some(s.token().to_owned())).unwrap();
+    let args = helix_client::deploy::DeployArgs {
+        dir: dir.path(),
+        publish_dir: Some(Path::new("public")),
+        project: Some("bad"),
+        production: true,
+        compat: None,
+        strict: false,
+        alias: None,
+        function_dirs: Vec::new(),
+        show_progress: false,
+    };
+    let err = helix_client::deploy::deploy(&api, args).await.unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains("functions/[bad-name].js") && text.contains("invalid parameter name"), "{text}");
+    assert_eq!(get(&s, "bad.localhost", "/").await.0, 404, "nothing was served");
+}
