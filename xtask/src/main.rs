@@ -114,7 +114,22 @@ fn setup() -> Result<(), String> {
         install.args(&missing);
         run(&mut install)?;
     }
+    ensure_npm_tools()?;
     ensure_postgres()
+}
+
+/// The JavaScript tools functions use, from the npm registry (each ships
+/// its own binary): esbuild bundles function code; bun and deno are the
+/// other runtimes a function may ask for.
+fn ensure_npm_tools() -> Result<(), String> {
+    let missing: Vec<&str> = ["esbuild", "bun", "deno"].into_iter().filter(|c| !on_path(c)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing from npm: {}", missing.join(" "));
+    let mut npm = Command::new("npm");
+    npm.args(["install", "--global", "--no-fund", "--no-audit"]).args(&missing);
+    run(&mut npm)
 }
 
 /// Postgres on 127.0.0.1:5432 with trust auth, started when it is not;

@@ -354,8 +354,8 @@ async fn execute(run: Run<'_>) -> Result<String, Failure> {
     if cache.trim(settings.limits.max_workspace_bytes / 2) {
         log.line("the project's download cache was over half the disk limit: cleared");
     }
-    own_for_sandbox(workspace, true).map_err(|e| Failure::Infra(format!("preparing the workspace: {e}")))?;
-    own_for_sandbox(&cache.home(), false).map_err(|e| Failure::Infra(format!("preparing the cache: {e}")))?;
+    helix_sandbox::hand_over(workspace, true).map_err(|e| Failure::Infra(format!("preparing the workspace: {e}")))?;
+    helix_sandbox::hand_over(&cache.home(), false).map_err(|e| Failure::Infra(format!("preparing the cache: {e}")))?;
     let env = environment(job, &plan, &host.deploy_url(job), &commit);
     let base = src.join(&plan.base);
     let in_sandbox = |p: &Path| Path::new("src").join(p);
@@ -585,16 +585,4 @@ fn sandbox_owner() -> Option<u32> {
 /// A path relative to the repository root, `.` for the root itself.
 fn shown(p: &Path) -> String {
     if p.as_os_str().is_empty() { ".".into() } else { p.display().to_string() }
-}
-
-/// Hands a directory (and, `recursive`, all under it) to the sandbox's
-/// user (`nobody`) when the server is root.
-fn own_for_sandbox(root: &Path, recursive: bool) -> std::io::Result<()> {
-    let Some(owner) = sandbox_owner() else { return Ok(()) };
-    let depth = if recursive { usize::MAX } else { 0 };
-    for entry in walkdir::WalkDir::new(root).follow_links(false).max_depth(depth) {
-        let entry = entry.map_err(std::io::Error::other)?;
-        std::os::unix::fs::lchown(entry.path(), Some(owner), Some(owner))?;
-    }
-    Ok(())
 }

@@ -216,6 +216,17 @@ async fn function_sources(root: &Path, dirs: &[PathBuf]) -> anyhow::Result<crate
             listed.push((rel.display().to_string(), disk, size));
         }
     }
+    // The project's dependencies, for the server to install and bundle.
+    if !listed.is_empty() {
+        for name in ["package.json", "package-lock.json"] {
+            let path = root.join(name);
+            if let Ok(meta) = std::fs::metadata(&path)
+                && meta.is_file()
+            {
+                listed.push((name.to_owned(), path, meta.len()));
+            }
+        }
+    }
     let scan = tokio::task::spawn_blocking(move || crate::scan::hash(listed, &ProgressBar::hidden())).await??;
     Ok(scan)
 }

@@ -131,6 +131,7 @@ impl ControlPlane {
         };
         let routes = self.compile_routes(&id, &mut files, &options).await?;
         let functions = self.compile_functions(&id, &options, routes_json.as_deref()).await?;
+        let (functions, bundles) = self.bundle_functions(&id, &row.project, &options, functions).await?;
         let total: u64 = files.values().map(|d| sizes[d]).sum();
         if total > self.limits.max_total_bytes {
             let reason =
@@ -149,6 +150,7 @@ impl ControlPlane {
         };
         manifest.routes = routes.table;
         manifest.function_sources = options.functions.clone();
+        manifest.function_sources.extend(bundles);
         manifest.functions = functions;
         let manifest_digest = self.blobs.put_bytes(manifest.to_json().into()).await?;
         self.blobs.sync().await?;
@@ -242,6 +244,66 @@ impl ControlPlane {
                 Err(ApiError::Unprocessable(reason))
             }
         }
+    }
+
+    /// Bundles every function entry with esbuild in a sandbox (the npm
+    /// dependencies of a `package.json` among the sources installed
+    /// first) and points the functions at their bundles. Without esbuild
+    /// on the server, JavaScript runs as it is and TypeScript fails the
+    /// deploy, saying what to install.
+    async fn bundle_functions(
+        &self,
+        id: &DeploymentId,
+        project: &str,
+        options: &DeployOptions,
+        mut functions: Vec<helix_core::functions::Function>,
+    ) -> Result<(Vec<helix_core::functions::Function>, BTreeMap<String, Digest>), ApiError> {
+        let mut entries: Vec<String> = Vec::new();
+        for f in &functions {
+            let files = std::iter::once(f.entry.clone()).chain(f.pages_routes.iter().map(|r| r.file.clone()));
+            for file in files {
+                if !entries.contains(&file) {
+                    entries.push(file);
+                }
+            }
+        }
+        if entries.is_empty() {
+            return Ok((functions, BTreeMap::new()));
+        }
+        let fail = |reason: String| async move {
+            self.store.fail_deployment(id, &reason).await?;
+            Err::<(Vec<helix_core::functions::Function>, BTreeMap<String, Digest>), _>(ApiError::Unprocessable(reason))
+        };
+        if !helix_runtime::bundle::available() {
+            if let Some(ts) =
+                entries.iter().find(|e| [".ts", ".tsx", ".mts", ".cts", ".jsx"].iter().any(|x| e.ends_with(x)))
+            {
+                return fail(format!("functions: {ts} needs bundling, and esbuild is not installed on the server (npm install --global esbuild)")).await;
+            }
+            return Ok((functions, BTreeMap::new()));
+        }
+        let mut sources = BTreeMap::new();
+        for (path, digest) in &options.functions {
+            sources.insert(path.clone(), self.blobs.get(*digest).await?);
+        }
+        let work = self.functions_dir.join("work").join(id.as_str());
+        let cache = self.functions_dir.join("npm-cache").join(project);
+        let bundled = match helix_runtime::bundle::bundle(&work, &cache, &sources, &entries).await {
+            Ok(b) => b,
+            Err(why) => return fail(format!("functions: bundling failed:\n{why}")).await,
+        };
+        let mut bundles = BTreeMap::new();
+        for (path, bytes) in bundled {
+            let digest = self.blobs.put_bytes(bytes.into()).await?;
+            bundles.insert(path, digest);
+        }
+        for f in &mut functions {
+            f.entry = helix_runtime::bundle::bundle_path(&f.entry);
+            for r in &mut f.pages_routes {
+                r.file = helix_runtime::bundle::bundle_path(&r.file);
+            }
+        }
+        Ok((functions, bundles))
     }
 
     /// The digests an uploading deployment may receive; 404 for an unknown

@@ -149,6 +149,8 @@ pub struct Settings {
     pub build_link: BuildLink,
     /// What the edges have applied (changes answer once they serve them).
     pub applied: Arc<dyn Applied>,
+    /// Where function code is bundled (scratch and per-project npm caches).
+    pub functions_dir: std::path::PathBuf,
 }
 
 /// What the control plane shares with the build plane: where its API is
@@ -173,6 +175,7 @@ pub struct ControlPlane {
     /// Wakes the outbox relay after a commit that wrote events.
     outbox_wake: tokio::sync::Notify,
     applied: Arc<dyn Applied>,
+    pub(crate) functions_dir: std::path::PathBuf,
     ack_timeout: Duration,
     /// Bytes of unverified webhook bodies in memory, bounded (in units of
     /// `hooks::BUDGET_UNIT`).
@@ -207,7 +210,7 @@ impl ControlPlane {
         edge: PublicEdge,
         settings: Settings,
     ) -> std::io::Result<Arc<Self>> {
-        let Settings { api, secrets, build_link, applied } = settings;
+        let Settings { api, secrets, build_link, applied, functions_dir } = settings;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let hook_permits = (api.hook_inflight_bytes / hooks::BUDGET_UNIT).clamp(1, u64::from(u32::MAX >> 4)) as u32;
         Ok(Arc::new(ControlPlane {
@@ -222,6 +225,7 @@ impl ControlPlane {
             build_link,
             outbox_wake: tokio::sync::Notify::new(),
             applied,
+            functions_dir,
             ack_timeout: Duration::from_millis(api.edge_ack_timeout_ms),
             hook_budget: Arc::new(tokio::sync::Semaphore::new(hook_permits as usize)),
             hook_budget_units: hook_permits,

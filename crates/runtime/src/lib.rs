@@ -23,6 +23,7 @@
 //! out of memory answers its requests 502; either way the next request
 //! gets a fresh instance. Every such event is a log line of the function.
 
+pub mod bundle;
 mod instance;
 pub mod logs;
 

@@ -308,6 +308,22 @@ fn command(spec: &Spec<'_>, cgroup: Option<&Cgroup>, network: &Network, info: &P
     cmd
 }
 
+/// Hands a directory (and, `recursive`, all under it, not following
+/// symlinks) to the sandbox's user, `nobody`, when the server is root;
+/// otherwise the sandbox runs as the server's user and nothing changes.
+pub fn hand_over(root: &Path, recursive: bool) -> std::io::Result<()> {
+    if !is_root() {
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(root, Some(NOBODY), Some(NOBODY))?;
+    if recursive && root.is_dir() && !root.is_symlink() {
+        for entry in std::fs::read_dir(root)? {
+            hand_over(&entry?.path(), true)?;
+        }
+    }
+    Ok(())
+}
+
 /// Whether this process runs as root (sandboxes then drop to `nobody`).
 pub fn is_root() -> bool {
     std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)

@@ -149,7 +149,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         blobs,
         bus as Arc<dyn Bus>,
         public_edge.clone(),
-        helix_control::Settings { api: config.api.clone(), secrets, build_link, applied: acks },
+        helix_control::Settings {
+            api: config.api.clone(),
+            secrets,
+            build_link,
+            applied: acks,
+            functions_dir: config.data_dir.join("functions"),
+        },
     )
     .context("starting the compression threads")?;
     let (stop, stopped) = watch::channel(false);

@@ -16,6 +16,24 @@ fn write(root: &Path, files: &[(&str, &str)]) {
     }
 }
 
+fn deploy_args<'a>(
+    dir: &'a Path,
+    project: &'a str,
+    publish_dir: Option<&'a Path>,
+) -> helix_client::deploy::DeployArgs<'a> {
+    helix_client::deploy::DeployArgs {
+        dir,
+        publish_dir,
+        project: Some(project),
+        production: true,
+        compat: None,
+        strict: false,
+        alias: None,
+        function_dirs: Vec::new(),
+        show_progress: false,
+    }
+}
+
 /// `helix deploy ROOT` as the CLI runs it (the client's deploy).
 async fn deploy(
     s: &TestServer,
@@ -24,17 +42,7 @@ async fn deploy(
     publish: Option<&str>,
 ) -> helix_client::deploy::DeployReport {
     let api = helix_client::Api::new(&s.api(""), Some(s.token().to_owned())).unwrap();
-    let args = helix_client::deploy::DeployArgs {
-        dir: root,
-        publish_dir: publish.map(Path::new),
-        project: Some(project),
-        production: true,
-        compat: None,
-        strict: false,
-        alias: None,
-        function_dirs: Vec::new(),
-        show_progress: false,
-    };
+    let args = deploy_args(root, project, publish.map(Path::new));
     let report = helix_client::deploy::deploy(&api, args).await.expect("deploys");
     s.wait_for_site(&format!("{project}.localhost")).await;
     report
@@ -73,6 +81,7 @@ async fn every_platform_shape_deploys_from_the_root_and_answers_through_the_edge
     );
     let report = deploy(&s, &vercel, "vc", Some("public")).await;
     assert_eq!(report.function_sources, 4, "{report:?}");
+    assert_eq!(get(&s, "vc.localhost", "/api/hello.ts").await.0, 404, "sources are never files");
     let host = "vc.localhost";
     assert_eq!(get(&s, host, "/api/hello?name=ada").await, (200, "hello ada".into()));
     assert_eq!(get(&s, host, "/api/hello.js").await, (200, "hello world".into()));
@@ -284,22 +293,57 @@ async fn hostile_functions_are_contained_and_everything_else_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn typescript_with_an_npm_dependency_is_bundled_and_a_syntax_error_fails_the_deploy() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[
+            ("package.json", r#"{ "name": "ts", "dependencies": { "is-number": "7.0.0" } }"#),
+            ("public/index.html", "ts"),
+            (
+                "api/check.ts",
+                "import isNumber from 'is-number';\nimport { label } from './_lib/label';\ntype Q = { n?: string };\nexport default function handler(req: { query: Q }, res: any) { res.send(label(isNumber(req.query.n ?? ''))) }",
+            ),
+            ("api/_lib/label.ts", "export const label = (b: boolean): string => (b ? 'number' : 'not a number');"),
+            (
+                "netlify/functions/cjs.cjs",
+                "const path = require('node:path'); exports.handler = async () => ({ statusCode: 200, body: path.posix.join('a', 'b') })",
+            ),
+        ],
+    );
+    deploy(&s, dir.path(), "ts", Some("public")).await;
+    assert_eq!(get(&s, "ts.localhost", "/api/check?n=42").await, (200, "number".into()));
+    assert_eq!(get(&s, "ts.localhost", "/api/check?n=x").await, (200, "not a number".into()));
+    assert_eq!(get(&s, "ts.localhost", "/.netlify/functions/cjs").await, (200, "a/b".into()));
+
+    let broken = tempfile::tempdir().unwrap();
+    write(
+        broken.path(),
+        &[("public/index.html", "b"), ("api/broken.ts", "export default function (req, res) {\n  res.send(\n}")],
+    );
+    let api = helix_client::Api::new(&s.api(""), Some(s.token().to_owned())).unwrap();
+    let args = deploy_args(broken.path(), "broken", Some(Path::new("public")));
+    let text = format!("{:#}", helix_client::deploy::deploy(&api, args).await.unwrap_err());
+    assert!(text.contains("api/broken.ts:3"), "the error names the file and line: {text}");
+    let missing = tempfile::tempdir().unwrap();
+    write(
+        missing.path(),
+        &[("public/index.html", "m"), ("api/m.js", "import x from 'no-such-package'; export default () => x")],
+    );
+    let args = deploy_args(missing.path(), "missing", Some(Path::new("public")));
+    let text = format!("{:#}", helix_client::deploy::deploy(&api, args).await.unwrap_err());
+    assert!(text.contains("no-such-package") && text.contains("api/m.js"), "{text}");
+    assert_eq!(get(&s, "broken.localhost", "/").await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_function_that_cannot_load_fails_the_deploy_naming_the_file_and_changes_nothing() {
     let s = TestServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), &[("public/index.html", "v1"), ("functions/[bad-name].js", "export function onRequest() {}")]);
     let api = helix_client::Api::new(&s.api(""), Some(s.token().to_owned())).unwrap();
-    let args = helix_client::deploy::DeployArgs {
-        dir: dir.path(),
-        publish_dir: Some(Path::new("public")),
-        project: Some("bad"),
-        production: true,
-        compat: None,
-        strict: false,
-        alias: None,
-        function_dirs: Vec::new(),
-        show_progress: false,
-    };
+    let args = deploy_args(dir.path(), "bad", Some(Path::new("public")));
     let err = helix_client::deploy::deploy(&api, args).await.unwrap_err();
     let text = format!("{err:#}");
     assert!(text.contains("functions/[bad-name].js") && text.contains("invalid parameter name"), "{text}");
