@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use futures_util::StreamExt;
 use helix_core::api::{Build, LinkProject, LogLine, ProjectLink, RequestBuild};
 use helix_core::build::BuildState;
 
@@ -213,48 +212,32 @@ pub async fn builds(args: BuildsArgs) -> anyhow::Result<()> {
 /// when the build did.
 async fn follow(api: &helix_client::Api, id: &str, json: bool) -> anyhow::Result<()> {
     let resp = api.get_streaming(&format!("/api/v1/builds/{id}/logs?follow=1")).await?;
-    let mut body = resp.bytes_stream();
-    let mut buf: Vec<u8> = Vec::new();
-    let mut event = String::new();
-    let mut data = String::new();
-    while let Some(chunk) = body.next().await {
-        buf.extend_from_slice(&chunk.context("reading the log stream")?);
-        while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=nl).collect();
-            let line = String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']).to_owned();
-            if let Some(e) = line.strip_prefix("event:") {
-                event = e.trim().to_owned();
-            } else if let Some(d) = line.strip_prefix("data:") {
-                if !data.is_empty() {
-                    data.push('\n');
-                }
-                data.push_str(d.strip_prefix(' ').unwrap_or(d));
-            } else if line.is_empty() && !data.is_empty() {
-                match event.as_str() {
-                    "line" => {
-                        let l: LogLine = serde_json::from_str(&data).context("reading a log line")?;
-                        if json { println!("{data}") } else { print_line(&l) }
-                    }
-                    "end" => {
-                        let b: Build = serde_json::from_str(&data).context("reading the build's end")?;
-                        if json {
-                            println!("{data}");
-                        } else {
-                            print_build(&b);
-                        }
-                        return match b.state {
-                            BuildState::Ready => Ok(()),
-                            other => anyhow::bail!("build {} ended {}", b.id, other.as_str()),
-                        };
-                    }
-                    _ => {}
-                }
-                event.clear();
-                data.clear();
+    let mut outcome = None;
+    crate::sse::each(resp, |event, data| {
+        match event {
+            "line" => {
+                let l: LogLine = serde_json::from_str(data).context("reading a log line")?;
+                if json { println!("{data}") } else { print_line(&l) }
             }
+            "end" => {
+                let b: Build = serde_json::from_str(data).context("reading the build's end")?;
+                if json {
+                    println!("{data}");
+                } else {
+                    print_build(&b);
+                }
+                outcome = Some(match b.state {
+                    BuildState::Ready => Ok(()),
+                    other => Err(anyhow::anyhow!("build {} ended {}", b.id, other.as_str())),
+                });
+                return Ok(std::ops::ControlFlow::Break(()));
+            }
+            _ => {}
         }
-    }
-    anyhow::bail!("the log stream ended before the build did")
+        Ok(std::ops::ControlFlow::Continue(()))
+    })
+    .await?;
+    outcome.unwrap_or_else(|| anyhow::bail!("the log stream ended before the build did"))
 }
 
 fn print_line(l: &LogLine) {

@@ -5,7 +5,9 @@
 //! client would.
 
 mod builds;
+mod functions;
 mod output;
+mod sse;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -208,6 +210,10 @@ enum Command {
     Build(builds::BuildArgs),
     /// A project's builds (`--project`), or one build's logs, or cancel one.
     Builds(builds::BuildsArgs),
+    /// What a project's functions printed, tagged with request id (`-f` follows).
+    Logs(functions::LogsArgs),
+    /// A project's functions: instances, calls, cold starts, queueing, errors.
+    Functions(functions::FunctionsArgs),
     /// Delete blobs no deployment references.
     Gc {
         #[command(flatten)]
@@ -302,6 +308,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Projects(cmd) => builds::projects(cmd).await,
         Command::Build(args) => builds::build(args).await,
         Command::Builds(args) => builds::builds(args).await,
+        Command::Logs(args) => functions::logs(args).await,
+        Command::Functions(args) => functions::functions(args).await,
         Command::Gc { client } => {
             let r: GcReport = api(&client)?.post("/api/v1/gc", &serde_json::json!({})).await?;
             if client.json {

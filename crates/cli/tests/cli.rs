@@ -595,3 +595,45 @@ fn a_redirect_only_vercel_project_deploys() {
     assert_eq!(resp.status().as_u16(), 308);
     assert_eq!(resp.headers()["location"], "https://example.com/docs/a");
 }
+
+#[test]
+fn functions_deploy_from_the_root_and_their_logs_and_counters_show_through_the_cli() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let site = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(site.path().join("public")).unwrap();
+    std::fs::create_dir_all(site.path().join("api")).unwrap();
+    std::fs::write(site.path().join("public/index.html"), "home").unwrap();
+    std::fs::write(
+        site.path().join("api/hello.ts"),
+        "export default function handler(req: any, res: any) { console.log('hello from', req.query.who); res.send('hi ' + req.query.who) }",
+    )
+    .unwrap();
+    let out = server.helix_json(&[
+        "deploy",
+        site.path().to_str().unwrap(),
+        "--publish-dir",
+        "public",
+        "--project",
+        "fns",
+        "--prod",
+        "--json",
+    ]);
+    assert_eq!(out["function_sources"], 1, "{out}");
+    assert_eq!(server.get("fns.localhost", "/api/hello?who=ada"), (200, "hi ada".into()));
+    assert_eq!(server.get("fns.localhost", "/api/hello.ts").0, 200, "the Vercel extension form");
+    let logs = server.helix(&["logs", "--project", "fns"]);
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert!(logs.status.success() && text.contains("api/hello") && text.contains("hello from ada"), "{text}");
+    let only = server.helix_json(&["logs", "--project", "fns", "--function", "api/nope", "--json"]);
+    assert_eq!(only["records"].as_array().map(Vec::len), Some(0));
+    let fns = server.helix_json(&["functions", "--project", "fns", "--json"]);
+    let f = &fns["functions"][0];
+    assert_eq!(
+        (f["function"].as_str(), f["invocations"].as_u64(), f["cold_starts"].as_u64()),
+        (Some("api/hello"), Some(2), Some(1)),
+        "{fns}"
+    );
+    let table = server.helix(&["functions", "--project", "fns"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("api/hello"));
+}

@@ -8,6 +8,7 @@
 mod auth;
 mod builds;
 mod deploy;
+mod functions;
 mod gc;
 pub mod hooks;
 mod outbox;
@@ -151,6 +152,8 @@ pub struct Settings {
     pub applied: Arc<dyn Applied>,
     /// Where function code is bundled (scratch and per-project npm caches).
     pub functions_dir: std::path::PathBuf,
+    /// The runtime plane of this server: function logs and counters.
+    pub runtime: helix_runtime::Runtime,
 }
 
 /// What the control plane shares with the build plane: where its API is
@@ -176,6 +179,7 @@ pub struct ControlPlane {
     outbox_wake: tokio::sync::Notify,
     applied: Arc<dyn Applied>,
     pub(crate) functions_dir: std::path::PathBuf,
+    pub(crate) runtime: helix_runtime::Runtime,
     ack_timeout: Duration,
     /// Bytes of unverified webhook bodies in memory, bounded (in units of
     /// `hooks::BUDGET_UNIT`).
@@ -210,7 +214,7 @@ impl ControlPlane {
         edge: PublicEdge,
         settings: Settings,
     ) -> std::io::Result<Arc<Self>> {
-        let Settings { api, secrets, build_link, applied, functions_dir } = settings;
+        let Settings { api, secrets, build_link, applied, functions_dir, runtime } = settings;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let hook_permits = (api.hook_inflight_bytes / hooks::BUDGET_UNIT).clamp(1, u64::from(u32::MAX >> 4)) as u32;
         Ok(Arc::new(ControlPlane {
@@ -226,6 +230,7 @@ impl ControlPlane {
             outbox_wake: tokio::sync::Notify::new(),
             applied,
             functions_dir,
+            runtime,
             ack_timeout: Duration::from_millis(api.edge_ack_timeout_ms),
             hook_budget: Arc::new(tokio::sync::Semaphore::new(hook_permits as usize)),
             hook_budget_units: hook_permits,

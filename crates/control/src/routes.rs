@@ -38,6 +38,8 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         .route("/builds/{id}", get(get_build))
         .route("/builds/{id}/cancel", post(cancel_build))
         .route("/builds/{id}/logs", get(build_logs))
+        .route("/projects/{project}/logs", get(function_logs))
+        .route("/projects/{project}/functions", get(function_stats))
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .layer(axum::middleware::from_fn_with_state(cp.clone(), crate::auth::require_token))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
@@ -243,4 +245,38 @@ async fn build_logs(
     }
     let (build, lines) = cp.build_log(&id, after).await?;
     Ok(Json(serde_json::json!({ "build": build, "lines": lines })).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct FunctionLogQuery {
+    #[serde(default)]
+    function: Option<String>,
+    #[serde(default)]
+    deployment: Option<String>,
+    #[serde(default)]
+    after: Option<u64>,
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    follow: Option<String>,
+}
+
+/// A project's function log lines (this server's); `?follow=1` streams
+/// them as server-sent events.
+async fn function_logs(
+    State(cp): Cp,
+    Path(project): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<FunctionLogQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    let after = q.after.unwrap_or(0);
+    if q.follow.as_deref().is_some_and(|f| !matches!(f, "0" | "false" | "")) {
+        return Ok(cp.clone().follow_function_logs(&project, q.function, q.deployment, after)?.into_response());
+    }
+    let records = cp.function_logs(&project, q.function, q.deployment, after, q.limit.unwrap_or(1000))?;
+    Ok(Json(serde_json::json!({ "records": records })).into_response())
+}
+
+/// A project's functions: instances, invocations, cold starts, queueing.
+async fn function_stats(State(cp): Cp, Path(project): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(serde_json::json!({ "functions": cp.function_stats(&project)? })))
 }

@@ -155,6 +155,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             build_link,
             applied: acks,
             functions_dir: config.data_dir.join("functions"),
+            runtime: runtime.clone(),
         },
     )
     .context("starting the compression threads")?;

@@ -173,6 +173,36 @@ async fn every_platform_shape_deploys_from_the_root_and_answers_through_the_edge
         "a method mismatch falls through to the assets"
     );
 
+    // Logs through the API, and followed live as server-sent events.
+    let (status, page) = s.call(Method::GET, "/api/v1/projects/nf/logs?function=slow-background", None).await;
+    assert_eq!(status, 200);
+    assert!(
+        page["records"].as_array().unwrap().iter().any(|r| r["line"] == "background done" && r["request_id"] != ""),
+        "{page}"
+    );
+    let mut follow = s
+        .http
+        .get(s.api("/api/v1/projects/vc/logs?follow=1&function=api/hello"))
+        .bearer_auth(s.token())
+        .send()
+        .await
+        .unwrap();
+    let logged = vercel.join("api/hello.js");
+    std::fs::write(&logged, "export default function (req, res) { console.log('live line'); res.send('x') }").unwrap();
+    deploy(&s, &vercel, "vc", Some("public")).await;
+    assert_eq!(get(&s, "vc.localhost", "/api/hello").await.0, 200);
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.contains("live line") {
+        let chunk = tokio::time::timeout_at(deadline.into(), follow.chunk())
+            .await
+            .expect("a live line arrives")
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("event: line"), "{seen}");
+
     // Each function's counters are visible.
     let stats = s.running.runtime.stats();
     assert!(

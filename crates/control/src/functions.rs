@@ -1,0 +1,80 @@
+//! Function logs and counters for the API: what this server's runtime
+//! plane kept, per project (`helix logs`, `helix functions`).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::Stream;
+use helix_core::ProjectName;
+use helix_runtime::{FunctionStats, LogQuery, LogRecord};
+
+use crate::ControlPlane;
+use crate::problem::ApiError;
+
+/// Most records one read returns.
+const MAX_READ: usize = 5000;
+
+impl ControlPlane {
+    fn log_query(
+        project: &str,
+        function: Option<String>,
+        deployment: Option<String>,
+        after: u64,
+    ) -> Result<LogQuery, ApiError> {
+        let project = ProjectName::parse(project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        Ok(LogQuery { project: project.to_string(), function, deployment, after })
+    }
+
+    pub(crate) fn function_logs(
+        &self,
+        project: &str,
+        function: Option<String>,
+        deployment: Option<String>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<LogRecord>, ApiError> {
+        let q = Self::log_query(project, function, deployment, after)?;
+        Ok(self.runtime.logs().read(&q, limit.clamp(1, MAX_READ)))
+    }
+
+    /// The records kept, then each new one as it is written, as
+    /// server-sent `line` events (id = sequence number).
+    pub(crate) fn follow_function_logs(
+        self: Arc<Self>,
+        project: &str,
+        function: Option<String>,
+        deployment: Option<String>,
+        after: u64,
+    ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>> + use<>>, ApiError> {
+        let q = Self::log_query(project, function, deployment, after)?;
+        // Subscribed before the backlog is read: nothing falls between.
+        let live = self.runtime.logs().subscribe();
+        let backlog = self.runtime.logs().read(&q, MAX_READ);
+        let last = backlog.last().map_or(after, |r| r.seq);
+        let event = |r: &LogRecord| {
+            let data = serde_json::to_string(r).unwrap_or_default();
+            Ok(SseEvent::default().event("line").id(r.seq.to_string()).data(data))
+        };
+        let first: Vec<_> = backlog.iter().map(event).collect();
+        let rest = futures_util::stream::unfold((live, q, last), move |(mut live, q, last)| async move {
+            loop {
+                match live.recv().await {
+                    Ok(r) if r.seq > last && q.matches(&r) => {
+                        let seq = r.seq;
+                        return Some((event(&r), (live, q, seq)));
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        let stream = futures_util::StreamExt::chain(futures_util::stream::iter(first), rest);
+        Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    }
+
+    pub(crate) fn function_stats(&self, project: &str) -> Result<Vec<FunctionStats>, ApiError> {
+        let project = ProjectName::parse(project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        Ok(self.runtime.stats().into_iter().filter(|s| s.project == project.as_str()).collect())
+    }
+}
