@@ -58,6 +58,8 @@ fn site(rules: usize, platform: Platform) -> Site {
         routes: Default::default(),
         function_sources: Default::default(),
         functions: Vec::new(),
+        crons: Vec::new(),
+        function_env: Default::default(),
         legacy_routes: Some(RouteTable { platform, redirects, ..RouteTable::default() }),
     };
     Site::from_manifest(manifest, Digest::of(b"bench"))

@@ -135,6 +135,42 @@ pub async fn functions(args: FunctionsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub async fn crons(args: FunctionsArgs) -> anyhow::Result<()> {
+    let api = api(&args.client)?;
+    let value: serde_json::Value = api.get(&format!("/api/v1/projects/{}/crons", args.project)).await?;
+    if args.client.json {
+        print_json(&value);
+        return Ok(());
+    }
+    let list = value["crons"].as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        println!("{}'s production deployment has no schedules", args.project);
+        return Ok(());
+    }
+    println!("{:<32} {:<16} {:<22} LAST RUN", "SCHEDULE", "WHEN (UTC)", "NEXT RUN");
+    for c in list {
+        let last = &c["last_run"];
+        let last = if last.is_null() {
+            "never".to_owned()
+        } else {
+            let slot = last["slot_ms"].as_i64().unwrap_or(0) / 1000;
+            let (h, m) = ((slot / 3600) % 24, (slot / 60) % 60);
+            format!(
+                "{h:02}:{m:02} {} · {}",
+                last["status"].as_str().unwrap_or("?"),
+                last["detail"].as_str().unwrap_or("")
+            )
+        };
+        println!(
+            "{:<32} {:<16} {:<22} {last}",
+            c["name"].as_str().unwrap_or_default(),
+            c["schedule"].as_str().unwrap_or_default(),
+            c["next_run"].as_str().unwrap_or("—"),
+        );
+    }
+    Ok(())
+}
+
 fn urlencode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }

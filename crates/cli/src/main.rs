@@ -214,6 +214,8 @@ enum Command {
     Logs(functions::LogsArgs),
     /// A project's functions: instances, calls, cold starts, queueing, errors.
     Functions(functions::FunctionsArgs),
+    /// A project's schedules (vercel.json `crons`, Netlify scheduled functions): next and last runs.
+    Crons(functions::FunctionsArgs),
     /// Delete blobs no deployment references.
     Gc {
         #[command(flatten)]
@@ -310,6 +312,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Builds(args) => builds::builds(args).await,
         Command::Logs(args) => functions::logs(args).await,
         Command::Functions(args) => functions::functions(args).await,
+        Command::Crons(args) => functions::crons(args).await,
         Command::Gc { client } => {
             let r: GcReport = api(&client)?.post("/api/v1/gc", &serde_json::json!({})).await?;
             if client.json {

@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use helix_core::functions::{FnRoute, Function, PagesRoute, Runtime, Shape};
+use helix_core::cron::{Dialect, Schedule};
+use helix_core::functions::{Cron, FnRoute, Function, PagesRoute, Runtime, Shape};
+use helix_core::routes::{Diagnostic, DiagnosticKind};
 
 /// Where each platform keeps functions, relative to the project root.
 pub const NETLIFY_DIR: &str = "netlify/functions";
@@ -39,7 +41,7 @@ pub struct FunctionSources<'a> {
     /// Path relative to the project root → source text.
     pub files: BTreeMap<&'a str, &'a str>,
     /// Netlify's `[functions] directory`, if set.
-    pub netlify_dir: Option<&'a str>,
+    pub netlify_dir: Option<String>,
     /// The publish directory's `_routes.json`, if any.
     pub routes_json: Option<&'a str>,
     /// `[functions] runtime` of `helix.toml`.
@@ -48,6 +50,32 @@ pub struct FunctionSources<'a> {
     pub schedules: BTreeMap<String, String>,
     /// `netlify.toml [[edge_functions]]`: (path, function), in order.
     pub edge_declarations: Vec<(String, String)>,
+    /// `vercel.json`, for its `crons`.
+    pub vercel_json: Option<String>,
+    /// What functions see besides the platform's variables: the build
+    /// environment of `netlify.toml`/`helix.toml`, then `helix.toml
+    /// [functions.environment]`.
+    pub environment: BTreeMap<String, String>,
+}
+
+impl FunctionSources<'_> {
+    /// Adds what the project's root config files say about functions.
+    pub fn with_config(mut self, root: &BTreeMap<String, Vec<u8>>) -> Self {
+        let text = |name: &str| root.get(name).map(|b| String::from_utf8_lossy(b).into_owned());
+        let build = crate::build_settings(root).ok().flatten();
+        self.netlify_dir = build.as_ref().and_then(|b| b.functions.clone());
+        self.environment = build.map(|b| b.environment).unwrap_or_default();
+        if let Some(t) = text("netlify.toml") {
+            self.edge_declarations = crate::netlify::edge_function_declarations(&t);
+            self.schedules = crate::netlify::function_schedules(&t);
+        }
+        if let Some(t) = text("helix.toml") {
+            self.runtime = crate::helix::functions_runtime(&t);
+            self.environment.extend(crate::helix::functions_environment(&t));
+        }
+        self.vercel_json = text("vercel.json");
+        self
+    }
 }
 
 /// Compiles the functions; an error names the file and the problem.
@@ -148,7 +176,7 @@ fn netlify_edge(src: &FunctionSources<'_>, runtime: Runtime) -> Result<Vec<Funct
 }
 
 fn netlify(src: &FunctionSources<'_>, runtime: Runtime) -> Result<Vec<Function>, String> {
-    let dir = src.netlify_dir.map_or(NETLIFY_DIR, |d| d.trim_matches('/'));
+    let dir = src.netlify_dir.as_deref().map_or(NETLIFY_DIR, |d| d.trim_start_matches("./").trim_matches('/'));
     let mut out = Vec::new();
     for (name, path) in netlify_entries(src, dir) {
         let text = src.files[path];
@@ -548,6 +576,44 @@ fn routes_rule(rule: &str) -> FnRoute {
 
 fn star(s: &str) -> String {
     s.split('*').map(escape).collect::<Vec<_>>().join(".*")
+}
+
+// --- schedules -----------------------------------------------------------
+
+/// Every schedule: Netlify scheduled functions and `vercel.json` `crons`,
+/// each checked as its platform checks it (a bad one is rejected: the
+/// deploy fails).
+pub fn crons(src: &FunctionSources<'_>, functions: &[Function]) -> (Vec<Cron>, Vec<Diagnostic>) {
+    let (mut out, mut diags) = (Vec::new(), Vec::new());
+    let mut reject = |file: &str, message: String| {
+        diags.push(Diagnostic { file: file.to_owned(), line: 0, kind: DiagnosticKind::Rejected, message })
+    };
+    for f in functions {
+        let Some(schedule) = &f.schedule else { continue };
+        match Schedule::parse(schedule, Dialect::Netlify) {
+            Ok(_) => out.push(Cron { schedule: schedule.clone(), path: None, function: Some(f.name.clone()) }),
+            Err(e) => reject(&f.entry, format!("schedule of {}: {e}", f.name)),
+        }
+    }
+    let json = src.vercel_json.as_deref().and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok());
+    let list = json.as_ref().and_then(|v| v.get("crons")).and_then(|c| c.as_array()).cloned().unwrap_or_default();
+    for item in list {
+        let path = item.get("path").and_then(|p| p.as_str()).unwrap_or_default();
+        let schedule = item.get("schedule").and_then(|p| p.as_str()).unwrap_or_default();
+        if !path.starts_with('/') {
+            reject("vercel.json", format!("crons: Path must start with / ({path:?})"));
+            continue;
+        }
+        if path.len() > 512 {
+            reject("vercel.json", "crons: a path is at most 512 characters".into());
+            continue;
+        }
+        match Schedule::parse(schedule, Dialect::Vercel) {
+            Ok(_) => out.push(Cron { schedule: schedule.to_owned(), path: Some(path.to_owned()), function: None }),
+            Err(e) => reject("vercel.json", format!("crons: {path}: {e}")),
+        }
+    }
+    (out, diags)
 }
 
 // --- shared ------------------------------------------------------------

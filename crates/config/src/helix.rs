@@ -26,6 +26,16 @@ struct HelixToml {
     rewrites: Vec<Rule>,
     #[serde(default)]
     headers: Vec<Headers>,
+    functions: Option<Functions>,
+}
+
+/// `[functions]`: the runtime functions run on, and their environment.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Functions {
+    pub runtime: Option<String>,
+    #[serde(default)]
+    pub environment: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -105,6 +115,16 @@ pub(crate) fn has_rules(text: &str) -> bool {
 
 pub(crate) fn publish_dir(text: &str) -> Option<String> {
     parse(text).ok()?.build?.publish
+}
+
+/// `[functions] runtime`, when it names one (`node`, `bun`, `deno`).
+pub(crate) fn functions_runtime(text: &str) -> Option<helix_core::functions::Runtime> {
+    helix_core::functions::Runtime::parse(parse(text).ok()?.functions?.runtime.as_deref()?)
+}
+
+/// `[functions.environment]`.
+pub(crate) fn functions_environment(text: &str) -> std::collections::BTreeMap<String, String> {
+    parse(text).ok().and_then(|t| t.functions).map(|f| f.environment).unwrap_or_default()
 }
 
 /// The `[build]` table; an error names what is wrong with the file.

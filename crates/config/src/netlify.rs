@@ -316,6 +316,16 @@ pub(crate) fn functions_dir(text: &str) -> Option<String> {
     toml::from_str::<File>(text).ok()?.functions?.directory
 }
 
+/// `[functions."name"] schedule = "…"`, by function name.
+pub fn function_schedules(text: &str) -> std::collections::BTreeMap<String, String> {
+    let Ok(value) = toml::from_str::<toml::Value>(text) else { return Default::default() };
+    let Some(table) = value.get("functions").and_then(|f| f.as_table()) else { return Default::default() };
+    table
+        .iter()
+        .filter_map(|(name, v)| Some((name.clone(), v.as_table()?.get("schedule")?.as_str()?.to_owned())))
+        .collect()
+}
+
 /// `[[edge_functions]]` declarations, in file order: (path, function).
 pub fn edge_function_declarations(text: &str) -> Vec<(String, String)> {
     #[derive(serde::Deserialize)]

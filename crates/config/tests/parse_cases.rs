@@ -25,13 +25,21 @@ fn parse_cases() {
             files.publish.insert(path.trim_start_matches('/').to_owned(), content.as_bytes().to_vec());
         }
         let compat = Platform::parse(&case.compat).unwrap_or_else(|| panic!("{}: compat {:?}", case.id, case.compat));
-        let compiled = compile(&files, Some(compat));
+        let mut compiled = compile(&files, Some(compat));
+        // Schedules count as kept rules, and their problems as diagnostics.
+        let sources =
+            helix_config::functions::FunctionSources { files: case.function_sources().collect(), ..Default::default() }
+                .with_config(&files.root);
+        let functions = helix_config::functions::compile(&sources).unwrap_or_default();
+        let (crons, cron_diagnostics) = helix_config::functions::crons(&sources, &functions);
+        compiled.diagnostics.extend(cron_diagnostics);
         let only_headers = files.publish.contains_key("_headers") && !files.publish.contains_key("_redirects");
         // What the platform keeps: the rules HelixStack kept, plus those it
         // left out only because it cannot honor them yet (each reported).
         let not_honored = compiled.diagnostics.iter().filter(|d| d.kind == DiagnosticKind::NotHonored).count();
-        let kept =
-            not_honored + if only_headers { compiled.table.headers.len() } else { compiled.table.redirects.len() };
+        let kept = not_honored
+            + crons.len()
+            + if only_headers { compiled.table.headers.len() } else { compiled.table.redirects.len() };
         let mut problems = Vec::new();
         if let Some(want) = case.expect.parsed_count
             && kept != want

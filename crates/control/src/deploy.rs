@@ -130,7 +130,8 @@ impl ControlPlane {
             None => None,
         };
         let routes = self.compile_routes(&id, &mut files, &options).await?;
-        let functions = self.compile_functions(&id, &options, routes_json.as_deref()).await?;
+        let CompiledFunctions { functions, crons, environment } =
+            self.compile_functions(&id, &options, routes_json.as_deref()).await?;
         let (functions, bundles) = self.bundle_functions(&id, &row.project, &options, functions).await?;
         let total: u64 = files.values().map(|d| sizes[d]).sum();
         if total > self.limits.max_total_bytes {
@@ -152,6 +153,8 @@ impl ControlPlane {
         manifest.function_sources = options.functions.clone();
         manifest.function_sources.extend(bundles);
         manifest.functions = functions;
+        manifest.crons = crons;
+        manifest.function_env = environment;
         let manifest_digest = self.blobs.put_bytes(manifest.to_json().into()).await?;
         self.blobs.sync().await?;
         let report_json = serde_json::to_string(&report).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -201,16 +204,17 @@ impl ControlPlane {
         Ok(compiled)
     }
 
-    /// Compiles the function sources into the deployment's functions; a
-    /// source that cannot be a function fails the deployment, naming it.
+    /// Compiles the function sources into the deployment's functions and
+    /// schedules; a source that cannot be a function, or a schedule its
+    /// platform would refuse, fails the deployment, naming it.
     async fn compile_functions(
         &self,
         id: &DeploymentId,
         options: &DeployOptions,
         routes_json: Option<&[u8]>,
-    ) -> Result<Vec<helix_core::functions::Function>, ApiError> {
-        if options.functions.is_empty() {
-            return Ok(Vec::new());
+    ) -> Result<CompiledFunctions, ApiError> {
+        if options.functions.is_empty() && !options.config.contains_key("vercel.json") {
+            return Ok(CompiledFunctions::default());
         }
         let mut texts = BTreeMap::new();
         for (path, digest) in &options.functions {
@@ -223,21 +227,22 @@ impl ControlPlane {
         for (name, digest) in &options.config {
             root.insert(name.clone(), self.blobs.get(*digest).await?.to_vec());
         }
-        let netlify_dir = helix_config::build_settings(&root).ok().flatten().and_then(|b| b.functions);
         let routes_json = routes_json.map(String::from_utf8_lossy);
-        let edge_declarations = root
-            .get("netlify.toml")
-            .map(|t| helix_config::netlify::edge_function_declarations(&String::from_utf8_lossy(t)))
-            .unwrap_or_default();
         let src = helix_config::functions::FunctionSources {
             files: texts.iter().map(|(k, v)| (*k, v.as_str())).collect(),
-            netlify_dir: netlify_dir.as_deref(),
             routes_json: routes_json.as_deref(),
-            edge_declarations,
             ..Default::default()
-        };
-        match helix_config::functions::compile(&src) {
-            Ok(functions) => Ok(functions),
+        }
+        .with_config(&root);
+        let compiled = helix_config::functions::compile(&src).and_then(|functions| {
+            let (crons, diags) = helix_config::functions::crons(&src, &functions);
+            match diags.first() {
+                Some(d) => Err(d.to_string()),
+                None => Ok(CompiledFunctions { functions, crons, environment: src.environment.clone() }),
+            }
+        });
+        match compiled {
+            Ok(ok) => Ok(ok),
             Err(why) => {
                 let reason = format!("functions: {why}");
                 self.store.fail_deployment(id, &reason).await?;
@@ -391,6 +396,8 @@ impl ControlPlane {
             routes: Default::default(),
             function_sources: BTreeMap::new(),
             functions: Vec::new(),
+            crons: Vec::new(),
+            function_env: Default::default(),
             legacy_routes: None,
         })
     }
@@ -599,4 +606,12 @@ mod tests {
         assert_eq!(content_type_of("/data.json"), "application/json; charset=utf-8");
         assert_eq!(content_type_of("/blob"), "application/octet-stream");
     }
+}
+
+/// A deployment's functions, schedules and function environment.
+#[derive(Default)]
+struct CompiledFunctions {
+    functions: Vec<helix_core::functions::Function>,
+    crons: Vec<helix_core::functions::Cron>,
+    environment: BTreeMap<String, String>,
 }

@@ -78,3 +78,52 @@ impl ControlPlane {
         Ok(self.runtime.stats().into_iter().filter(|s| s.project == project.as_str()).collect())
     }
 }
+
+/// One schedule as `helix crons` shows it.
+#[derive(serde::Serialize)]
+pub(crate) struct CronView {
+    pub name: String,
+    pub schedule: String,
+    /// `path` (requested on production) or `function` (invoked).
+    pub kind: &'static str,
+    pub deployment: String,
+    pub next_run: Option<String>,
+    pub last_run: Option<helix_store::CronRun>,
+}
+
+impl ControlPlane {
+    /// The production deployment's schedules, each with its next run and
+    /// its latest.
+    pub(crate) async fn crons(&self, project: &str) -> Result<Vec<CronView>, ApiError> {
+        let project = ProjectName::parse(project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let production = self.store.production_manifests().await?;
+        let Some((_, deployment, digest)) = production.into_iter().find(|(p, _, _)| *p == project) else {
+            return Ok(Vec::new());
+        };
+        let manifest = helix_core::manifest::Manifest::from_json(&self.blobs.get(digest).await?)
+            .map_err(|e| ApiError::Internal(format!("reading the production manifest: {e}")))?;
+        let runs = self.store.cron_runs(&project, 500).await?;
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        Ok(manifest
+            .crons
+            .iter()
+            .map(|c| {
+                let dialect = if c.function.is_some() {
+                    helix_core::cron::Dialect::Netlify
+                } else {
+                    helix_core::cron::Dialect::Vercel
+                };
+                let next = helix_core::cron::Schedule::parse(&c.schedule, dialect).ok().and_then(|s| s.next_after(now));
+                CronView {
+                    name: c.name().to_owned(),
+                    schedule: c.schedule.clone(),
+                    kind: if c.function.is_some() { "function" } else { "path" },
+                    deployment: deployment.to_string(),
+                    next_run: next.map(helix_core::cron::rfc3339),
+                    last_run: runs.iter().find(|r| r.name == c.name()).cloned(),
+                }
+            })
+            .collect())
+    }
+}

@@ -40,6 +40,7 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         .route("/builds/{id}/logs", get(build_logs))
         .route("/projects/{project}/logs", get(function_logs))
         .route("/projects/{project}/functions", get(function_stats))
+        .route("/projects/{project}/crons", get(crons))
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .layer(axum::middleware::from_fn_with_state(cp.clone(), crate::auth::require_token))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
@@ -279,4 +280,9 @@ async fn function_logs(
 /// A project's functions: instances, invocations, cold starts, queueing.
 async fn function_stats(State(cp): Cp, Path(project): Path<String>) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(serde_json::json!({ "functions": cp.function_stats(&project)? })))
+}
+
+/// The production deployment's schedules with their next and last runs.
+async fn crons(State(cp): Cp, Path(project): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(serde_json::json!({ "crons": cp.crons(&project).await? })))
 }

@@ -127,6 +127,24 @@ pub struct PagesRoute {
     pub catchall: Vec<String>,
 }
 
+/// A schedule: Vercel's (a path requested on production) or Netlify's (a
+/// scheduled function, not reachable by URL).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cron {
+    pub schedule: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+}
+
+impl Cron {
+    /// Names the schedule (the path or the function).
+    pub fn name(&self) -> &str {
+        self.path.as_deref().or(self.function.as_deref()).unwrap_or_default()
+    }
+}
+
 /// Longest a function may run a request, milliseconds (Netlify's
 /// background limit).
 pub const MAX_DURATION_MS: u64 = 15 * 60 * 1000;

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod build;
+pub mod cron;
 pub mod digest;
 pub mod events;
 pub mod functions;

@@ -36,6 +36,13 @@ pub struct Manifest {
     /// The functions compiled from those sources, in routing order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub functions: Vec<crate::functions::Function>,
+    /// Variables its functions see (from the project's config files; no
+    /// secrets).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub function_env: BTreeMap<String, String>,
+    /// The schedules that run against it when it is production.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crons: Vec<crate::functions::Cron>,
     /// A version 1 manifest's route table, as the platforms wrote it
     /// (`routes` is then empty); never written.
     #[serde(skip)]
@@ -123,6 +130,8 @@ impl Manifest {
                     routes: RouteTable::default(),
                     function_sources: v1.function_sources,
                     functions: Vec::new(),
+                    crons: Vec::new(),
+                    function_env: BTreeMap::new(),
                     legacy_routes: Some(v1.routes),
                 })
             }

@@ -35,6 +35,8 @@ pub struct FunctionCall {
     /// The URL as the visitor asked for it.
     pub url: String,
     pub params: Vec<(String, String)>,
+    /// The deployment's configured variables.
+    pub env: Arc<Vec<(String, String)>>,
 }
 
 /// Runs functions. It always answers: a function that could not run gets
@@ -61,6 +63,7 @@ pub(crate) struct Target {
     pub params: Vec<(String, String)>,
     pub rewritten: Option<String>,
     pub sources: Arc<BTreeMap<String, Digest>>,
+    pub env: Arc<Vec<(String, String)>>,
 }
 
 impl Edge {
@@ -135,6 +138,7 @@ impl Edge {
                     params: chosen.params,
                     rewritten: chosen.rewritten,
                     sources: site.function_sources.clone(),
+                    env: site.function_env.clone(),
                 };
                 self.respond_function(ctx, head, target, host).await
             }
@@ -172,7 +176,7 @@ impl Edge {
         let Some(site) = ctx.site.clone() else {
             return text(StatusCode::INTERNAL_SERVER_ERROR, "no deployment\n");
         };
-        let Target { function, params, rewritten, sources } = target;
+        let Target { function, params, rewritten, sources, env } = target;
         let path_and_query = match &rewritten {
             Some(p) => p.as_str(),
             None => req.uri().path_and_query().map_or("/", |p| p.as_str()),
@@ -185,6 +189,7 @@ impl Edge {
             request_id: ctx.id.to_str().unwrap_or_default().to_owned(),
             url: format!("http://{host}{path_and_query}"),
             params,
+            env,
         };
         let (mut parts, body) = req.into_parts();
         let host_value = HeaderValue::from_str(host).ok();

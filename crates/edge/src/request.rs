@@ -152,6 +152,7 @@ impl Edge {
                 params: chosen.params,
                 rewritten: chosen.rewritten,
                 sources: site.function_sources.clone(),
+                env: site.function_env.clone(),
             };
             drop(facts);
             let (host, path) = (host.into_owned(), path.into_owned());

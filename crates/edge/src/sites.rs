@@ -27,6 +27,8 @@ pub struct Site {
     pub(crate) router: Router,
     /// The function sources (path → blob), for the runtime plane.
     pub(crate) function_sources: Arc<std::collections::BTreeMap<String, Digest>>,
+    /// The variables its functions see from the project's config.
+    pub(crate) function_env: Arc<Vec<(String, String)>>,
     /// Bytes it takes in memory, roughly.
     weight: u64,
 }
@@ -37,12 +39,21 @@ impl Site {
     pub fn from_manifest(manifest: Manifest, digest: Digest) -> Site {
         let files = Files::new(&manifest.files);
         let function_sources = Arc::new(manifest.function_sources);
+        let function_env = Arc::new(manifest.function_env.into_iter().collect());
         let router = match &manifest.legacy_routes {
             Some(legacy) => Router::new(helix_config::lower_legacy(legacy), Vec::new()),
             None => Router::new(manifest.routes, manifest.functions),
         };
         let weight = (files.memory_estimate() + router.memory_estimate() + 512) as u64;
-        Site { deployment: manifest.deployment, manifest: digest, files, router, function_sources, weight }
+        Site {
+            deployment: manifest.deployment,
+            manifest: digest,
+            files,
+            router,
+            function_sources,
+            function_env,
+            weight,
+        }
     }
 
     /// Bytes the site takes in memory, roughly.

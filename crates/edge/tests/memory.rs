@@ -51,6 +51,8 @@ fn a_twenty_thousand_rule_table_takes_a_few_megabytes() {
         routes: compiled.table,
         function_sources: BTreeMap::new(),
         functions: Vec::new(),
+        crons: Vec::new(),
+        function_env: Default::default(),
         legacy_routes: None,
     };
     // What the edge reads: the manifest's JSON.

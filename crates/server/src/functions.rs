@@ -34,7 +34,7 @@ impl Invoker for RuntimeInvoker {
     }
 }
 
-/// The platform variables functions commonly read.
+/// The platform variables functions commonly read, then the project's.
 fn environment(call: &FunctionCall, base_domain: &str) -> Vec<(String, String)> {
     let origin = call.url.split_once("://").map_or("", |(_, rest)| rest.split('/').next().unwrap_or_default());
     let host = origin.split(':').next().unwrap_or(origin);
@@ -62,5 +62,7 @@ fn environment(call: &FunctionCall, base_domain: &str) -> Vec<(String, String)> 
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
+    // The project's own, except over HelixStack's.
+    .chain(call.env.iter().filter(|(k, _)| !k.starts_with("HELIX_")).cloned())
     .collect()
 }

@@ -7,6 +7,7 @@
 //! tests boot the same [`start`].
 
 mod builds;
+mod cron;
 mod functions;
 
 pub use builds::QueueSettings;
@@ -130,10 +131,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let edge = Edge::new(config.edge.clone(), &config.base_domain, blobs.clone())?;
     let runtime = helix_runtime::Runtime::start(config.runtime.clone(), &config.data_dir, blobs.clone())
         .context("starting the function runtime")?;
-    edge.set_invoker(Arc::new(functions::RuntimeInvoker {
-        runtime: runtime.clone(),
-        base_domain: config.base_domain.clone(),
-    }));
+    let invoker: Arc<dyn helix_edge::Invoker> =
+        Arc::new(functions::RuntimeInvoker { runtime: runtime.clone(), base_domain: config.base_domain.clone() });
+    edge.set_invoker(invoker.clone());
     let subscription = bus.subscribe();
     let state = store.serving_state().await.context("reading what to serve")?;
     edge.replay(&initial_events(&state), state.seq).await;
@@ -146,7 +146,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let build_link = helix_control::BuildLink { api_url: api_url.clone(), wake: build_wake.clone() };
     let control = ControlPlane::new(
         store.clone(),
-        blobs,
+        blobs.clone(),
         bus as Arc<dyn Bus>,
         public_edge.clone(),
         helix_control::Settings {
@@ -175,6 +175,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tokio::spawn(edge.clone().follow(subscription)),
         control.spawn_outbox_relay(),
         control.spawn_gc(),
+        cron::Crons {
+            store: store.clone(),
+            blobs: blobs.clone(),
+            invoker,
+            edge_addr,
+            base_domain: config.base_domain.clone(),
+        }
+        .spawn(),
     ];
     let mut tasks = tasks;
     if config.build_workers > 0 {

@@ -128,7 +128,9 @@ macro_rules! on_pool {
 }
 
 mod builds;
+mod crons;
 pub use builds::{BuildEnd, BuildRow, LinkRow, NewBuild, NewLink, Queued};
+pub use crons::CronRun;
 
 const DEPLOYMENT_COLUMNS: &str = "d.id, p.name AS project, d.state, d.production_requested, d.manifest_digest, \
      d.file_count, d.total_bytes, d.created_at_ms, d.ready_at_ms, \
@@ -605,14 +607,14 @@ fn parse_files_json(json: &str) -> Result<BTreeMap<String, Digest>, StoreError> 
     serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("files_json: {e}")))
 }
 
-fn parse_digest(s: &str) -> Result<Digest, StoreError> {
+pub(crate) fn parse_digest(s: &str) -> Result<Digest, StoreError> {
     s.parse().map_err(|e: helix_core::digest::DigestError| StoreError::Corrupt(e.to_string()))
 }
 
-fn parse_id(s: &str) -> Result<DeploymentId, StoreError> {
+pub(crate) fn parse_id(s: &str) -> Result<DeploymentId, StoreError> {
     DeploymentId::parse(s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn parse_project(s: &str) -> Result<ProjectName, StoreError> {
+pub(crate) fn parse_project(s: &str) -> Result<ProjectName, StoreError> {
     ProjectName::parse(s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }

@@ -91,6 +91,7 @@ pub(crate) fn migrator() -> Migrator {
         (3, "splits", include_str!("../migrations/0003_splits.sql")),
         (4, "builds", include_str!("../migrations/0004_builds.sql")),
         (5, "event_sequence", include_str!("../migrations/0005_event_sequence.sql")),
+        (6, "cron_runs", include_str!("../migrations/0006_cron_runs.sql")),
     ];
     Migrator::with_migrations(
         MIGRATIONS

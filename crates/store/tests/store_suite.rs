@@ -47,6 +47,7 @@ suite!(
     links_find_projects_by_repository,
     the_build_queue_leases_supersedes_and_dedups,
     aliases_point_at_finalized_deployments,
+    a_cron_slot_is_claimed_once,
 );
 
 fn project(name: &str) -> ProjectName {
@@ -461,4 +462,25 @@ async fn aliases_point_at_finalized_deployments(store: Store) {
     assert!(store.serving_state().await.unwrap().aliases.is_empty());
     let events = drain_outbox(&store).await;
     assert_eq!(events, vec![Event::AliasRemoved { project: project("site"), alias: "feature-x".into() }]);
+}
+
+async fn a_cron_slot_is_claimed_once(store: Store) {
+    let id = ready(&store, "cronp", true).await;
+    let p = project("cronp");
+    let production = store.production_manifests().await.unwrap();
+    assert_eq!(production.iter().map(|(p, d, _)| (p.as_str(), d.clone())).collect::<Vec<_>>(), [("cronp", id.clone())]);
+    // Two servers race for the same minute: one wins.
+    let (a, b) = tokio::join!(
+        store.claim_cron_run(&p, "/api/tick", 60_000, &id, 1),
+        store.claim_cron_run(&p, "/api/tick", 60_000, &id, 2)
+    );
+    assert!(a.unwrap() ^ b.unwrap(), "exactly one claim lands");
+    assert!(store.claim_cron_run(&p, "/api/tick", 120_000, &id, 3).await.unwrap(), "the next minute is free");
+    store.finish_cron_run(&p, "/api/tick", 60_000, true, "GET /api/tick → 200", 5).await.unwrap();
+    let runs = store.cron_runs(&p, 10).await.unwrap();
+    assert_eq!(
+        runs.iter().map(|r| (r.slot_ms, r.status.as_str())).collect::<Vec<_>>(),
+        [(120_000, "running"), (60_000, "ok")]
+    );
+    assert_eq!(runs[1].finished_at_ms, Some(5));
 }

@@ -98,19 +98,40 @@ impl TestServer {
         config: &[(&str, &[u8])],
         production: bool,
     ) -> (StatusCode, serde_json::Value) {
+        self.deploy_everything(project, files, config, &[], production).await
+    }
+
+    /// A production deployment with function sources (paths relative to
+    /// the project root).
+    pub async fn deploy_functions(
+        &self,
+        project: &str,
+        files: &[(&str, &[u8])],
+        config: &[(&str, &[u8])],
+        functions: &[(&str, &[u8])],
+    ) -> (StatusCode, serde_json::Value) {
+        self.deploy_everything(project, files, config, functions, true).await
+    }
+
+    async fn deploy_everything(
+        &self,
+        project: &str,
+        files: &[(&str, &[u8])],
+        config: &[(&str, &[u8])],
+        functions: &[(&str, &[u8])],
+        production: bool,
+    ) -> (StatusCode, serde_json::Value) {
         let table = |list: &[(&str, &[u8])]| -> serde_json::Map<String, serde_json::Value> {
             list.iter().map(|(p, b)| (p.to_string(), helix_core::Digest::of(b).to_hex().into())).collect()
         };
-        let (status, created) = self
-            .call(
-                reqwest::Method::POST,
-                &format!("/api/v1/projects/{project}/deployments"),
-                Some(serde_json::json!({ "files": table(files), "config": table(config), "production": production })),
-            )
-            .await;
+        let body = serde_json::json!({
+            "files": table(files), "config": table(config), "functions": table(functions), "production": production,
+        });
+        let (status, created) =
+            self.call(reqwest::Method::POST, &format!("/api/v1/projects/{project}/deployments"), Some(body)).await;
         assert_eq!(status, StatusCode::CREATED, "{created}");
         let id = created["id"].as_str().expect("id").to_owned();
-        for (_, bytes) in files.iter().chain(config) {
+        for (_, bytes) in files.iter().chain(config).chain(functions) {
             let digest = helix_core::Digest::of(bytes).to_hex();
             if created["required"].as_array().expect("required").iter().any(|d| d == &digest) {
                 let (status, body) = self.put_blob(&id, &digest, bytes).await;
