@@ -83,3 +83,22 @@ result() {
 cpu_note() {
     echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores (other work on this machine skews results)"
 }
+
+# wrk_run PORT PATH DURATION [HOST] → "req_per_s p99_ms non2xx errors"
+wrk_run() {
+    local out
+    out=$(taskset -c 0 wrk -t1 -c64 -d"$3" --latency -H "Host: ${4:-${HOST:-localhost}}" "http://127.0.0.1:$1$2")
+    echo "$out" >>"$WORK/wrk.log"
+    echo "$out" | awk '
+        function ms(v) {
+            if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
+            if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
+            if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
+            return v
+        }
+        /Requests\/sec/ { rps = $2 }
+        $1 == "99%" { p99 = ms($2) }
+        /Non-2xx/ { bad = $NF }
+        /Socket errors/ { gsub(/,/, ""); err = $4 + $6 + $8 + $10 }
+        END { printf "%s %.3f %d %d\n", rps, p99, bad, err }'
+}

@@ -339,12 +339,64 @@ fn vercel(src: &FunctionSources<'_>, runtime: Runtime) -> Result<Vec<Function>, 
         regex.push_str(&tail);
         let mut f = function(&format!("api/{stem}"), Shape::Vercel, path, runtime);
         f.routes = vec![FnRoute { regex, params, loose: false }];
+        apply_vercel_settings(&mut f, src.vercel_json.as_deref())?;
         if out.iter().any(|o: &Function| o.routes == f.routes) {
             return Err(format!("{path}: another function under api/ has the same route"));
         }
         out.push(f);
     }
     Ok(out)
+}
+
+/// `vercel.json` `functions`: glob → `{ maxDuration, memory, runtime }`
+/// for the files it matches (the last matching glob wins per setting).
+fn apply_vercel_settings(f: &mut Function, vercel_json: Option<&str>) -> Result<(), String> {
+    let Some(json) = vercel_json.and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()) else { return Ok(()) };
+    let Some(map) = json.get("functions").and_then(|v| v.as_object()) else { return Ok(()) };
+    for (glob, settings) in map {
+        if !glob_regex(glob).is_ok_and(|re| re.is_match(&f.entry)) {
+            continue;
+        }
+        let at = |what: &str| format!("vercel.json functions {glob:?}: {what}");
+        if let Some(v) = settings.get("maxDuration") {
+            let secs = v.as_u64().filter(|s| (1..=helix_core::functions::MAX_DURATION_MS / 1000).contains(s));
+            f.max_duration_ms = Some(secs.ok_or_else(|| at("maxDuration must be 1 to 900 seconds"))? * 1000);
+        }
+        if let Some(v) = settings.get("memory") {
+            let mib = v.as_u64().filter(|m| (128..=10_240).contains(m));
+            f.memory_mib = Some(mib.ok_or_else(|| at("memory must be 128 to 10240 MB"))?);
+        }
+        if let Some(r) = settings.get("runtime").and_then(|r| r.as_str()) {
+            // `@vercel/node@3`-style community runtimes mean node here.
+            f.runtime = Runtime::parse(r.trim_start_matches("@vercel/").split('@').next().unwrap_or(r))
+                .unwrap_or(Runtime::Node);
+        }
+    }
+    Ok(())
+}
+
+/// A Vercel `functions` glob (`api/**/*.js`, `api/hello.ts`) as a regex.
+fn glob_regex(glob: &str) -> Result<regex::Regex, regex::Error> {
+    let mut re = String::from("^");
+    let mut chars = glob.trim_start_matches("./").chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' if chars.peek() == Some(&'*') => {
+                chars.next();
+                if chars.peek() == Some(&'/') {
+                    chars.next();
+                    re.push_str("(?:.*/)?");
+                } else {
+                    re.push_str(".*");
+                }
+            }
+            '*' => re.push_str("[^/]*"),
+            '?' => re.push_str("[^/]"),
+            c => re.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    re.push('$');
+    regex::Regex::new(&re)
 }
 
 // --- Cloudflare Pages --------------------------------------------------
@@ -857,6 +909,27 @@ mod tests {
         assert!(matches(&routes_rule("/"), "/").is_some() && matches(&routes_rule("/"), "/a").is_none());
         assert!(matches(&routes_rule("/foo*"), "/foobar").is_some());
         assert!(matches(&routes_rule("/foo"), "/foo/").is_some());
+    }
+
+    #[test]
+    fn vercel_function_settings_apply_by_glob() {
+        let src = FunctionSources {
+            files: [("api/slow.ts", ""), ("api/fast.js", "")].into_iter().collect(),
+            vercel_json: Some(r#"{ "functions": { "api/**/*.ts": { "maxDuration": 60, "memory": 512 } } }"#.into()),
+            ..Default::default()
+        };
+        let fns = compile(&src).unwrap();
+        assert_eq!(
+            (fns[1].name.as_str(), fns[1].max_duration_ms, fns[1].memory_mib),
+            ("api/slow", Some(60_000), Some(512))
+        );
+        assert_eq!(fns[0].max_duration_ms, None);
+        let bad = FunctionSources {
+            files: [("api/x.js", "")].into_iter().collect(),
+            vercel_json: Some(r#"{ "functions": { "api/*.js": { "maxDuration": 5000 } } }"#.into()),
+            ..Default::default()
+        };
+        assert!(compile(&bad).unwrap_err().contains("maxDuration"));
     }
 
     #[test]

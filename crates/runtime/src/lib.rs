@@ -73,6 +73,10 @@ pub struct RuntimeSettings {
     /// Instances of the whole server at most (spares included).
     #[arg(id = "fn_max_total", long = "fn-max-total", env = "HELIX_FN_MAX_TOTAL", default_value_t = 64)]
     pub max_total: usize,
+    /// Memory the instances of the whole server may be given, MiB, their
+    /// limits summed (default: three quarters of this machine's memory).
+    #[arg(id = "fn_max_memory_mib", long = "fn-max-memory-mib", env = "HELIX_FN_MAX_MEMORY_MIB")]
+    pub max_memory_mib: Option<u64>,
     /// Seconds an instance may sit idle before it stops.
     #[arg(id = "fn_idle_secs", long = "fn-idle-secs", env = "HELIX_FN_IDLE_SECS", default_value_t = 300)]
     pub idle_secs: u64,
@@ -134,10 +138,40 @@ pub(crate) struct Inner {
     blobs: Arc<dyn BlobStore>,
     pools: Mutex<HashMap<(DeploymentId, String), Arc<Pool>>>,
     spares: Mutex<Vec<Arc<Instance>>>,
-    /// Instances alive or starting, spares included.
-    total: AtomicUsize,
+    /// Instances alive or starting, spares included, and their memory.
+    places: Mutex<Places>,
+    /// Wakes requests waiting for a place under the server's caps.
+    room: Notify,
+    max_memory_mib: u64,
     /// A deployment's function sources, written out once.
     trees: Mutex<HashMap<DeploymentId, Arc<OnceCell<PathBuf>>>>,
+}
+
+/// What the server's instances take under its caps.
+#[derive(Default)]
+struct Places {
+    instances: usize,
+    memory_mib: u64,
+}
+
+impl Inner {
+    fn release(&self, memory_mib: u64) {
+        let mut places = self.places.lock().expect("places");
+        places.instances = places.instances.saturating_sub(1);
+        places.memory_mib = places.memory_mib.saturating_sub(memory_mib);
+        drop(places);
+        self.room.notify_waiters();
+    }
+}
+
+/// This machine's memory, MiB (`/proc/meminfo`; 4 GiB when unreadable).
+fn machine_memory_mib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| l.strip_prefix("MemTotal:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+        })
+        .map_or(4096, |kb| kb / 1024)
 }
 
 /// One function's instances.
@@ -167,6 +201,8 @@ pub struct PoolStats {
     pub timeouts: u64,
     pub crashes: u64,
     pub last_cold_start_ms: u64,
+    /// Instances started before any request (on promote).
+    pub prewarmed: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -193,6 +229,7 @@ impl Runtime {
         let harness = dir.join("harness");
         std::fs::create_dir_all(&harness)?;
         std::fs::write(harness.join("harness.mjs"), HARNESS)?;
+        let settings_max_memory = settings.max_memory_mib.unwrap_or_else(|| machine_memory_mib() * 3 / 4);
         let inner = Arc::new(Inner {
             settings,
             harness,
@@ -202,7 +239,9 @@ impl Runtime {
             blobs,
             pools: Mutex::default(),
             spares: Mutex::default(),
-            total: AtomicUsize::new(0),
+            places: Mutex::default(),
+            room: Notify::new(),
+            max_memory_mib: settings_max_memory,
             trees: Mutex::default(),
         });
         let rt = Runtime { inner };
@@ -246,7 +285,7 @@ impl Runtime {
 
     /// Instances alive or starting, spares included.
     pub fn instances(&self) -> usize {
-        self.inner.total.load(Ordering::Relaxed)
+        self.inner.places.lock().expect("places").instances
     }
 
     /// Runs one request through the function; always answers (a 5xx with
@@ -364,6 +403,40 @@ impl Runtime {
         }
     }
 
+    /// Starts instances of `call`'s function ahead of its first request
+    /// until its pool has `count` (a promote does it with the traffic the
+    /// previous production deployment had). Stops at the caps.
+    pub async fn prewarm(&self, call: Call, count: usize) {
+        let pool = self.pool(&call);
+        let memory = call.function.memory_mib.unwrap_or(self.inner.settings.memory_mib);
+        let mut started = 0;
+        while started < count.min(self.inner.settings.max_instances) {
+            let have = pool.instances.lock().expect("instances").len() + pool.starting.load(Ordering::Relaxed);
+            if have >= count || !self.reserve(memory) {
+                break;
+            }
+            pool.starting.fetch_add(1, Ordering::Relaxed);
+            let result = self.cold_start(&pool, &call).await;
+            if let Ok((instance, _)) = &result {
+                instance.touch();
+                pool.instances.lock().expect("instances").push(instance.clone());
+            }
+            pool.starting.fetch_sub(1, Ordering::Relaxed);
+            pool.changed.notify_waiters();
+            match result {
+                Ok(_) => started += 1,
+                Err(why) => {
+                    self.system(&pool.owner, "", &format!("pre-warming failed: {why}"));
+                    break;
+                }
+            }
+        }
+        if started > 0 {
+            pool.stats.lock().expect("stats").prewarmed += started as u64;
+            self.system(&pool.owner, "", &format!("pre-warmed {started} instance(s) on promote"));
+        }
+    }
+
     fn system(&self, owner: &Owner, request: &str, line: &str) {
         self.inner.logs.push(owner, request, Stream::System, line.to_owned());
     }
@@ -402,8 +475,10 @@ impl Runtime {
         let mut waited: Option<Instant> = None;
         loop {
             let changed = pool.changed.notified();
-            tokio::pin!(changed);
+            let room = self.inner.room.notified();
+            tokio::pin!(changed, room);
             changed.as_mut().enable();
+            room.as_mut().enable();
             let warm = {
                 let mut instances = pool.instances.lock().expect("instances");
                 instances.retain(|i| !i.is_dead());
@@ -417,11 +492,14 @@ impl Runtime {
                     i.touch();
                 }
                 let room = instances.len() + pool.starting.load(Ordering::Relaxed) < settings.max_instances;
-                if best.is_none() && room && self.reserve() {
-                    pool.starting.fetch_add(1, Ordering::Relaxed);
-                    Err(true)
-                } else {
-                    best.ok_or(false)
+                match best {
+                    Some(i) => Ok(i),
+                    None if room && self.reserve(call.function.memory_mib.unwrap_or(settings.memory_mib)) => {
+                        pool.starting.fetch_add(1, Ordering::Relaxed);
+                        Err(Next::Start)
+                    }
+                    None if room => Err(Next::MakeRoom),
+                    None => Err(Next::Wait),
                 }
             };
             match warm {
@@ -438,14 +516,18 @@ impl Runtime {
                     return Ok(i);
                 }
                 // A place was reserved: start one.
-                Err(true) => {
+                Err(Next::Start) => {
                     let started = Instant::now();
                     let result = self.cold_start(pool, call).await;
+                    // Counted as starting until it is in the pool: never
+                    // neither, so the pool's cap holds.
+                    if let Ok((instance, _)) = &result {
+                        instance.inflight.fetch_add(1, Ordering::Relaxed);
+                        pool.instances.lock().expect("instances").push(instance.clone());
+                    }
                     pool.starting.fetch_sub(1, Ordering::Relaxed);
                     pool.changed.notify_waiters();
                     let (instance, spare) = result.map_err(Acquire::Failed)?;
-                    instance.inflight.fetch_add(1, Ordering::Relaxed);
-                    pool.instances.lock().expect("instances").push(instance.clone());
                     let ms = started.elapsed().as_millis() as u64;
                     {
                         let mut stats = pool.stats.lock().expect("stats");
@@ -458,19 +540,45 @@ impl Runtime {
                     self.system(&pool.owner, &call.request_id, &format!("cold start in {ms} ms ({how})"));
                     return Ok(instance);
                 }
-                Err(false) => {}
+                // The server is at its cap: the idlest instance elsewhere
+                // gives up its place (a spare first).
+                Err(Next::MakeRoom) => {
+                    if let Some(victim) = self.idlest() {
+                        victim.stop();
+                        victim.wait_dead(Duration::from_secs(2)).await;
+                        continue;
+                    }
+                }
+                Err(Next::Wait) => {}
             }
             waited.get_or_insert_with(Instant::now);
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+            // An instance of this pool frees up, or a place on the server.
+            let freed = async {
+                tokio::select! {
+                    () = &mut changed => {}
+                    () = &mut room => {}
+                }
+            };
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
                 return Err(Acquire::Busy);
             }
         }
     }
 
-    /// Takes a place under the server's instance cap.
-    fn reserve(&self) -> bool {
-        let max = self.inner.settings.max_total;
-        self.inner.total.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).is_ok()
+    /// Takes a place under the server's caps (instances and memory).
+    fn reserve(&self, memory_mib: u64) -> bool {
+        let mut places = self.inner.places.lock().expect("places");
+        let fits = places.instances < self.inner.settings.max_total
+            && places.memory_mib + memory_mib <= self.inner.max_memory_mib;
+        if fits {
+            places.instances += 1;
+            places.memory_mib += memory_mib;
+        }
+        fits
+    }
+
+    fn release(&self, memory_mib: u64) {
+        self.inner.release(memory_mib);
     }
 
     /// A new instance of `call`'s function, loaded; whether it was a spare.
@@ -481,7 +589,7 @@ impl Runtime {
         let tree = match tree {
             Ok(t) => t,
             Err(e) => {
-                self.inner.total.fetch_sub(1, Ordering::AcqRel);
+                self.release(memory);
                 return Err(e);
             }
         };
@@ -492,7 +600,7 @@ impl Runtime {
             None => match Instance::start(&self.inner, f.runtime, memory).await {
                 Ok(i) => self.track(i),
                 Err(e) => {
-                    self.inner.total.fetch_sub(1, Ordering::AcqRel);
+                    self.release(memory);
                     return Err(format!("{e:#}"));
                 }
             },
@@ -510,6 +618,7 @@ impl Runtime {
         let inner = Arc::downgrade(&self.inner);
         let exited = instance.exited.clone();
         let dead = instance.dead.clone();
+        let memory = instance.memory_mib;
         tokio::spawn(async move {
             let notified = exited.notified();
             tokio::pin!(notified);
@@ -520,7 +629,7 @@ impl Runtime {
                 notified.await;
             }
             if let Some(inner) = inner.upgrade() {
-                inner.total.fetch_sub(1, Ordering::AcqRel);
+                inner.release(memory);
             }
         });
         instance
@@ -534,7 +643,7 @@ impl Runtime {
         let i = spares.iter().position(|s| s.js == js && s.memory_mib == memory_mib)?;
         let spare = spares.remove(i);
         // The caller reserved a place; the spare already had one.
-        self.inner.total.fetch_sub(1, Ordering::AcqRel);
+        self.release(memory_mib);
         Some(spare)
     }
 
@@ -547,7 +656,7 @@ impl Runtime {
             spares.len()
         };
         for _ in have..want {
-            if !self.reserve() {
+            if !self.reserve(self.inner.settings.memory_mib) {
                 return;
             }
             let rt = self.clone();
@@ -559,12 +668,31 @@ impl Runtime {
                         rt.inner.spares.lock().expect("spares").push(i);
                     }
                     Err(e) => {
-                        rt.inner.total.fetch_sub(1, Ordering::AcqRel);
+                        rt.release(memory);
                         tracing::warn!("function spare: {e:#}");
                     }
                 }
             });
         }
+    }
+
+    /// The instance to stop for room: a spare, else the one idle longest
+    /// (none while every instance is busy).
+    fn idlest(&self) -> Option<Arc<Instance>> {
+        let spare = {
+            let mut spares = self.inner.spares.lock().expect("spares");
+            spares.retain(|s| !s.is_dead());
+            spares.pop()
+        };
+        if spare.is_some() {
+            return spare;
+        }
+        let pools = self.inner.pools.lock().expect("pools");
+        pools
+            .values()
+            .flat_map(|p| p.instances.lock().expect("instances").clone())
+            .filter(|i| !i.is_dead() && i.inflight.load(Ordering::Relaxed) == 0)
+            .max_by_key(|i| i.idle_for())
     }
 
     /// Stops instances idle too long, and forgets empty pools.
@@ -611,6 +739,16 @@ impl Runtime {
         .await
         .cloned()
     }
+}
+
+/// What a request does when no warm instance has room.
+enum Next {
+    /// A place under the caps is reserved: start an instance.
+    Start,
+    /// This function may grow but the server is full.
+    MakeRoom,
+    /// This function is at its own cap: wait for a free instance.
+    Wait,
 }
 
 enum Acquire {

@@ -2,7 +2,13 @@
 //! function sees: the variables each platform sets for its functions
 //! (`VERCEL_*`, Netlify's `CONTEXT`/`URL`, `CF_PAGES*`) and HelixStack's.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use futures_util::future::BoxFuture;
+use helix_artifacts::BlobStore;
+use helix_core::events::Event;
+use helix_core::manifest::Manifest;
 use helix_edge::{FunctionBody, FunctionCall, FunctionResponseBody, Invoker};
 use helix_runtime::{Call, Runtime};
 use http::{Request, Response};
@@ -12,14 +18,11 @@ pub(crate) struct RuntimeInvoker {
     pub base_domain: String,
 }
 
-impl Invoker for RuntimeInvoker {
-    fn invoke(
-        &self,
-        call: FunctionCall,
-        req: Request<FunctionBody>,
-    ) -> BoxFuture<'static, Response<FunctionResponseBody>> {
+impl RuntimeInvoker {
+    /// The runtime's view of a call: the edge's, with the environment.
+    fn call(&self, call: FunctionCall) -> Call {
         let env = environment(&call, &self.base_domain);
-        let call = Call {
+        Call {
             deployment: call.deployment,
             project: call.project.to_string(),
             function: call.function,
@@ -28,7 +31,60 @@ impl Invoker for RuntimeInvoker {
             url: call.url,
             params: call.params,
             env,
-        };
+        }
+    }
+
+    /// Follows the bus: when a project's production moves to another
+    /// deployment, that deployment's functions get as many instances
+    /// started as the previous production deployment's had alive (the
+    /// traffic it had), before the first request.
+    pub async fn prewarm_on_promote(self: Arc<Self>, mut events: helix_bus::Subscription, blobs: Arc<dyn BlobStore>) {
+        while let Some(env) = events.next().await {
+            let (Event::DeployPromoted { project, deployment, manifest }
+            | Event::DeployRolledBack { project, deployment, manifest }) = env.event
+            else {
+                continue;
+            };
+            let mut alive: HashMap<String, usize> = HashMap::new();
+            for s in self.runtime.stats() {
+                if s.project == project.as_str() && s.deployment != deployment.as_str() && s.instances > 0 {
+                    let n = alive.entry(s.function).or_default();
+                    *n = (*n).max(s.instances);
+                }
+            }
+            if alive.is_empty() {
+                continue;
+            }
+            let Ok(bytes) = blobs.get(manifest).await else { continue };
+            let Ok(m) = Manifest::from_json(&bytes) else { continue };
+            let sources = Arc::new(m.function_sources.clone());
+            let env = Arc::new(m.function_env.clone().into_iter().collect::<Vec<_>>());
+            for f in m.functions {
+                let Some(&count) = alive.get(&f.name) else { continue };
+                let call = self.call(FunctionCall {
+                    deployment: deployment.clone(),
+                    project: project.clone(),
+                    function: Arc::new(f),
+                    sources: sources.clone(),
+                    request_id: String::new(),
+                    url: format!("http://{project}.{}/", self.base_domain),
+                    params: Vec::new(),
+                    env: env.clone(),
+                });
+                let runtime = self.runtime.clone();
+                tokio::spawn(async move { runtime.prewarm(call, count).await });
+            }
+        }
+    }
+}
+
+impl Invoker for RuntimeInvoker {
+    fn invoke(
+        &self,
+        call: FunctionCall,
+        req: Request<FunctionBody>,
+    ) -> BoxFuture<'static, Response<FunctionResponseBody>> {
+        let call = self.call(call);
         let runtime = self.runtime.clone();
         Box::pin(async move { runtime.invoke(call, req).await })
     }

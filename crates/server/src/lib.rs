@@ -131,9 +131,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let edge = Edge::new(config.edge.clone(), &config.base_domain, blobs.clone())?;
     let runtime = helix_runtime::Runtime::start(config.runtime.clone(), &config.data_dir, blobs.clone())
         .context("starting the function runtime")?;
-    let invoker: Arc<dyn helix_edge::Invoker> =
+    let runtime_invoker =
         Arc::new(functions::RuntimeInvoker { runtime: runtime.clone(), base_domain: config.base_domain.clone() });
+    let invoker: Arc<dyn helix_edge::Invoker> = runtime_invoker.clone();
     edge.set_invoker(invoker.clone());
+    let promotions = bus.subscribe();
     let subscription = bus.subscribe();
     let state = store.serving_state().await.context("reading what to serve")?;
     edge.replay(&initial_events(&state), state.seq).await;
@@ -175,6 +177,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tokio::spawn(edge.clone().follow(subscription)),
         control.spawn_outbox_relay(),
         control.spawn_gc(),
+        tokio::spawn(runtime_invoker.prewarm_on_promote(promotions, blobs.clone())),
         cron::Crons {
             store: store.clone(),
             blobs: blobs.clone(),

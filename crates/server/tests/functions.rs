@@ -379,3 +379,40 @@ async fn a_function_that_cannot_load_fails_the_deploy_naming_the_file_and_change
     assert!(text.contains("functions/[bad-name].js") && text.contains("invalid parameter name"), "{text}");
     assert_eq!(get(&s, "bad.localhost", "/").await.0, 404, "nothing was served");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_promote_prewarms_the_new_deployments_functions_as_the_old_ones_ran() {
+    let s = TestServer::start().await;
+    let files: &[(&str, &[u8])] = &[("/index.html", b"home")];
+    let v1: &[(&str, &[u8])] = &[("api/hi.js", b"export default (req, res) => setTimeout(() => res.send('v1'), 300)")];
+    assert_eq!(s.deploy_functions("warm", files, &[], v1).await.0, 200);
+    s.wait_for_site("warm.localhost").await;
+    // Enough at once that the pool grows past one instance (16 per instance).
+    let calls: Vec<_> = (0..40).map(|_| get(&s, "warm.localhost", "/api/hi")).collect();
+    for (status, _) in futures_util::future::join_all(calls).await {
+        assert_eq!(status, 200);
+    }
+    let before = s.running.runtime.stats();
+    let old = before.iter().find(|f| f.project == "warm").unwrap();
+    assert!(old.instances >= 2 && old.instances <= 4, "grown, within its cap of 4: {before:?}");
+
+    let v2: &[(&str, &[u8])] = &[("api/hi.js", b"export default (req, res) => res.send('v2')")];
+    let (status, done) = s.deploy_functions_beside("warm", files, v2).await;
+    assert_eq!(status, 200, "{done}");
+    let id = done["id"].as_str().unwrap().to_owned();
+    let (status, _) = s.call(Method::POST, &format!("/api/v1/deployments/{id}/promote"), None).await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = s.running.runtime.stats();
+        if let Some(new) = stats.iter().find(|f| f.deployment == id && f.instances >= old.instances) {
+            assert_eq!((new.stats.prewarmed as usize, new.stats.invocations), (old.instances, 0));
+            break;
+        }
+        assert!(Instant::now() < deadline, "not pre-warmed: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get(&s, "warm.localhost", "/api/hi").await, (200, "v2".into()));
+    let new = s.running.runtime.stats().into_iter().find(|f| f.deployment == id).unwrap();
+    assert_eq!((new.stats.cold_starts, new.stats.pool_hits), (0, 1), "the first request found a warm instance");
+}

@@ -113,6 +113,16 @@ impl TestServer {
         self.deploy_everything(project, files, config, functions, true).await
     }
 
+    /// A deployment with function sources beside production (not promoted).
+    pub async fn deploy_functions_beside(
+        &self,
+        project: &str,
+        files: &[(&str, &[u8])],
+        functions: &[(&str, &[u8])],
+    ) -> (StatusCode, serde_json::Value) {
+        self.deploy_everything(project, files, &[], functions, false).await
+    }
+
     async fn deploy_everything(
         &self,
         project: &str,

@@ -26,8 +26,8 @@ fn planes_depend_only_on_what_the_architecture_allows() {
     assert!(edge.contains(&"helix-artifacts".to_owned()), "the manifest reader works: {edge:?}");
     for dep in edge {
         assert!(
-            !["helix-store", "helix-control", "helix-server"].contains(&dep.as_str()),
-            "the edge never depends on the state store or the control plane ({dep})"
+            !["helix-store", "helix-control", "helix-server", "helix-runtime", "helix-sandbox"].contains(&dep.as_str()),
+            "the edge never depends on the state store, the control plane or a function adapter ({dep})"
         );
     }
     assert_eq!(helix_deps("crates/config"), ["helix-core"], "helix-config is pure: core only");
@@ -40,6 +40,13 @@ fn planes_depend_only_on_what_the_architecture_allows() {
     for dep in helix_deps("crates/client") {
         assert!(["helix-core", "helix-config"].contains(&dep.as_str()), "the API client speaks HTTP only ({dep})");
     }
+    for dep in helix_deps("crates/runtime") {
+        assert!(
+            ["helix-core", "helix-artifacts", "helix-sandbox"].contains(&dep.as_str()),
+            "the runtime plane runs functions from blobs in sandboxes, nothing else ({dep})"
+        );
+    }
+    assert_eq!(helix_deps("crates/sandbox"), ["helix-core"], "the sandbox knows nothing of builds or functions");
     for crate_dir in ["crates/store", "crates/bus", "crates/artifacts"] {
         for dep in helix_deps(crate_dir) {
             assert_eq!(dep, "helix-core", "{crate_dir} may only use helix-core, not {dep}");
