@@ -158,21 +158,16 @@ fn netlify_edge(src: &FunctionSources<'_>, runtime: Runtime) -> Result<Vec<Funct
         }
         let mut f = function(&format!("edge:{name}"), Shape::NetlifyEdge, path, runtime);
         f.methods = config.methods;
-        f.routes = config
-            .paths
-            .iter()
-            .map(|p| url_pattern(p))
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("{path}: {e}"))?;
-        f.excluded = config
-            .excluded
-            .iter()
-            .map(|p| url_pattern(p))
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("{path}: {e}"))?;
+        f.routes = url_patterns(&config.paths, path)?;
+        f.excluded = url_patterns(&config.excluded, path)?;
         out.push(f);
     }
     Ok(out)
+}
+
+/// `config.path`/`excludedPath` values of the file at `path`.
+fn url_patterns(paths: &[String], path: &str) -> Result<Vec<FnRoute>, String> {
+    paths.iter().map(|p| url_pattern(p)).collect::<Result<_, _>>().map_err(|e| format!("{path}: {e}"))
 }
 
 fn netlify(src: &FunctionSources<'_>, runtime: Runtime) -> Result<Vec<Function>, String> {
@@ -197,14 +192,9 @@ fn netlify(src: &FunctionSources<'_>, runtime: Runtime) -> Result<Vec<Function>,
                 loose: false,
             }]
         } else {
-            config.paths.iter().map(|p| url_pattern(p)).collect::<Result<_, _>>().map_err(|e| format!("{path}: {e}"))?
+            url_patterns(&config.paths, path)?
         };
-        f.excluded = config
-            .excluded
-            .iter()
-            .map(|p| url_pattern(p))
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("{path}: {e}"))?;
+        f.excluded = url_patterns(&config.excluded, path)?;
         out.push(f);
     }
     Ok(out)

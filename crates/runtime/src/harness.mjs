@@ -108,14 +108,46 @@ function vercel(mod) {
     await sendWeb(res, await fn(webRequest(req, requestUrl(req))));
   };
 }
+// Vercel's response helpers, on the prototype once (not per request).
+const proto = http.ServerResponse.prototype;
+proto.status = function (code) { this.statusCode = code; return this; };
+proto.json = function (value) {
+  if (!this.getHeader("content-type")) this.setHeader("content-type", "application/json; charset=utf-8");
+  this.end(JSON.stringify(value));
+  return this;
+};
+proto.send = function (value) {
+  if (value === undefined || value === null) { this.end(); return this; }
+  if (Buffer.isBuffer(value)) {
+    if (!this.getHeader("content-type")) this.setHeader("content-type", "application/octet-stream");
+    this.end(value);
+  } else if (typeof value === "object") {
+    return this.json(value);
+  } else {
+    if (!this.getHeader("content-type")) this.setHeader("content-type", "text/html; charset=utf-8");
+    this.end(String(value));
+  }
+  return this;
+};
+proto.redirect = function (a, b) {
+  const [status, location] = typeof a === "number" ? [a, b] : [307, a];
+  this.writeHead(status, { location });
+  this.end();
+  return this;
+};
+
 function nodeHandler(fn) {
   return async (req, res) => {
-    const url = requestUrl(req);
-    const query = Object.fromEntries(url.searchParams);
-    Object.assign(query, params(req));
+    // The URL the visitor asked for (or a rewrite's), else the request's.
+    const url = req.headers["x-helix-url"] ?? req.url;
+    const at = url.indexOf("?");
+    const query = at < 0 ? {} : Object.fromEntries(new URLSearchParams(url.slice(at + 1)));
+    const p = req.headers["x-helix-params"];
+    if (p && p !== "{}") Object.assign(query, params(req));
     req.query = query;
-    req.cookies = parseCookies(req.headers.cookie);
-    if (!["GET", "HEAD"].includes(req.method)) {
+    let cookies;
+    Object.defineProperty(req, "cookies", { get: () => (cookies ??= parseCookies(req.headers.cookie)), configurable: true });
+    if (req.method !== "GET" && req.method !== "HEAD") {
       const raw = await readBody(req);
       const type = (req.headers["content-type"] ?? "").split(";")[0].trim();
       let body = raw.length ? raw : undefined;
@@ -129,31 +161,6 @@ function nodeHandler(fn) {
       }
       req.body = body;
     }
-    res.status = (code) => { res.statusCode = code; return res; };
-    res.json = (value) => {
-      if (!res.getHeader("content-type")) res.setHeader("content-type", "application/json; charset=utf-8");
-      res.end(JSON.stringify(value));
-      return res;
-    };
-    res.send = (value) => {
-      if (value === undefined || value === null) { res.end(); return res; }
-      if (Buffer.isBuffer(value)) {
-        if (!res.getHeader("content-type")) res.setHeader("content-type", "application/octet-stream");
-        res.end(value);
-      } else if (typeof value === "object") {
-        return res.json(value);
-      } else {
-        if (!res.getHeader("content-type")) res.setHeader("content-type", "text/html; charset=utf-8");
-        res.end(String(value));
-      }
-      return res;
-    };
-    res.redirect = (a, b) => {
-      const [status, location] = typeof a === "number" ? [a, b] : [307, a];
-      res.writeHead(status, { location });
-      res.end();
-      return res;
-    };
     await fn(req, res);
     // A handler that returned without ending waits for its own callbacks;
     // the server's timeout covers one that never ends.
@@ -357,17 +364,20 @@ const server = http.createServer({ keepAliveTimeout: 600_000 }, (req, res) => {
   }
   const id = req.headers["x-helix-request-id"] ?? "";
   current.run(id, () => {
-    Promise.resolve()
-      .then(() => loaded(req, res))
-      .catch((e) => {
-        console.error(e);
-        if (!res.headersSent) {
-          res.writeHead(e?.status ?? 500, { "content-type": "text/plain", "x-helix-error": "thrown" });
-          res.end(e?.status === 413 ? "request body too large\n" : "the function threw an error\n");
-        } else {
-          res.destroy(e);
-        }
-      });
+    const failed = (e) => {
+      console.error(e);
+      if (!res.headersSent) {
+        res.writeHead(e?.status ?? 500, { "content-type": "text/plain", "x-helix-error": "thrown" });
+        res.end(e?.status === 413 ? "request body too large\n" : "the function threw an error\n");
+      } else {
+        res.destroy(e);
+      }
+    };
+    try {
+      loaded(req, res).catch(failed);
+    } catch (e) {
+      failed(e);
+    }
   });
 });
 server.listen(SOCKET, () => rawWrite(1, JSON.stringify({ ready: true }) + "\n"));

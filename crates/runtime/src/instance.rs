@@ -34,7 +34,7 @@ pub(crate) struct Instance {
     /// The function it was given (its logs are tagged with it).
     owner: Arc<OnceLock<Owner>>,
     pub inflight: AtomicUsize,
-    idle: Mutex<Vec<SendRequest<Body>>>,
+    idle: Arc<Mutex<Vec<SendRequest<Body>>>>,
     pub dead: Arc<AtomicBool>,
     /// Why it died, once it did.
     pub death: Arc<Mutex<Option<String>>>,
@@ -138,7 +138,7 @@ impl Instance {
             dir,
             owner,
             inflight: AtomicUsize::new(0),
-            idle: Mutex::new(Vec::new()),
+            idle: Arc::default(),
             dead,
             death,
             last_used: Mutex::new(Instant::now()),
@@ -222,10 +222,22 @@ impl Instance {
     }
 
     /// A connection back to the idle list (once its response is read).
-    pub fn give_back(&self, sender: SendRequest<Body>) {
-        if sender.is_ready() && !self.dead.load(Ordering::Relaxed) {
-            self.idle.lock().expect("idle").push(sender);
+    pub fn give_back(&self, mut sender: SendRequest<Body>) {
+        if sender.is_closed() || self.dead.load(Ordering::Relaxed) {
+            return;
         }
+        if sender.is_ready() {
+            self.idle.lock().expect("idle").push(sender);
+            return;
+        }
+        // Not ready yet, typically: the connection task still reads the
+        // response's end. Listed once it is.
+        let idle = self.idle.clone();
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok() {
+                idle.lock().expect("idle").push(sender);
+            }
+        });
     }
 
     /// Sends a request, keeping the connection to hand back with the
@@ -237,8 +249,15 @@ impl Instance {
         let mut sender = loop {
             let idle = self.idle.lock().expect("idle").pop();
             match idle {
-                Some(s) if s.is_ready() => break s,
-                Some(_) => continue,
+                Some(mut s) => {
+                    // Ready at once, or within a moment once its previous
+                    // response's end is processed.
+                    if s.is_ready()
+                        || tokio::time::timeout(Duration::from_millis(5), s.ready()).await.is_ok_and(|r| r.is_ok())
+                    {
+                        break s;
+                    }
+                }
                 None => break self.connect().await?,
             }
         };

@@ -52,6 +52,9 @@ pub type Body = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 /// A function's response body.
 pub type ResponseBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
+/// How long after a spare is taken the next one starts.
+const SPARE_REFILL_DELAY: Duration = Duration::from_millis(100);
+
 /// The harness, written into the runtime's directory at start.
 const HARNESS: &str = include_str!("harness.mjs");
 
@@ -68,13 +71,15 @@ pub struct RuntimeSettings {
     #[arg(id = "fn_max_instances", long = "fn-max-instances", env = "HELIX_FN_MAX_INSTANCES", default_value_t = 4)]
     pub max_instances: usize,
     /// Requests one instance serves at once.
-    #[arg(id = "fn_concurrency", long = "fn-concurrency", env = "HELIX_FN_CONCURRENCY", default_value_t = 16)]
+    #[arg(id = "fn_concurrency", long = "fn-concurrency", env = "HELIX_FN_CONCURRENCY", default_value_t = 64)]
     pub concurrency: usize,
-    /// Instances of the whole server at most (spares included).
-    #[arg(id = "fn_max_total", long = "fn-max-total", env = "HELIX_FN_MAX_TOTAL", default_value_t = 64)]
-    pub max_total: usize,
-    /// Memory the instances of the whole server may be given, MiB, their
-    /// limits summed (default: three quarters of this machine's memory).
+    /// Instances of the whole server at most, spares included (default:
+    /// one per 96 MiB of this machine's memory, 16 to 512).
+    #[arg(id = "fn_max_total", long = "fn-max-total", env = "HELIX_FN_MAX_TOTAL")]
+    pub max_total: Option<usize>,
+    /// Memory limits of the whole server's instances summed, MiB (default:
+    /// four times this machine's memory: a limit is a ceiling, an idle
+    /// instance takes some 40 MiB).
     #[arg(id = "fn_max_memory_mib", long = "fn-max-memory-mib", env = "HELIX_FN_MAX_MEMORY_MIB")]
     pub max_memory_mib: Option<u64>,
     /// Seconds an instance may sit idle before it stops.
@@ -142,6 +147,7 @@ pub(crate) struct Inner {
     places: Mutex<Places>,
     /// Wakes requests waiting for a place under the server's caps.
     room: Notify,
+    max_total: usize,
     max_memory_mib: u64,
     /// A deployment's function sources, written out once.
     trees: Mutex<HashMap<DeploymentId, Arc<OnceCell<PathBuf>>>>,
@@ -229,7 +235,9 @@ impl Runtime {
         let harness = dir.join("harness");
         std::fs::create_dir_all(&harness)?;
         std::fs::write(harness.join("harness.mjs"), HARNESS)?;
-        let settings_max_memory = settings.max_memory_mib.unwrap_or_else(|| machine_memory_mib() * 3 / 4);
+        let machine = machine_memory_mib();
+        let settings_max_memory = settings.max_memory_mib.unwrap_or(machine * 4);
+        let max_total = settings.max_total.unwrap_or((machine / 96).clamp(16, 512) as usize);
         let inner = Arc::new(Inner {
             settings,
             harness,
@@ -241,6 +249,7 @@ impl Runtime {
             spares: Mutex::default(),
             places: Mutex::default(),
             room: Notify::new(),
+            max_total,
             max_memory_mib: settings_max_memory,
             trees: Mutex::default(),
         });
@@ -491,7 +500,11 @@ impl Runtime {
                     i.inflight.fetch_add(1, Ordering::Relaxed);
                     i.touch();
                 }
-                let room = instances.len() + pool.starting.load(Ordering::Relaxed) < settings.max_instances;
+                // One instance starts at a time per function: the requests
+                // that arrive meanwhile wait for it (it takes `concurrency`
+                // of them), and a next one starts only if it fills up.
+                let starting = pool.starting.load(Ordering::Relaxed);
+                let room = starting == 0 && instances.len() < settings.max_instances;
                 match best {
                     Some(i) => Ok(i),
                     None if room && self.reserve(call.function.memory_mib.unwrap_or(settings.memory_mib)) => {
@@ -568,8 +581,8 @@ impl Runtime {
     /// Takes a place under the server's caps (instances and memory).
     fn reserve(&self, memory_mib: u64) -> bool {
         let mut places = self.inner.places.lock().expect("places");
-        let fits = places.instances < self.inner.settings.max_total
-            && places.memory_mib + memory_mib <= self.inner.max_memory_mib;
+        let fits =
+            places.instances < self.inner.max_total && places.memory_mib + memory_mib <= self.inner.max_memory_mib;
         if fits {
             places.instances += 1;
             places.memory_mib += memory_mib;
@@ -605,8 +618,15 @@ impl Runtime {
                 }
             },
         };
-        self.refill_spares();
-        if let Err(why) = instance.load(&tree, f, &call.env, pool.owner.clone()).await {
+        let loaded = instance.load(&tree, f, &call.env, pool.owner.clone()).await;
+        // The next spare starts once this request is on its way (it would
+        // compete with it for the CPU).
+        let rt = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(SPARE_REFILL_DELAY).await;
+            rt.refill_spares();
+        });
+        if let Err(why) = loaded {
             instance.stop();
             return Err(why);
         }

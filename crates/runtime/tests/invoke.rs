@@ -187,26 +187,31 @@ fn rand_id() -> u128 {
     u128::from(std::process::id()) << 64 | u128::from(N.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Calls `api/a`, `api/b`, … in `order`; the server never holds more than
+/// two instances.
+async fn call_in_turn(fx: &Fixture, order: &[&str]) {
+    let dep = DeploymentId::generate(1, rand_id());
+    let files: Vec<(String, String)> = ["a", "b", "c"]
+        .iter()
+        .map(|n| (format!("api/{n}.js"), format!("export default (req, res) => res.send('{n}')")))
+        .collect();
+    let refs: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+    let src = fx.sources(&refs).await;
+    for name in order {
+        let f = function(&format!("api/{name}"), Shape::Vercel, &format!("api/{name}.js"));
+        assert_eq!(fx.call(&dep, &f, &src, "GET", &format!("/api/{name}"), "").await, (200, (*name).to_owned()));
+        assert!(fx.rt.instances() <= 2, "{} instances where two fit", fx.rt.instances());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn at_the_server_cap_the_idlest_instance_makes_room() {
     let fx = fixture(|s| {
-        s.max_total = 2;
+        s.max_total = Some(2);
         s.spares = 0;
     })
     .await;
-    let dep = DeploymentId::generate(1, rand_id());
-    let src = fx
-        .sources(&[
-            ("api/a.js", "export default (req, res) => res.send('a')"),
-            ("api/b.js", "export default (req, res) => res.send('b')"),
-            ("api/c.js", "export default (req, res) => res.send('c')"),
-        ])
-        .await;
-    for name in ["a", "b", "c", "a"] {
-        let f = function(&format!("api/{name}"), Shape::Vercel, &format!("api/{name}.js"));
-        assert_eq!(fx.call(&dep, &f, &src, "GET", &format!("/api/{name}"), "").await, (200, name.to_owned()));
-        assert!(fx.rt.instances() <= 2, "{} instances under a cap of 2", fx.rt.instances());
-    }
+    call_in_turn(&fx, &["a", "b", "c", "a"]).await;
     let stats = fx.rt.stats();
     assert_eq!(stats.iter().find(|s| s.function == "api/a").unwrap().stats.cold_starts, 2, "a was evicted for c");
 }
@@ -219,17 +224,5 @@ async fn the_memory_cap_bounds_the_instances_as_the_count_does() {
         s.spares = 0;
     })
     .await;
-    let dep = DeploymentId::generate(1, rand_id());
-    let src = fx
-        .sources(&[
-            ("api/a.js", "export default (req, res) => res.send('a')"),
-            ("api/b.js", "export default (req, res) => res.send('b')"),
-            ("api/c.js", "export default (req, res) => res.send('c')"),
-        ])
-        .await;
-    for name in ["a", "b", "c"] {
-        let f = function(&format!("api/{name}"), Shape::Vercel, &format!("api/{name}.js"));
-        assert_eq!(fx.call(&dep, &f, &src, "GET", &format!("/api/{name}"), "").await.0, 200);
-        assert!(fx.rt.instances() <= 2, "{} instances", fx.rt.instances());
-    }
+    call_in_turn(&fx, &["a", "b", "c"]).await;
 }

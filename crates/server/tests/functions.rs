@@ -382,7 +382,7 @@ async fn a_function_that_cannot_load_fails_the_deploy_naming_the_file_and_change
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_promote_prewarms_the_new_deployments_functions_as_the_old_ones_ran() {
-    let s = TestServer::start().await;
+    let s = TestServer::start_with(|c| c.runtime.concurrency = 16).await;
     let files: &[(&str, &[u8])] = &[("/index.html", b"home")];
     let v1: &[(&str, &[u8])] = &[("api/hi.js", b"export default (req, res) => setTimeout(() => res.send('v1'), 300)")];
     assert_eq!(s.deploy_functions("warm", files, &[], v1).await.0, 200);
