@@ -827,6 +827,11 @@ impl http_body::Body for Limited {
                     }
                     this.left -= n;
                 }
+                // The last frame: the connection is free once it is read
+                // (hyper may not poll again when the size is known).
+                if this.inner.is_end_stream() {
+                    this.release();
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -834,17 +839,39 @@ impl http_body::Body for Limited {
                 Poll::Ready(Some(Err(std::io::Error::other(e))))
             }
             Poll::Ready(None) => {
-                if let Some((guard, sender)) = this.guard.take() {
-                    guard.instance.give_back(sender);
-                }
+                this.release();
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
         }
     }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Limited {
+    fn drop(&mut self) {
+        // Read to its end but never polled past it.
+        if http_body::Body::is_end_stream(&self.inner) {
+            self.release();
+        }
+    }
 }
 
 impl Limited {
+    /// The response was read whole: its connection goes back for reuse.
+    fn release(&mut self) {
+        if let Some((guard, sender)) = self.guard.take() {
+            guard.instance.give_back(sender);
+        }
+    }
+
     /// Ends the response early; the instance is stopped (it would keep
     /// writing into a connection no one reads).
     fn fail(&mut self, why: &str) {
