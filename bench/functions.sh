@@ -6,8 +6,8 @@
 #  - a cold start (pool miss → first byte, from a spare) vs a bare `node`
 #    start → first response (goal <= 0.5x), and the first request to a
 #    newly promoted deployment's function;
-#  - 100 distinct functions each called once a second: memory of the
-#    server and its instances, instances alive, cold starts.
+#  - 100 distinct functions each called once a second: memory (PSS) of
+#    the server and every process under it, instances alive, cold starts.
 # Needs root (bubblewrap, cgroups), node, wrk.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -93,12 +93,20 @@ helix_cli F deploy "$many" --publish-dir public --project many --prod --json >/d
 load=$($PROBE many "$F_EDGE" many.localhost "$MANY" "$MANY_SECONDS")
 echo "  $load"
 server_pid=${PIDS[0]}
-# The server and every process under it (sandboxes, node instances).
-rss_kb=$(ps -e -o pid=,ppid=,rss= | awk -v root="$server_pid" '
-    { parent[$1] = $2; rss[$1] = $3 }
-    END { for (p in rss) { q = p; while (q != "" && q != root && q in parent && q != 1) q = parent[q]; if (q == root) sum += rss[p] } print sum }')
+# The server and every process under it (sandboxes, slirp4netns, node
+# instances): proportional set size, so shared pages count once.
+descendants=$(ps -e -o pid=,ppid= | awk -v root="$server_pid" '
+    { parent[$1] = $2 }
+    END { for (p in parent) { q = p; while (q != "" && q != root && q in parent && q != 1) q = parent[q]; if (q == root) print p } }')
+pss_kb=0
+for pid in $descendants; do
+    kb=$(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)
+    pss_kb=$((pss_kb + ${kb:-0}))
+done
+nodes=$(for pid in $descendants; do cat "/proc/$pid/comm" 2>/dev/null; done | grep -c '^node$' || true)
 stats=$(helix_cli F functions --project many --json)
-result fn_many_rss_mib "$(awk -v k="$rss_kb" 'BEGIN { printf "%.0f", k / 1024 }')"
+result fn_many_pss_mib "$(awk -v k="$pss_kb" 'BEGIN { printf "%.0f", k / 1024 }')"
+result fn_many_node_processes "$nodes"
 result fn_many_instances "$(echo "$stats" | jq '[.functions[].instances] | add')"
 result fn_many_cold_starts "$(echo "$stats" | jq '[.functions[].cold_starts] | add')"
 result fn_many_p99_ms "$(echo "$load" | jq .p99_ms)"

@@ -52,6 +52,15 @@ pub type Body = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 /// A function's response body.
 pub type ResponseBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
+/// How long a request may wait for an instance (its start, a queue)
+/// before its own time limit begins, at least.
+const WAIT_FOR_INSTANCE: Duration = Duration::from_secs(30);
+
+/// Instances that start at once: two per core.
+fn parallel_starts() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
+}
+
 /// How long after a spare is taken the next one starts.
 const SPARE_REFILL_DELAY: Duration = Duration::from_millis(100);
 
@@ -78,8 +87,9 @@ pub struct RuntimeSettings {
     #[arg(id = "fn_max_total", long = "fn-max-total", env = "HELIX_FN_MAX_TOTAL")]
     pub max_total: Option<usize>,
     /// Memory limits of the whole server's instances summed, MiB (default:
-    /// four times this machine's memory: a limit is a ceiling, an idle
-    /// instance takes some 40 MiB).
+    /// sixteen times this machine's memory: a limit is a ceiling each
+    /// cgroup enforces, an idle instance takes some 40 MiB, and the
+    /// instance count bounds the rest).
     #[arg(id = "fn_max_memory_mib", long = "fn-max-memory-mib", env = "HELIX_FN_MAX_MEMORY_MIB")]
     pub max_memory_mib: Option<u64>,
     /// Seconds an instance may sit idle before it stops.
@@ -147,6 +157,8 @@ pub(crate) struct Inner {
     places: Mutex<Places>,
     /// Wakes requests waiting for a place under the server's caps.
     room: Notify,
+    /// Instances starting at once.
+    starts: tokio::sync::Semaphore,
     max_total: usize,
     max_memory_mib: u64,
     /// A deployment's function sources, written out once.
@@ -236,7 +248,7 @@ impl Runtime {
         std::fs::create_dir_all(&harness)?;
         std::fs::write(harness.join("harness.mjs"), HARNESS)?;
         let machine = machine_memory_mib();
-        let settings_max_memory = settings.max_memory_mib.unwrap_or(machine * 4);
+        let settings_max_memory = settings.max_memory_mib.unwrap_or(machine * 16);
         let max_total = settings.max_total.unwrap_or((machine / 96).clamp(16, 512) as usize);
         let inner = Arc::new(Inner {
             settings,
@@ -249,6 +261,7 @@ impl Runtime {
             spares: Mutex::default(),
             places: Mutex::default(),
             room: Notify::new(),
+            starts: tokio::sync::Semaphore::new(parallel_starts()),
             max_total,
             max_memory_mib: settings_max_memory,
             trees: Mutex::default(),
@@ -346,9 +359,12 @@ impl Runtime {
     }
 
     async fn run(&self, call: Call, mut req: Request<Body>, timeout: Duration) -> Response<ResponseBody> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        // Waiting for an instance (a cold start, a queue) has its own
+        // bound; the function's time limit counts from when it gets the
+        // request.
+        let wait_until = tokio::time::Instant::now() + timeout.max(WAIT_FOR_INSTANCE);
         let pool = self.pool(&call);
-        let instance = match self.acquire(&pool, &call, deadline).await {
+        let instance = match self.acquire(&pool, &call, wait_until).await {
             Ok(i) => i,
             Err(Acquire::Busy) => {
                 self.system(&pool.owner, &call.request_id, "no instance free before the timeout: 503");
@@ -371,6 +387,7 @@ impl Runtime {
             call.params.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
         set(headers, "x-helix-params", &serde_json::Value::Object(params).to_string());
         *pool.last_used.lock().expect("last used") = Instant::now();
+        let deadline = tokio::time::Instant::now() + timeout;
         let guard = Inflight { instance: instance.clone(), pool: pool.clone() };
         let sent = tokio::time::timeout_at(deadline, instance.send_keeping(req)).await;
         match sent {
@@ -610,7 +627,7 @@ impl Runtime {
         let from_spare = spare.is_some();
         let instance = match spare {
             Some(i) => i,
-            None => match Instance::start(&self.inner, f.runtime, memory).await {
+            None => match self.start_instance(f.runtime, memory).await {
                 Ok(i) => self.track(i),
                 Err(e) => {
                     self.release(memory);
@@ -631,6 +648,13 @@ impl Runtime {
             return Err(why);
         }
         Ok((instance, from_spare))
+    }
+
+    /// Starts an instance, a few at a time: starting is CPU-bound (the
+    /// sandbox, the runtime), and a burst of them would slow them all.
+    async fn start_instance(&self, js: Js, memory_mib: u64) -> anyhow::Result<Arc<Instance>> {
+        let _turn = self.inner.starts.acquire().await.expect("never closed");
+        Instance::start(&self.inner, js, memory_mib).await
     }
 
     /// Counts the instance out of the total when it dies.
@@ -682,7 +706,7 @@ impl Runtime {
             let rt = self.clone();
             tokio::spawn(async move {
                 let memory = rt.inner.settings.memory_mib;
-                match Instance::start(&rt.inner, Js::Node, memory).await {
+                match rt.start_instance(Js::Node, memory).await {
                     Ok(i) => {
                         let i = rt.track(i);
                         rt.inner.spares.lock().expect("spares").push(i);
