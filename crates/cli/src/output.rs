@@ -19,6 +19,12 @@ pub fn print_human(r: &DeployReport) {
     if let Some(routes) = &r.routes {
         print_routes_summary(routes);
     }
+    if r.function_sources > 0 {
+        println!(
+            "  functions:  {} source file(s) · helix functions --project {} · helix logs --project {}",
+            r.function_sources, r.project, r.project
+        );
+    }
     warn_if_unserved(r.propagation.as_ref());
 }
 
