@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use helix_artifacts::{BlobStore, LocalBlobStore};
-use helix_core::functions::{Function, Shape};
+use helix_core::functions::{Function, Runtime as Js, Shape};
 use helix_core::{DeploymentId, Digest};
 use helix_runtime::{Call, Runtime, RuntimeSettings};
 use http::Request;
@@ -225,4 +225,33 @@ async fn the_memory_cap_bounds_the_instances_as_the_count_does() {
     })
     .await;
     call_in_turn(&fx, &["a", "b", "c"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bun_and_deno_run_the_same_shapes_when_a_function_asks_for_them() {
+    let fx = fixture(|_| {}).await;
+    let dep = DeploymentId::generate(1, rand_id());
+    let src = fx
+        .sources(&[
+            ("api/node.mjs", "export default function (req, res) { res.status(200).send('ran on ' + (globalThis.Bun ? 'bun' : globalThis.Deno ? 'deno' : 'node') + ' ' + req.query.q) }"),
+            ("api/web.mjs", "export function GET(req) { return new Response('web ' + new URL(req.url).searchParams.get('q')) }"),
+        ])
+        .await;
+    for js in [Js::Bun, Js::Deno] {
+        let found = ["/usr/bin", "/usr/local/bin"].iter().any(|d| std::path::Path::new(d).join(js.as_str()).exists());
+        if !found {
+            eprintln!("skipped {}: not installed (cargo xtask setup installs it)", js.as_str());
+            continue;
+        }
+        for (name, entry, want) in [
+            ("api/node", "api/node.mjs", format!("ran on {} 1", js.as_str())),
+            ("api/web", "api/web.mjs", "web 1".to_owned()),
+        ] {
+            let mut f = (*function(name, Shape::Vercel, entry)).clone();
+            f.runtime = js;
+            f.name = format!("{name}-{}", js.as_str());
+            let (status, body) = fx.call(&dep, &Arc::new(f), &src, "GET", &format!("/{name}?q=1"), "").await;
+            assert_eq!((status, body.as_str()), (200, want.as_str()), "{} {name}", js.as_str());
+        }
+    }
 }
