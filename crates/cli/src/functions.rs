@@ -36,8 +36,8 @@ pub struct FunctionsArgs {
 
 #[derive(Deserialize, serde::Serialize)]
 struct Record {
-    seq: u64,
-    ts_ms: i64,
+    id: String,
+    at_ms: i64,
     deployment: String,
     function: String,
     #[serde(default)]
@@ -83,7 +83,7 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
     if json {
         print_json(&page);
     } else if page.records.is_empty() {
-        println!("no function log lines for {} on this server yet", args.project);
+        println!("no function log lines for {} yet", args.project);
     } else {
         page.records.iter().for_each(print);
     }
@@ -91,7 +91,7 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
 }
 
 fn print(r: &Record) {
-    let secs = r.ts_ms.div_euclid(1000);
+    let secs = r.at_ms.div_euclid(1000);
     let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
     let id = if r.request_id.is_empty() { String::new() } else { format!(" {}", r.request_id) };
     let stream = match r.stream.as_str() {
@@ -99,7 +99,7 @@ fn print(r: &Record) {
         "system" => " ·",
         _ => "",
     };
-    println!("{h:02}:{m:02}:{s:02}.{:03} {}{id}{stream} {}", r.ts_ms.rem_euclid(1000), r.function, r.line);
+    println!("{h:02}:{m:02}:{s:02}.{:03} {}{id}{stream} {}", r.at_ms.rem_euclid(1000), r.function, r.line);
 }
 
 pub async fn functions(args: FunctionsArgs) -> anyhow::Result<()> {

@@ -622,9 +622,18 @@ fn functions_deploy_from_the_root_and_their_logs_and_counters_show_through_the_c
     assert_eq!(out["function_sources"], 1, "{out}");
     assert_eq!(server.get("fns.localhost", "/api/hello?who=ada"), (200, "hi ada".into()));
     assert_eq!(server.get("fns.localhost", "/api/hello.ts").0, 200, "the Vercel extension form");
-    let logs = server.helix(&["logs", "--project", "fns"]);
-    let text = String::from_utf8_lossy(&logs.stdout);
-    assert!(logs.status.success() && text.contains("api/hello") && text.contains("hello from ada"), "{text}");
+    // Stored in batches: there within a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let logs = server.helix(&["logs", "--project", "fns"]);
+        let text = String::from_utf8_lossy(&logs.stdout).into_owned();
+        assert!(logs.status.success(), "{text}");
+        if text.contains("api/hello") && text.contains("hello from ada") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let only = server.helix_json(&["logs", "--project", "fns", "--function", "api/nope", "--json"]);
     assert_eq!(only["records"].as_array().map(Vec::len), Some(0));
     let fns = server.helix_json(&["functions", "--project", "fns", "--json"]);

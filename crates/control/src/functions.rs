@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
 use helix_core::ProjectName;
-use helix_runtime::{FunctionStats, LogQuery, LogRecord};
+use helix_runtime::FunctionStats;
 
 use crate::ControlPlane;
 use crate::problem::ApiError;
@@ -15,62 +15,72 @@ use crate::problem::ApiError;
 /// Most records one read returns.
 const MAX_READ: usize = 5000;
 
-impl ControlPlane {
-    fn log_query(
-        project: &str,
-        function: Option<String>,
-        deployment: Option<String>,
-        after: u64,
-    ) -> Result<LogQuery, ApiError> {
-        let project = ProjectName::parse(project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        Ok(LogQuery { project: project.to_string(), function, deployment, after })
-    }
+/// How often a follower looks for new lines.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
-    pub(crate) fn function_logs(
+impl ControlPlane {
+    /// A project's stored function log lines: after `after` (an id), or
+    /// the newest `limit`.
+    pub(crate) async fn function_logs(
         &self,
         project: &str,
-        function: Option<String>,
-        deployment: Option<String>,
-        after: u64,
+        function: Option<&str>,
+        deployment: Option<&str>,
+        after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<LogRecord>, ApiError> {
-        let q = Self::log_query(project, function, deployment, after)?;
-        Ok(self.runtime.logs().read(&q, limit.clamp(1, MAX_READ)))
+    ) -> Result<Vec<helix_store::FunctionLog>, ApiError> {
+        let project = ProjectName::parse(project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let limit = limit.clamp(1, MAX_READ) as i64;
+        Ok(self.store.function_logs(project.as_str(), function, deployment, after, limit).await?)
     }
 
-    /// The records kept, then each new one as it is written, as
-    /// server-sent `line` events (id = sequence number).
+    /// The newest lines, then each new one as it is stored (from any
+    /// server sharing the database), as server-sent `line` events (id =
+    /// the line's id).
     pub(crate) fn follow_function_logs(
         self: Arc<Self>,
         project: &str,
         function: Option<String>,
         deployment: Option<String>,
-        after: u64,
+        after: Option<String>,
     ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>> + use<>>, ApiError> {
-        let q = Self::log_query(project, function, deployment, after)?;
-        // Subscribed before the backlog is read: nothing falls between.
-        let live = self.runtime.logs().subscribe();
-        let backlog = self.runtime.logs().read(&q, MAX_READ);
-        let last = backlog.last().map_or(after, |r| r.seq);
-        let event = |r: &LogRecord| {
-            let data = serde_json::to_string(r).unwrap_or_default();
-            Ok(SseEvent::default().event("line").id(r.seq.to_string()).data(data))
-        };
-        let first: Vec<_> = backlog.iter().map(event).collect();
-        let rest = futures_util::stream::unfold((live, q, last), move |(mut live, q, last)| async move {
-            loop {
-                match live.recv().await {
-                    Ok(r) if r.seq > last && q.matches(&r) => {
-                        let seq = r.seq;
-                        return Some((event(&r), (live, q, seq)));
+        let project = ProjectName::parse(project).map_err(|e| ApiError::BadRequest(e.to_string()))?.to_string();
+        let state = (self, project, function, deployment, after, true);
+        let stream =
+            futures_util::stream::unfold(state, |(cp, project, function, deployment, after, first)| async move {
+                loop {
+                    let limit = if first && after.is_none() { 200 } else { MAX_READ as i64 };
+                    let cursor = if first && after.is_none() { None } else { Some(after.clone().unwrap_or_default()) };
+                    let lines = cp
+                        .store
+                        .function_logs(&project, function.as_deref(), deployment.as_deref(), cursor.as_deref(), limit)
+                        .await
+                        .ok()?;
+                    if let Some(last) = lines.last() {
+                        let next = Some(last.id.clone());
+                        let events: Vec<Result<SseEvent, Infallible>> = lines
+                            .iter()
+                            .map(|l| {
+                                let data = serde_json::to_string(l).unwrap_or_default();
+                                Ok(SseEvent::default().event("line").id(l.id.clone()).data(data))
+                            })
+                            .collect();
+                        return Some((
+                            futures_util::stream::iter(events),
+                            (cp, project, function, deployment, next, false),
+                        ));
                     }
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    if first && after.is_none() {
+                        // Nothing stored yet: follow from the start.
+                        return Some((
+                            futures_util::stream::iter(Vec::new()),
+                            (cp, project, function, deployment, Some(String::new()), false),
+                        ));
+                    }
+                    tokio::time::sleep(FOLLOW_POLL).await;
                 }
-            }
-        });
-        let stream = futures_util::StreamExt::chain(futures_util::stream::iter(first), rest);
-        Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+            });
+        Ok(Sse::new(futures_util::StreamExt::flatten(stream)).keep_alive(KeepAlive::default()))
     }
 
     pub(crate) fn function_stats(&self, project: &str) -> Result<Vec<FunctionStats>, ApiError> {

@@ -255,7 +255,7 @@ struct FunctionLogQuery {
     #[serde(default)]
     deployment: Option<String>,
     #[serde(default)]
-    after: Option<u64>,
+    after: Option<String>,
     #[serde(default)]
     limit: Option<usize>,
     #[serde(default)]
@@ -269,11 +269,18 @@ async fn function_logs(
     Path(project): Path<String>,
     axum::extract::Query(q): axum::extract::Query<FunctionLogQuery>,
 ) -> Result<axum::response::Response, ApiError> {
-    let after = q.after.unwrap_or(0);
     if q.follow.as_deref().is_some_and(|f| !matches!(f, "0" | "false" | "")) {
-        return Ok(cp.clone().follow_function_logs(&project, q.function, q.deployment, after)?.into_response());
+        return Ok(cp.clone().follow_function_logs(&project, q.function, q.deployment, q.after)?.into_response());
     }
-    let records = cp.function_logs(&project, q.function, q.deployment, after, q.limit.unwrap_or(1000))?;
+    let records = cp
+        .function_logs(
+            &project,
+            q.function.as_deref(),
+            q.deployment.as_deref(),
+            q.after.as_deref(),
+            q.limit.unwrap_or(1000),
+        )
+        .await?;
     Ok(Json(serde_json::json!({ "records": records })).into_response())
 }
 

@@ -68,7 +68,7 @@ pub struct Logs {
 
 impl Default for Logs {
     fn default() -> Self {
-        Logs { inner: Arc::default(), live: broadcast::channel(4096).0 }
+        Logs { inner: Arc::default(), live: broadcast::channel(65_536).0 }
     }
 }
 

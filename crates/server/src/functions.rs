@@ -122,3 +122,55 @@ fn environment(call: &FunctionCall, base_domain: &str) -> Vec<(String, String)> 
     .chain(call.env.iter().filter(|(k, _)| !k.starts_with("HELIX_")).cloned())
     .collect()
 }
+
+/// Stores every function log line the runtime writes, in batches (at most
+/// every 200 ms), and forgets lines older than a week.
+pub(crate) async fn store_logs(runtime: Runtime, store: Arc<helix_store::Store>) {
+    use tokio::sync::broadcast::error::RecvError;
+    const KEEP_MS: i64 = 7 * 24 * 3600 * 1000;
+    let mut live = runtime.logs().subscribe();
+    let mut pruned = std::time::Instant::now();
+    loop {
+        let mut batch = match live.recv().await {
+            Ok(r) => vec![r],
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!("function logs: {n} lines were not stored (written faster than stored)");
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let until = tokio::time::Instant::now() + std::time::Duration::from_millis(200);
+        while batch.len() < 1000 {
+            match tokio::time::timeout_at(until, live.recv()).await {
+                Ok(Ok(r)) => batch.push(r),
+                Ok(Err(RecvError::Lagged(n))) => tracing::warn!("function logs: {n} lines were not stored"),
+                Ok(Err(RecvError::Closed)) | Err(_) => break,
+            }
+        }
+        let stream = |s: helix_runtime::Stream| match s {
+            helix_runtime::Stream::Stdout => "stdout",
+            helix_runtime::Stream::Stderr => "stderr",
+            helix_runtime::Stream::System => "system",
+        };
+        let rows: Vec<helix_store::NewFunctionLog<'_>> = batch
+            .iter()
+            .map(|r| helix_store::NewFunctionLog {
+                project: &r.project,
+                deployment: &r.deployment,
+                function: &r.function,
+                request_id: &r.request_id,
+                stream: stream(r.stream),
+                line: &r.line,
+                at_ms: r.ts_ms,
+            })
+            .collect();
+        if let Err(e) = store.append_function_logs(&rows).await {
+            tracing::warn!("function logs: storing {} lines: {e}", rows.len());
+        }
+        if pruned.elapsed() > std::time::Duration::from_secs(3600) {
+            pruned = std::time::Instant::now();
+            let now = batch.last().map_or(0, |r| r.ts_ms);
+            let _ = store.prune_function_logs(now - KEEP_MS).await;
+        }
+    }
+}

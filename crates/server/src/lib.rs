@@ -178,6 +178,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         control.spawn_outbox_relay(),
         control.spawn_gc(),
         tokio::spawn(runtime_invoker.prewarm_on_promote(promotions, blobs.clone())),
+        tokio::spawn(functions::store_logs(runtime.clone(), store.clone())),
         cron::Crons {
             store: store.clone(),
             blobs: blobs.clone(),

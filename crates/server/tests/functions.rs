@@ -174,12 +174,17 @@ async fn every_platform_shape_deploys_from_the_root_and_answers_through_the_edge
     );
 
     // Logs through the API, and followed live as server-sent events.
-    let (status, page) = s.call(Method::GET, "/api/v1/projects/nf/logs?function=slow-background", None).await;
-    assert_eq!(status, 200);
-    assert!(
-        page["records"].as_array().unwrap().iter().any(|r| r["line"] == "background done" && r["request_id"] != ""),
-        "{page}"
-    );
+    // Stored in batches: there within a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, page) = s.call(Method::GET, "/api/v1/projects/nf/logs?function=slow-background", None).await;
+        assert_eq!(status, 200);
+        if page["records"].as_array().unwrap().iter().any(|r| r["line"] == "background done" && r["request_id"] != "") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not stored: {page}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut follow = s
         .http
         .get(s.api("/api/v1/projects/vc/logs?follow=1&function=api/hello"))

@@ -129,8 +129,10 @@ macro_rules! on_pool {
 
 mod builds;
 mod crons;
+mod function_logs;
 pub use builds::{BuildEnd, BuildRow, LinkRow, NewBuild, NewLink, Queued};
 pub use crons::CronRun;
+pub use function_logs::{FunctionLog, NewFunctionLog};
 
 const DEPLOYMENT_COLUMNS: &str = "d.id, p.name AS project, d.state, d.production_requested, d.manifest_digest, \
      d.file_count, d.total_bytes, d.created_at_ms, d.ready_at_ms, \
@@ -153,7 +155,7 @@ impl Store {
     }
 
     /// A new time-ordered row id, monotonic within this process.
-    fn new_row_id(&self) -> String {
+    pub(crate) fn new_row_id(&self) -> String {
         let mut g = self.ids.lock().unwrap_or_else(|p| p.into_inner());
         let id = g.generate().unwrap_or_else(|_| ulid::Ulid::new());
         id.to_string().to_ascii_lowercase()

@@ -92,6 +92,7 @@ pub(crate) fn migrator() -> Migrator {
         (4, "builds", include_str!("../migrations/0004_builds.sql")),
         (5, "event_sequence", include_str!("../migrations/0005_event_sequence.sql")),
         (6, "cron_runs", include_str!("../migrations/0006_cron_runs.sql")),
+        (7, "function_logs", include_str!("../migrations/0007_function_logs.sql")),
     ];
     Migrator::with_migrations(
         MIGRATIONS

@@ -48,6 +48,7 @@ suite!(
     the_build_queue_leases_supersedes_and_dedups,
     aliases_point_at_finalized_deployments,
     a_cron_slot_is_claimed_once,
+    function_logs_are_read_after_a_cursor,
 );
 
 fn project(name: &str) -> ProjectName {
@@ -483,4 +484,25 @@ async fn a_cron_slot_is_claimed_once(store: Store) {
         [(120_000, "running"), (60_000, "ok")]
     );
     assert_eq!(runs[1].finished_at_ms, Some(5));
+}
+
+async fn function_logs_are_read_after_a_cursor(store: Store) {
+    let line = |text: &'static str, function: &'static str| helix_store::NewFunctionLog {
+        project: "logs",
+        deployment: "d1",
+        function,
+        request_id: "r1",
+        stream: "stdout",
+        line: text,
+        at_ms: 1000,
+    };
+    store.append_function_logs(&[line("one", "a"), line("two", "b"), line("three", "a")]).await.unwrap();
+    let all = store.function_logs("logs", None, None, None, 10).await.unwrap();
+    assert_eq!(all.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(), ["one", "two", "three"]);
+    let newest = store.function_logs("logs", None, None, None, 2).await.unwrap();
+    assert_eq!(newest.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(), ["two", "three"]);
+    let after = store.function_logs("logs", Some("a"), None, Some(&all[0].id), 10).await.unwrap();
+    assert_eq!(after.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(), ["three"]);
+    assert!(store.function_logs("other", None, None, None, 10).await.unwrap().is_empty());
+    assert_eq!(store.prune_function_logs(1001).await.unwrap(), 3);
 }
