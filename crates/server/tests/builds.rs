@@ -1001,3 +1001,27 @@ async fn private_repositories_clone_over_ssh_with_a_deploy_key() {
     let key_body = host.private_key.lines().nth(1).unwrap();
     assert!(!log.contains(key_body), "the key never reaches the log");
 }
+
+/// A git build of a project with functions: its TypeScript function and
+/// its Netlify function answer through the edge, its sources are no files.
+#[tokio::test]
+async fn a_built_projects_functions_answer_through_the_edge() {
+    let server = TestServer::start().await;
+    let repo = GitRepo::new();
+    link(&server, "fnsite", &repo).await;
+    repo.write("helix.toml", "[build]\ncommand = \"mkdir -p out && echo built > out/index.html\"\npublish = \"out\"\n");
+    repo.write(
+        "api/who.ts",
+        "export default function (req: any, res: any) { res.send('built ' + (req.query.n ?? '')) }",
+    );
+    repo.write("netlify/functions/ping.mjs", "export default async () => new Response('pong')");
+    repo.commit_and_push("main", "functions");
+    let (_, b) = server.call(Method::POST, "/api/v1/projects/fnsite/builds", Some(json!({}))).await;
+    let b = finished(&server, b["id"].as_str().unwrap()).await;
+    assert_eq!(b["state"], "ready", "{b}");
+    let log = log_text(&server, b["id"].as_str().unwrap()).await;
+    assert!(log.contains("function source files"), "{log}");
+    assert_eq!(body_at(&server, "fnsite.localhost", "/").await, (StatusCode::OK, "built\n".into()));
+    assert_eq!(body_at(&server, "fnsite.localhost", "/api/who?n=1").await, (StatusCode::OK, "built 1".into()));
+    assert_eq!(body_at(&server, "fnsite.localhost", "/.netlify/functions/ping").await, (StatusCode::OK, "pong".into()));
+}
