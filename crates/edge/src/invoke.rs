@@ -148,8 +148,13 @@ impl Edge {
         if let Some(rules) = decoration {
             apply_rule_headers(out.headers_mut(), rules);
         }
+        // The app's headers join the asset's, never its framing (the
+        // asset's body is not the app's empty one).
         for (name, value) in resp.headers() {
-            if name.as_str() != FALLTHROUGH && name.as_str() != REWRITE && !out.headers().contains_key(name) {
+            let ours = matches!(name.as_str(), FALLTHROUGH | REWRITE);
+            let framing =
+                helix_core::routes::forbidden_response_header(name.as_str()) || name == http::header::CONTENT_ENCODING;
+            if !ours && !framing && !out.headers().contains_key(name) {
                 out.headers_mut().append(name.clone(), value.clone());
             }
         }

@@ -62,7 +62,8 @@ async function sendWeb(res, response) {
   if (!(response instanceof Response)) throw new TypeError("the function did not return a Response");
   const headers = {};
   response.headers.forEach((v, k) => {
-    if (k === "set-cookie") return;
+    // Framing is the body's own, as on the Web platform.
+    if (k === "set-cookie" || k === "content-length" || k === "transfer-encoding" || k === "connection") return;
     headers[k] = v;
   });
   const cookies = response.headers.getSetCookie?.() ?? [];

@@ -149,7 +149,7 @@ async fn every_platform_shape_deploys_from_the_root_and_answers_through_the_edge
             ("public/about.html", "about"),
             (
                 "functions/_middleware.js",
-                "export async function onRequest(ctx) { const r = await ctx.next(); const out = new Response(r.body, r); out.headers.set('x-mw', 'yes'); return out }",
+                "export async function onRequest(ctx) { const r = await ctx.next(); const out = new Response(r.body, r); out.headers.set('x-mw', 'yes'); out.headers.set('content-length', '1'); return out }",
             ),
             (
                 "functions/api/[name].js",
@@ -166,6 +166,7 @@ async fn every_platform_shape_deploys_from_the_root_and_answers_through_the_edge
     assert_eq!(get(&s, host, "/files/a/b/c").await, (200, r#"["a","b","c"]"#.into()));
     let resp = s.edge(Method::GET, host, "/about").send().await.unwrap();
     assert_eq!(resp.headers().get("x-mw").map(|v| v.to_str().unwrap()), Some("yes"), "middleware wraps static assets");
+    assert_eq!(resp.headers().get("content-length").map(|v| v.to_str().unwrap()), Some("5"), "never the app's framing");
     assert_eq!(resp.text().await.unwrap(), "about");
     assert_eq!(
         s.edge(Method::POST, host, "/api/ada").send().await.unwrap().status(),
