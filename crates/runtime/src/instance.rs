@@ -119,8 +119,13 @@ impl Instance {
         let stderr = sandbox.child.stderr.take().expect("piped");
         let early: Arc<Mutex<Vec<String>>> = Arc::default();
         let heap_full = Arc::new(AtomicBool::new(false));
-        let out =
-            Output { logs: rt.logs.clone(), owner: owner.clone(), early: early.clone(), heap_full: heap_full.clone() };
+        let out = Output {
+            logs: rt.logs.clone(),
+            owner: owner.clone(),
+            early: early.clone(),
+            heap_full: heap_full.clone(),
+            rate: Arc::default(),
+        };
         tokio::spawn(read_lines(stdout, Stream::Stdout, out.clone(), Some(ready_tx)));
         tokio::spawn(read_lines(stderr, Stream::Stderr, out, None));
         let (dead, death, kill, exited) = (
@@ -378,6 +383,39 @@ struct Output {
     early: Arc<Mutex<Vec<String>>>,
     /// V8 said its heap is full (it then aborts).
     heap_full: Arc<AtomicBool>,
+    /// Lines kept in the current second, and those dropped over the rate.
+    rate: Arc<Mutex<Rate>>,
+}
+
+/// Lines one instance may log a second; the rest are dropped and counted
+/// (a function printing in a loop must not fill the database).
+const MAX_LINES_PER_SECOND: u32 = 1000;
+
+#[derive(Default)]
+struct Rate {
+    second: u64,
+    kept: u32,
+    dropped: u64,
+}
+
+impl Rate {
+    /// Whether a line written now is kept; and, when a new second begins
+    /// after drops, how many the last ones dropped.
+    fn admit(&mut self, now_s: u64) -> (bool, Option<u64>) {
+        let mut report = None;
+        if now_s != self.second {
+            self.second = now_s;
+            self.kept = 0;
+            report = (self.dropped > 0).then(|| std::mem::take(&mut self.dropped));
+        }
+        if self.kept < MAX_LINES_PER_SECOND {
+            self.kept += 1;
+            (true, report)
+        } else {
+            self.dropped += 1;
+            (false, report)
+        }
+    }
 }
 
 async fn read_lines(
@@ -386,7 +424,7 @@ async fn read_lines(
     out: Output,
     mut ready: Option<oneshot::Sender<()>>,
 ) {
-    let Output { logs, owner, early, heap_full } = out;
+    let Output { logs, owner, early, heap_full, rate } = out;
     let mut lines = BufReader::new(from).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         if let Some(tx) = ready.take() {
@@ -408,7 +446,18 @@ async fn read_lines(
             heap_full.store(true, Ordering::Relaxed);
         }
         match owner.get() {
-            Some(owner) => logs.push(owner, &request, stream, text),
+            Some(owner) => {
+                let now_s =
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                let (keep, dropped) = rate.lock().expect("rate").admit(now_s);
+                if let Some(n) = dropped {
+                    let note = format!("{n} lines dropped: over {MAX_LINES_PER_SECOND} lines a second");
+                    logs.push(owner, "", Stream::System, note);
+                }
+                if keep {
+                    logs.push(owner, &request, stream, text);
+                }
+            }
             None => {
                 let mut early = early.lock().expect("early");
                 if early.len() < 20 {

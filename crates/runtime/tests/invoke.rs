@@ -255,3 +255,21 @@ async fn bun_and_deno_run_the_same_shapes_when_a_function_asks_for_them() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_function_logging_in_a_loop_is_cut_at_the_line_rate() {
+    let fx = fixture(|_| {}).await;
+    let dep = DeploymentId::generate(1, rand_id());
+    let src = fx
+        .sources(&[(
+            "api/noisy.js",
+            "export default (req, res) => { for (let i = 0; i < 20000; i++) console.log('line ' + i); setTimeout(() => { console.log('after'); res.send('done') }, 1100) }",
+        )])
+        .await;
+    let f = function("api/noisy", Shape::Vercel, "api/noisy.js");
+    assert_eq!(fx.call(&dep, &f, &src, "GET", "/api/noisy", "").await, (200, "done".into()));
+    let logs = fx.rt.logs().read(&helix_runtime::LogQuery { project: "p".into(), ..Default::default() }, 50_000);
+    let lines = logs.iter().filter(|l| l.line.starts_with("line ")).count();
+    assert!(lines <= 2000, "{lines} of 20,000 lines kept");
+    assert!(logs.iter().any(|l| l.line.contains("lines dropped")), "the drop is said");
+}

@@ -23,7 +23,7 @@ use http_body_util::BodyExt;
 /// How often the clock is looked at.
 const TICK: Duration = Duration::from_secs(2);
 /// Longest a path cron's request may take.
-const REQUEST_LIMIT: Duration = Duration::from_secs(300);
+pub(crate) const REQUEST_LIMIT: Duration = Duration::from_secs(300);
 
 pub(crate) struct Crons {
     pub store: Arc<Store>,
@@ -31,6 +31,8 @@ pub(crate) struct Crons {
     pub invoker: Arc<dyn Invoker>,
     pub edge_addr: SocketAddr,
     pub base_domain: String,
+    /// Requests path schedules through the edge.
+    pub client: reqwest::Client,
 }
 
 impl Crons {
@@ -103,8 +105,8 @@ impl Crons {
     ) -> (bool, String) {
         let host = format!("{project}.{}", self.base_domain);
         if let Some(path) = &cron.path {
-            let client = reqwest::Client::builder().no_proxy().timeout(REQUEST_LIMIT).build().expect("a client");
-            return match client
+            return match self
+                .client
                 .get(format!("http://{}{path}", self.edge_addr))
                 .header("host", &host)
                 .header("user-agent", "vercel-cron/1.0")

@@ -185,6 +185,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             invoker,
             edge_addr,
             base_domain: config.base_domain.clone(),
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(cron::REQUEST_LIMIT)
+                .build()
+                .context("building the cron client")?,
         }
         .spawn(),
     ];
