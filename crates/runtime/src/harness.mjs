@@ -11,15 +11,28 @@ import { Readable } from "node:stream";
 import { pathToFileURL } from "node:url";
 
 const SOCKET = process.env.HELIX_SOCKET;
-const current = new AsyncLocalStorage();
 let loaded = null; // { shape, handle(req, res) }
 
 // --- logs -------------------------------------------------------------
+// Which request a console line belongs to. Exact tagging takes an
+// AsyncLocalStorage, which in Node 20 costs every request as much as the
+// rest of the harness (its hooks run for every async resource), so it
+// starts when the function first logs: a function that never logs never
+// pays. Until then (that first line, and lines of requests already in
+// flight then) a line goes to the latest request: exact when requests
+// come one at a time, a guess when they overlap.
+let context = null;
+let latest = "";
+function requestOf() {
+  return context?.getStore() ?? latest;
+}
 const rawWrite = (fd, text) => { try { fs.writeSync(fd, text); } catch {} };
 function tagged(stream) {
   return (...args) => {
+    const r = requestOf();
+    context ??= new AsyncLocalStorage();
     const msg = args.map((a) => (typeof a === "string" ? a : inspect(a))).join(" ");
-    rawWrite(1, JSON.stringify({ r: current.getStore() ?? "", s: stream, m: msg }) + "\n");
+    rawWrite(1, JSON.stringify({ r, s: stream, m: msg }) + "\n");
   };
 }
 function inspect(v) {
@@ -41,8 +54,28 @@ async function readBody(req) {
   }
   return Buffer.concat(chunks);
 }
+// What the server says about a request, in its `x-helix-*` headers: read
+// from the raw headers once (building `req.headers` costs; a handler that
+// never reads them should not pay for it).
+const HELIX = Symbol("helix");
+function helixOf(req) {
+  let h = req[HELIX];
+  if (h === undefined) {
+    h = { id: "", url: undefined, params: undefined };
+    const raw = req.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) {
+      const k = raw[i];
+      if (!k.startsWith("x-helix-")) continue;
+      if (k === "x-helix-request-id") h.id = raw[i + 1];
+      else if (k === "x-helix-url") h.url = raw[i + 1];
+      else if (k === "x-helix-params") h.params = raw[i + 1];
+    }
+    req[HELIX] = h;
+  }
+  return h;
+}
 function requestUrl(req) {
-  return new URL(req.headers["x-helix-url"] ?? `http://localhost${req.url}`);
+  return new URL(helixOf(req).url ?? `http://localhost${req.url}`);
 }
 function webRequest(req, url) {
   const headers = new Headers();
@@ -85,7 +118,9 @@ function parseCookies(header) {
   return out;
 }
 function params(req) {
-  try { return JSON.parse(req.headers["x-helix-params"] ?? "{}"); } catch { return {}; }
+  const p = helixOf(req).params;
+  if (p === undefined) return {};
+  try { return JSON.parse(p); } catch { return {}; }
 }
 function waitUntil(promise) {
   Promise.resolve(promise).catch((e) => console.error(e));
@@ -109,6 +144,24 @@ function vercel(mod) {
     await sendWeb(res, await fn(webRequest(req, requestUrl(req))));
   };
 }
+// Vercel's request helpers, lazy getters on the prototype (computed when
+// read, not per request); a handler may still assign its own.
+function lazy(name, compute) {
+  const key = Symbol(name);
+  Object.defineProperty(http.IncomingMessage.prototype, name, {
+    get() { return (this[key] ??= compute(this)); },
+    set(v) { this[key] = v; },
+    configurable: true,
+  });
+}
+lazy("cookies", (req) => parseCookies(req.headers.cookie));
+lazy("query", (req) => {
+  // The URL the visitor asked for (or a rewrite's), else the request's.
+  const url = helixOf(req).url ?? req.url;
+  const at = url.indexOf("?");
+  const query = at < 0 ? {} : Object.fromEntries(new URLSearchParams(url.slice(at + 1)));
+  return Object.assign(query, params(req));
+});
 // Vercel's response helpers, on the prototype once (not per request).
 const proto = http.ServerResponse.prototype;
 proto.status = function (code) { this.statusCode = code; return this; };
@@ -138,34 +191,26 @@ proto.redirect = function (a, b) {
 };
 
 function nodeHandler(fn) {
-  return async (req, res) => {
-    // The URL the visitor asked for (or a rewrite's), else the request's.
-    const url = req.headers["x-helix-url"] ?? req.url;
-    const at = url.indexOf("?");
-    const query = at < 0 ? {} : Object.fromEntries(new URLSearchParams(url.slice(at + 1)));
-    const p = req.headers["x-helix-params"];
-    if (p && p !== "{}") Object.assign(query, params(req));
-    req.query = query;
-    let cookies;
-    Object.defineProperty(req, "cookies", { get: () => (cookies ??= parseCookies(req.headers.cookie)), configurable: true });
-    if (req.method !== "GET" && req.method !== "HEAD") {
-      const raw = await readBody(req);
-      const type = (req.headers["content-type"] ?? "").split(";")[0].trim();
-      let body = raw.length ? raw : undefined;
-      try {
-        if (type === "application/json" && raw.length) body = JSON.parse(raw.toString("utf8"));
-        else if (type === "application/x-www-form-urlencoded") body = Object.fromEntries(new URLSearchParams(raw.toString("utf8")));
-        else if (type.startsWith("text/")) body = raw.toString("utf8");
-      } catch {
-        res.writeHead(400, { "content-type": "text/plain" });
-        return res.end("invalid JSON body\n");
-      }
-      req.body = body;
+  // A request without a body goes straight to the handler (no promise of
+  // ours per request); one with a body is read and parsed first.
+  const withBody = async (req, res) => {
+    const raw = await readBody(req);
+    const type = (req.headers["content-type"] ?? "").split(";")[0].trim();
+    let body = raw.length ? raw : undefined;
+    try {
+      if (type === "application/json" && raw.length) body = JSON.parse(raw.toString("utf8"));
+      else if (type === "application/x-www-form-urlencoded") body = Object.fromEntries(new URLSearchParams(raw.toString("utf8")));
+      else if (type.startsWith("text/")) body = raw.toString("utf8");
+    } catch {
+      res.writeHead(400, { "content-type": "text/plain" });
+      return res.end("invalid JSON body\n");
     }
-    await fn(req, res);
-    // A handler that returned without ending waits for its own callbacks;
-    // the server's timeout covers one that never ends.
+    req.body = body;
+    return fn(req, res);
   };
+  // A handler that returns without ending waits for its own callbacks;
+  // the server's timeout covers one that never ends.
+  return (req, res) => (req.method === "GET" || req.method === "HEAD" ? fn(req, res) : withBody(req, res));
 }
 
 // --- Netlify ----------------------------------------------------------
@@ -180,7 +225,7 @@ function netlify(mod) {
     const request = webRequest(req, url);
     const context = {
       params: params(req),
-      requestId: current.getStore(),
+      requestId: helixOf(req).id,
       cookies: cookieJar(req.headers.cookie),
       geo: { country: { code: req.headers["x-country"] } },
       ip: req.headers["x-forwarded-for"]?.split(",")[0]?.trim(),
@@ -229,7 +274,7 @@ function lambda(handler) {
       rawUrl: url.href,
       rawQuery: url.search.slice(1),
     };
-    const context = { awsRequestId: current.getStore(), functionName: process.env.HELIX_FUNCTION, callbackWaitsForEmptyEventLoop: true };
+    const context = { awsRequestId: helixOf(req).id, functionName: process.env.HELIX_FUNCTION, callbackWaitsForEmptyEventLoop: true };
     const result = await new Promise((resolve, reject) => {
       const r = handler(event, context, (err, value) => (err ? reject(err) : resolve(value)));
       if (r && typeof r.then === "function") r.then(resolve, reject);
@@ -251,7 +296,7 @@ function netlifyEdge(mod) {
     const url = requestUrl(req);
     const context = {
       params: params(req),
-      requestId: current.getStore(),
+      requestId: helixOf(req).id,
       cookies: cookieJar(req.headers.cookie),
       geo: { country: { code: req.headers["x-country"] } },
       site: { url: process.env.URL, name: process.env.SITE_NAME },
@@ -299,6 +344,9 @@ async function pages(routes) {
     let request = webRequest(req, url);
     let i = 0;
     const env = { ...process.env, ASSETS: { fetch: () => fallthrough() } };
+    // After `passThroughOnException()`, a throw serves what the request
+    // would have got without functions (the static asset), as on Pages.
+    let passThrough = false;
     const next = async (input, init) => {
       if (input !== undefined) request = new Request(input, init);
       const handler = chain[i++];
@@ -309,14 +357,22 @@ async function pages(routes) {
         params,
         env,
         waitUntil,
-        passThroughOnException() {},
+        passThroughOnException() { passThrough = true; },
         next,
         get data() { return data; },
         set data(v) { if (typeof v !== "object" || v === null) throw new TypeError("context.data must be an object"); Object.assign(data, v); },
       };
       return handler(context);
     };
-    await sendWeb(res, await next());
+    let response;
+    try {
+      response = await next();
+    } catch (e) {
+      if (!passThrough) throw e;
+      console.error(e);
+      response = fallthrough();
+    }
+    await sendWeb(res, response);
   };
 }
 // The end of the chain: the edge serves the static asset, keeping the
@@ -363,24 +419,28 @@ const server = http.createServer({ keepAliveTimeout: 600_000 }, (req, res) => {
     res.writeHead(503).end("no function loaded\n");
     return;
   }
-  const id = req.headers["x-helix-request-id"] ?? "";
-  current.run(id, () => {
-    const failed = (e) => {
-      console.error(e);
-      if (!res.headersSent) {
-        res.writeHead(e?.status ?? 500, { "content-type": "text/plain", "x-helix-error": "thrown" });
-        res.end(e?.status === 413 ? "request body too large\n" : "the function threw an error\n");
-      } else {
-        res.destroy(e);
-      }
-    };
-    try {
-      loaded(req, res).catch(failed);
-    } catch (e) {
-      failed(e);
-    }
-  });
+  const id = helixOf(req).id;
+  latest = id;
+  if (context) context.run(id, dispatch, req, res);
+  else dispatch(req, res);
 });
+function dispatch(req, res) {
+  const failed = (e) => {
+    console.error(e);
+    if (!res.headersSent) {
+      res.writeHead(e?.status ?? 500, { "content-type": "text/plain", "x-helix-error": "thrown" });
+      res.end(e?.status === 413 ? "request body too large\n" : "the function threw an error\n");
+    } else {
+      res.destroy(e);
+    }
+  };
+  try {
+    const out = loaded(req, res);
+    if (out && typeof out.then === "function") out.then(undefined, failed);
+  } catch (e) {
+    failed(e);
+  }
+}
 server.listen(SOCKET, () => rawWrite(1, JSON.stringify({ ready: true }) + "\n"));
 process.on("uncaughtException", (e) => { rawWrite(2, `uncaught: ${e?.stack ?? e}\n`); process.exit(70); });
 process.on("unhandledRejection", (e) => { console.error("unhandled rejection:", e); });

@@ -227,22 +227,14 @@ impl Instance {
     }
 
     /// A connection back to the idle list (once its response is read).
-    pub fn give_back(&self, mut sender: SendRequest<Body>) {
+    pub fn give_back(&self, sender: SendRequest<Body>) {
         if sender.is_closed() || self.dead.load(Ordering::Relaxed) {
             return;
         }
-        if sender.is_ready() {
-            self.idle.lock().expect("idle").push(sender);
-            return;
-        }
-        // Not ready yet, typically: the connection task still reads the
-        // response's end. Listed once it is.
-        let idle = self.idle.clone();
-        tokio::spawn(async move {
-            if sender.ready().await.is_ok() {
-                idle.lock().expect("idle").push(sender);
-            }
-        });
+        // Often not ready yet (its connection task still reads the
+        // response's end): the next request waits the moment it takes,
+        // which costs less than a task per request to wait for it here.
+        self.idle.lock().expect("idle").push(sender);
     }
 
     /// Sends a request, keeping the connection to hand back with the

@@ -135,9 +135,13 @@ pub struct Call {
     /// Route parameters.
     pub params: Vec<(String, String)>,
     /// The environment the function sees (platform variables and the
-    /// project's configured ones).
-    pub env: Vec<(String, String)>,
+    /// project's configured ones), made only when an instance starts:
+    /// most requests find a warm one and never pay for it.
+    pub env: Environment,
 }
+
+/// Makes a call's environment.
+pub type Environment = Arc<dyn Fn(&Call) -> Vec<(String, String)> + Send + Sync>;
 
 #[derive(Clone)]
 pub struct Runtime {
@@ -327,7 +331,7 @@ impl Runtime {
         let body = http_body_util::Limited::new(body, limit as usize).boxed_unsync();
         let req = Request::from_parts(parts, body);
         if call.function.background {
-            return self.background(call, req).await;
+            return Box::pin(self.background(call, req)).await;
         }
         let timeout = Duration::from_millis(call.function.max_duration_ms.unwrap_or(self.inner.settings.timeout_ms));
         self.run(call, req, timeout).await
@@ -383,20 +387,28 @@ impl Runtime {
         };
         set(headers, "x-helix-request-id", &call.request_id);
         set(headers, "x-helix-url", &call.url);
-        let params: serde_json::Map<String, serde_json::Value> =
-            call.params.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
-        set(headers, "x-helix-params", &serde_json::Value::Object(params).to_string());
+        if !call.params.is_empty() {
+            let params: serde_json::Map<String, serde_json::Value> =
+                call.params.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+            set(headers, "x-helix-params", &serde_json::Value::Object(params).to_string());
+        }
         *pool.last_used.lock().expect("last used") = Instant::now();
-        let deadline = tokio::time::Instant::now() + timeout;
+        // One timer bounds the whole exchange, the response body's
+        // streaming included.
+        let mut deadline = Box::pin(tokio::time::sleep(timeout));
         let guard = Inflight { instance: instance.clone(), pool: pool.clone() };
-        let sent = tokio::time::timeout_at(deadline, instance.send_keeping(req)).await;
+        let sent = tokio::select! {
+            biased;
+            sent = instance.send_keeping(req) => Ok(sent),
+            () = deadline.as_mut() => Err(()),
+        };
         match sent {
             Ok(Ok((resp, sender))) => {
                 let (parts, body) = resp.into_parts();
                 let body = Limited {
                     inner: body,
                     left: self.inner.settings.max_response_bytes,
-                    deadline: Box::pin(tokio::time::sleep_until(deadline)),
+                    deadline,
                     guard: Some((guard, sender)),
                     runtime: self.clone(),
                     request_id: call.request_id.clone(),
@@ -498,6 +510,12 @@ impl Runtime {
         deadline: tokio::time::Instant,
     ) -> Result<Arc<Instance>, Acquire> {
         let settings = &self.inner.settings;
+        // The common case first, without arming the wake-ups below.
+        let warm = self.warm(&mut pool.instances.lock().expect("instances"));
+        if let Some(i) = warm {
+            Self::served(pool, None);
+            return Ok(i);
+        }
         let mut waited: Option<Instant> = None;
         loop {
             let changed = pool.changed.notified();
@@ -507,16 +525,7 @@ impl Runtime {
             room.as_mut().enable();
             let warm = {
                 let mut instances = pool.instances.lock().expect("instances");
-                instances.retain(|i| !i.is_dead());
-                let best = instances
-                    .iter()
-                    .filter(|i| i.inflight.load(Ordering::Relaxed) < settings.concurrency)
-                    .min_by_key(|i| i.inflight.load(Ordering::Relaxed))
-                    .cloned();
-                if let Some(i) = &best {
-                    i.inflight.fetch_add(1, Ordering::Relaxed);
-                    i.touch();
-                }
+                let best = self.warm(&mut instances);
                 // One instance starts at a time per function: the requests
                 // that arrive meanwhile wait for it (it takes `concurrency`
                 // of them), and a next one starts only if it fills up.
@@ -534,21 +543,15 @@ impl Runtime {
             };
             match warm {
                 Ok(i) => {
-                    let mut stats = pool.stats.lock().expect("stats");
-                    stats.invocations += 1;
-                    match waited {
-                        Some(t) => {
-                            stats.queued += 1;
-                            stats.queue_wait_ms += t.elapsed().as_millis() as u64;
-                        }
-                        None => stats.pool_hits += 1,
-                    }
+                    Self::served(pool, waited);
                     return Ok(i);
                 }
                 // A place was reserved: start one.
                 Err(Next::Start) => {
                     let started = Instant::now();
-                    let result = self.cold_start(pool, call).await;
+                    // Boxed: the cold path's future is large, and every
+                    // request's future would carry (and move) it.
+                    let result = Box::pin(self.cold_start(pool, call)).await;
                     // Counted as starting until it is in the pool: never
                     // neither, so the pool's cap holds.
                     if let Ok((instance, _)) = &result {
@@ -575,7 +578,7 @@ impl Runtime {
                 Err(Next::MakeRoom) => {
                     if let Some(victim) = self.idlest() {
                         victim.stop();
-                        victim.wait_dead(Duration::from_secs(2)).await;
+                        Box::pin(victim.wait_dead(Duration::from_secs(2))).await;
                         continue;
                     }
                 }
@@ -592,6 +595,33 @@ impl Runtime {
             if tokio::time::timeout_at(deadline, freed).await.is_err() {
                 return Err(Acquire::Busy);
             }
+        }
+    }
+
+    /// The live instance with the fewest requests, if it has room for one
+    /// more; that request is counted on it.
+    fn warm(&self, instances: &mut Vec<Arc<Instance>>) -> Option<Arc<Instance>> {
+        instances.retain(|i| !i.is_dead());
+        let best = instances
+            .iter()
+            .filter(|i| i.inflight.load(Ordering::Relaxed) < self.inner.settings.concurrency)
+            .min_by_key(|i| i.inflight.load(Ordering::Relaxed))
+            .cloned()?;
+        best.inflight.fetch_add(1, Ordering::Relaxed);
+        best.touch();
+        Some(best)
+    }
+
+    /// Counts a request a warm instance took, after a wait or not.
+    fn served(pool: &Pool, waited: Option<Instant>) {
+        let mut stats = pool.stats.lock().expect("stats");
+        stats.invocations += 1;
+        match waited {
+            Some(t) => {
+                stats.queued += 1;
+                stats.queue_wait_ms += t.elapsed().as_millis() as u64;
+            }
+            None => stats.pool_hits += 1,
         }
     }
 
@@ -635,7 +665,7 @@ impl Runtime {
                 }
             },
         };
-        let loaded = instance.load(&tree, f, &call.env, pool.owner.clone()).await;
+        let loaded = instance.load(&tree, f, &(call.env)(call), pool.owner.clone()).await;
         // The next spare starts once this request is on its way (it would
         // compete with it for the CPU).
         let rt = self.clone();

@@ -54,7 +54,7 @@ impl Fixture {
             request_id: format!("req-{path}"),
             url: format!("http://p.localhost{path}"),
             params: vec![("id".into(), "42".into())],
-            env: vec![("GREETING".into(), "hello".into())],
+            env: Arc::new(|_| vec![("GREETING".into(), "hello".into())]),
         };
         let req = Request::builder()
             .method(method)
@@ -272,4 +272,36 @@ async fn a_function_logging_in_a_loop_is_cut_at_the_line_rate() {
     let lines = logs.iter().filter(|l| l.line.starts_with("line ")).count();
     assert!(lines <= 2000, "{lines} of 20,000 lines kept");
     assert!(logs.iter().any(|l| l.line.contains("lines dropped")), "the drop is said");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn log_lines_of_overlapping_requests_carry_their_own_request_ids() {
+    let fx = fixture(|_| {}).await;
+    let dep = DeploymentId::generate(1, rand_id());
+    let src = fx
+        .sources(&[(
+            "api/slow.js",
+            "export default async (req, res) => { console.log('start ' + req.query.n); await new Promise(r => setTimeout(r, 100 - 10 * req.query.n)); console.log('end ' + req.query.n); res.end('ok') }",
+        )])
+        .await;
+    let f = function("api/slow", Shape::Vercel, "api/slow.js");
+    // The first request, alone: its lines are its own.
+    assert_eq!(fx.call(&dep, &f, &src, "GET", "/api/slow?n=0", "").await.0, 200);
+    // Then five at once, each ending while others wait.
+    let calls = (1..=5).map(|n| {
+        let path = format!("/api/slow?n={n}");
+        let (fx, dep, f, src) = (&fx, &dep, &f, &src);
+        async move { fx.call(dep, f, src, "GET", &path, "").await }
+    });
+    for (status, _) in futures_util::future::join_all(calls).await {
+        assert_eq!(status, 200);
+    }
+    let logs = fx.rt.logs().read(&helix_runtime::LogQuery { project: "p".into(), ..Default::default() }, 1000);
+    for n in 0..=5 {
+        for what in ["start", "end"] {
+            let line = format!("{what} {n}");
+            let record = logs.iter().find(|l| l.line == line).unwrap_or_else(|| panic!("no {line:?} in {logs:?}"));
+            assert_eq!(record.request_id, format!("req-/api/slow?n={n}"), "{line}");
+        }
+    }
 }

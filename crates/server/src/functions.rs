@@ -15,13 +15,13 @@ use http::{Request, Response};
 
 pub(crate) struct RuntimeInvoker {
     pub runtime: Runtime,
-    pub base_domain: String,
+    pub base_domain: Arc<str>,
 }
 
 impl RuntimeInvoker {
     /// The runtime's view of a call: the edge's, with the environment.
     fn call(&self, call: FunctionCall) -> Call {
-        let env = environment(&call, &self.base_domain);
+        let (configured, base_domain) = (call.env, self.base_domain.clone());
         Call {
             deployment: call.deployment,
             project: call.project.to_string(),
@@ -30,7 +30,7 @@ impl RuntimeInvoker {
             request_id: call.request_id,
             url: call.url,
             params: call.params,
-            env,
+            env: Arc::new(move |call| environment(call, &configured, &base_domain)),
         }
     }
 
@@ -91,7 +91,7 @@ impl Invoker for RuntimeInvoker {
 }
 
 /// The platform variables functions commonly read, then the project's.
-fn environment(call: &FunctionCall, base_domain: &str) -> Vec<(String, String)> {
+fn environment(call: &Call, configured: &[(String, String)], base_domain: &str) -> Vec<(String, String)> {
     let origin = call.url.split_once("://").map_or("", |(_, rest)| rest.split('/').next().unwrap_or_default());
     let host = origin.split(':').next().unwrap_or(origin);
     let production = host == format!("{}.{base_domain}", call.project);
@@ -119,7 +119,7 @@ fn environment(call: &FunctionCall, base_domain: &str) -> Vec<(String, String)> 
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     // The project's own, except over HelixStack's.
-    .chain(call.env.iter().filter(|(k, _)| !k.starts_with("HELIX_")).cloned())
+    .chain(configured.iter().filter(|(k, _)| !k.starts_with("HELIX_")).cloned())
     .collect()
 }
 

@@ -131,8 +131,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let edge = Edge::new(config.edge.clone(), &config.base_domain, blobs.clone())?;
     let runtime = helix_runtime::Runtime::start(config.runtime.clone(), &config.data_dir, blobs.clone())
         .context("starting the function runtime")?;
-    let runtime_invoker =
-        Arc::new(functions::RuntimeInvoker { runtime: runtime.clone(), base_domain: config.base_domain.clone() });
+    let runtime_invoker = Arc::new(functions::RuntimeInvoker {
+        runtime: runtime.clone(),
+        base_domain: config.base_domain.as_str().into(),
+    });
     let invoker: Arc<dyn helix_edge::Invoker> = runtime_invoker.clone();
     edge.set_invoker(invoker.clone());
     let promotions = bus.subscribe();
