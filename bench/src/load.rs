@@ -27,6 +27,8 @@ async fn deploy(api: &Api, project: &str, body: &str, production: bool) -> anyho
         strict: false,
         alias: None,
         functions: Default::default(),
+        context: None,
+        branch: None,
     };
     let created: CreatedDeployment = api.post(&format!("/api/v1/projects/{project}/deployments"), &request).await?;
     if !created.required.is_empty() {

@@ -452,6 +452,8 @@ async fn execute(run: Run<'_>) -> Result<String, Failure> {
         strict: false,
         alias: job.context.alias(&job.git_ref, &job.project),
         function_dirs: plan.functions.clone(),
+        context: Some(job.context.netlify_name()),
+        branch: job.context.context_branch(&job.git_ref),
         show_progress: false,
     };
     match helix_client::deploy::deploy(&api, args).await {
@@ -521,12 +523,16 @@ async fn run_step(
 /// The build's environment: the config's `[build.environment]`, then what
 /// every build gets (these win).
 fn environment(job: &BuildJob, plan: &Plan, deploy_url: &str, commit: &str) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = plan.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let context = match job.context {
-        BuildContext::Production => "production",
-        BuildContext::Branch => "branch-deploy",
-        BuildContext::PullRequest { .. } => "deploy-preview",
-    };
+    let context = job.context.netlify_name();
+    let mut vars = plan.environment.clone();
+    if let Some(toml) = &plan.netlify_toml {
+        vars.extend(helix_config::netlify::context_environment(
+            toml,
+            context,
+            job.context.context_branch(&job.git_ref),
+        ));
+    }
+    let mut env: Vec<(String, String)> = vars.into_iter().collect();
     let node_bin = Path::new("/workspace/src").join(&plan.base).join("node_modules/.bin");
     let fixed = [
         ("PATH", format!("{}:/usr/local/bin:/usr/bin:/bin", node_bin.display())),

@@ -34,6 +34,9 @@ pub struct Plan {
     pub caches: Vec<&'static str>,
     /// Environment from the config file's `[build.environment]`.
     pub environment: BTreeMap<String, String>,
+    /// The `netlify.toml` in effect (the base directory's, else the
+    /// root's), for its `[context.*]` environment.
+    pub netlify_toml: Option<String>,
     /// Directories of function sources (relative to `base`) that exist:
     /// Netlify's `netlify/functions`, Vercel's `api`, Cloudflare Pages'
     /// `functions`. Collected into the deployment, not served.
@@ -169,6 +172,10 @@ pub fn detect(root: &Path) -> Result<Plan, PlanError> {
         publish: PathBuf::new(),
         caches: Vec::new(),
         environment: BTreeMap::new(),
+        netlify_toml: [dir.as_path(), root]
+            .into_iter()
+            .find_map(|d| config_files(d).remove("netlify.toml"))
+            .and_then(|b| String::from_utf8(b).ok()),
         functions: helix_config::functions::source_dirs(None)
             .into_iter()
             .map(PathBuf::from)

@@ -346,6 +346,8 @@ fn deploy_args<'a>(
         strict: routing.strict,
         alias: None,
         function_dirs: Vec::new(),
+        context: None,
+        branch: None,
         show_progress: show_progress(client),
     }
 }

@@ -55,6 +55,10 @@ pub struct DeployArgs<'a> {
     /// Directories (relative to `dir`) of function sources to carry along,
     /// not served.
     pub function_dirs: Vec<PathBuf>,
+    /// Netlify's deploy context and the branch (builds say; default: by
+    /// `production`).
+    pub context: Option<&'a str>,
+    pub branch: Option<&'a str>,
     pub show_progress: bool,
 }
 
@@ -139,6 +143,8 @@ pub async fn deploy(api: &Api, args: DeployArgs<'_>) -> anyhow::Result<DeployRep
         strict: args.strict,
         alias: args.alias.clone(),
         functions: functions.files.iter().map(|(path, f)| (path.clone(), f.digest.to_hex())).collect(),
+        context: args.context.map(str::to_owned),
+        branch: args.branch.map(str::to_owned),
     };
     let created: CreatedDeployment = api.post(&format!("/api/v1/projects/{project}/deployments"), &request).await?;
 

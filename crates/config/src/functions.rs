@@ -53,14 +53,17 @@ pub struct FunctionSources<'a> {
     /// `vercel.json`, for its `crons`.
     pub vercel_json: Option<String>,
     /// What functions see besides the platform's variables: the build
-    /// environment of `netlify.toml`/`helix.toml`, then `helix.toml
-    /// [functions.environment]`.
+    /// environment of `netlify.toml`/`helix.toml`, then `netlify.toml
+    /// [context.<context>.environment]` (and the branch's), then
+    /// `helix.toml [functions.environment]`.
     pub environment: BTreeMap<String, String>,
 }
 
 impl FunctionSources<'_> {
-    /// Adds what the project's root config files say about functions.
-    pub fn with_config(mut self, root: &BTreeMap<String, Vec<u8>>) -> Self {
+    /// Adds what the project's root config files say about functions,
+    /// for a deployment in Netlify's deploy `context` (`production`,
+    /// `deploy-preview`, `branch-deploy`) of `branch`.
+    pub fn with_config(mut self, root: &BTreeMap<String, Vec<u8>>, context: &str, branch: Option<&str>) -> Self {
         let text = |name: &str| root.get(name).map(|b| String::from_utf8_lossy(b).into_owned());
         let build = crate::build_settings(root).ok().flatten();
         self.netlify_dir = build.as_ref().and_then(|b| b.functions.clone());
@@ -68,6 +71,7 @@ impl FunctionSources<'_> {
         if let Some(t) = text("netlify.toml") {
             self.edge_declarations = crate::netlify::edge_function_declarations(&t);
             self.schedules = crate::netlify::function_schedules(&t);
+            self.environment.extend(crate::netlify::context_environment(&t, context, branch));
         }
         if let Some(t) = text("helix.toml") {
             self.runtime = crate::helix::functions_runtime(&t);

@@ -316,6 +316,29 @@ pub(crate) fn functions_dir(text: &str) -> Option<String> {
     toml::from_str::<File>(text).ok()?.functions?.directory
 }
 
+/// The Netlify deploy contexts a deployment can be built in.
+pub const CONTEXTS: &[&str] = &["production", "deploy-preview", "branch-deploy", "dev"];
+
+/// The variables `[context.<context>.environment]` and then
+/// `[context.<branch>.environment]` add (a branch's own context wins, as
+/// on Netlify); values that are not strings are skipped.
+pub fn context_environment(
+    text: &str,
+    context: &str,
+    branch: Option<&str>,
+) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(value) = toml::from_str::<toml::Value>(text) else { return out };
+    let Some(contexts) = value.get("context").and_then(|c| c.as_table()) else { return out };
+    for name in std::iter::once(context).chain(branch.filter(|b| *b != context)) {
+        let Some(env) = contexts.get(name).and_then(|c| c.get("environment")).and_then(|e| e.as_table()) else {
+            continue;
+        };
+        out.extend(env.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))));
+    }
+    out
+}
+
 /// `[functions."name"] schedule = "…"`, by function name.
 pub fn function_schedules(text: &str) -> std::collections::BTreeMap<String, String> {
     let Ok(value) = toml::from_str::<toml::Value>(text) else { return Default::default() };
@@ -560,5 +583,29 @@ mod tests {
         let mut d = Vec::new();
         compile(None, None, Some("[redirects]\nfrom = \"/a\"\n"), &mut table, &mut d);
         assert!(d[0].message.contains("array"), "{d:?}");
+    }
+
+    const TOML: &str = r#"
+[build.environment]
+A = "build"
+[context.production.environment]
+A = "prod"
+B = "prod"
+[context.deploy-preview.environment]
+A = "preview"
+[context.staging.environment]
+B = "staging"
+N = 1
+"#;
+
+    #[test]
+    fn the_context_then_the_branch() {
+        let prod = context_environment(TOML, "production", Some("main"));
+        assert_eq!((prod["A"].as_str(), prod["B"].as_str()), ("prod", "prod"));
+        let staging = context_environment(TOML, "branch-deploy", Some("staging"));
+        assert_eq!(staging["B"], "staging");
+        assert!(!staging.contains_key("A") && !staging.contains_key("N"), "{staging:?}");
+        assert_eq!(context_environment(TOML, "deploy-preview", None)["A"], "preview");
+        assert!(context_environment("not toml [", "production", None).is_empty());
     }
 }

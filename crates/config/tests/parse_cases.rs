@@ -29,7 +29,7 @@ fn parse_cases() {
         // Schedules count as kept rules, and their problems as diagnostics.
         let sources =
             helix_config::functions::FunctionSources { files: case.function_sources().collect(), ..Default::default() }
-                .with_config(&files.root);
+                .with_config(&files.root, "production", None);
         let functions = helix_config::functions::compile(&sources).unwrap_or_default();
         let (crons, cron_diagnostics) = helix_config::functions::crons(&sources, &functions);
         compiled.diagnostics.extend(cron_diagnostics);

@@ -233,7 +233,7 @@ impl ControlPlane {
             routes_json: routes_json.as_deref(),
             ..Default::default()
         }
-        .with_config(&root);
+        .with_config(&root, options.context.as_deref().unwrap_or("production"), options.branch.as_deref());
         let compiled = helix_config::functions::compile(&src).and_then(|functions| {
             let (crons, diags) = helix_config::functions::crons(&src, &functions);
             match diags.first() {
@@ -556,7 +556,27 @@ fn validate_options(req: &CreateDeployment) -> Result<DeployOptions, ApiError> {
         })?;
         functions.insert(norm.as_str().trim_start_matches('/').to_owned(), digest);
     }
-    Ok(DeployOptions { config, compat, strict: req.strict, alias: req.alias.clone(), functions })
+    let context = match req.context.as_deref() {
+        None if req.production => "production",
+        None => "deploy-preview",
+        Some(c) => helix_config::netlify::CONTEXTS.iter().copied().find(|known| *known == c).ok_or_else(|| {
+            ApiError::BadRequest(format!("context {c:?} is not one of {}", helix_config::netlify::CONTEXTS.join(", ")))
+        })?,
+    };
+    if let Some(branch) = &req.branch
+        && (branch.is_empty() || branch.len() > 255 || branch.chars().any(char::is_control))
+    {
+        return Err(ApiError::BadRequest("branch must be 1-255 characters, none of them control characters".into()));
+    }
+    Ok(DeployOptions {
+        config,
+        compat,
+        strict: req.strict,
+        alias: req.alias.clone(),
+        functions,
+        context: Some(context.to_owned()),
+        branch: req.branch.clone(),
+    })
 }
 
 /// Content type by extension; text types carry `charset=utf-8`.

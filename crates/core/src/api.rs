@@ -31,6 +31,15 @@ pub struct CreateDeployment {
     /// path relative to the project root → SHA-256 hex. Uploaded like files.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub functions: BTreeMap<String, String>,
+    /// Netlify's deploy context it is built in (`production`,
+    /// `deploy-preview`, `branch-deploy`, `dev`), for the config's
+    /// `[context.*]` settings; default: `production` for a production
+    /// deployment, else `deploy-preview`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// The branch it was built from, for `[context.<branch>]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
 }
 
 /// What a deployment asked for besides its files, kept while it uploads.
@@ -46,6 +55,11 @@ pub struct DeployOptions {
     pub alias: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub functions: BTreeMap<String, crate::Digest>,
+    /// The deploy context (always set on new deployments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
 }
 
 impl DeployOptions {

@@ -117,6 +117,21 @@ impl BuildContext {
         }
     }
 
+    /// Netlify's name for the context (`CONTEXT`, `[context.<name>]`).
+    pub fn netlify_name(&self) -> &'static str {
+        match self {
+            BuildContext::Production => "production",
+            BuildContext::Branch => "branch-deploy",
+            BuildContext::PullRequest { .. } => "deploy-preview",
+        }
+    }
+
+    /// The branch whose `[context.<branch>]` applies: a push's, not a pull
+    /// request's (Netlify gives previews their context only).
+    pub fn context_branch<'a>(&self, branch: &'a str) -> Option<&'a str> {
+        (!matches!(self, BuildContext::PullRequest { .. })).then_some(branch)
+    }
+
     /// Builds that may see the project's secrets: not forks' pull requests.
     pub fn trusted(&self) -> bool {
         !matches!(self, BuildContext::PullRequest { fork: true, .. })

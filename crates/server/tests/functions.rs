@@ -30,6 +30,8 @@ fn deploy_args<'a>(
         strict: false,
         alias: None,
         function_dirs: Vec::new(),
+        context: None,
+        branch: None,
         show_progress: false,
     }
 }
@@ -156,6 +158,9 @@ async fn every_platform_shape_deploys_from_the_root_and_answers_through_the_edge
                 "export function onRequestGet(ctx) { return new Response('hi ' + ctx.params.name + ' ' + ctx.env.CF_PAGES) }",
             ),
             ("functions/files/[[path]].js", "export function onRequest(ctx) { return Response.json(ctx.params.path) }"),
+            ("public/boom.html", "static boom"),
+            ("functions/boom.js", "export function onRequest(ctx) { ctx.passThroughOnException(); throw new Error('boom') }"),
+            ("functions/crash.js", "export function onRequest() { throw new Error('crash') }"),
         ],
     );
     deploy(&s, &pages, "pg", None).await;
@@ -168,6 +173,8 @@ async fn every_platform_shape_deploys_from_the_root_and_answers_through_the_edge
     assert_eq!(resp.headers().get("x-mw").map(|v| v.to_str().unwrap()), Some("yes"), "middleware wraps static assets");
     assert_eq!(resp.headers().get("content-length").map(|v| v.to_str().unwrap()), Some("5"), "never the app's framing");
     assert_eq!(resp.text().await.unwrap(), "about");
+    assert_eq!(get(&s, host, "/boom").await, (200, "static boom".into()), "passThroughOnException serves the asset");
+    assert_eq!(get(&s, host, "/crash").await.0, 500, "without it a throw is a 500");
     assert_eq!(
         s.edge(Method::POST, host, "/api/ada").send().await.unwrap().status(),
         405,
@@ -421,4 +428,43 @@ async fn a_promote_prewarms_the_new_deployments_functions_as_the_old_ones_ran() 
     assert_eq!(get(&s, "warm.localhost", "/api/hi").await, (200, "v2".into()));
     let new = s.running.runtime.stats().into_iter().find(|f| f.deployment == id).unwrap();
     assert_eq!((new.stats.cold_starts, new.stats.pool_hits), (0, 1), "the first request found a warm instance");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn netlify_context_environment_reaches_functions_by_deploy_context() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[
+            (
+                "netlify.toml",
+                "[build]\npublish = \"dist\"\n[build.environment]\nGREETING = \"build\"\nKEPT = \"base\"\n\
+                 [context.production.environment]\nGREETING = \"prod\"\n\
+                 [context.deploy-preview.environment]\nGREETING = \"preview\"\n",
+            ),
+            ("dist/index.html", "home"),
+            (
+                "netlify/functions/env.js",
+                "exports.handler = async () => ({ statusCode: 200, body: `${process.env.GREETING} ${process.env.KEPT}` })",
+            ),
+        ],
+    );
+    deploy(&s, dir.path(), "ctx", None).await;
+    assert_eq!(get(&s, "ctx.localhost", "/.netlify/functions/env").await, (200, "prod base".into()));
+
+    // A deployment that is not production is a deploy preview.
+    let api = helix_client::Api::new(&s.api(""), Some(s.token().to_owned())).unwrap();
+    let mut args = deploy_args(dir.path(), "ctx", None);
+    args.production = false;
+    let preview = helix_client::deploy::deploy(&api, args).await.expect("deploys");
+    let host = preview.url.split("://").nth(1).unwrap().split([':', '/']).next().unwrap().to_owned();
+    s.wait_for_site(&host).await;
+    assert_eq!(get(&s, &host, "/.netlify/functions/env").await, (200, "preview base".into()));
+
+    // A context that is not Netlify's is refused, naming the known ones.
+    let mut args = deploy_args(dir.path(), "ctx", None);
+    args.context = Some("staging");
+    let err = helix_client::deploy::deploy(&api, args).await.expect_err("refused").to_string();
+    assert!(err.contains("context \"staging\" is not one of production, deploy-preview"), "{err}");
 }
