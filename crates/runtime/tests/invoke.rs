@@ -305,3 +305,15 @@ async fn log_lines_of_overlapping_requests_carry_their_own_request_ids() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn once_loaded_every_path_is_the_functions_even_the_harness_own() {
+    let fx = fixture(|_| {}).await;
+    let dep = DeploymentId::generate(1, rand_id());
+    let src =
+        fx.sources(&[("api/all.js", "export default (req, res) => res.end('fn ' + req.method + ' ' + req.url)")]).await;
+    let f = function("api/all", Shape::Vercel, "api/all.js");
+    for (method, path) in [("GET", "/__helix/warm"), ("POST", "/__helix/load"), ("GET", "/x")] {
+        assert_eq!(fx.call(&dep, &f, &src, method, path, "{}").await, (200, format!("fn {method} {path}")));
+    }
+}

@@ -159,7 +159,10 @@ async fn every_platform_shape_deploys_from_the_root_and_answers_through_the_edge
             ),
             ("functions/files/[[path]].js", "export function onRequest(ctx) { return Response.json(ctx.params.path) }"),
             ("public/boom.html", "static boom"),
-            ("functions/boom.js", "export function onRequest(ctx) { ctx.passThroughOnException(); throw new Error('boom') }"),
+            (
+                "functions/boom.js",
+                "export function onRequest(ctx) { ctx.passThroughOnException(); throw new Error('boom') }",
+            ),
             ("functions/crash.js", "export function onRequest() { throw new Error('crash') }"),
         ],
     );
