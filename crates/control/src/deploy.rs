@@ -228,17 +228,24 @@ impl ControlPlane {
             root.insert(name.clone(), self.blobs.get(*digest).await?.to_vec());
         }
         let routes_json = routes_json.map(String::from_utf8_lossy);
+        let context = options.context.as_deref().unwrap_or("production");
         let src = helix_config::functions::FunctionSources {
             files: texts.iter().map(|(k, v)| (*k, v.as_str())).collect(),
             routes_json: routes_json.as_deref(),
             ..Default::default()
         }
-        .with_config(&root, options.context.as_deref().unwrap_or("production"), options.branch.as_deref());
+        .with_config(&root, context, options.branch.as_deref());
         let compiled = helix_config::functions::compile(&src).and_then(|functions| {
             let (crons, diags) = helix_config::functions::crons(&src, &functions);
             match diags.first() {
                 Some(d) => Err(d.to_string()),
-                None => Ok(CompiledFunctions { functions, crons, environment: src.environment.clone() }),
+                None => {
+                    // Netlify's CONTEXT is the deployment's, fixed when it
+                    // is made (a promoted preview keeps it, as there).
+                    let mut environment = src.environment.clone();
+                    environment.entry("CONTEXT".into()).or_insert_with(|| context.to_owned());
+                    Ok(CompiledFunctions { functions, crons, environment })
+                }
             }
         });
         match compiled {

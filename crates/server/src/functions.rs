@@ -90,7 +90,9 @@ impl Invoker for RuntimeInvoker {
     }
 }
 
-/// The platform variables functions commonly read, then the project's.
+/// The platform variables functions commonly read, then the project's
+/// (which carry the deployment's own `CONTEXT`; a deployment made before
+/// deployments recorded one gets it from the host it is called on).
 fn environment(call: &Call, configured: &[(String, String)], base_domain: &str) -> Vec<(String, String)> {
     let origin = call.url.split_once("://").map_or("", |(_, rest)| rest.split('/').next().unwrap_or_default());
     let host = origin.split(':').next().unwrap_or(origin);
