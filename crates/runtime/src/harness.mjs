@@ -18,19 +18,19 @@ let loaded = null; // { shape, handle(req, res) }
 // AsyncLocalStorage, which in Node 20 costs every request as much as the
 // rest of the harness (its hooks run for every async resource), so it
 // starts when the function first logs: a function that never logs never
-// pays. Until then (that first line, and lines of requests already in
-// flight then) a line goes to the latest request: exact when requests
-// come one at a time, a guess when they overlap.
+// pays. That first line goes to the latest request (exact when requests
+// come one at a time, a guess when they overlap), and so does the rest of
+// the code it runs in; other requests already in flight then log untagged.
 let context = null;
 let latest = "";
-function requestOf() {
-  return context?.getStore() ?? latest;
-}
 const rawWrite = (fd, text) => { try { fs.writeSync(fd, text); } catch {} };
 function tagged(stream) {
   return (...args) => {
-    const r = requestOf();
-    context ??= new AsyncLocalStorage();
+    if (!context) {
+      context = new AsyncLocalStorage();
+      if (latest) context.enterWith(latest);
+    }
+    const r = context.getStore() ?? "";
     const msg = args.map((a) => (typeof a === "string" ? a : inspect(a))).join(" ");
     rawWrite(1, JSON.stringify({ r, s: stream, m: msg }) + "\n");
   };

@@ -281,7 +281,7 @@ async fn log_lines_of_overlapping_requests_carry_their_own_request_ids() {
     let src = fx
         .sources(&[(
             "api/slow.js",
-            "export default async (req, res) => { console.log('start ' + req.query.n); await new Promise(r => setTimeout(r, 100 - 10 * req.query.n)); console.log('end ' + req.query.n); res.end('ok') }",
+            "setTimeout(() => console.log('module timer'), 400)\nexport default async (req, res) => { console.log('start ' + req.query.n); await new Promise(r => setTimeout(r, 100 - 10 * req.query.n)); console.log('end ' + req.query.n); res.end('ok') }",
         )])
         .await;
     let f = function("api/slow", Shape::Vercel, "api/slow.js");
@@ -304,6 +304,17 @@ async fn log_lines_of_overlapping_requests_carry_their_own_request_ids() {
             assert_eq!(record.request_id, format!("req-/api/slow?n={n}"), "{line}");
         }
     }
+    // Code no request started logs untagged.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let timer = loop {
+        let logs = fx.rt.logs().read(&helix_runtime::LogQuery { project: "p".into(), ..Default::default() }, 1000);
+        if let Some(l) = logs.into_iter().find(|l| l.line == "module timer") {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "the module's timer never logged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(timer.request_id, "", "a module-level timer belongs to no request");
 }
 
 #[tokio::test(flavor = "multi_thread")]
