@@ -80,6 +80,11 @@ impl Hosts {
         self.map.pin().get(host).cloned()
     }
 
+    /// A deployment made ready here, by id.
+    pub fn deployment(&self, id: &DeploymentId) -> Option<Arc<SiteRef>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).deployments.get(id).cloned()
+    }
+
     pub fn names(&self) -> Vec<String> {
         self.map.pin().keys().map(|k| k.to_string()).collect()
     }

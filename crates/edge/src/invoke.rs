@@ -2,6 +2,7 @@
 //! to the runtime plane through [`Invoker`] (set by whoever composes the
 //! server); it never knows how functions run.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use helix_core::functions::{Function, Shape};
 use helix_core::{DeploymentId, Digest, ProjectName};
 
 use crate::Edge;
-use crate::request::{EdgeBody, RequestCtx, apply_rule_headers, empty_request_body, redirect, text};
+use crate::request::{EdgeBody, RequestCtx, apply_rule_headers, empty_request_body, host_of, redirect, text};
 use crate::route::{Outcome, RequestFacts};
 use crate::sites::Site;
 
@@ -108,12 +109,52 @@ impl Edge {
             },
             None => (path, head.uri().query().map(str::to_owned)),
         };
+        let mut out = self.pass_on(ctx, head, site, shape, host, &path, query.as_deref()).await;
+        // The app answered with what it got from its `next()` (which it
+        // may have changed the headers of): its headers win, but the
+        // body's representation and framing are the edge's (it may send
+        // another encoding than the app was shown).
+        let mut replaced = http::HeaderMap::new();
+        for (name, value) in resp.headers() {
+            let ours = matches!(name.as_str(), FALLTHROUGH | REWRITE);
+            let representation = helix_core::routes::forbidden_response_header(name.as_str())
+                || matches!(name.as_str(), "content-encoding" | "content-range" | "accept-ranges" | "etag" | "vary");
+            if !ours && !representation {
+                replaced.append(name.clone(), value.clone());
+            }
+        }
+        for name in replaced.keys() {
+            out.headers_mut().remove(name);
+        }
+        out.headers_mut().extend(replaced);
+        out
+    }
+
+    /// What the rest of the deployment answers a request a Pages app or
+    /// a Netlify edge function passed on: routed again after them (an
+    /// edge function's request may still reach a serverless function; a
+    /// Pages app's only the assets).
+    #[allow(clippy::too_many_arguments)]
+    async fn pass_on<B>(
+        &self,
+        ctx: &mut RequestCtx,
+        req: Request<B>,
+        site: &Site,
+        shape: Shape,
+        host: &str,
+        path: &str,
+        query: Option<&str>,
+    ) -> Response<EdgeBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let router = &site.router;
         let facts = RequestFacts {
-            path: &path,
-            method: head.method().as_str(),
-            headers: Some(head.headers()),
-            query: query.as_deref(),
+            path,
+            method: req.method().as_str(),
+            headers: Some(req.headers()),
+            query,
             host,
             country: None,
             jwt_secret: None,
@@ -123,15 +164,15 @@ impl Edge {
         };
         let outcome = router.route(&site.files, &facts, &mut ctx.notes);
         let decoration = (router.has_header_rules() && matches!(outcome, Outcome::File { .. }))
-            .then(|| router.headers_for(host, &path, &mut ctx.notes));
+            .then(|| router.headers_for(host, path, &mut ctx.notes));
         drop(facts);
         let mut out = match outcome {
             Outcome::File { file, status, .. } => {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-                self.respond_static(ctx, file, &head, status).await
+                self.respond_static(ctx, file, &req, status).await
             }
             Outcome::Redirect { status, location } => redirect(status, &location),
-            Outcome::Proxy { url, headers } => return self.proxy.forward(ctx, head, &url, host, headers).await,
+            Outcome::Proxy { url, headers } => return self.proxy.forward(ctx, req, &url, host, headers).await,
             Outcome::Function(chosen) => {
                 let target = Target {
                     function: chosen.function.clone(),
@@ -140,7 +181,7 @@ impl Edge {
                     sources: site.function_sources.clone(),
                     env: site.function_env.clone(),
                 };
-                self.respond_function(ctx, head, target, host).await
+                self.respond_function(ctx, req, target, host).await
             }
             Outcome::MethodNotAllowed => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
             Outcome::NotFound => text(StatusCode::NOT_FOUND, "404 not found\n"),
@@ -148,20 +189,51 @@ impl Edge {
         if let Some(rules) = decoration {
             apply_rule_headers(out.headers_mut(), rules);
         }
-        // The app's headers join the asset's, never its framing (the
-        // asset's body is not the app's empty one).
-        for (name, value) in resp.headers() {
-            let ours = matches!(name.as_str(), FALLTHROUGH | REWRITE);
-            let framing =
-                helix_core::routes::forbidden_response_header(name.as_str()) || name == http::header::CONTENT_ENCODING;
-            if !ours && !framing && !out.headers().contains_key(name) {
-                out.headers_mut().append(name.clone(), value.clone());
-            }
-        }
         if shape == Shape::Pages && out.status() == StatusCode::NOT_FOUND {
             out.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
         out
+    }
+
+    /// A function's own request for the rest of its deployment, from the
+    /// runtime plane: Pages' `next()` and `env.ASSETS.fetch()`, a Netlify
+    /// edge function's `context.next()`. It reaches only the deployment
+    /// the function belongs to (the request's host only picks header
+    /// rules) and never a function of its own kind, so it cannot recurse.
+    pub async fn serve_passed_on<B>(
+        self: &Arc<Self>,
+        deployment: &DeploymentId,
+        shape: Shape,
+        req: Request<B>,
+    ) -> Response<EdgeBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if !matches!(shape, Shape::Pages | Shape::NetlifyEdge) {
+            return text(StatusCode::FORBIDDEN, "only Pages functions and edge functions pass requests on\n");
+        }
+        let Some(site_ref) = self.hosts.deployment(deployment) else {
+            return text(StatusCode::NOT_FOUND, "this deployment is not served here\n");
+        };
+        let mut ctx = RequestCtx {
+            id: self.request_ids.next(),
+            started: std::time::Instant::now(),
+            site: Some(site_ref.clone()),
+            split_cookie: None,
+            notes: crate::route::RouteNotes::default(),
+            problem: None,
+        };
+        let site = match self.sites.get(&site_ref).await {
+            Ok(site) => site,
+            Err(_) => return text(StatusCode::BAD_GATEWAY, "this deployment cannot be loaded right now\n"),
+        };
+        let Some(path) = crate::request::decode_path(req.uri().path()).map(Cow::into_owned) else {
+            return text(StatusCode::BAD_REQUEST, "malformed path: not valid percent-encoded UTF-8\n");
+        };
+        let host = host_of(&req).map(str::to_ascii_lowercase).unwrap_or_default();
+        let query = req.uri().query().map(str::to_owned);
+        self.pass_on(&mut ctx, req, &site, shape, &host, &path, query.as_deref()).await
     }
 
     async fn respond_function<B>(

@@ -309,7 +309,7 @@ pub(crate) fn host_of<B>(req: &Request<B>) -> Option<&str> {
     Some(host.strip_suffix('.').unwrap_or(host))
 }
 
-fn decode_path(raw: &str) -> Option<Cow<'_, str>> {
+pub(crate) fn decode_path(raw: &str) -> Option<Cow<'_, str>> {
     if !raw.contains('%') {
         return Some(Cow::Borrowed(raw));
     }

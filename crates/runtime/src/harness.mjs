@@ -101,6 +101,16 @@ async function sendWeb(res, response) {
   });
   const cookies = response.headers.getSetCookie?.() ?? [];
   if (cookies.length) headers["set-cookie"] = cookies;
+  // What the rest of the deployment answered, handed back unread: the
+  // edge serves that body itself (with these headers).
+  const rest = response.body ? passedOn.get(response.body) : undefined;
+  if (rest !== undefined && !response.body.locked && !response.bodyUsed) {
+    headers["x-helix-fallthrough"] = "1";
+    if (rest) headers["x-helix-rewrite"] = rest;
+    res.writeHead(response.status, headers).end();
+    response.body.cancel().catch(() => {});
+    return;
+  }
   res.writeHead(response.status, response.statusText || undefined, headers);
   if (response.body) {
     for await (const chunk of response.body) {
@@ -294,6 +304,8 @@ function netlifyEdge(mod) {
   if (!fn) throw new Error("no handler: export a default function");
   return async (req, res) => {
     const url = requestUrl(req);
+    const request = webRequest(req, url);
+    const own = url.pathname + url.search;
     const context = {
       params: params(req),
       requestId: helixOf(req).id,
@@ -301,9 +313,9 @@ function netlifyEdge(mod) {
       geo: { country: { code: req.headers["x-country"] } },
       site: { url: process.env.URL, name: process.env.SITE_NAME },
       waitUntil,
-      next: async () => fallthrough(),
+      next: (r) => passOn(r ?? request, own),
     };
-    let out = await fn(webRequest(req, url), context);
+    let out = await fn(request, context);
     if (out instanceof URL) {
       if (out.origin !== url.origin) throw new Error("an edge function may only rewrite to its own site");
       out = new Response(null, { headers: { "x-helix-fallthrough": "1", "x-helix-rewrite": out.pathname + out.search } });
@@ -341,16 +353,19 @@ async function pages(routes) {
       chain.push(...route.handlers);
     }
     const data = {};
-    let request = webRequest(req, url);
+    const own = url.pathname + url.search;
+    const first = webRequest(req, url);
+    let request = first;
     let i = 0;
-    const env = { ...process.env, ASSETS: { fetch: () => fallthrough() } };
+    const assets = (input, init) => passOn(new Request(typeof input === "string" || input instanceof URL ? new URL(input, url) : input, init), own);
+    const env = { ...process.env, ASSETS: { fetch: assets } };
     // After `passThroughOnException()`, a throw serves what the request
     // would have got without functions (the static asset), as on Pages.
     let passThrough = false;
     const next = async (input, init) => {
-      if (input !== undefined) request = new Request(input, init);
+      if (input !== undefined) request = new Request(typeof input === "string" || input instanceof URL ? new URL(input, url) : input, init);
       const handler = chain[i++];
-      if (!handler) return fallthrough();
+      if (!handler) return passOn(request, own);
       const context = {
         request,
         functionPath: path,
@@ -370,13 +385,51 @@ async function pages(routes) {
     } catch (e) {
       if (!passThrough) throw e;
       console.error(e);
-      response = fallthrough();
+      response = await passOn(first, own);
     }
     await sendWeb(res, response);
   };
 }
-// The end of the chain: the edge serves the static asset, keeping the
-// headers the middleware set on this response.
+// Passing a request on to the rest of the deployment (Pages' `next()` and
+// `env.ASSETS.fetch()`, a Netlify edge function's `context.next()`): the
+// server answers it on its socket, routed within this deployment only.
+// The response is real (status, headers, a body to read or rewrite); one
+// handed back unread is served by the edge itself (see sendWeb).
+const NEXT_SOCKET = process.env.HELIX_NEXT_SOCKET;
+const nextAgent = new http.Agent({ keepAlive: true });
+const passedOn = new WeakMap(); // unread body → the path it is for ("" when the request's own)
+const NULL_BODY = [101, 204, 205, 304];
+function passOn(request, own) {
+  if (!NEXT_SOCKET) return Promise.resolve(fallthrough());
+  const url = new URL(request.url);
+  const path = url.pathname + url.search;
+  const headers = {};
+  // The body as stored (a function reading it wants its bytes, not gzip).
+  request.headers.forEach((v, k) => { if (k !== "accept-encoding") headers[k] = v; });
+  headers.host = url.host;
+  const withBody = request.body && !request.bodyUsed && request.method !== "GET" && request.method !== "HEAD";
+  return new Promise((resolve, reject) => {
+    const out = http.request({ socketPath: NEXT_SOCKET, agent: nextAgent, method: request.method, path, headers }, (res) => {
+      const got = new Headers();
+      const raw = res.rawHeaders;
+      for (let i = 0; i < raw.length; i += 2) {
+        const k = raw[i].toLowerCase();
+        if (k !== "connection" && k !== "keep-alive" && k !== "transfer-encoding") got.append(k, raw[i + 1]);
+      }
+      const empty = NULL_BODY.includes(res.statusCode) || request.method === "HEAD";
+      if (empty) res.resume();
+      const body = empty ? null : Readable.toWeb(res);
+      if (body) passedOn.set(body, path === own ? "" : path);
+      resolve(new Response(body, { status: res.statusCode, statusText: res.statusMessage, headers: got }));
+    });
+    out.on("error", (e) => reject(new Error(`passing the request on: ${e.message}`)));
+    if (withBody) Readable.fromWeb(request.body).pipe(out);
+    else out.end();
+  });
+}
+// The request goes on to the rest of the deployment, with the headers
+// the function set on this response (a Netlify edge function that
+// returns nothing; a runtime with no socket to pass requests on).
 function fallthrough() {
   return new Response(null, { status: 200, headers: { "x-helix-fallthrough": "1" } });
 }

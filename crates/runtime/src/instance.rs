@@ -14,13 +14,15 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::UnixListener;
 use tokio::sync::{Notify, oneshot};
 
+use helix_core::DeploymentId;
 use helix_core::functions::{Function, Runtime as Js, Shape};
 use helix_sandbox::{Bind, Limits, Priority};
 
 use crate::logs::{Logs, Owner, Stream};
-use crate::{Body, Inner};
+use crate::{Body, Inner, PassOn};
 
 /// Longest an instance may take from start to listening.
 const READY_WITHIN: Duration = Duration::from_secs(10);
@@ -41,6 +43,9 @@ pub(crate) struct Instance {
     pub last_used: Mutex<Instant>,
     kill: Arc<Notify>,
     pub exited: Arc<Notify>,
+    /// Where the function's requests for the rest of its deployment come
+    /// in (see [`Instance::serve_passed_on`]), until served.
+    next: Mutex<Option<UnixListener>>,
 }
 
 impl Instance {
@@ -57,6 +62,11 @@ impl Instance {
         if helix_sandbox::is_root() {
             std::os::unix::fs::chown(&run, Some(helix_sandbox::NOBODY), Some(helix_sandbox::NOBODY))?;
         }
+        // The function's requests for the rest of its deployment: a socket
+        // the harness (as `nobody`) may connect to.
+        let next_sock = run.join("next");
+        let next = UnixListener::bind(&next_sock)?;
+        std::fs::set_permissions(&next_sock, std::os::unix::fs::PermissionsExt::from_mode(0o666))?;
         let binds = [
             // Directories (bwrap makes a bound file's missing parents 0700).
             Bind { host: rt.harness.clone(), inside: "/helix".into(), writable: false },
@@ -87,6 +97,7 @@ impl Instance {
             ("TMPDIR".to_owned(), "/tmp".to_owned()),
             ("LANG".to_owned(), "C.UTF-8".to_owned()),
             ("HELIX_SOCKET".to_owned(), "/socket/sock".to_owned()),
+            ("HELIX_NEXT_SOCKET".to_owned(), "/socket/next".to_owned()),
             ("HELIX_MAX_BODY".to_owned(), rt.settings.max_request_bytes.to_string()),
             ("DENO_DIR".to_owned(), "/tmp/deno".to_owned()),
             ("DENO_NO_UPDATE_CHECK".to_owned(), "1".to_owned()),
@@ -149,6 +160,7 @@ impl Instance {
             last_used: Mutex::new(Instant::now()),
             kill,
             exited,
+            next: Mutex::new(Some(next)),
         });
         match tokio::time::timeout(READY_WITHIN, ready_rx).await {
             Ok(Ok(())) => Ok(instance),
@@ -219,6 +231,47 @@ impl Instance {
         }
         let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         Err(String::from_utf8_lossy(&body).trim().to_owned())
+    }
+
+    /// Answers the function's requests for the rest of its deployment
+    /// (Pages' `next()` and `env.ASSETS`, a Netlify edge function's
+    /// `context.next()`) through `pass_on`, for the instance's life. Only
+    /// the instance can connect (the socket is in its own directory);
+    /// what it asks is routed within its own deployment.
+    pub fn serve_passed_on(&self, pass_on: PassOn, deployment: DeploymentId, shape: Shape) {
+        let Some(listener) = self.next.lock().expect("next").take() else { return };
+        let (exited, dead) = (self.exited.clone(), self.dead.clone());
+        tokio::spawn(async move {
+            let stopped = exited.notified();
+            tokio::pin!(stopped);
+            stopped.as_mut().enable();
+            if dead.load(Ordering::Relaxed) {
+                return;
+            }
+            loop {
+                let stream = tokio::select! {
+                    () = &mut stopped => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(_) => {
+                            // Out of descriptors, say: not a reason to spin.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                };
+                let (pass_on, deployment) = (pass_on.clone(), deployment.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let answer = pass_on(deployment.clone(), shape, req.map(|b| b.map_err(Into::into).boxed()));
+                        async move { Ok::<_, std::convert::Infallible>(answer.await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
     }
 
     /// Sends one request on an idle connection, or a new one.

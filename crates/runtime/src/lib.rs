@@ -40,8 +40,9 @@ use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 use tokio::sync::{Notify, OnceCell};
 
+use futures_util::future::BoxFuture;
 use helix_artifacts::BlobStore;
-use helix_core::functions::{Function, Runtime as Js};
+use helix_core::functions::{Function, Runtime as Js, Shape};
 use helix_core::{DeploymentId, Digest};
 
 use instance::{Instance, boxed};
@@ -143,6 +144,15 @@ pub struct Call {
 /// Makes a call's environment.
 pub type Environment = Arc<dyn Fn(&Call) -> Vec<(String, String)> + Send + Sync>;
 
+/// Answers a function's request for the rest of its deployment — Pages'
+/// `next()` and `env.ASSETS.fetch()`, a Netlify edge function's
+/// `context.next()` — for the deployment and shape of the function that
+/// asks (whoever composes the server sets it: the edge).
+pub type PassOn =
+    Arc<dyn Fn(DeploymentId, Shape, Request<PassOnBody>) -> BoxFuture<'static, Response<ResponseBody>> + Send + Sync>;
+/// The body of a request a function passes on.
+pub type PassOnBody = http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
 #[derive(Clone)]
 pub struct Runtime {
     inner: Arc<Inner>,
@@ -167,6 +177,7 @@ pub(crate) struct Inner {
     max_memory_mib: u64,
     /// A deployment's function sources, written out once.
     trees: Mutex<HashMap<DeploymentId, Arc<OnceCell<PathBuf>>>>,
+    pass_on: std::sync::OnceLock<PassOn>,
 }
 
 /// What the server's instances take under its caps.
@@ -269,6 +280,7 @@ impl Runtime {
             max_total,
             max_memory_mib: settings_max_memory,
             trees: Mutex::default(),
+            pass_on: std::sync::OnceLock::new(),
         });
         let rt = Runtime { inner };
         rt.refill_spares();
@@ -282,6 +294,13 @@ impl Runtime {
             }
         });
         Ok(rt)
+    }
+
+    /// Sets who answers functions' requests for the rest of their
+    /// deployment (once; later calls are ignored). Without it those
+    /// requests are refused.
+    pub fn set_pass_on(&self, pass_on: PassOn) {
+        let _ = self.inner.pass_on.set(pass_on);
     }
 
     pub fn logs(&self) -> &Logs {
@@ -676,6 +695,9 @@ impl Runtime {
         if let Err(why) = loaded {
             instance.stop();
             return Err(why);
+        }
+        if let (Shape::Pages | Shape::NetlifyEdge, Some(pass_on)) = (f.shape, self.inner.pass_on.get()) {
+            instance.serve_passed_on(pass_on.clone(), call.deployment.clone(), f.shape);
         }
         Ok((instance, from_spare))
     }

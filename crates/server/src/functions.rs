@@ -12,6 +12,7 @@ use helix_core::manifest::Manifest;
 use helix_edge::{FunctionBody, FunctionCall, FunctionResponseBody, Invoker};
 use helix_runtime::{Call, Runtime};
 use http::{Request, Response};
+use http_body_util::BodyExt;
 
 pub(crate) struct RuntimeInvoker {
     pub runtime: Runtime,
@@ -88,6 +89,29 @@ impl Invoker for RuntimeInvoker {
         let runtime = self.runtime.clone();
         Box::pin(async move { runtime.invoke(call, req).await })
     }
+}
+
+/// Functions' requests for the rest of their deployment go to the edge
+/// (held weakly: the edge holds the runtime through its invoker).
+pub(crate) fn pass_on(edge: &Arc<helix_edge::Edge>) -> helix_runtime::PassOn {
+    let edge = Arc::downgrade(edge);
+    Arc::new(move |deployment, shape, req| {
+        let edge = edge.clone();
+        Box::pin(async move {
+            let Some(edge) = edge.upgrade() else {
+                return Response::builder()
+                    .status(http::StatusCode::SERVICE_UNAVAILABLE)
+                    .body(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"the edge has stopped\n"))
+                            .map_err(|never| match never {})
+                            .boxed_unsync(),
+                    )
+                    .expect("valid response");
+            };
+            let resp = edge.serve_passed_on(&deployment, shape, req).await;
+            resp.map(|b| b.map_err(std::io::Error::other).boxed_unsync())
+        })
+    })
 }
 
 /// The platform variables functions commonly read, then the project's

@@ -137,6 +137,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     });
     let invoker: Arc<dyn helix_edge::Invoker> = runtime_invoker.clone();
     edge.set_invoker(invoker.clone());
+    runtime.set_pass_on(functions::pass_on(&edge));
     let promotions = bus.subscribe();
     let subscription = bus.subscribe();
     let state = store.serving_state().await.context("reading what to serve")?;

@@ -479,3 +479,110 @@ async fn netlify_context_environment_reaches_functions_by_deploy_context() {
     let err = helix_client::deploy::deploy(&api, args).await.expect_err("refused").to_string();
     assert!(err.contains("context \"staging\" is not one of production, deploy-preview"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_next_answers_is_a_real_response_of_the_functions_own_deployment_only() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Another project's file, which no function of `nx` may reach.
+    let other = dir.path().join("other");
+    write(&other, &[("public/index.html", "other home"), ("public/secret.html", "SECRET")]);
+    deploy(&s, &other, "other", Some("public")).await;
+
+    let pages = dir.path().join("pages");
+    write(
+        &pages,
+        &[
+            ("wrangler.toml", "name = \"nx\"\npages_build_output_dir = \"public\"\n"),
+            ("public/index.html", "home"),
+            ("public/blog/post.html", "<p>a post</p>"),
+            ("public/shell.html", "the shell"),
+            ("public/_headers", "/blog/*\n  X-Rule: on\n"),
+            // Reads what `next()` answered and rewrites its body.
+            (
+                "functions/blog/_middleware.js",
+                "export async function onRequest(ctx) { const r = await ctx.next(); \
+                 if (!(r.headers.get('content-type') ?? '').startsWith('text/html')) return r; \
+                 const out = new Response((await r.text()).toUpperCase(), r); out.headers.set('x-seen', r.headers.get('x-rule')); return out }",
+            ),
+            // A single-page app's shell for every path under /app.
+            (
+                "functions/app/[[path]].js",
+                "export function onRequest(ctx) { return ctx.env.ASSETS.fetch(new URL('/shell', ctx.request.url)) }",
+            ),
+            // Changes only a header of what `next()` answered.
+            (
+                "functions/_middleware.js",
+                "export async function onRequest(ctx) { const r = await ctx.next(); r.headers.set('cache-control', 'max-age=7'); return r }",
+            ),
+            // Asks for its own path: the asset, never itself again.
+            ("functions/again.js", "export function onRequest(ctx) { return ctx.env.ASSETS.fetch(ctx.request.url) }"),
+            // Tries to reach another project.
+            (
+                "functions/steal.js",
+                "export async function onRequest(ctx) { const out = []; \
+                 for (const u of ['http://other.localhost/secret', 'http://other.localhost/']) { const r = await ctx.env.ASSETS.fetch(u); out.push(r.status + ' ' + await r.text()) } \
+                 return new Response(out.join('|')) }",
+            ),
+        ],
+    );
+    deploy(&s, &pages, "nx", None).await;
+    let host = "nx.localhost";
+    let resp = s.edge(Method::GET, host, "/blog/post").send().await.unwrap();
+    assert_eq!(resp.headers()["x-seen"], "on", "next() carried the _headers rule");
+    assert_eq!(resp.text().await.unwrap(), "<P>A POST</P>", "the middleware read the asset's body");
+    assert_eq!(get(&s, host, "/app/a/b").await, (200, "the shell".into()), "ASSETS.fetch of another path");
+    let resp = s.edge(Method::GET, host, "/shell").header("accept-encoding", "gzip").send().await.unwrap();
+    assert_eq!(resp.headers()["cache-control"], "max-age=7", "the middleware's header wins");
+    assert_eq!(resp.text().await.unwrap(), "the shell");
+    // The host is not followed: each is this deployment's own path (a
+    // missing one gets its single-page fallback, as on Pages).
+    assert_eq!(get(&s, host, "/steal").await, (200, "200 home|200 home".into()));
+    assert_eq!(get(&s, host, "/again").await, (200, "home".into()), "no function answers what a function passed on");
+
+    // A Netlify edge function's `context.next()`: a file, or a function.
+    let netlify = dir.path().join("netlify");
+    write(
+        &netlify,
+        &[
+            ("netlify.toml", "[build]\npublish = \"public\"\n"),
+            ("public/up/page.html", "shout"),
+            (
+                "netlify/edge-functions/up.js",
+                "export default async (req, ctx) => { const r = await ctx.next(); return new Response((await r.text()).toUpperCase(), r) }\n\
+                 export const config = { path: '/up/*' }",
+            ),
+            (
+                "netlify/functions/fn.mjs",
+                "export default async () => new Response('from a function')\nexport const config = { path: '/up/fn' }",
+            ),
+        ],
+    );
+    deploy(&s, &netlify, "ne", None).await;
+    assert_eq!(get(&s, "ne.localhost", "/up/page").await, (200, "SHOUT".into()));
+    assert_eq!(get(&s, "ne.localhost", "/up/fn").await, (200, "FROM A FUNCTION".into()));
+
+    // The same on Bun and Deno.
+    for js in ["bun", "deno"] {
+        if !["/usr/bin", "/usr/local/bin"].iter().any(|d| Path::new(d).join(js).exists()) {
+            eprintln!("skipped {js}: not installed (cargo xtask setup installs it)");
+            continue;
+        }
+        let root = dir.path().join(js);
+        write(
+            &root,
+            &[
+                ("wrangler.toml", "pages_build_output_dir = \"public\"\n"),
+                ("helix.toml", &format!("[functions]\nruntime = \"{js}\"\n")),
+                ("public/index.html", "home"),
+                ("public/page.html", "quiet"),
+                (
+                    "functions/_middleware.js",
+                    "export async function onRequest(ctx) { const r = await ctx.next(); return new Response((await r.text()).toUpperCase() + ' ' + (globalThis.Bun ? 'bun' : globalThis.Deno ? 'deno' : 'node'), r) }",
+                ),
+            ],
+        );
+        deploy(&s, &root, js, None).await;
+        assert_eq!(get(&s, &format!("{js}.localhost"), "/page").await, (200, format!("QUIET {js}")));
+    }
+}
