@@ -115,14 +115,21 @@ pub(crate) fn pass_on(edge: &Arc<helix_edge::Edge>) -> helix_runtime::PassOn {
 }
 
 /// The platform variables functions commonly read, then the project's
-/// (which carry the deployment's own `CONTEXT`; a deployment made before
-/// deployments recorded one gets it from the host it is called on).
+/// (which carry the deployment's own `CONTEXT`, and so its `VERCEL_ENV`;
+/// a deployment made before deployments recorded one gets both from the
+/// host it is called on).
 fn environment(call: &Call, configured: &[(String, String)], base_domain: &str) -> Vec<(String, String)> {
     let origin = call.url.split_once("://").map_or("", |(_, rest)| rest.split('/').next().unwrap_or_default());
     let host = origin.split(':').next().unwrap_or(origin);
     let production = host == format!("{}.{base_domain}", call.project);
     let url = format!("http://{origin}");
-    let (vercel_env, context) = if production { ("production", "production") } else { ("preview", "deploy-preview") };
+    let (mut vercel_env, context) =
+        if production { ("production", "production") } else { ("preview", "deploy-preview") };
+    // A deployment's recorded context decides Vercel's too: a promoted
+    // preview stays `preview`, as on Vercel.
+    if let Some((_, recorded)) = configured.iter().find(|(k, _)| k == "CONTEXT") {
+        vercel_env = if recorded == "production" { "production" } else { "preview" };
+    }
     [
         ("NODE_ENV", "production".to_owned()),
         ("HELIX", "1".to_owned()),

@@ -449,12 +449,15 @@ async fn netlify_context_environment_reaches_functions_by_deploy_context() {
             ("dist/index.html", "home"),
             (
                 "netlify/functions/env.js",
-                "exports.handler = async () => ({ statusCode: 200, body: `${process.env.GREETING} ${process.env.KEPT} ${process.env.CONTEXT}` })",
+                "exports.handler = async () => ({ statusCode: 200, body: `${process.env.GREETING} ${process.env.KEPT} ${process.env.CONTEXT} ${process.env.VERCEL_ENV}` })",
             ),
         ],
     );
     deploy(&s, dir.path(), "ctx", None).await;
-    assert_eq!(get(&s, "ctx.localhost", "/.netlify/functions/env").await, (200, "prod base production".into()));
+    assert_eq!(
+        get(&s, "ctx.localhost", "/.netlify/functions/env").await,
+        (200, "prod base production production".into())
+    );
 
     // A deployment that is not production is a deploy preview.
     let api = helix_client::Api::new(&s.api(""), Some(s.token().to_owned())).unwrap();
@@ -463,13 +466,16 @@ async fn netlify_context_environment_reaches_functions_by_deploy_context() {
     let preview = helix_client::deploy::deploy(&api, args).await.expect("deploys");
     let host = preview.url.split("://").nth(1).unwrap().split([':', '/']).next().unwrap().to_owned();
     s.wait_for_site(&host).await;
-    assert_eq!(get(&s, &host, "/.netlify/functions/env").await, (200, "preview base deploy-preview".into()));
+    assert_eq!(get(&s, &host, "/.netlify/functions/env").await, (200, "preview base deploy-preview preview".into()));
     // Promoted, it keeps the context it was made in (as on Netlify).
     let (status, _) = s.call(Method::POST, &format!("/api/v1/deployments/{}/promote", preview.id), None).await;
     assert_eq!(status, 200);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while get(&s, "ctx.localhost", "/.netlify/functions/env").await.1 != "preview base deploy-preview" {
-        assert!(Instant::now() < deadline, "the promoted preview does not answer with its own context");
+    while get(&s, "ctx.localhost", "/.netlify/functions/env").await.1 != "preview base deploy-preview preview" {
+        assert!(
+            Instant::now() < deadline,
+            "the promoted preview does not answer with its own context (and VERCEL_ENV)"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
