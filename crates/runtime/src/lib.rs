@@ -791,11 +791,13 @@ impl Runtime {
             .max_by_key(|i| i.idle_for())
     }
 
-    /// Stops instances idle too long, and forgets empty pools.
+    /// Stops instances idle too long, forgets empty pools, and removes
+    /// the written sources of deployments no instance runs.
     fn reap(&self) {
         let idle = Duration::from_secs(self.inner.settings.idle_secs);
         let mut pools = self.inner.pools.lock().expect("pools");
-        pools.retain(|_, pool| {
+        let mut running = std::collections::HashSet::new();
+        pools.retain(|(deployment, _), pool| {
             let mut instances = pool.instances.lock().expect("instances");
             instances.retain(|i| {
                 let stale = i.inflight.load(Ordering::Relaxed) == 0 && i.idle_for() >= idle;
@@ -804,12 +806,38 @@ impl Runtime {
                 }
                 !stale && !i.is_dead()
             });
+            let busy =
+                !instances.is_empty() || pool.starting.load(Ordering::Relaxed) > 0 || Arc::strong_count(pool) > 1;
+            if busy {
+                running.insert(deployment.clone());
+            }
             // Counters outlive the instances for an hour (`helix functions`).
-            !instances.is_empty()
-                || pool.starting.load(Ordering::Relaxed) > 0
-                || Arc::strong_count(pool) > 1
-                || pool.last_used.lock().expect("last used").elapsed() < POOL_KEPT
+            busy || pool.last_used.lock().expect("last used").elapsed() < POOL_KEPT
         });
+        drop(pools);
+        self.forget_trees(&running);
+    }
+
+    /// Removes the written sources of deployments not in `running` (their
+    /// instances have their own links to the files; a later cold start
+    /// writes them again). Moved aside under the lock, so a tree written
+    /// anew meanwhile is never the one removed.
+    fn forget_trees(&self, running: &std::collections::HashSet<DeploymentId>) {
+        let mut trees = self.inner.trees.lock().expect("trees");
+        let gone: Vec<DeploymentId> = trees
+            .iter()
+            .filter(|(d, cell)| !running.contains(*d) && Arc::strong_count(cell) == 1)
+            .map(|(d, _)| d.clone())
+            .collect();
+        for deployment in gone {
+            trees.remove(&deployment);
+            let dir = self.inner.dir.join("trees").join(deployment.as_str());
+            static REMOVALS: AtomicU64 = AtomicU64::new(0);
+            let doomed = dir.with_extension(format!("removing-{}", REMOVALS.fetch_add(1, Ordering::Relaxed)));
+            if std::fs::rename(&dir, &doomed).is_ok() {
+                tokio::task::spawn_blocking(move || std::fs::remove_dir_all(doomed));
+            }
+        }
     }
 
     /// The deployment's function sources on disk (written once).

@@ -328,3 +328,25 @@ async fn once_loaded_every_path_is_the_functions_even_the_harness_own() {
         assert_eq!(fx.call(&dep, &f, &src, method, path, "{}").await, (200, format!("fn {method} {path}")));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_function_scales_to_zero_its_files_are_removed_and_the_next_request_starts_it_again() {
+    let fx = fixture(|s| s.idle_secs = 1).await;
+    let dep = DeploymentId::generate(1, rand_id());
+    let src = fx.sources(&[("api/idle.js", "export default (req, res) => res.end('up')")]).await;
+    let f = function("api/idle", Shape::Vercel, "api/idle.js");
+    let trees = fx._dir.path().join("runtime/trees");
+    let written = || std::fs::read_dir(&trees).unwrap().count();
+    assert_eq!(fx.call(&dep, &f, &src, "GET", "/api/idle", "").await, (200, "up".into()));
+    assert_eq!(written(), 1, "the deployment's sources are written for its instance");
+    let alive = |fx: &Fixture| fx.rt.stats().iter().find(|s| s.function == "api/idle").map_or(0, |s| s.instances);
+    assert_eq!(alive(&fx), 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(&fx) > 0 || written() > 0 {
+        assert!(Instant::now() < deadline, "still {} instance(s), {} tree(s)", alive(&fx), written());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(fx.call(&dep, &f, &src, "GET", "/api/idle", "").await, (200, "up".into()), "and back");
+    let stats = fx.rt.stats().into_iter().find(|s| s.function == "api/idle").unwrap();
+    assert_eq!((stats.instances, stats.stats.cold_starts), (1, 2));
+}
