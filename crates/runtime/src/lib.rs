@@ -62,6 +62,9 @@ fn parallel_starts() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
 }
 
+/// Runs of a failing background function: the first and two retries.
+const BACKGROUND_RUNS: u32 = 3;
+
 /// How long after a spare is taken the next one starts.
 const SPARE_REFILL_DELAY: Duration = Duration::from_millis(100);
 
@@ -96,6 +99,15 @@ pub struct RuntimeSettings {
     /// Seconds an instance may sit idle before it stops.
     #[arg(id = "fn_idle_secs", long = "fn-idle-secs", env = "HELIX_FN_IDLE_SECS", default_value_t = 300)]
     pub idle_secs: u64,
+    /// Seconds before a failed background function's first retry (the
+    /// second waits twice as long).
+    #[arg(
+        id = "fn_background_retry_secs",
+        long = "fn-background-retry-secs",
+        env = "HELIX_FN_BACKGROUND_RETRY_SECS",
+        default_value_t = 60
+    )]
+    pub background_retry_secs: u64,
     /// Node instances kept started and waiting for a function.
     #[arg(id = "fn_spares", long = "fn-spares", env = "HELIX_FN_SPARES", default_value_t = 2)]
     pub spares: usize,
@@ -124,6 +136,7 @@ impl Default for RuntimeSettings {
 }
 
 /// One invocation's facts, from the edge.
+#[derive(Clone)]
 pub struct Call {
     pub deployment: DeploymentId,
     pub project: String,
@@ -367,13 +380,35 @@ impl Runtime {
                 return error(StatusCode::PAYLOAD_TOO_LARGE, &call.request_id, "the request body could not be read");
             }
         };
-        let req = Request::from_parts(parts, boxed(Full::new(bytes)));
         let rt = self.clone();
         let timeout =
             Duration::from_millis(call.function.max_duration_ms.unwrap_or(helix_core::functions::MAX_DURATION_MS));
+        // A run that fails (a throw, a crash, its time limit) is retried
+        // twice, after one and then two retry delays, as on Netlify.
+        let delay = Duration::from_secs(self.inner.settings.background_retry_secs);
         tokio::spawn(async move {
-            let resp = rt.run(call, req, timeout).await;
-            let _ = resp.into_body().collect().await;
+            for attempt in 1..=BACKGROUND_RUNS {
+                let mut req = Request::new(boxed(Full::new(bytes.clone())));
+                *req.method_mut() = parts.method.clone();
+                *req.uri_mut() = parts.uri.clone();
+                *req.headers_mut() = parts.headers.clone();
+                let resp = rt.run(call.clone(), req, timeout).await;
+                let status = resp.status();
+                let _ = resp.into_body().collect().await;
+                if !status.is_server_error() || attempt == BACKGROUND_RUNS {
+                    return;
+                }
+                let wait = delay * attempt;
+                let owner = rt.pool(&call).owner.clone();
+                let line = format!(
+                    "the background run failed ({}); retrying in {} s (run {} of {BACKGROUND_RUNS})",
+                    status.as_u16(),
+                    wait.as_secs(),
+                    attempt + 1
+                );
+                rt.system(&owner, &call.request_id, &line);
+                tokio::time::sleep(wait).await;
+            }
         });
         Response::builder()
             .status(StatusCode::ACCEPTED)

@@ -350,3 +350,33 @@ async fn an_idle_function_scales_to_zero_its_files_are_removed_and_the_next_requ
     let stats = fx.rt.stats().into_iter().find(|s| s.function == "api/idle").unwrap();
     assert_eq!((stats.instances, stats.stats.cold_starts), (1, 2));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_background_function_is_retried_twice_then_left() {
+    let fx = fixture(|s| s.background_retry_secs = 1).await;
+    let dep = DeploymentId::generate(1, rand_id());
+    let src = fx
+        .sources(&[(
+            "api/bg.js",
+            "let n = 0; export default async (req, res) => { n++; console.log('run ' + n); throw new Error('failed ' + n) }",
+        )])
+        .await;
+    let mut f = (*function("api/bg", Shape::Vercel, "api/bg.js")).clone();
+    f.background = true;
+    let f = Arc::new(f);
+    let started = Instant::now();
+    assert_eq!(fx.call(&dep, &f, &src, "POST", "/api/bg", "{}").await, (202, String::new()));
+    let q = helix_runtime::LogQuery { project: "p".into(), function: Some("api/bg".into()), ..Default::default() };
+    let lines = || fx.rt.logs().read(&q, 100).into_iter().map(|l| l.line).collect::<Vec<_>>();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !lines().iter().any(|l| l == "run 3") {
+        assert!(Instant::now() < deadline, "not retried: {:?}", lines());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_secs(3), "retried after 1 s, then 2 s");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let lines = lines();
+    let runs: Vec<_> = lines.iter().filter(|l| l.starts_with("run ")).collect();
+    assert_eq!(runs, ["run 1", "run 2", "run 3"], "three runs in all: {lines:?}");
+    assert!(lines.iter().any(|l| l.contains("background run failed (500); retrying in 2 s (run 3 of 3)")), "{lines:?}");
+}
