@@ -399,13 +399,16 @@ const NEXT_SOCKET = process.env.HELIX_NEXT_SOCKET;
 const nextAgent = new http.Agent({ keepAlive: true });
 const passedOn = new WeakMap(); // unread body → the path it is for ("" when the request's own)
 const NULL_BODY = [101, 204, 205, 304];
+const WHOLE_BODY_ONLY = ["accept-encoding", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "range", "if-range"];
 function passOn(request, own) {
   if (!NEXT_SOCKET) return Promise.resolve(fallthrough());
   const url = new URL(request.url);
   const path = url.pathname + url.search;
   const headers = {};
-  // The body as stored (a function reading it wants its bytes, not gzip).
-  request.headers.forEach((v, k) => { if (k !== "accept-encoding") headers[k] = v; });
+  // The whole body as stored: a function reading it wants its bytes (not
+  // gzip, not a 304 or a range of them). A response handed back unread is
+  // served by the edge to the visitor's own conditions.
+  request.headers.forEach((v, k) => { if (!WHOLE_BODY_ONLY.includes(k)) headers[k] = v; });
   headers.host = url.host;
   const withBody = request.body && !request.bodyUsed && request.method !== "GET" && request.method !== "HEAD";
   return new Promise((resolve, reject) => {

@@ -536,7 +536,20 @@ async fn what_next_answers_is_a_real_response_of_the_functions_own_deployment_on
     let host = "nx.localhost";
     let resp = s.edge(Method::GET, host, "/blog/post").send().await.unwrap();
     assert_eq!(resp.headers()["x-seen"], "on", "next() carried the _headers rule");
+    let etag = resp.headers()["etag"].clone();
     assert_eq!(resp.text().await.unwrap(), "<P>A POST</P>", "the middleware read the asset's body");
+    // A browser's revalidation: the middleware still reads the whole body
+    // (not a 304 it could not rewrite).
+    let resp = s.edge(Method::GET, host, "/blog/post").header("if-none-match", etag).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "<P>A POST</P>");
+    let resp = s.edge(Method::GET, host, "/blog/post").header("range", "bytes=0-1").send().await.unwrap();
+    assert_eq!(resp.text().await.unwrap(), "<P>A POST</P>", "nor a range of it");
+    // Handed back unread, the visitor's own conditions apply.
+    let resp = s.edge(Method::GET, host, "/shell").send().await.unwrap();
+    let etag = resp.headers()["etag"].clone();
+    let resp = s.edge(Method::GET, host, "/shell").header("if-none-match", etag).send().await.unwrap();
+    assert_eq!(resp.status(), 304, "an asset passed on unread revalidates");
     assert_eq!(get(&s, host, "/app/a/b").await, (200, "the shell".into()), "ASSETS.fetch of another path");
     let resp = s.edge(Method::GET, host, "/shell").header("accept-encoding", "gzip").send().await.unwrap();
     assert_eq!(resp.headers()["cache-control"], "max-age=7", "the middleware's header wins");
