@@ -108,7 +108,8 @@ pub struct RuntimeSettings {
         default_value_t = 60
     )]
     pub background_retry_secs: u64,
-    /// Node instances kept started and waiting for a function.
+    /// Node instances kept started and waiting for a function (and, when
+    /// not 0, one of Bun and of Deno once a function has asked for it).
     #[arg(id = "fn_spares", long = "fn-spares", env = "HELIX_FN_SPARES", default_value_t = 2)]
     pub spares: usize,
     /// Largest request body a function receives, bytes.
@@ -191,6 +192,8 @@ pub(crate) struct Inner {
     /// A deployment's function sources, written out once.
     trees: Mutex<HashMap<DeploymentId, Arc<OnceCell<PathBuf>>>>,
     pass_on: std::sync::OnceLock<PassOn>,
+    /// Runtimes other than node that functions asked for (they get spares).
+    other_runtimes: Mutex<Vec<Js>>,
 }
 
 /// What the server's instances take under its caps.
@@ -294,6 +297,7 @@ impl Runtime {
             max_memory_mib: settings_max_memory,
             trees: Mutex::default(),
             pass_on: std::sync::OnceLock::new(),
+            other_runtimes: Mutex::default(),
         });
         let rt = Runtime { inner };
         rt.refill_spares();
@@ -707,6 +711,12 @@ impl Runtime {
                 return Err(e);
             }
         };
+        if f.runtime != Js::Node {
+            let mut others = self.inner.other_runtimes.lock().expect("runtimes");
+            if !others.contains(&f.runtime) {
+                others.push(f.runtime);
+            }
+        }
         let spare = self.take_spare(f.runtime, memory);
         let from_spare = spare.is_some();
         let instance = match spare {
@@ -778,22 +788,37 @@ impl Runtime {
         Some(spare)
     }
 
-    /// Starts spares up to the configured number (node, default memory).
+    /// Starts spares (default memory) up to the configured number of
+    /// node ones, and one of each other runtime a function has asked for
+    /// (Bun and Deno cost nothing until a project uses them).
     fn refill_spares(&self) {
-        let want = self.inner.settings.spares;
-        let have = {
+        let wanted: Vec<(Js, usize)> = std::iter::once((Js::Node, self.inner.settings.spares))
+            .chain(
+                self.inner
+                    .other_runtimes
+                    .lock()
+                    .expect("runtimes")
+                    .iter()
+                    .map(|&js| (js, self.inner.settings.spares.min(1))),
+            )
+            .collect();
+        let mut missing = Vec::new();
+        {
             let mut spares = self.inner.spares.lock().expect("spares");
             spares.retain(|s| !s.is_dead());
-            spares.len()
-        };
-        for _ in have..want {
+            for (js, want) in wanted {
+                let have = spares.iter().filter(|s| s.js == js).count();
+                missing.extend(std::iter::repeat_n(js, want.saturating_sub(have)));
+            }
+        }
+        for js in missing {
             if !self.reserve(self.inner.settings.memory_mib) {
                 return;
             }
             let rt = self.clone();
             tokio::spawn(async move {
                 let memory = rt.inner.settings.memory_mib;
-                match rt.start_instance(Js::Node, memory).await {
+                match rt.start_instance(js, memory).await {
                     Ok(i) => {
                         let i = rt.track(i);
                         rt.inner.spares.lock().expect("spares").push(i);

@@ -380,3 +380,36 @@ async fn a_failing_background_function_is_retried_twice_then_left() {
     assert_eq!(runs, ["run 1", "run 2", "run 3"], "three runs in all: {lines:?}");
     assert!(lines.iter().any(|l| l.contains("background run failed (500); retrying in 2 s (run 3 of 3)")), "{lines:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn once_a_function_asks_for_bun_or_deno_a_spare_of_it_waits_for_the_next() {
+    let fx = fixture(|_| {}).await;
+    let src = fx.sources(&[("api/s.mjs", "export default (req, res) => res.end('up')")]).await;
+    for js in [Js::Bun, Js::Deno] {
+        if !["/usr/bin", "/usr/local/bin"].iter().any(|d| std::path::Path::new(d).join(js.as_str()).exists()) {
+            eprintln!("skipped {}: not installed (cargo xtask setup installs it)", js.as_str());
+            continue;
+        }
+        let mut f = (*function("api/s", Shape::Vercel, "api/s.mjs")).clone();
+        f.runtime = js;
+        let f = Arc::new(f);
+        let spare_starts = |dep: &DeploymentId| {
+            fx.rt.stats().iter().find(|s| s.deployment == dep.as_str()).map_or(0, |s| s.stats.spare_starts)
+        };
+        let first = DeploymentId::generate(1, rand_id());
+        assert_eq!(fx.call(&first, &f, &src, "GET", "/api/s", "").await, (200, "up".into()));
+        assert_eq!(spare_starts(&first), 0, "no {} spare before a function asked for it", js.as_str());
+        // Each deployment's first request is a cold start: soon one finds
+        // the spare that the first one's asked for.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let next = DeploymentId::generate(1, rand_id());
+            assert_eq!(fx.call(&next, &f, &src, "GET", "/api/s", "").await, (200, "up".into()));
+            if spare_starts(&next) == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no {} spare was started", js.as_str());
+        }
+    }
+}
