@@ -24,6 +24,9 @@ use helix_sandbox::{Bind, Limits, Priority};
 use crate::logs::{Logs, Owner, Stream};
 use crate::{Body, Inner, PassOn};
 
+/// Requests of one instance to its `next` socket answered at once.
+const PASS_ON_AT_ONCE: usize = 64;
+
 /// Longest an instance may take from start to listening.
 const READY_WITHIN: Duration = Duration::from_secs(10);
 
@@ -241,6 +244,9 @@ impl Instance {
     pub fn serve_passed_on(&self, pass_on: PassOn, deployment: DeploymentId, shape: Shape) {
         let Some(listener) = self.next.lock().expect("next").take() else { return };
         let (exited, dead) = (self.exited.clone(), self.dead.clone());
+        // Requests answered at once; more wait their turn (a function
+        // passing on a thousand at once gets 64 of the server's work).
+        let room = Arc::new(tokio::sync::Semaphore::new(PASS_ON_AT_ONCE));
         tokio::spawn(async move {
             let stopped = exited.notified();
             tokio::pin!(stopped);
@@ -260,11 +266,15 @@ impl Instance {
                         }
                     },
                 };
-                let (pass_on, deployment) = (pass_on.clone(), deployment.clone());
+                let (pass_on, deployment, room) = (pass_on.clone(), deployment.clone(), room.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let answer = pass_on(deployment.clone(), shape, req.map(|b| b.map_err(Into::into).boxed()));
-                        async move { Ok::<_, std::convert::Infallible>(answer.await) }
+                        let (pass_on, deployment, room) = (pass_on.clone(), deployment.clone(), room.clone());
+                        async move {
+                            let _turn = room.acquire_owned().await.expect("never closed");
+                            let req = req.map(|b| b.map_err(Into::into).boxed());
+                            Ok::<_, std::convert::Infallible>(pass_on(deployment, shape, req).await)
+                        }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)

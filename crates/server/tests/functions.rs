@@ -523,6 +523,13 @@ async fn what_next_answers_is_a_real_response_of_the_functions_own_deployment_on
             ),
             // Asks for its own path: the asset, never itself again.
             ("functions/again.js", "export function onRequest(ctx) { return ctx.env.ASSETS.fetch(ctx.request.url) }"),
+            // Passes on 300 requests at once: served in turns, all of them.
+            (
+                "functions/many.js",
+                "export async function onRequest(ctx) { const all = await Promise.all(Array.from({ length: 300 }, () => \
+                 ctx.env.ASSETS.fetch(new URL('/shell', ctx.request.url)).then((r) => r.text()))); \
+                 return new Response(String(all.filter((t) => t === 'the shell').length)) }",
+            ),
             // Tries to reach another project.
             (
                 "functions/steal.js",
@@ -558,6 +565,14 @@ async fn what_next_answers_is_a_real_response_of_the_functions_own_deployment_on
     // missing one gets its single-page fallback, as on Pages).
     assert_eq!(get(&s, host, "/steal").await, (200, "200 home|200 home".into()));
     assert_eq!(get(&s, host, "/again").await, (200, "home".into()), "no function answers what a function passed on");
+    let many = tokio::spawn({
+        let request = s.edge(Method::GET, host, "/many");
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    });
+    let probe = Instant::now();
+    assert_eq!(get(&s, "other.localhost", "/").await, (200, "other home".into()));
+    assert!(probe.elapsed() < Duration::from_secs(2), "another project waited {:?}", probe.elapsed());
+    assert_eq!(many.await.unwrap(), "300");
 
     // A Netlify edge function's `context.next()`: a file, or a function.
     let netlify = dir.path().join("netlify");
