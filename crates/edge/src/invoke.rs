@@ -201,7 +201,7 @@ impl Edge {
     /// the function belongs to (the request's host only picks header
     /// rules) and never a function of its own kind, so it cannot recurse.
     pub async fn serve_passed_on<B>(
-        self: &Arc<Self>,
+        &self,
         deployment: &DeploymentId,
         shape: Shape,
         req: Request<B>,
@@ -216,14 +216,8 @@ impl Edge {
         let Some(site_ref) = self.hosts.deployment(deployment) else {
             return text(StatusCode::NOT_FOUND, "this deployment is not served here\n");
         };
-        let mut ctx = RequestCtx {
-            id: self.request_ids.next(),
-            started: std::time::Instant::now(),
-            site: Some(site_ref.clone()),
-            split_cookie: None,
-            notes: crate::route::RouteNotes::default(),
-            problem: None,
-        };
+        let mut ctx = RequestCtx::new(self.request_ids.next());
+        ctx.site = Some(site_ref.clone());
         let site = match self.sites.get(&site_ref).await {
             Ok(site) => site,
             Err(_) => return text(StatusCode::BAD_GATEWAY, "this deployment cannot be loaded right now\n"),

@@ -70,6 +70,17 @@ pub(crate) enum Problem {
 }
 
 impl RequestCtx {
+    pub fn new(id: HeaderValue) -> RequestCtx {
+        RequestCtx {
+            id,
+            started: Instant::now(),
+            site: None,
+            split_cookie: None,
+            notes: RouteNotes::default(),
+            problem: None,
+        }
+    }
+
     pub fn problem(&mut self, problem: Problem) {
         self.problem = Some(problem);
     }
@@ -82,14 +93,7 @@ impl Edge {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let mut ctx = RequestCtx {
-            id: self.request_ids.next(),
-            started: Instant::now(),
-            site: None,
-            split_cookie: None,
-            notes: RouteNotes::default(),
-            problem: None,
-        };
+        let mut ctx = RequestCtx::new(self.request_ids.next());
         let resp = self.run(&mut ctx, req).await;
         self.finish(ctx, resp)
     }

@@ -33,30 +33,14 @@ pub fn available() -> bool {
 /// Bundles that run at once, one per core: each may take a core and
 /// 2 GiB, and a burst of deploys must not take the machine from the
 /// functions it serves. The rest wait their turn.
-static TURNS: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
-    tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
-});
+fn turns() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+static TURNS: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(turns()));
 
-/// Bundles running now, and most at once so far (for tests).
-static RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// The most bundles that ran at once so far (for tests).
 static MOST: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// Counts a bundle in [`RUNNING`] while it lives (a cancelled one too).
-struct Running;
-
-impl Running {
-    fn start() -> Running {
-        let now = RUNNING.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        MOST.fetch_max(now, std::sync::atomic::Ordering::Relaxed);
-        Running
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        RUNNING.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
 
 /// The most bundles that ever ran at once in this process.
 pub fn most_at_once() -> usize {
@@ -73,7 +57,7 @@ pub async fn bundle(
     entries: &[String],
 ) -> Result<Vec<(String, Vec<u8>)>, String> {
     let _turn = TURNS.acquire().await.expect("never closed");
-    let _running = Running::start();
+    MOST.fetch_max(turns().saturating_sub(TURNS.available_permits()), std::sync::atomic::Ordering::Relaxed);
     let result = run(work, cache, sources, entries).await;
     let _ = tokio::fs::remove_dir_all(work).await;
     result

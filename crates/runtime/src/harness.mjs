@@ -401,7 +401,6 @@ const passedOn = new WeakMap(); // unread body → the path it is for ("" when t
 const NULL_BODY = [101, 204, 205, 304];
 const WHOLE_BODY_ONLY = ["accept-encoding", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "range", "if-range"];
 function passOn(request, own) {
-  if (!NEXT_SOCKET) return Promise.resolve(fallthrough());
   const url = new URL(request.url);
   const path = url.pathname + url.search;
   const headers = {};
@@ -432,7 +431,7 @@ function passOn(request, own) {
 }
 // The request goes on to the rest of the deployment, with the headers
 // the function set on this response (a Netlify edge function that
-// returns nothing; a runtime with no socket to pass requests on).
+// returns nothing).
 function fallthrough() {
   return new Response(null, { status: 200, headers: { "x-helix-fallthrough": "1" } });
 }

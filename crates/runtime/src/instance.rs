@@ -240,9 +240,12 @@ impl Instance {
     /// (Pages' `next()` and `env.ASSETS`, a Netlify edge function's
     /// `context.next()`) through `pass_on`, for the instance's life. Only
     /// the instance can connect (the socket is in its own directory);
-    /// what it asks is routed within its own deployment.
-    pub fn serve_passed_on(&self, pass_on: PassOn, deployment: DeploymentId, shape: Shape) {
+    /// what it asks is routed within its own deployment. Without
+    /// `pass_on` (a shape that cannot pass requests on) the socket is
+    /// closed: connecting is refused, not left waiting.
+    pub fn serve_passed_on(&self, pass_on: Option<PassOn>, deployment: DeploymentId, shape: Shape) {
         let Some(listener) = self.next.lock().expect("next").take() else { return };
+        let Some(pass_on) = pass_on else { return };
         let (exited, dead) = (self.exited.clone(), self.dead.clone());
         // Requests answered at once; more wait their turn (a function
         // passing on a thousand at once gets 64 of the server's work).

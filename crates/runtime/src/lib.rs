@@ -741,9 +741,8 @@ impl Runtime {
             instance.stop();
             return Err(why);
         }
-        if let (Shape::Pages | Shape::NetlifyEdge, Some(pass_on)) = (f.shape, self.inner.pass_on.get()) {
-            instance.serve_passed_on(pass_on.clone(), call.deployment.clone(), f.shape);
-        }
+        let pass_on = matches!(f.shape, Shape::Pages | Shape::NetlifyEdge).then(|| self.inner.pass_on.get()).flatten();
+        instance.serve_passed_on(pass_on.cloned(), call.deployment.clone(), f.shape);
         Ok((instance, from_spare))
     }
 
