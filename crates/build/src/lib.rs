@@ -56,8 +56,9 @@ pub trait BuildHost: Send + Sync + 'static {
     fn git_credential<'a>(&'a self, project: &'a str) -> BoxFuture<'a, anyhow::Result<Option<String>>>;
     /// The URL the build's deployment will be served at.
     fn deploy_url(&self, job: &BuildJob) -> String;
-    /// An API client allowed to deploy.
-    fn api(&self) -> helix_client::Api;
+    /// An API client allowed to create this job's one deployment (and
+    /// nothing else).
+    fn api<'a>(&'a self, job: &'a BuildJob) -> BoxFuture<'a, anyhow::Result<helix_client::Api>>;
 }
 
 #[derive(Clone, Debug)]
@@ -442,7 +443,7 @@ async fn execute(run: Run<'_>) -> Result<String, Failure> {
         return Err(Failure::Canceled);
     }
     log.line(&format!("deploying {}", shown(&plan.base.join(&plan.publish))));
-    let api = host.api();
+    let api = host.api(job).await.map_err(|e| Failure::Infra(format!("getting the build's API token: {e:#}")))?;
     let args = helix_client::deploy::DeployArgs {
         dir: &base,
         publish_dir: Some(&plan.publish),

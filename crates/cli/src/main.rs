@@ -6,6 +6,7 @@
 
 mod builds;
 mod functions;
+mod identity;
 mod output;
 mod sse;
 
@@ -42,7 +43,8 @@ struct ClientArgs {
     /// The HelixStack API.
     #[arg(long, env = "HELIX_API_URL", default_value = "http://127.0.0.1:7070", global = true)]
     api_url: String,
-    /// API token (default: `admin.token` in the data directory).
+    /// API token (default: the one `helix login` saved for this API, else
+    /// `admin.token` in the data directory).
     #[arg(long, env = "HELIX_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
     /// Print machine-readable JSON.
@@ -216,6 +218,28 @@ enum Command {
     Functions(functions::FunctionsArgs),
     /// A project's schedules (vercel.json `crons`, Netlify scheduled functions): next and last runs.
     Crons(functions::FunctionsArgs),
+    /// Save a token for this API (from `helix tokens create`) so later commands use it.
+    Login(identity::LoginArgs),
+    /// Forget the token `helix login` saved for this API.
+    Logout {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Who the token you use is: user, organisation, role, scope.
+    Whoami {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// API tokens: create (scoped, expiring, read-only), list, revoke.
+    #[command(subcommand)]
+    Tokens(identity::TokensCommand),
+    /// Members of your organisation and their roles (owner, admin, developer, viewer).
+    #[command(subcommand)]
+    Members(identity::MembersCommand),
+    /// Organisations: list yours, or create one (server admin).
+    Orgs(identity::OrgsArgs),
+    /// The tamper-evident audit log (`-f` follows); `helix audit verify` checks its hash chain.
+    Audit(identity::AuditArgs),
     /// Delete blobs no deployment references.
     Gc {
         #[command(flatten)]
@@ -313,6 +337,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => functions::logs(args).await,
         Command::Functions(args) => functions::functions(args).await,
         Command::Crons(args) => functions::crons(args).await,
+        Command::Login(args) => identity::login(args).await,
+        Command::Logout { client } => identity::logout(client).await,
+        Command::Whoami { client } => identity::whoami(client).await,
+        Command::Tokens(cmd) => identity::tokens(cmd).await,
+        Command::Members(cmd) => identity::members(cmd).await,
+        Command::Orgs(args) => identity::orgs(args).await,
+        Command::Audit(args) => identity::audit(args).await,
         Command::Gc { client } => {
             let r: GcReport = api(&client)?.post("/api/v1/gc", &serde_json::json!({})).await?;
             if client.json {
@@ -515,10 +546,13 @@ fn data_dir(given: Option<&Path>) -> anyhow::Result<PathBuf> {
 fn api(client: &ClientArgs) -> anyhow::Result<Api> {
     let token = match &client.token {
         Some(t) => Some(t.clone()),
-        None => {
-            let dir = data_dir(std::env::var_os("HELIX_DATA_DIR").map(PathBuf::from).as_deref())?;
-            std::fs::read_to_string(dir.join("admin.token")).ok().map(|t| t.trim().to_owned())
-        }
+        None => match identity::saved_token(&client.api_url) {
+            Some(saved) => Some(saved),
+            None => {
+                let dir = data_dir(std::env::var_os("HELIX_DATA_DIR").map(PathBuf::from).as_deref())?;
+                std::fs::read_to_string(dir.join("admin.token")).ok().map(|t| t.trim().to_owned())
+            }
+        },
     };
     Api::new(&client.api_url, token)
 }

@@ -63,8 +63,14 @@ impl Server {
     }
 
     fn helix(&self, args: &[&str]) -> Output {
+        self.helix_with(args, &[])
+    }
+
+    /// `helix` with more environment (`XDG_CONFIG_HOME` for `login`).
+    fn helix_with(&self, args: &[&str], env: &[(&str, &Path)]) -> Output {
         Command::new(HELIX)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .env("HELIX_API_URL", format!("http://{}", self.api))
             .env("HELIX_DATA_DIR", &self.data_dir)
             .env_remove("HELIX_TOKEN")
@@ -527,7 +533,7 @@ fn link_build_follow_and_list_through_the_cli() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a git URL"));
     let out = server.helix(&["build", "--project", "nope"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not linked"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("project nope not found"));
 }
 
 /// With a limit of 1,024 file descriptors, 1,100 idle connections to the
@@ -645,4 +651,84 @@ fn functions_deploy_from_the_root_and_their_logs_and_counters_show_through_the_c
     );
     let table = server.helix(&["functions", "--project", "fns"]);
     assert!(String::from_utf8_lossy(&table.stdout).contains("api/hello"));
+}
+
+#[test]
+fn teams_tokens_login_and_the_audit_log_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir.path().join("data"));
+    let config = dir.path().join("config");
+    let text = |out: &Output| String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+
+    s.helix_json(&["orgs", "create", "acme", "--owner", "ann", "--json"]);
+    let made = s.helix_json(&[
+        "tokens", "create", "--org", "acme", "--user", "ann", "--role", "owner", "--name", "laptop", "--json",
+    ]);
+    let token = made["token"].as_str().unwrap();
+    assert!(token.starts_with("hx_") && made["id"].is_string(), "{made}");
+
+    // Login saves the token for this API; later commands use it over admin.token.
+    let env = [("XDG_CONFIG_HOME", config.as_path())];
+    let out = s.helix_with(&["login", "--with-token", token], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("logged in") && text(&out).contains("ann"), "{}", text(&out));
+    let saved = config.join("helix/auth.json");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777, 0o600);
+    let out = s.helix_with(&["whoami", "--json"], &env);
+    let who: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((who["user"].as_str(), who["org"].as_str()), (Some("ann"), Some("acme")), "{who}");
+
+    // Ann's organisation: a viewer who may not deploy, and says so.
+    let out = s.helix_with(&["members", "add", "vic", "--role", "viewer"], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = s.helix_with(&["tokens", "create", "--name", "v", "--user", "vic", "--role", "viewer", "--json"], &env);
+    let vic: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let site = dir.path().join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("index.html"), "hi").unwrap();
+    let out = Command::new(HELIX)
+        .args(["deploy", site.to_str().unwrap(), "--project", "acme-site"])
+        .env("HELIX_API_URL", format!("http://{}", s.api))
+        .env("HELIX_TOKEN", vic["token"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("role viewer may not deploy"), "{}", text(&out));
+    // A role above one's own is refused; a bad lifetime is named.
+    let out = s.helix(&["tokens", "create", "--name", "x", "--expires", "soon"]);
+    assert!(!out.status.success() && text(&out).contains("duration"), "{}", text(&out));
+    let listed = s.helix_with(&["tokens", "list", "--json"], &env);
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "ann is an owner: she sees vic's token too: {listed}");
+    let out = s.helix_with(&["tokens", "revoke", vic["id"].as_str().unwrap()], &env);
+    assert!(out.status.success() && text(&out).contains("revoked"), "{}", text(&out));
+
+    // The audit log: intact, then broken at the entry an intruder edits.
+    let out = s.helix(&["audit", "verify"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("intact"), "{}", text(&out));
+    let out = s.helix(&["audit", "--json"]);
+    let actions: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["action"].as_str().unwrap().to_owned())
+        .collect();
+    for wanted in ["org.create", "token.create", "login", "member.change", "denied", "token.revoke"] {
+        assert!(actions.iter().any(|a| a == wanted), "{wanted} missing from {actions:?}");
+    }
+    let db = format!("sqlite://{}", dir.path().join("data/helix.db").display());
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&db).await.unwrap();
+        sqlx::query("UPDATE audit_log SET actor = 'nobody' WHERE seq = 3").execute(&mut c).await.unwrap();
+    });
+    let out = s.helix(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("entry 3"), "{}", text(&out));
+
+    let out = s.helix_with(&["logout"], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = s.helix_with(&["whoami", "--json"], &env);
+    let who: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(who["server_admin"], true, "logged out, the data dir's admin token is used again: {who}");
 }

@@ -10,8 +10,9 @@ use futures_util::Stream;
 use helix_core::ProjectName;
 use helix_core::api::{Build, LinkProject, LogLine, ProjectLink, RequestBuild};
 use helix_core::build::{BuildContext, BuildId, BuildJob, is_branch_name};
-use helix_store::{BuildRow, LinkRow, NewBuild, NewLink, Queued};
+use helix_store::{BuildRow, LinkRow, NewBuild, NewLink, ProjectRef, Queued};
 
+use crate::access::{Ctx, Need};
 use crate::problem::ApiError;
 use crate::{ControlPlane, now_ms};
 
@@ -28,8 +29,9 @@ pub(crate) struct BuildRequest {
 }
 
 impl ControlPlane {
-    pub(crate) async fn link_project(&self, project: &str, body: &[u8]) -> Result<ProjectLink, ApiError> {
+    pub(crate) async fn link_project(&self, ctx: &Ctx, project: &str, body: &[u8]) -> Result<ProjectLink, ApiError> {
         let project = ProjectName::parse(project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let target = self.project_or_new(ctx, &project, Need::MANAGE, "link repositories").await?;
         let req: LinkProject = serde_json::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("request body is not a valid link: {e}")))?;
         let repo_key = crate::hooks::repo_key(&req.repo).ok_or_else(|| {
@@ -58,10 +60,18 @@ impl ControlPlane {
         };
         let mut secret = [0u8; 24];
         getrandom::fill(&mut secret).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let detail = serde_json::json!({
+            "repo": req.repo,
+            "production_branch": branch,
+            "git_credential": sealed.is_some(),
+        });
+        let audit = ctx.audit_on(&target, "link", detail);
         let row = self
             .store
             .link_project(NewLink {
                 project: &project,
+                org_id: &target.org_id,
+                audit: &audit,
                 repo_url: &req.repo,
                 repo_key: &repo_key,
                 production_branch: branch,
@@ -73,13 +83,14 @@ impl ControlPlane {
         Ok(self.link_view(&row, true))
     }
 
-    pub(crate) async fn project_link(&self, project: &str) -> Result<ProjectLink, ApiError> {
-        let row = self.link_of(project).await?;
+    pub(crate) async fn project_link(&self, ctx: &Ctx, project: &str) -> Result<ProjectLink, ApiError> {
+        let project = self.project_for(ctx, project, Need::READ, "read repository links").await?;
+        let row = self.link_of(&project).await?;
         Ok(self.link_view(&row, false))
     }
 
-    async fn link_of(&self, project: &str) -> Result<LinkRow, ApiError> {
-        let project = ProjectName::parse(project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    async fn link_of(&self, project: &ProjectRef) -> Result<LinkRow, ApiError> {
+        let project = crate::pointers::name_of(project)?;
         self.store.project_link(&project).await?.ok_or_else(|| {
             ApiError::NotFound(format!("project {project} is not linked to a repository (helix projects link)"))
         })
@@ -112,8 +123,9 @@ impl ControlPlane {
     }
 
     /// `POST /projects/{p}/builds`: builds the tip of a branch.
-    pub(crate) async fn request_build(&self, project: &str, body: &[u8]) -> Result<Build, ApiError> {
-        let link = self.link_of(project).await?;
+    pub(crate) async fn request_build(&self, ctx: &Ctx, project: &str, body: &[u8]) -> Result<Build, ApiError> {
+        let project = self.project_for(ctx, project, Need::DEPLOY, "build").await?;
+        let link = self.link_of(&project).await?;
         let req: RequestBuild = if body.iter().all(u8::is_ascii_whitespace) {
             RequestBuild::default()
         } else {
@@ -226,43 +238,51 @@ impl ControlPlane {
         }
     }
 
-    pub(crate) async fn build_row(&self, id: &str) -> Result<BuildRow, ApiError> {
+    /// The build `id` when the caller may do `need` on its project.
+    pub(crate) async fn build_for(&self, ctx: &Ctx, id: &str, need: Need, what: &str) -> Result<BuildRow, ApiError> {
         let id = BuildId::parse(id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        self.store.build(id.as_str()).await?.ok_or_else(|| ApiError::NotFound(format!("build {id} not found")))
+        let missing = || ApiError::NotFound(format!("build {id} not found"));
+        let row = self.store.build(id.as_str()).await?.ok_or_else(missing)?;
+        let project = self.store.project_ref(&row.project).await?.ok_or_else(missing)?;
+        if ctx.actor.role_on(&project).is_none() {
+            return Err(missing());
+        }
+        ctx.check(&project, need, what)?;
+        Ok(row)
     }
 
-    pub(crate) async fn list_builds(&self, project: &str) -> Result<Vec<Build>, ApiError> {
-        let project = ProjectName::parse(project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        if !self.store.project_exists(&project).await? {
-            return Err(ApiError::NotFound(format!("project {project} not found")));
-        }
-        let rows = self.store.builds(&project, 100).await?;
+    pub(crate) async fn list_builds(&self, ctx: &Ctx, project: &str) -> Result<Vec<Build>, ApiError> {
+        let project = self.project_for(ctx, project, Need::READ, "read builds").await?;
+        let rows = self.store.builds(&crate::pointers::name_of(&project)?, 100).await?;
         Ok(rows.iter().map(|r| self.build_view(r)).collect())
     }
 
-    pub(crate) async fn cancel_build(&self, id: &str) -> Result<Build, ApiError> {
-        let row = self.build_row(id).await?;
+    pub(crate) async fn cancel_build(&self, ctx: &Ctx, id: &str) -> Result<Build, ApiError> {
+        let row = self.build_for(ctx, id, Need::DEPLOY, "cancel builds").await?;
         if !self.store.cancel_build(&row.id, now_ms()).await? {
             return Err(ApiError::Conflict(format!("build {} is already {}", row.id, row.state.as_str())));
         }
-        Ok(self.build_view(&self.build_row(&row.id).await?))
+        let row = self
+            .store
+            .build(&row.id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("build {} not found", row.id)))?;
+        Ok(self.build_view(&row))
     }
 
-    pub(crate) async fn build_log(&self, id: &str, after: i64) -> Result<(Build, Vec<LogLine>), ApiError> {
-        let row = self.build_row(id).await?;
+    pub(crate) async fn build_log(&self, row: &BuildRow, after: i64) -> Result<(Build, Vec<LogLine>), ApiError> {
         let lines = self.store.build_log(&row.id, after, 100_000).await?;
-        Ok((self.build_view(&row), lines.into_iter().map(|(seq, at_ms, line)| LogLine { seq, at_ms, line }).collect()))
+        Ok((self.build_view(row), lines.into_iter().map(|(seq, at_ms, line)| LogLine { seq, at_ms, line }).collect()))
     }
 
     /// The log as server-sent events: `line` events (id = sequence number)
     /// as lines arrive, then one `end` event with the build once it has
     /// finished and every line was sent.
-    pub(crate) async fn follow_log(
+    pub(crate) fn follow_log(
         self: std::sync::Arc<Self>,
-        id: String,
+        row: BuildRow,
         after: i64,
-    ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-        let row = self.build_row(&id).await?;
+    ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
         let state = (self, row.id, after, false);
         let stream = futures_util::stream::unfold(state, |(cp, id, after, done)| async move {
             if done {
@@ -293,7 +313,7 @@ impl ControlPlane {
                 tokio::time::sleep(FOLLOW_POLL).await;
             }
         });
-        Ok(Sse::new(futures_util::StreamExt::flatten(stream)).keep_alive(KeepAlive::default()))
+        Sse::new(futures_util::StreamExt::flatten(stream)).keep_alive(KeepAlive::default())
     }
 }
 

@@ -11,30 +11,52 @@ use helix_core::limits::Limits;
 use helix_core::manifest::{Encodings, FileEntry, MANIFEST_VERSION, Manifest, Variant};
 use helix_core::path::SitePath;
 use helix_core::{DeploymentId, Digest, ProjectName};
-use helix_store::{DeploymentRow, Finalized, NewDeployment};
+use helix_store::{DeploymentRow, Finalized, NewAudit, NewDeployment, ProjectRef, Ready};
 
+use crate::access::{Ctx, Need};
 use crate::problem::ApiError;
 use crate::{ControlPlane, now_ms};
 
 impl ControlPlane {
-    pub(crate) async fn create_deployment(&self, project: &str, body: &[u8]) -> Result<CreatedDeployment, ApiError> {
+    pub(crate) async fn create_deployment(
+        &self,
+        ctx: &Ctx,
+        project: &str,
+        body: &[u8],
+    ) -> Result<CreatedDeployment, ApiError> {
         let project = ProjectName::parse(project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let target = self.project_or_new(ctx, &project, Need::BUILD_DEPLOY, "deploy").await?;
         let (req, files, options) = parse_create(body, &self.limits)?;
         let _gc = self.gc_lock.read().await;
         let now = now_ms();
         let mut random = [0u8; 16];
         getrandom::fill(&mut random).map_err(|e| ApiError::Internal(e.to_string()))?;
         let id = DeploymentId::generate(now as u64, u128::from_le_bytes(random));
-        self.store
+        if ctx.actor.token.build_id.is_some()
+            && !self.store.bind_token_deployment(&ctx.actor.token.id, id.as_str()).await?
+        {
+            return Err(ApiError::Forbidden("a build's token creates one deployment, and this one has".into()));
+        }
+        let detail = serde_json::json!({ "files": files.len(), "production": req.production });
+        let audit = NewAudit { target: Some(id.as_str()), ..ctx.audit_on(&target, "deploy.create", detail) };
+        let made = self
+            .store
             .create_deployment(NewDeployment {
                 id: &id,
                 options: &options,
                 project: &project,
+                org_id: &target.org_id,
                 files: &files,
                 production: req.production,
+                audit: &audit,
                 now_ms: now,
             })
             .await?;
+        if !made {
+            return Err(ApiError::Conflict(format!(
+                "the project name {project} is not available; choose another (--project NAME)"
+            )));
+        }
         let mut required = Vec::new();
         let unique: BTreeSet<Digest> = files.values().copied().chain(options.unserved_blobs()).collect();
         for digest in unique {
@@ -47,14 +69,16 @@ impl ControlPlane {
 
     pub(crate) async fn upload_blob(
         self: &Arc<Self>,
+        ctx: &Ctx,
         id: &str,
         digest: &str,
         content_length: Option<u64>,
         body: axum::body::Body,
     ) -> Result<bool, ApiError> {
+        let (row, _) = self.deployment_for(ctx, id, Need::BUILD_DEPLOY, "upload to deployments").await?;
+        let id = DeploymentId::parse(&row.id).map_err(|e| ApiError::NotFound(e.to_string()))?;
         let digest: Digest =
             digest.parse().map_err(|e: helix_core::digest::DigestError| ApiError::BadRequest(e.to_string()))?;
-        let id = DeploymentId::parse(id).map_err(|e| ApiError::NotFound(e.to_string()))?;
         let gc_guard = self.gc_lock.clone().read_owned().await;
         let digests = self.uploading_digests(&id).await?;
         let Some(&compressible) = digests.get(&digest) else {
@@ -96,13 +120,9 @@ impl ControlPlane {
 
     /// Finalizes an upload: the deployment, and its last event's sequence
     /// number when this call made it ready (`None`: it was already).
-    pub(crate) async fn finalize(&self, id: &str) -> Result<(DeploymentRow, Option<u64>), ApiError> {
-        let id = DeploymentId::parse(id).map_err(|e| ApiError::NotFound(e.to_string()))?;
-        let row = self
-            .store
-            .deployment(id.as_str())
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("deployment {id} not found")))?;
+    pub(crate) async fn finalize(&self, ctx: &Ctx, id: &str) -> Result<(DeploymentRow, Option<u64>), ApiError> {
+        let (row, owner) = self.deployment_for(ctx, id, Need::BUILD_DEPLOY, "finalize deployments").await?;
+        let id = DeploymentId::parse(&row.id).map_err(|e| ApiError::NotFound(e.to_string()))?;
         let _gc = self.gc_lock.read().await;
         let (Some(mut files), Some(options)) =
             (self.store.uploading_files(&id).await?, self.store.uploading_options(&id).await?)
@@ -158,8 +178,19 @@ impl ControlPlane {
         let manifest_digest = self.blobs.put_bytes(manifest.to_json().into()).await?;
         self.blobs.sync().await?;
         let report_json = serde_json::to_string(&report).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let outcome =
-            self.store.finalize(&id, manifest_digest, total, &report_json, options.alias.as_deref(), now_ms()).await?;
+        let detail = serde_json::json!({
+            "production": row.production_requested,
+            "alias": options.alias,
+            "files": manifest.files.len(),
+        });
+        let audit = NewAudit { target: Some(id.as_str()), ..ctx.audit_on(&owner, "deploy", detail) };
+        let ready = Ready {
+            manifest: manifest_digest,
+            total_bytes: total,
+            routes_json: &report_json,
+            alias: options.alias.as_deref(),
+        };
+        let outcome = self.store.finalize(&id, ready, &audit, now_ms()).await?;
         self.upload_sets.remove(&id);
         match outcome {
             Finalized::Now(row, seq) => Ok((row, Some(seq))),
@@ -446,13 +477,43 @@ impl ControlPlane {
         Ok(enc)
     }
 
-    /// A well-formed id of an existing deployment, or the API error.
-    pub(crate) async fn parse_known_id(&self, id: &str) -> Result<DeploymentId, ApiError> {
+    /// The deployment `id` and its project, when the caller may do `need`
+    /// on it. A build's token reaches only the deployment it created.
+    pub(crate) async fn deployment_for(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        need: Need,
+        what: &str,
+    ) -> Result<(DeploymentRow, ProjectRef), ApiError> {
         let id = DeploymentId::parse(id).map_err(|e| ApiError::NotFound(e.to_string()))?;
-        if self.store.deployment(id.as_str()).await?.is_none() {
-            return Err(ApiError::NotFound(format!("deployment {id} not found")));
+        let missing = || ApiError::NotFound(format!("deployment {id} not found"));
+        let row = self.store.deployment(id.as_str()).await?.ok_or_else(missing)?;
+        let project = self.store.project_ref(&row.project).await?.ok_or_else(missing)?;
+        if ctx.actor.role_on(&project).is_none() {
+            return Err(missing());
         }
-        Ok(id)
+        ctx.check(&project, need, what)?;
+        if ctx.actor.token.build_id.is_some() && ctx.actor.token.deployment_id.as_deref() != Some(id.as_str()) {
+            // Its own deployment is bound after the token was read: look again.
+            let bound = self.store.token(&ctx.actor.token.id).await?.and_then(|t| t.deployment_id);
+            if bound.as_deref() != Some(id.as_str()) {
+                return Err(ApiError::Forbidden(format!("a build's token reaches only its own deployment, not {id}")));
+            }
+        }
+        Ok((row, project))
+    }
+
+    /// A project's ready deployments, newest first.
+    pub(crate) async fn list_deployments(
+        &self,
+        ctx: &Ctx,
+        project: &str,
+    ) -> Result<Vec<helix_core::api::Deployment>, ApiError> {
+        let project = self.project_for(ctx, project, Need::READ, "read deployments").await?;
+        let name = ProjectName::parse(&project.name).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let rows = self.store.ready_deployments(&name).await?.ok_or_else(|| crate::access::not_found(&project.name))?;
+        Ok(rows.iter().map(|r| self.view(r)).collect())
     }
 }
 
@@ -599,24 +660,27 @@ pub(crate) fn content_type_of(path: &str) -> String {
     }
 }
 
-pub(crate) fn view(cp: &Arc<ControlPlane>, row: &DeploymentRow) -> helix_core::api::Deployment {
-    let (url, production_url) = match (ProjectName::parse(&row.project), DeploymentId::parse(&row.id)) {
-        (Ok(p), Ok(id)) => (cp.edge.deployment_url(&id, &p), Some(cp.edge.production_url(&p))),
-        _ => (String::new(), None),
-    };
-    helix_core::api::Deployment {
-        id: row.id.clone(),
-        project: row.project.clone(),
-        state: row.state,
-        url,
-        production: row.is_production,
-        production_url,
-        file_count: row.file_count as u64,
-        total_bytes: row.total_bytes as u64,
-        created_at_ms: row.created_at_ms,
-        ready_at_ms: row.ready_at_ms,
-        routes: serde_json::from_str(&row.routes_json).ok(),
-        propagation: None,
+impl ControlPlane {
+    /// A deployment as the API shows it.
+    pub(crate) fn view(&self, row: &DeploymentRow) -> helix_core::api::Deployment {
+        let (url, production_url) = match (ProjectName::parse(&row.project), DeploymentId::parse(&row.id)) {
+            (Ok(p), Ok(id)) => (self.edge.deployment_url(&id, &p), Some(self.edge.production_url(&p))),
+            _ => (String::new(), None),
+        };
+        helix_core::api::Deployment {
+            id: row.id.clone(),
+            project: row.project.clone(),
+            state: row.state,
+            url,
+            production: row.is_production,
+            production_url,
+            file_count: row.file_count as u64,
+            total_bytes: row.total_bytes as u64,
+            created_at_ms: row.created_at_ms,
+            ready_at_ms: row.ready_at_ms,
+            routes: serde_json::from_str(&row.routes_json).ok(),
+            propagation: None,
+        }
     }
 }
 

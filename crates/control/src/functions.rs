@@ -39,12 +39,11 @@ impl ControlPlane {
     /// the line's id).
     pub(crate) fn follow_function_logs(
         self: Arc<Self>,
-        project: &str,
+        project: String,
         function: Option<String>,
         deployment: Option<String>,
         after: Option<String>,
-    ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>> + use<>>, ApiError> {
-        let project = ProjectName::parse(project).map_err(|e| ApiError::BadRequest(e.to_string()))?.to_string();
+    ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>> + use<>> {
         let state = (self, project, function, deployment, after, true);
         let stream =
             futures_util::stream::unfold(state, |(cp, project, function, deployment, after, first)| async move {
@@ -80,12 +79,11 @@ impl ControlPlane {
                     tokio::time::sleep(FOLLOW_POLL).await;
                 }
             });
-        Ok(Sse::new(futures_util::StreamExt::flatten(stream)).keep_alive(KeepAlive::default()))
+        Sse::new(futures_util::StreamExt::flatten(stream)).keep_alive(KeepAlive::default())
     }
 
-    pub(crate) fn function_stats(&self, project: &str) -> Result<Vec<FunctionStats>, ApiError> {
-        let project = ProjectName::parse(project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        Ok(self.runtime.stats().into_iter().filter(|s| s.project == project.as_str()).collect())
+    pub(crate) fn function_stats(&self, project: &str) -> Vec<FunctionStats> {
+        self.runtime.stats().into_iter().filter(|s| s.project == project).collect()
     }
 }
 

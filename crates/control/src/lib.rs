@@ -5,13 +5,17 @@
 //! It owns the state store and writes blobs; it never serves site traffic
 //! and never calls the edge: the edge learns from the events it publishes.
 
+mod access;
+mod audit;
 mod auth;
 mod builds;
 mod deploy;
 mod functions;
 mod gc;
 pub mod hooks;
+mod identity;
 mod outbox;
+mod pointers;
 mod problem;
 mod routes;
 mod secrets;
@@ -28,11 +32,12 @@ use helix_core::limits::Limits;
 use helix_core::{DeploymentId, Digest};
 use helix_store::Store;
 
+pub use access::Need;
 pub use auth::{TokenError, ensure_admin_token, hash_token};
 pub use deploy::check_create_body;
 pub use gc::GcSettings;
 pub use helix_http::ListenerSettings;
-pub use routes::router;
+pub use routes::{RouteSpec, Scope, route_table, router};
 pub use secrets::{SecretError, SecretKey};
 
 /// Everything the API can be told; `helix server` flattens it into its

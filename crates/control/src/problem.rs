@@ -4,12 +4,18 @@ use axum::response::{IntoResponse, Response};
 use helix_core::api::Problem;
 use http::StatusCode;
 
+/// Why a request was refused, carried on a 403 for the audit log.
+#[derive(Clone, Debug)]
+pub(crate) struct Denied(pub String);
+
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ApiError {
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
     Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -31,6 +37,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) | ApiError::MissingBlobs { .. } => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -44,6 +51,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => "bad-request",
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not-found",
             ApiError::Conflict(_) => "conflict",
             ApiError::MissingBlobs { .. } => "missing-blobs",
@@ -72,7 +80,11 @@ impl IntoResponse for ApiError {
             detail: self.to_string(),
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
-        (status, [(http::header::CONTENT_TYPE, "application/problem+json")], body).into_response()
+        let mut response = (status, [(http::header::CONTENT_TYPE, "application/problem+json")], body).into_response();
+        if status == StatusCode::FORBIDDEN {
+            response.extensions_mut().insert(Denied(problem.detail));
+        }
+        response
     }
 }
 

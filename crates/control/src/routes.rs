@@ -1,46 +1,182 @@
-//! The HTTP surface of the control plane.
+//! The HTTP surface of the control plane: each handler parses, calls one
+//! operation with the caller's [`Ctx`], and renders. What each route asks
+//! of its caller is declared in [`ROUTES`]; the router refuses to start
+//! with a route the table lacks (or an entry no route serves), and the
+//! authorization matrix test checks every entry against the operations.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::Json;
-use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post, put};
-use helix_core::ProjectName;
-use helix_core::api::{Rollback, SetSplit, Split};
+use axum::routing::{MethodRouter, delete, get, post, put};
+use axum::{Json, Router};
+use helix_core::api::Split;
 
 use crate::ControlPlane;
-use crate::deploy::view;
+use crate::access::{Ctx, Need};
 use crate::problem::ApiError;
 
 /// Largest JSON body: a 100,000-file table is about 15 MB.
 const MAX_JSON_BODY: usize = 64 * 1024 * 1024;
 
 pub(crate) type Cp = State<Arc<ControlPlane>>;
+type Caller = Extension<Arc<Ctx>>;
+
+/// What a route's path names, and so whose it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// `{project}`: a project.
+    Project,
+    /// `{project}`: a project, made on first use. Project names are one
+    /// namespace across organisations (each is a public hostname), so a
+    /// name another organisation holds answers 409 "not available" here,
+    /// where every other route answers 404.
+    ProjectOrNew,
+    /// `{id}`: a deployment, checked on its project.
+    Deployment,
+    /// `{id}`: a build, checked on its project.
+    Build,
+    /// `{id}`: a token of the caller's organisation.
+    Token,
+    /// The caller's organisation.
+    Org,
+    /// Every organisation: the server admin's token only.
+    Server,
+    /// The caller itself: any working token.
+    Caller,
+}
+
+/// One route of `/api/v1` and what its operation asks of the caller.
+#[derive(Clone, Copy, Debug)]
+pub struct RouteSpec {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub scope: Scope,
+    pub need: Need,
+}
+
+const fn spec(method: &'static str, path: &'static str, scope: Scope, need: Need) -> RouteSpec {
+    RouteSpec { method, path, scope, need }
+}
+
+/// Every route under `/api/v1`, with what its operation checks.
+pub const ROUTES: &[RouteSpec] = &[
+    spec("POST", "/projects/{project}/deployments", Scope::ProjectOrNew, Need::BUILD_DEPLOY),
+    spec("GET", "/projects/{project}/deployments", Scope::Project, Need::READ),
+    spec("POST", "/projects/{project}/rollback", Scope::Project, Need::DEPLOY),
+    spec("GET", "/projects/{project}/split", Scope::Project, Need::READ),
+    spec("PUT", "/projects/{project}/split", Scope::Project, Need::DEPLOY),
+    spec("DELETE", "/projects/{project}/split", Scope::Project, Need::DEPLOY),
+    spec("PUT", "/projects/{project}/link", Scope::ProjectOrNew, Need::MANAGE),
+    spec("GET", "/projects/{project}/link", Scope::Project, Need::READ),
+    spec("POST", "/projects/{project}/builds", Scope::Project, Need::DEPLOY),
+    spec("GET", "/projects/{project}/builds", Scope::Project, Need::READ),
+    spec("GET", "/projects/{project}/logs", Scope::Project, Need::READ),
+    spec("GET", "/projects/{project}/functions", Scope::Project, Need::READ),
+    spec("GET", "/projects/{project}/crons", Scope::Project, Need::READ),
+    spec("GET", "/deployments/{id}", Scope::Deployment, Need::READ),
+    spec("PUT", "/deployments/{id}/blobs/{digest}", Scope::Deployment, Need::BUILD_DEPLOY),
+    spec("POST", "/deployments/{id}/finalize", Scope::Deployment, Need::BUILD_DEPLOY),
+    spec("POST", "/deployments/{id}/promote", Scope::Deployment, Need::DEPLOY),
+    spec("GET", "/builds/{id}", Scope::Build, Need::READ),
+    spec("POST", "/builds/{id}/cancel", Scope::Build, Need::DEPLOY),
+    spec("GET", "/builds/{id}/logs", Scope::Build, Need::READ),
+    spec("POST", "/gc", Scope::Server, Need::MANAGE),
+    spec("GET", "/whoami", Scope::Caller, Need::READ),
+    spec("GET", "/tokens", Scope::Org, Need::READ),
+    spec("POST", "/tokens", Scope::Org, Need::SELF_WRITE),
+    spec("DELETE", "/tokens/{id}", Scope::Token, Need::SELF_WRITE),
+    spec("GET", "/members", Scope::Org, Need::READ),
+    spec("POST", "/members", Scope::Org, Need::MANAGE),
+    spec("DELETE", "/members/{user}", Scope::Org, Need::MANAGE),
+    spec("GET", "/orgs", Scope::Caller, Need::READ),
+    spec("POST", "/orgs", Scope::Server, Need::MANAGE),
+    spec("POST", "/login", Scope::Caller, Need::READ),
+    spec("GET", "/audit", Scope::Org, crate::audit::READ_AUDIT),
+    spec("GET", "/audit/verify", Scope::Org, crate::audit::READ_AUDIT),
+];
+
+/// The handler of each route in [`ROUTES`].
+fn endpoints() -> Vec<(&'static str, &'static str, MethodRouter<Arc<ControlPlane>>)> {
+    vec![
+        ("POST", "/projects/{project}/deployments", post(create_deployment)),
+        ("GET", "/projects/{project}/deployments", get(list_deployments)),
+        ("POST", "/projects/{project}/rollback", post(rollback)),
+        ("GET", "/projects/{project}/split", get(get_split)),
+        ("PUT", "/projects/{project}/split", put(set_split)),
+        ("DELETE", "/projects/{project}/split", delete(clear_split)),
+        ("PUT", "/projects/{project}/link", put(link_project)),
+        ("GET", "/projects/{project}/link", get(get_link)),
+        ("POST", "/projects/{project}/builds", post(request_build)),
+        ("GET", "/projects/{project}/builds", get(list_builds)),
+        ("GET", "/projects/{project}/logs", get(function_logs)),
+        ("GET", "/projects/{project}/functions", get(function_stats)),
+        ("GET", "/projects/{project}/crons", get(crons)),
+        ("GET", "/deployments/{id}", get(get_deployment)),
+        ("PUT", "/deployments/{id}/blobs/{digest}", put(upload_blob)),
+        ("POST", "/deployments/{id}/finalize", post(finalize)),
+        ("POST", "/deployments/{id}/promote", post(promote)),
+        ("GET", "/builds/{id}", get(get_build)),
+        ("POST", "/builds/{id}/cancel", post(cancel_build)),
+        ("GET", "/builds/{id}/logs", get(build_logs)),
+        ("POST", "/gc", post(gc)),
+        ("GET", "/whoami", get(whoami)),
+        ("GET", "/tokens", get(list_tokens)),
+        ("POST", "/tokens", post(create_token)),
+        ("DELETE", "/tokens/{id}", delete(revoke_token)),
+        ("GET", "/members", get(list_members)),
+        ("POST", "/members", post(add_member)),
+        ("DELETE", "/members/{user}", delete(remove_member)),
+        ("GET", "/orgs", get(list_orgs)),
+        ("POST", "/orgs", post(create_org)),
+        ("POST", "/login", post(login)),
+        ("GET", "/audit", get(audit)),
+        ("GET", "/audit/verify", get(verify_audit)),
+    ]
+}
+
+/// The route table, for tests and documentation.
+pub fn route_table() -> &'static [RouteSpec] {
+    ROUTES
+}
 
 /// The API router: `/healthz` is open, everything under `/api/v1` needs a
 /// bearer token.
+///
+/// # Panics
+///
+/// When a handler's route is missing from [`ROUTES`] or an entry of it
+/// has no handler: a programming error every test start would catch.
 pub fn router(cp: Arc<ControlPlane>) -> Router {
-    let api = Router::new()
-        .route("/projects/{project}/deployments", post(create_deployment).get(list_deployments))
-        .route("/projects/{project}/rollback", post(rollback))
-        .route("/projects/{project}/split", get(get_split).put(set_split).delete(clear_split))
-        .route("/deployments/{id}", get(get_deployment))
-        .route("/deployments/{id}/blobs/{digest}", put(upload_blob))
-        .route("/deployments/{id}/finalize", post(finalize))
-        .route("/deployments/{id}/promote", post(promote))
-        .route("/gc", post(gc))
-        .route("/projects/{project}/link", put(link_project).get(get_link))
-        .route("/projects/{project}/builds", post(request_build).get(list_builds))
-        .route("/builds/{id}", get(get_build))
-        .route("/builds/{id}/cancel", post(cancel_build))
-        .route("/builds/{id}/logs", get(build_logs))
-        .route("/projects/{project}/logs", get(function_logs))
-        .route("/projects/{project}/functions", get(function_stats))
-        .route("/projects/{project}/crons", get(crons))
+    let endpoints = endpoints();
+    for (method, path, _) in &endpoints {
+        assert!(
+            ROUTES.iter().any(|r| r.method == *method && r.path == *path),
+            "{method} {path} has no entry in ROUTES: say what it asks of its caller"
+        );
+    }
+    for r in ROUTES {
+        assert!(
+            endpoints.iter().any(|(m, p, _)| *m == r.method && *p == r.path),
+            "ROUTES names {} {} but no handler serves it",
+            r.method,
+            r.path
+        );
+    }
+    let mut by_path: BTreeMap<&str, MethodRouter<Arc<ControlPlane>>> = BTreeMap::new();
+    for (_, path, handler) in endpoints {
+        let merged = match by_path.remove(path) {
+            Some(other) => other.merge(handler),
+            None => handler,
+        };
+        by_path.insert(path, merged);
+    }
+    let api = by_path
+        .into_iter()
+        .fold(Router::new(), |api, (path, handler)| api.route(path, handler))
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .layer(axum::middleware::from_fn_with_state(cp.clone(), crate::auth::require_token))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
@@ -58,27 +194,33 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
 
 async fn create_deployment(
     State(cp): Cp,
+    Extension(ctx): Caller,
     Path(project): Path<String>,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let created = cp.create_deployment(&project, &body).await?;
+    let created = cp.create_deployment(&ctx, &project, &body).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
 async fn upload_blob(
     State(cp): Cp,
+    Extension(ctx): Caller,
     Path((id, digest)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
     let length = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-    let stored = cp.upload_blob(&id, &digest, length, body).await?;
+    let stored = cp.upload_blob(&ctx, &id, &digest, length, body).await?;
     let status = if stored { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(serde_json::json!({ "digest": digest.to_ascii_lowercase(), "stored": stored }))))
 }
 
-async fn finalize(State(cp): Cp, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    let (row, seq) = cp.finalize(&id).await?;
+async fn finalize(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (row, seq) = cp.finalize(&ctx, &id).await?;
     changed(&cp, &row, seq).await
 }
 
@@ -92,137 +234,128 @@ async fn changed(
 ) -> Result<(StatusCode, Json<helix_core::api::Deployment>), ApiError> {
     let propagation = cp.committed(seq).await?;
     let status = if propagation.served { StatusCode::OK } else { StatusCode::ACCEPTED };
-    Ok((status, Json(helix_core::api::Deployment { propagation: Some(propagation), ..view(cp, row) })))
+    Ok((status, Json(helix_core::api::Deployment { propagation: Some(propagation), ..cp.view(row) })))
 }
 
-async fn get_deployment(State(cp): Cp, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    let id = cp.parse_known_id(&id).await?;
-    let row = cp
-        .store
-        .deployment(id.as_str())
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("deployment {id} not found")))?;
-    Ok(Json(view(&cp, &row)))
+async fn get_deployment(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (row, _) = cp.deployment_for(&ctx, &id, Need::READ, "read deployments").await?;
+    Ok(Json(cp.view(&row)))
 }
 
-async fn list_deployments(State(cp): Cp, Path(project): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    let project = ProjectName::parse(&project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let rows = cp
-        .store
-        .ready_deployments(&project)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("project {project} not found")))?;
-    Ok(Json(rows.iter().map(|r| view(&cp, r)).collect::<Vec<_>>()))
+async fn list_deployments(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path(project): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.list_deployments(&ctx, &project).await?))
 }
 
-async fn promote(State(cp): Cp, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    let (row, seq) = cp.store.promote(&id, crate::now_ms()).await?;
+async fn promote(State(cp): Cp, Extension(ctx): Caller, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let (row, seq) = cp.promote(&ctx, &id).await?;
     changed(&cp, &row, seq).await
 }
 
-async fn rollback(State(cp): Cp, Path(project): Path<String>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
-    let project = ProjectName::parse(&project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let req: Rollback = if body.iter().all(u8::is_ascii_whitespace) {
-        Rollback::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("request body is not a valid rollback: {e}")))?
-    };
-    let (row, seq) = cp.store.rollback(&project, req.to.as_deref(), crate::now_ms()).await?;
+async fn rollback(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path(project): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let (row, seq) = cp.rollback(&ctx, &project, &body).await?;
     changed(&cp, &row, seq).await
 }
 
-async fn get_split(State(cp): Cp, Path(project): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    let project = ProjectName::parse(&project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    if !cp.store.project_exists(&project).await? {
-        return Err(ApiError::NotFound(format!("project {project} not found")));
-    }
-    let weights = cp.store.split(&project).await?.into_iter().collect();
-    Ok(Json(Split { project: project.to_string(), weights, propagation: None }))
+async fn get_split(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path(project): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.split(&ctx, &project).await?))
 }
 
-/// Validates and stores a split: every key a ready deployment of the
-/// project (or `production`), weights whole percents adding up to 100.
-async fn set_split(State(cp): Cp, Path(project): Path<String>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
-    let project = ProjectName::parse(&project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let req: SetSplit = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("request body is not a valid split: {e}")))?;
-    if req.weights.is_empty() {
-        return Err(ApiError::BadRequest("a split needs at least one deployment; DELETE the split to end it".into()));
-    }
-    let total: u32 = req.weights.values().sum();
-    if req.weights.values().any(|w| *w > 100) || total != 100 {
-        return Err(ApiError::BadRequest(format!(
-            "split weights are percents and must add up to 100 (they add up to {total})"
-        )));
-    }
-    let mut weights: Vec<(String, u32)> = Vec::new();
-    for (key, weight) in &req.weights {
-        let id = if key == "production" {
-            cp.store
-                .ready_deployments(&project)
-                .await?
-                .and_then(|rows| rows.into_iter().find(|r| r.is_production))
-                .map(|r| r.id)
-                .ok_or_else(|| ApiError::Conflict(format!("project {project} has no production deployment")))?
-        } else {
-            key.to_ascii_lowercase()
-        };
-        if weights.iter().any(|(other, _)| *other == id) {
-            return Err(ApiError::BadRequest(format!("deployment {id} is named twice")));
-        }
-        weights.push((id, *weight));
-    }
-    let seq = cp.store.set_split(&project, &weights, crate::now_ms()).await?;
-    split_changed(&cp, &project, weights, seq).await
+async fn set_split(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path(project): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let (split, seq) = cp.set_split(&ctx, &project, &body).await?;
+    split_changed(&cp, split, seq).await
 }
 
-async fn split_changed(
-    cp: &Arc<ControlPlane>,
-    project: &ProjectName,
-    weights: Vec<(String, u32)>,
-    seq: u64,
-) -> Result<(StatusCode, Json<Split>), ApiError> {
+async fn clear_split(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path(project): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (split, seq) = cp.clear_split(&ctx, &project).await?;
+    split_changed(&cp, split, seq).await
+}
+
+async fn split_changed(cp: &Arc<ControlPlane>, split: Split, seq: u64) -> Result<(StatusCode, Json<Split>), ApiError> {
     let propagation = cp.committed(Some(seq)).await?;
     let status = if propagation.served { StatusCode::OK } else { StatusCode::ACCEPTED };
-    let split =
-        Split { project: project.to_string(), weights: weights.into_iter().collect(), propagation: Some(propagation) };
-    Ok((status, Json(split)))
+    Ok((status, Json(Split { propagation: Some(propagation), ..split })))
 }
 
-async fn clear_split(State(cp): Cp, Path(project): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    let project = ProjectName::parse(&project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let seq = cp.store.set_split(&project, &[], crate::now_ms()).await?;
-    split_changed(&cp, &project, Vec::new(), seq).await
-}
-
-async fn gc(State(cp): Cp) -> Result<impl IntoResponse, ApiError> {
+async fn gc(State(cp): Cp, Extension(ctx): Caller) -> Result<impl IntoResponse, ApiError> {
+    ctx.check_server_admin("collect garbage (it spans every organisation)")?;
     Ok(Json(cp.collect_garbage().await?))
 }
 
-async fn link_project(State(cp): Cp, Path(project): Path<String>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(cp.link_project(&project, &body).await?))
+async fn link_project(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path(project): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.link_project(&ctx, &project, &body).await?))
 }
 
-async fn get_link(State(cp): Cp, Path(project): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(cp.project_link(&project).await?))
+async fn get_link(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path(project): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.project_link(&ctx, &project).await?))
 }
 
-async fn request_build(State(cp): Cp, Path(project): Path<String>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
-    Ok((StatusCode::ACCEPTED, Json(cp.request_build(&project, &body).await?)))
+async fn request_build(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path(project): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok((StatusCode::ACCEPTED, Json(cp.request_build(&ctx, &project, &body).await?)))
 }
 
-async fn list_builds(State(cp): Cp, Path(project): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(cp.list_builds(&project).await?))
+async fn list_builds(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path(project): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.list_builds(&ctx, &project).await?))
 }
 
-async fn get_build(State(cp): Cp, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    let row = cp.build_row(&id).await?;
+async fn get_build(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let row = cp.build_for(&ctx, &id, Need::READ, "read builds").await?;
     Ok(Json(cp.build_view(&row)))
 }
 
-async fn cancel_build(State(cp): Cp, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(cp.cancel_build(&id).await?))
+async fn cancel_build(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.cancel_build(&ctx, &id).await?))
 }
 
 #[derive(serde::Deserialize)]
@@ -233,18 +366,24 @@ struct LogQuery {
     after: Option<i64>,
 }
 
+fn wants_follow(follow: Option<&str>) -> bool {
+    follow.is_some_and(|f| !matches!(f, "0" | "false" | ""))
+}
+
 /// `?follow=1`: server-sent events until the build ends; otherwise the
 /// lines so far as JSON.
 async fn build_logs(
     State(cp): Cp,
+    Extension(ctx): Caller,
     Path(id): Path<String>,
-    axum::extract::Query(q): axum::extract::Query<LogQuery>,
+    Query(q): Query<LogQuery>,
 ) -> Result<axum::response::Response, ApiError> {
+    let row = cp.build_for(&ctx, &id, Need::READ, "read build logs").await?;
     let after = q.after.unwrap_or(0);
-    if q.follow.as_deref().is_some_and(|f| !matches!(f, "0" | "false" | "")) {
-        return Ok(cp.clone().follow_log(id, after).await?.into_response());
+    if wants_follow(q.follow.as_deref()) {
+        return Ok(cp.clone().follow_log(row, after).into_response());
     }
-    let (build, lines) = cp.build_log(&id, after).await?;
+    let (build, lines) = cp.build_log(&row, after).await?;
     Ok(Json(serde_json::json!({ "build": build, "lines": lines })).into_response())
 }
 
@@ -266,15 +405,17 @@ struct FunctionLogQuery {
 /// them as server-sent events.
 async fn function_logs(
     State(cp): Cp,
+    Extension(ctx): Caller,
     Path(project): Path<String>,
-    axum::extract::Query(q): axum::extract::Query<FunctionLogQuery>,
+    Query(q): Query<FunctionLogQuery>,
 ) -> Result<axum::response::Response, ApiError> {
-    if q.follow.as_deref().is_some_and(|f| !matches!(f, "0" | "false" | "")) {
-        return Ok(cp.clone().follow_function_logs(&project, q.function, q.deployment, q.after)?.into_response());
+    let project = cp.project_for(&ctx, &project, Need::READ, "read function logs").await?;
+    if wants_follow(q.follow.as_deref()) {
+        return Ok(cp.clone().follow_function_logs(project.name, q.function, q.deployment, q.after).into_response());
     }
     let records = cp
         .function_logs(
-            &project,
+            &project.name,
             q.function.as_deref(),
             q.deployment.as_deref(),
             q.after.as_deref(),
@@ -285,11 +426,108 @@ async fn function_logs(
 }
 
 /// A project's functions: instances, invocations, cold starts, queueing.
-async fn function_stats(State(cp): Cp, Path(project): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(serde_json::json!({ "functions": cp.function_stats(&project)? })))
+async fn function_stats(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path(project): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let project = cp.project_for(&ctx, &project, Need::READ, "read function counters").await?;
+    Ok(Json(serde_json::json!({ "functions": cp.function_stats(&project.name) })))
 }
 
 /// The production deployment's schedules with their next and last runs.
-async fn crons(State(cp): Cp, Path(project): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(serde_json::json!({ "crons": cp.crons(&project).await? })))
+async fn crons(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path(project): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let project = cp.project_for(&ctx, &project, Need::READ, "read schedules").await?;
+    Ok(Json(serde_json::json!({ "crons": cp.crons(&project.name).await? })))
+}
+
+async fn whoami(State(cp): Cp, Extension(ctx): Caller) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.whoami(&ctx).await?))
+}
+
+async fn list_tokens(State(cp): Cp, Extension(ctx): Caller) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.list_tokens(&ctx).await?))
+}
+
+async fn create_token(State(cp): Cp, Extension(ctx): Caller, body: Bytes) -> Result<impl IntoResponse, ApiError> {
+    Ok((StatusCode::CREATED, Json(cp.create_token(&ctx, &body).await?)))
+}
+
+async fn revoke_token(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.revoke_token(&ctx, &id).await?))
+}
+
+async fn list_members(State(cp): Cp, Extension(ctx): Caller) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.members(&ctx).await?))
+}
+
+async fn add_member(State(cp): Cp, Extension(ctx): Caller, body: Bytes) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.add_member(&ctx, &body).await?))
+}
+
+#[derive(serde::Deserialize)]
+struct MemberQuery {
+    #[serde(default)]
+    project: Option<String>,
+}
+
+async fn remove_member(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path(user): Path<String>,
+    Query(q): Query<MemberQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.remove_member(&ctx, &user, q.project.as_deref()).await?))
+}
+
+async fn list_orgs(State(cp): Cp, Extension(ctx): Caller) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.orgs(&ctx).await?))
+}
+
+async fn create_org(State(cp): Cp, Extension(ctx): Caller, body: Bytes) -> Result<impl IntoResponse, ApiError> {
+    Ok((StatusCode::CREATED, Json(cp.create_org(&ctx, &body).await?)))
+}
+
+async fn login(State(cp): Cp, Extension(ctx): Caller) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.login(&ctx).await?))
+}
+
+#[derive(serde::Deserialize)]
+struct AuditQuery {
+    #[serde(default)]
+    project: Option<String>,
+    #[serde(default)]
+    after: Option<u64>,
+    #[serde(default)]
+    limit: Option<i64>,
+    #[serde(default)]
+    follow: Option<String>,
+}
+
+/// The audit log, oldest first; `?follow=1` streams new entries as
+/// server-sent events.
+async fn audit(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Query(q): Query<AuditQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    let after = q.after.unwrap_or(0);
+    // Checked before streaming, so a refusal is an answer, not a silent stream.
+    let first = cp.audit_entries(&ctx, q.project.as_deref(), after, q.limit.unwrap_or(1000)).await?;
+    if wants_follow(q.follow.as_deref()) {
+        return Ok(cp.clone().follow_audit(ctx, q.project, after).into_response());
+    }
+    Ok(Json(serde_json::json!({ "entries": first })).into_response())
+}
+
+async fn verify_audit(State(cp): Cp, Extension(ctx): Caller) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.verify_audit(&ctx).await?))
 }

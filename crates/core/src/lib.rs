@@ -7,12 +7,14 @@
 //! file, a socket or the clock's side effects beyond what callers pass in.
 
 pub mod api;
+pub mod audit;
 pub mod build;
 pub mod cron;
 pub mod digest;
 pub mod events;
 pub mod functions;
 pub mod hosts;
+pub mod identity;
 pub mod ids;
 pub mod limits;
 pub mod manifest;

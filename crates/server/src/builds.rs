@@ -90,7 +90,8 @@ impl JobQueue for StoreQueue {
                 exit_status: outcome.exit_status,
                 now_ms: now_ms(),
             };
-            self.store.finish_build(build.as_str(), attempt as i64, end).await.map_err(backend)
+            self.store.finish_build(build.as_str(), attempt as i64, end).await.map_err(backend)?;
+            self.store.revoke_build_tokens(build.as_str(), now_ms()).await.map_err(backend)
         })
     }
 
@@ -101,6 +102,7 @@ impl JobQueue for StoreQueue {
                 .requeue_build(build.as_str(), attempt as i64, error, self.settings.max_attempts, now_ms())
                 .await
                 .map_err(backend)?;
+            self.store.revoke_build_tokens(build.as_str(), now_ms()).await.map_err(backend)?;
             self.wake.notify_waiters();
             Ok(again)
         })
@@ -120,7 +122,8 @@ pub(crate) struct Host {
     pub store: Arc<Store>,
     pub control: Arc<ControlPlane>,
     pub edge: PublicEdge,
-    pub api: helix_client::Api,
+    /// Where build workers reach the API (each with its build's token).
+    pub api_url: String,
 }
 
 impl BuildHost for Host {
@@ -161,8 +164,12 @@ impl BuildHost for Host {
         }
     }
 
-    fn api(&self) -> helix_client::Api {
-        self.api.clone()
+    fn api<'a>(&'a self, job: &'a BuildJob) -> BoxFuture<'a, anyhow::Result<helix_client::Api>> {
+        Box::pin(async move {
+            let token =
+                self.control.build_token(job.build.as_str(), job.project.as_str()).await.map_err(anyhow::Error::msg)?;
+            helix_client::Api::new(&self.api_url, Some(token))
+        })
     }
 }
 

@@ -12,6 +12,10 @@ mod functions;
 
 pub use builds::QueueSettings;
 pub use helix_control::ApiSettings;
+/// The API's route table, for tests that walk it.
+pub mod control {
+    pub use helix_control::{Need, RouteSpec, Scope, route_table};
+}
 pub use helix_edge::EdgeSettings;
 pub use helix_runtime::RuntimeSettings;
 
@@ -210,7 +214,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             store: store.clone(),
             control: control.clone(),
             edge: public_edge.clone(),
-            api: helix_client::Api::new(&api_url, Some(admin_token.clone()))?,
+            api_url: api_url.clone(),
         });
         let settings = helix_build::WorkerSettings { concurrency: config.build_workers, ..config.build.clone() };
         tasks.extend(helix_build::spawn_workers(settings, queue, host));

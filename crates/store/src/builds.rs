@@ -6,7 +6,7 @@ use helix_core::build::{BuildContext, BuildState};
 use sqlx::{Decode, Row, Type};
 
 use crate::pool::{Pool, WritePool};
-use crate::{Store, StoreError};
+use crate::{NewAudit, Store, StoreError};
 
 /// A project's link to its repository.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +21,8 @@ pub struct LinkRow {
 
 pub struct NewLink<'a> {
     pub project: &'a ProjectName,
+    /// The organisation a new project is made in.
+    pub org_id: &'a str,
     pub repo_url: &'a str,
     pub repo_key: &'a str,
     pub production_branch: &'a str,
@@ -29,6 +31,7 @@ pub struct NewLink<'a> {
     pub webhook_secret: &'a str,
     /// `None` keeps the stored credential.
     pub git_credential_sealed: Option<&'a str>,
+    pub audit: &'a NewAudit<'a>,
     pub now_ms: i64,
 }
 
@@ -113,17 +116,20 @@ impl Store {
         let project_id = self.new_row_id();
         on_pool!(self, p => {
             let mut tx = p.begin_write().await?;
-            sqlx::query("INSERT INTO projects (id, name, created_at_ms) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
-                .bind(&project_id).bind(new.project.as_str()).bind(new.now_ms)
+            sqlx::query("INSERT INTO projects (id, name, org_id, created_at_ms) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (name) DO NOTHING")
+                .bind(&project_id).bind(new.project.as_str()).bind(new.org_id).bind(new.now_ms)
                 .execute(&mut *tx).await?;
             sqlx::query(
                 "INSERT INTO project_links (project_id, repo_url, repo_key, production_branch, webhook_secret, \
                  git_credential_sealed, created_at_ms) SELECT id, $1, $2, $3, $4, $5, $6 FROM projects WHERE name = $7 \
+                 AND org_id = $8 \
                  ON CONFLICT (project_id) DO UPDATE SET repo_url = $1, repo_key = $2, production_branch = $3, \
                  git_credential_sealed = COALESCE($5, project_links.git_credential_sealed)")
                 .bind(new.repo_url).bind(new.repo_key).bind(new.production_branch).bind(new.webhook_secret)
-                .bind(new.git_credential_sealed).bind(new.now_ms).bind(new.project.as_str())
+                .bind(new.git_credential_sealed).bind(new.now_ms).bind(new.project.as_str()).bind(new.org_id)
                 .execute(&mut *tx).await?;
+            insert_audit!(tx, new.audit);
             tx.commit().await?;
         });
         self.project_link(new.project).await?.ok_or_else(|| StoreError::Corrupt("link vanished".into()))

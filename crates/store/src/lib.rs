@@ -33,6 +33,15 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// What a deployment is once ready: its manifest, size, routes report
+/// and the preview alias it is also served at.
+pub struct Ready<'a> {
+    pub manifest: Digest,
+    pub total_bytes: u64,
+    pub routes_json: &'a str,
+    pub alias: Option<&'a str>,
+}
+
 /// What finalize found.
 #[derive(Debug)]
 pub enum Finalized {
@@ -86,8 +95,11 @@ pub struct NewDeployment<'a> {
     pub id: &'a DeploymentId,
     pub options: &'a helix_core::api::DeployOptions,
     pub project: &'a ProjectName,
+    /// The organisation a new project is made in.
+    pub org_id: &'a str,
     pub files: &'a BTreeMap<String, Digest>,
     pub production: bool,
+    pub audit: &'a NewAudit<'a>,
     pub now_ms: i64,
 }
 
@@ -118,6 +130,42 @@ macro_rules! insert_outbox {
     }};
 }
 
+/// Appends an audit entry inside the caller's transaction, numbered and
+/// linked to the one before, and evaluates to its number. Taking the
+/// number locks the head row until commit: call it after the change's
+/// other writes and before [`insert_outbox!`] (always in that order, so
+/// writers cannot deadlock).
+macro_rules! insert_audit {
+    ($tx:expr, $new:expr) => {{
+        let (seq, prev): (i64, String) =
+            sqlx::query_as("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+                .fetch_one(&mut *$tx)
+                .await?;
+        let entry = $new.entry(seq, prev);
+        sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&entry.hash).execute(&mut *$tx).await?;
+        sqlx::query(
+            "INSERT INTO audit_log (seq, at_ms, org, actor, token_id, action, project, target, outcome, detail, \
+             request_id, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(seq)
+        .bind(entry.at_ms)
+        .bind(&entry.org)
+        .bind(&entry.actor)
+        .bind(&entry.token)
+        .bind(&entry.action)
+        .bind(&entry.project)
+        .bind(&entry.target)
+        .bind(&entry.outcome)
+        .bind(entry.detail.to_string())
+        .bind(&entry.request_id)
+        .bind(&entry.prev_hash)
+        .bind(&entry.hash)
+        .execute(&mut *$tx)
+        .await?;
+        seq as u64
+    }};
+}
+
 macro_rules! on_pool {
     ($self:expr, $p:ident => $body:expr) => {
         match &$self.pool {
@@ -127,12 +175,16 @@ macro_rules! on_pool {
     };
 }
 
+mod audit;
 mod builds;
 mod crons;
 mod function_logs;
+mod identity;
+pub use audit::NewAudit;
 pub use builds::{BuildEnd, BuildRow, LinkRow, NewBuild, NewLink, Queued};
 pub use crons::CronRun;
 pub use function_logs::{FunctionLog, NewFunctionLog};
+pub use identity::{MemberError, NewToken, ProjectRef, TokenRow};
 
 const DEPLOYMENT_COLUMNS: &str = "d.id, p.name AS project, d.state, d.production_requested, d.manifest_digest, \
      d.file_count, d.total_bytes, d.created_at_ms, d.ready_at_ms, \
@@ -165,51 +217,34 @@ impl Store {
         on_pool!(self, p => p.close().await)
     }
 
-    // ---- tokens ----------------------------------------------------------
-
-    pub async fn token_count(&self) -> Result<i64, StoreError> {
-        let n: i64 = on_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens").fetch_one(p).await?);
-        Ok(n)
-    }
-
-    pub async fn insert_token(&self, sha256_hex: &str, name: &str, now_ms: i64) -> Result<(), StoreError> {
-        let id = self.new_row_id();
-        on_pool!(self, p => sqlx::query(
-            "INSERT INTO api_tokens (id, token_sha256, name, created_at_ms) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (token_sha256) DO NOTHING")
-            .bind(&id).bind(sha256_hex).bind(name).bind(now_ms)
-            .execute(p).await.map(drop)?);
-        Ok(())
-    }
-
-    pub async fn token_exists(&self, sha256_hex: &str) -> Result<bool, StoreError> {
-        let n: i64 = on_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens WHERE token_sha256 = $1")
-            .bind(sha256_hex).fetch_one(p).await?);
-        Ok(n > 0)
-    }
-
     // ---- deployments -----------------------------------------------------
 
-    /// Records an uploading deployment, creating its project on first use.
-    pub async fn create_deployment(&self, new: NewDeployment<'_>) -> Result<(), StoreError> {
+    /// Records an uploading deployment, creating its project on first use;
+    /// false (nothing written) when the project is another organisation's.
+    pub async fn create_deployment(&self, new: NewDeployment<'_>) -> Result<bool, StoreError> {
         let files_json: BTreeMap<&str, String> = new.files.iter().map(|(k, v)| (k.as_str(), v.to_hex())).collect();
         let files_json = serde_json::to_string(&files_json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let options_json = serde_json::to_string(new.options).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let project_id = self.new_row_id();
         on_pool!(self, p => {
             let mut tx = p.begin_write().await?;
-            sqlx::query("INSERT INTO projects (id, name, created_at_ms) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
-                .bind(&project_id).bind(new.project.as_str()).bind(new.now_ms)
+            sqlx::query("INSERT INTO projects (id, name, org_id, created_at_ms) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (name) DO NOTHING")
+                .bind(&project_id).bind(new.project.as_str()).bind(new.org_id).bind(new.now_ms)
                 .execute(&mut *tx).await?;
-            sqlx::query(
+            let n = sqlx::query(
                 "INSERT INTO deployments (id, project_id, state, production_requested, files_json, options_json, file_count, created_at_ms) \
-                 SELECT $1, id, 'uploading', $2, $3, $4, $5, $6 FROM projects WHERE name = $7")
+                 SELECT $1, id, 'uploading', $2, $3, $4, $5, $6 FROM projects WHERE name = $7 AND org_id = $8")
                 .bind(new.id.as_str()).bind(new.production).bind(&files_json).bind(&options_json)
-                .bind(new.files.len() as i64).bind(new.now_ms).bind(new.project.as_str())
-                .execute(&mut *tx).await?;
+                .bind(new.files.len() as i64).bind(new.now_ms).bind(new.project.as_str()).bind(new.org_id)
+                .execute(&mut *tx).await?.rows_affected();
+            if n == 0 {
+                return Ok(false);
+            }
+            insert_audit!(tx, new.audit);
             tx.commit().await?;
         });
-        Ok(())
+        Ok(true)
     }
 
     pub async fn deployment(&self, id: &str) -> Result<Option<DeploymentRow>, StoreError> {
@@ -264,10 +299,8 @@ impl Store {
     pub async fn finalize(
         &self,
         id: &DeploymentId,
-        manifest: Digest,
-        total_bytes: u64,
-        routes_json: &str,
-        alias: Option<&str>,
+        ready: Ready<'_>,
+        audit: &NewAudit<'_>,
         now_ms: i64,
     ) -> Result<Finalized, StoreError> {
         let Some(before) = self.deployment(id.as_str()).await? else {
@@ -278,6 +311,7 @@ impl Store {
             DeploymentState::Error => return Ok(Finalized::NotUploading(Some(before))),
             DeploymentState::Uploading => {}
         }
+        let Ready { manifest, total_bytes, routes_json, alias } = ready;
         let project = ProjectName::parse(&before.project).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let ready = Event::DeployReady { project: project.clone(), deployment: id.clone(), manifest };
         let promoted = Event::DeployPromoted { project: project.clone(), deployment: id.clone(), manifest };
@@ -310,8 +344,10 @@ impl Store {
                                  WHERE name = $3 ON CONFLICT (project_id, alias) DO UPDATE SET deployment_id = $2")
                         .bind(alias).bind(id.as_str()).bind(project.as_str()).execute(&mut *tx).await?;
                 }
-                // The events last: the sequence row is always the last lock
-                // a transaction takes, so writers cannot deadlock on it.
+                // The audit entry, then the events: the sequence row is
+                // always the last lock a transaction takes, so writers
+                // cannot deadlock on it.
+                insert_audit!(tx, audit);
                 let mut seq = insert_outbox!(tx, &ready_id, &ready, now_ms);
                 if before.production_requested {
                     seq = insert_outbox!(tx, &promoted_id, &promoted, now_ms);
@@ -343,9 +379,14 @@ impl Store {
     /// Points production at a ready deployment. Returns the deployment and,
     /// when the pointer moved, its event's sequence number (promoting the
     /// current production is a no-op).
-    pub async fn promote(&self, id: &str, now_ms: i64) -> Result<(DeploymentRow, Option<u64>), PointerError> {
+    pub async fn promote(
+        &self,
+        id: &str,
+        audit: &NewAudit<'_>,
+        now_ms: i64,
+    ) -> Result<(DeploymentRow, Option<u64>), PointerError> {
         let row = self.deployment(id).await?.ok_or_else(|| PointerError::UnknownDeployment(id.to_owned()))?;
-        self.move_pointer(row, PointerMove::Promote, now_ms).await
+        self.move_pointer(row, PointerMove::Promote, audit, now_ms).await
     }
 
     /// Points production back at `to`, or by default at the newest earlier
@@ -354,6 +395,7 @@ impl Store {
         &self,
         project: &ProjectName,
         to: Option<&str>,
+        audit: &NewAudit<'_>,
         now_ms: i64,
     ) -> Result<(DeploymentRow, Option<u64>), PointerError> {
         if !self.project_exists(project).await? {
@@ -375,7 +417,7 @@ impl Store {
                 self.deployment(&id).await?.ok_or_else(|| PointerError::UnknownDeployment(id.clone()))?
             }
         };
-        self.move_pointer(target, PointerMove::RollBack, now_ms).await
+        self.move_pointer(target, PointerMove::RollBack, audit, now_ms).await
     }
 
     /// Deployment `id`, which must belong to `project`.
@@ -395,6 +437,7 @@ impl Store {
         &self,
         row: DeploymentRow,
         how: PointerMove,
+        audit: &NewAudit<'_>,
         now_ms: i64,
     ) -> Result<(DeploymentRow, Option<u64>), PointerError> {
         if row.state != DeploymentState::Ready {
@@ -417,6 +460,8 @@ impl Store {
                          SELECT $1, id, $2, $3, $4 FROM projects WHERE name = $5")
                 .bind(&history_id).bind(&row.id).bind(kind).bind(now_ms).bind(&row.project)
                 .execute(&mut *tx).await?;
+            let audit = NewAudit { target: Some(&row.id), ..audit.clone() };
+            insert_audit!(tx, audit);
             let seq = insert_outbox!(tx, &outbox_id, &event, now_ms);
             tx.commit().await?;
             seq
@@ -435,6 +480,7 @@ impl Store {
         &self,
         project: &ProjectName,
         weights: &[(String, u32)],
+        audit: &NewAudit<'_>,
         now_ms: i64,
     ) -> Result<u64, PointerError> {
         if !self.project_exists(project).await? {
@@ -460,6 +506,7 @@ impl Store {
                     .bind(v.deployment.as_str()).bind(v.weight as i64).bind(project.as_str())
                     .execute(&mut *tx).await?;
             }
+            insert_audit!(tx, audit);
             let seq = insert_outbox!(tx, &outbox_id, &event, now_ms);
             tx.commit().await?;
             seq

@@ -93,6 +93,8 @@ pub(crate) fn migrator() -> Migrator {
         (5, "event_sequence", include_str!("../migrations/0005_event_sequence.sql")),
         (6, "cron_runs", include_str!("../migrations/0006_cron_runs.sql")),
         (7, "function_logs", include_str!("../migrations/0007_function_logs.sql")),
+        (8, "identity", include_str!("../migrations/0008_identity.sql")),
+        (9, "audit", include_str!("../migrations/0009_audit.sql")),
     ];
     Migrator::with_migrations(
         MIGRATIONS

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use helix_core::api::DeploymentState;
 use helix_core::build::{BuildContext, BuildState};
 use helix_core::events::Event;
+use helix_core::identity::Role;
 use helix_core::{DeploymentId, Digest, ProjectName};
-use helix_store::NewDeployment;
-use helix_store::{BuildEnd, Finalized, NewBuild, NewLink, PointerError, Queued, Store};
+use helix_store::{BuildEnd, Finalized, NewBuild, NewLink, PointerError, Queued, Ready, Store};
+use helix_store::{NewAudit, NewDeployment, NewToken};
 
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
@@ -51,6 +52,21 @@ suite!(
     function_logs_are_read_after_a_cursor,
 );
 
+fn audit() -> NewAudit<'static> {
+    NewAudit {
+        org: "default",
+        actor: "test",
+        token: None,
+        action: "test",
+        project: None,
+        target: None,
+        outcome: "ok",
+        detail: serde_json::json!({}),
+        request_id: None,
+        at_ms: 1,
+    }
+}
+
 fn project(name: &str) -> ProjectName {
     ProjectName::parse(name).unwrap()
 }
@@ -72,6 +88,8 @@ async fn create(store: &Store, p: &str, files: &[(&str, &[u8])], production: boo
             project: &project(p),
             files: &files,
             production,
+            org_id: "default",
+            audit: &audit(),
             now_ms: now,
         })
         .await
@@ -81,7 +99,16 @@ async fn create(store: &Store, p: &str, files: &[(&str, &[u8])], production: boo
 
 async fn ready(store: &Store, p: &str, production: bool) -> DeploymentId {
     let (id, now) = create(store, p, &[("/index.html", id_bytes(p).as_slice())], production).await;
-    match store.finalize(&id, Digest::of(id.as_str().as_bytes()), 10, "", None, now + 1).await.unwrap() {
+    match store
+        .finalize(
+            &id,
+            Ready { manifest: Digest::of(id.as_str().as_bytes()), total_bytes: 10, routes_json: "", alias: None },
+            &audit(),
+            now + 1,
+        )
+        .await
+        .unwrap()
+    {
         Finalized::Now(row, _) => assert_eq!(row.state, DeploymentState::Ready),
         other => panic!("{other:?}"),
     }
@@ -101,18 +128,62 @@ async fn drain_outbox(store: &Store) -> Vec<Event> {
 }
 
 async fn a_fresh_store_is_empty(store: Store) {
-    assert_eq!(store.token_count().await.unwrap(), 0);
+    assert_eq!(store.tokens("default", None).await.unwrap(), vec![]);
+    let (entries, head, _) = store.audit_chain().await.unwrap();
+    assert_eq!((entries.len(), head), (0, 0));
     assert!(store.serving_state().await.unwrap().deployments.is_empty());
     assert!(store.outbox_pending(10).await.unwrap().is_empty());
     store.close().await;
 }
 
 async fn tokens(store: Store) {
-    store.insert_token("aa", "admin", 1).await.unwrap();
-    store.insert_token("aa", "admin", 2).await.unwrap();
-    assert_eq!(store.token_count().await.unwrap(), 1);
-    assert!(store.token_exists("aa").await.unwrap());
-    assert!(!store.token_exists("bb").await.unwrap());
+    let token = |hash: &'static str, role| NewToken {
+        sha256_hex: hash,
+        name: "t",
+        user_id: "admin",
+        org_id: "default",
+        role,
+        project_id: None,
+        read_only: false,
+        server_admin: false,
+        build_id: None,
+        expires_at_ms: None,
+        audit: Box::leak(Box::new(audit())),
+        now_ms: 1,
+    };
+    let id = store.insert_token(token("aa", Role::Viewer)).await.unwrap();
+    assert!(store.insert_token(token("aa", Role::Owner)).await.is_err(), "a hash is stored once");
+    let row = store.token_by_hash("aa").await.unwrap().unwrap();
+    assert_eq!(
+        (row.id.as_str(), row.user.as_str(), row.org.as_str(), row.role),
+        (id.as_str(), "admin", "default", Role::Viewer)
+    );
+    assert!(store.token_by_hash("bb").await.unwrap().is_none());
+    assert!(store.revoke_token(&id, &audit(), 5).await.unwrap());
+    assert!(!store.revoke_token(&id, &audit(), 6).await.unwrap(), "revoked once");
+    assert_eq!(store.token(&id).await.unwrap().unwrap().revoked_at_ms, Some(5));
+    // The bootstrap membership; a project-narrowed one beside it.
+    assert_eq!(store.roles_of("default", "admin").await.unwrap(), vec![(None, Role::Owner)]);
+    store.set_member("default", "alice", Role::Developer, None, &audit(), 1).await.unwrap();
+    store.set_member("default", "alice", Role::Viewer, None, &audit(), 2).await.unwrap();
+    assert_eq!(
+        store.roles_of("default", &store.user_id("alice").await.unwrap().unwrap()).await.unwrap(),
+        vec![(None, Role::Viewer)]
+    );
+    assert!(matches!(
+        store.remove_member("default", "admin", None, &audit()).await,
+        Err(helix_store::MemberError::LastOwner)
+    ));
+    store.remove_member("default", "alice", None, &audit()).await.unwrap();
+    assert!(matches!(
+        store.remove_member("default", "alice", None, &audit()).await,
+        Err(helix_store::MemberError::NotMember(_))
+    ));
+    // Every change above is in the chain, which verifies.
+    let (entries, head, hash) = store.audit_chain().await.unwrap();
+    assert_eq!(entries.len() as u64, head);
+    assert_eq!(head, 5, "a token, its revocation, two member changes and a removal: {entries:?}");
+    assert!(helix_core::audit::verify(&entries, head, &hash).intact);
 }
 
 async fn create_finalize_and_list(store: Store) {
@@ -129,12 +200,24 @@ async fn create_finalize_and_list(store: Store) {
     assert!(uploading.contains(&Digest::of(b"b")));
 
     let manifest = Digest::of(b"manifest");
-    let Finalized::Now(row, _) = store.finalize(&id, manifest, 2, "", None, now + 5).await.unwrap() else { panic!() };
+    let Finalized::Now(row, _) = store
+        .finalize(&id, Ready { manifest, total_bytes: 2, routes_json: "", alias: None }, &audit(), now + 5)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
     assert_eq!(
         (row.state, row.total_bytes, row.ready_at_ms, row.is_production),
         (DeploymentState::Ready, 2, Some(now + 5), false)
     );
-    assert!(matches!(store.finalize(&id, manifest, 2, "", None, now + 6).await.unwrap(), Finalized::Already(_)));
+    assert!(matches!(
+        store
+            .finalize(&id, Ready { manifest, total_bytes: 2, routes_json: "", alias: None }, &audit(), now + 6)
+            .await
+            .unwrap(),
+        Finalized::Already(_)
+    ));
     assert_eq!(store.uploading_files(&id).await.unwrap(), None);
     let listed = store.ready_deployments(&project("site")).await.unwrap().unwrap();
     assert_eq!(listed.len(), 1);
@@ -152,14 +235,23 @@ async fn create_finalize_and_list(store: Store) {
 async fn events_are_numbered_in_commit_order(store: Store) {
     assert_eq!(store.event_seq().await.unwrap(), 0);
     let (id, now) = create(&store, "p", &[("/a", b"a")], true).await;
-    let Finalized::Now(_, seq) = store.finalize(&id, Digest::of(b"m"), 1, "", None, now + 1).await.unwrap() else {
+    let Finalized::Now(_, seq) = store
+        .finalize(
+            &id,
+            Ready { manifest: Digest::of(b"m"), total_bytes: 1, routes_json: "", alias: None },
+            &audit(),
+            now + 1,
+        )
+        .await
+        .unwrap()
+    else {
         panic!()
     };
     assert_eq!(seq, 2, "ready, then promoted");
-    let (_, moved) = store.promote(id.as_str(), now + 2).await.unwrap();
+    let (_, moved) = store.promote(id.as_str(), &audit(), now + 2).await.unwrap();
     assert_eq!(moved, None, "already production: no event");
     let b = ready(&store, "p", false).await;
-    let (_, moved) = store.promote(b.as_str(), now + 3).await.unwrap();
+    let (_, moved) = store.promote(b.as_str(), &audit(), now + 3).await.unwrap();
     assert_eq!(moved, Some(4));
     let pending = store.outbox_pending(100).await.unwrap();
     assert_eq!(pending.iter().map(|(_, e)| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
@@ -179,12 +271,24 @@ async fn concurrent_writers_of_one_project_never_deadlock(store: Store) {
         let finalize = {
             let store = store.clone();
             tokio::spawn(async move {
-                store.finalize(&id, Digest::of(id.as_str().as_bytes()), 1, "", Some("feature"), now + 1).await
+                store
+                    .finalize(
+                        &id,
+                        Ready {
+                            manifest: Digest::of(id.as_str().as_bytes()),
+                            total_bytes: 1,
+                            routes_json: "",
+                            alias: Some("feature"),
+                        },
+                        &audit(),
+                        now + 1,
+                    )
+                    .await
             })
         };
         let promote = {
             let (store, other) = (store.clone(), if round % 2 == 0 { a.clone() } else { b.clone() });
-            tokio::spawn(async move { store.promote(other.as_str(), now + 2).await })
+            tokio::spawn(async move { store.promote(other.as_str(), &audit(), now + 2).await })
         };
         let remove = {
             let store = store.clone();
@@ -218,19 +322,22 @@ async fn promote_and_rollback_walk_the_pointer(store: Store) {
     assert_eq!(list.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), [c.to_string(), b.to_string(), a.to_string()]);
     assert_eq!(list.iter().filter(|r| r.is_production).count(), 1);
 
-    let (row, moved) = store.promote(c.as_str(), 1).await.unwrap();
+    let (row, moved) = store.promote(c.as_str(), &audit(), 1).await.unwrap();
     assert!(moved.is_some() && row.is_production);
-    let (_, moved) = store.promote(c.as_str(), 2).await.unwrap();
+    let (_, moved) = store.promote(c.as_str(), &audit(), 2).await.unwrap();
     assert!(moved.is_none(), "promoting production again is a no-op");
     assert_eq!(drain_outbox(&store).await.len(), 1);
 
     // Default rollback: the newest earlier deployment that served production.
-    let (row, _) = store.rollback(&project("p"), None, 3).await.unwrap();
+    let (row, _) = store.rollback(&project("p"), None, &audit(), 3).await.unwrap();
     assert_eq!(row.id, b.to_string());
-    let (row, _) = store.rollback(&project("p"), None, 4).await.unwrap();
+    let (row, _) = store.rollback(&project("p"), None, &audit(), 4).await.unwrap();
     assert_eq!(row.id, a.to_string());
-    assert!(matches!(store.rollback(&project("p"), None, 5).await, Err(PointerError::NothingToRollBackTo(_))));
-    let (row, _) = store.rollback(&project("p"), Some(c.as_str()), 6).await.unwrap();
+    assert!(matches!(
+        store.rollback(&project("p"), None, &audit(), 5).await,
+        Err(PointerError::NothingToRollBackTo(_))
+    ));
+    let (row, _) = store.rollback(&project("p"), Some(c.as_str()), &audit(), 6).await.unwrap();
     assert_eq!(row.id, c.to_string());
     let topics: Vec<_> = drain_outbox(&store).await.iter().map(|e| e.topic()).collect();
     assert_eq!(topics, ["deploy.rolled_back", "deploy.rolled_back", "deploy.rolled_back"]);
@@ -239,26 +346,37 @@ async fn promote_and_rollback_walk_the_pointer(store: Store) {
 async fn rollback_errors(store: Store) {
     let a = ready(&store, "p", false).await;
     let other = ready(&store, "q", true).await;
-    assert!(matches!(store.rollback(&project("zzz"), None, 1).await, Err(PointerError::UnknownProject(_))));
-    assert!(matches!(store.rollback(&project("p"), None, 1).await, Err(PointerError::NothingToRollBackTo(_))));
+    assert!(matches!(store.rollback(&project("zzz"), None, &audit(), 1).await, Err(PointerError::UnknownProject(_))));
     assert!(matches!(
-        store.rollback(&project("p"), Some(other.as_str()), 1).await,
+        store.rollback(&project("p"), None, &audit(), 1).await,
+        Err(PointerError::NothingToRollBackTo(_))
+    ));
+    assert!(matches!(
+        store.rollback(&project("p"), Some(other.as_str()), &audit(), 1).await,
         Err(PointerError::WrongProject { .. })
     ));
     assert!(matches!(
-        store.rollback(&project("p"), Some("01jzzzzzzzzzzzzzzzzzzzzzzz"), 1).await,
+        store.rollback(&project("p"), Some("01jzzzzzzzzzzzzzzzzzzzzzzz"), &audit(), 1).await,
         Err(PointerError::UnknownDeployment(_))
     ));
     let (uploading, _) = create(&store, "p", &[("/x", b"x")], false).await;
-    assert!(matches!(store.promote(uploading.as_str(), 1).await, Err(PointerError::NotReady(_))));
-    assert!(store.promote(a.as_str(), 1).await.is_ok());
+    assert!(matches!(store.promote(uploading.as_str(), &audit(), 1).await, Err(PointerError::NotReady(_))));
+    assert!(store.promote(a.as_str(), &audit(), 1).await.is_ok());
 }
 
 async fn failed_and_abandoned_uploads_are_never_served(store: Store) {
     let (failed, _) = create(&store, "p", &[("/x", b"x")], true).await;
     store.fail_deployment(&failed, "too big").await.unwrap();
     assert!(matches!(
-        store.finalize(&failed, Digest::of(b"m"), 1, "", None, 1).await.unwrap(),
+        store
+            .finalize(
+                &failed,
+                Ready { manifest: Digest::of(b"m"), total_bytes: 1, routes_json: "", alias: None },
+                &audit(),
+                1
+            )
+            .await
+            .unwrap(),
         Finalized::NotUploading(Some(_))
     ));
     let (old, now) = create(&store, "p", &[("/y", b"y")], false).await;
@@ -285,7 +403,7 @@ async fn splits_replace_atomically(store: Store) {
     let b = ready(&store, "p", false).await;
     let other = ready(&store, "q", true).await;
     drain_outbox(&store).await;
-    let seq = store.set_split(&project("p"), &[(a.to_string(), 80), (b.to_string(), 20)], 1).await.unwrap();
+    let seq = store.set_split(&project("p"), &[(a.to_string(), 80), (b.to_string(), 20)], &audit(), 1).await.unwrap();
     assert_eq!(seq, store.event_seq().await.unwrap());
     let mut got = store.split(&project("p")).await.unwrap();
     got.sort();
@@ -298,12 +416,12 @@ async fn splits_replace_atomically(store: Store) {
     );
     // A bad entry changes nothing.
     assert!(matches!(
-        store.set_split(&project("p"), &[(a.to_string(), 50), (other.to_string(), 50)], 2).await,
+        store.set_split(&project("p"), &[(a.to_string(), 50), (other.to_string(), 50)], &audit(), 2).await,
         Err(PointerError::WrongProject { .. })
     ));
     assert_eq!(store.split(&project("p")).await.unwrap().len(), 2);
     assert!(drain_outbox(&store).await.is_empty());
-    store.set_split(&project("p"), &[], 3).await.unwrap();
+    store.set_split(&project("p"), &[], &audit(), 3).await.unwrap();
     assert!(store.split(&project("p")).await.unwrap().is_empty());
     assert!(
         matches!(drain_outbox(&store).await.as_slice(), [Event::SplitChanged { variants, .. }] if variants.is_empty())
@@ -318,6 +436,8 @@ async fn links_find_projects_by_repository(store: Store) {
         production_branch: "main",
         webhook_secret: "whsec_first",
         git_credential_sealed: cred,
+        org_id: "default",
+        audit: Box::leak(Box::new(audit())),
         now_ms: 1,
     };
     let a = store.link_project(link("a", "git.example.com/me/app", Some("sealed"))).await.unwrap();
@@ -352,6 +472,8 @@ async fn the_build_queue_leases_supersedes_and_dedups(store: Store) {
             production_branch: "main",
             webhook_secret: "s",
             git_credential_sealed: None,
+            org_id: "default",
+            audit: &audit(),
             now_ms: 1,
         })
         .await
@@ -442,7 +564,15 @@ async fn the_build_queue_leases_supersedes_and_dedups(store: Store) {
 
 async fn aliases_point_at_finalized_deployments(store: Store) {
     let (id, now) = create(&store, "site", &[("/a", b"a")], false).await;
-    let Finalized::Now(..) = store.finalize(&id, Digest::of(b"m"), 1, "", Some("feature-x"), now + 1).await.unwrap()
+    let Finalized::Now(..) = store
+        .finalize(
+            &id,
+            Ready { manifest: Digest::of(b"m"), total_bytes: 1, routes_json: "", alias: Some("feature-x") },
+            &audit(),
+            now + 1,
+        )
+        .await
+        .unwrap()
     else {
         panic!()
     };
@@ -454,7 +584,15 @@ async fn aliases_point_at_finalized_deployments(store: Store) {
         "{events:?}"
     );
     let (id2, now) = create(&store, "site", &[("/a", b"b")], false).await;
-    store.finalize(&id2, Digest::of(b"m2"), 1, "", Some("feature-x"), now + 1).await.unwrap();
+    store
+        .finalize(
+            &id2,
+            Ready { manifest: Digest::of(b"m2"), total_bytes: 1, routes_json: "", alias: Some("feature-x") },
+            &audit(),
+            now + 1,
+        )
+        .await
+        .unwrap();
     let state = store.serving_state().await.unwrap();
     assert_eq!(state.aliases, vec![(project("site"), "feature-x".to_owned(), id2)]);
     drain_outbox(&store).await;

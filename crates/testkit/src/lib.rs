@@ -71,7 +71,18 @@ impl TestServer {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> (StatusCode, serde_json::Value) {
-        let mut req = self.http.request(method, self.api(path)).bearer_auth(self.token());
+        self.call_as(self.token(), method, path, body).await
+    }
+
+    /// [`TestServer::call`] with another token.
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut req = self.http.request(method, self.api(path)).bearer_auth(token);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -153,10 +164,21 @@ impl TestServer {
 
     /// `PUT /api/v1/deployments/{id}/blobs/{digest}` with `bytes`.
     pub async fn put_blob(&self, id: &str, digest: &str, bytes: &[u8]) -> (StatusCode, serde_json::Value) {
+        self.put_blob_as(self.token(), id, digest, bytes).await
+    }
+
+    /// [`TestServer::put_blob`] with another token.
+    pub async fn put_blob_as(
+        &self,
+        token: &str,
+        id: &str,
+        digest: &str,
+        bytes: &[u8],
+    ) -> (StatusCode, serde_json::Value) {
         let resp = self
             .http
             .put(self.api(&format!("/api/v1/deployments/{id}/blobs/{digest}")))
-            .bearer_auth(self.token())
+            .bearer_auth(token)
             .body(bytes.to_vec())
             .send()
             .await
