@@ -56,6 +56,9 @@ pub trait BuildHost: Send + Sync + 'static {
     fn git_credential<'a>(&'a self, project: &'a str) -> BoxFuture<'a, anyhow::Result<Option<String>>>;
     /// The URL the build's deployment will be served at.
     fn deploy_url(&self, job: &BuildJob) -> String;
+    /// The project's environment variables for this build (name, value,
+    /// whether it is a secret), decrypted. Asked only for trusted builds.
+    fn environment<'a>(&'a self, job: &'a BuildJob) -> BoxFuture<'a, anyhow::Result<Vec<(String, String, bool)>>>;
     /// An API client allowed to create this job's one deployment (and
     /// nothing else).
     fn api<'a>(&'a self, job: &'a BuildJob) -> BoxFuture<'a, anyhow::Result<helix_client::Api>>;
@@ -178,18 +181,28 @@ async fn run_job(
     let build = job.build.clone();
     tracing::info!(%build, project = %job.project, attempt, "build started");
     let prepared = async {
-        let credential = if job.context.trusted() { host.git_credential(job.project.as_str()).await? } else { None };
+        // A fork's pull request gets no credential and no variables.
+        let (credential, project_env) = if job.context.trusted() {
+            (host.git_credential(job.project.as_str()).await?, host.environment(&job).await?)
+        } else {
+            (None, Vec::new())
+        };
         let after_seq = host.log_end(&build).await?;
-        anyhow::Ok((credential, after_seq))
+        anyhow::Ok((credential, project_env, after_seq))
     };
-    let (credential, after_seq) = match prepared.await {
+    let (credential, project_env, after_seq) = match prepared.await {
         Ok(p) => p,
         Err(e) => {
             let _ = queue.retry(&build, attempt, &format!("preparing the build: {e}")).await;
             return;
         }
     };
-    let secrets: Vec<String> = credential.iter().cloned().collect();
+    let secrets: Vec<String> = credential
+        .iter()
+        .cloned()
+        .chain(project_env.iter().filter(|(_, _, secret)| *secret).map(|(_, value, _)| value.clone()))
+        .collect();
+    let project_env: Vec<(String, String)> = project_env.into_iter().map(|(k, v, _)| (k, v)).collect();
     let (log, flusher) = LogSink::open(host.clone(), build.clone(), secrets, settings.max_log_bytes, after_seq);
 
     // Renew the lease; stop when the build is canceled, superseded or taken
@@ -229,6 +242,7 @@ async fn run_job(
         job: &job,
         attempt,
         credential: credential.as_deref(),
+        project_env: &project_env,
         workspace: &workspace,
         deadline,
         cancel: cancel_rx,
@@ -295,6 +309,8 @@ struct Run<'a> {
     job: &'a BuildJob,
     attempt: u32,
     credential: Option<&'a str>,
+    /// The project's variables (secrets decrypted): under the config's.
+    project_env: &'a [(String, String)],
     workspace: &'a Path,
     deadline: Instant,
     cancel: watch::Receiver<bool>,
@@ -302,7 +318,7 @@ struct Run<'a> {
 }
 
 async fn execute(run: Run<'_>) -> Result<String, Failure> {
-    let Run { settings, host, job, attempt, credential, workspace, deadline, cancel, log } = run;
+    let Run { settings, host, job, attempt, credential, project_env, workspace, deadline, cancel, log } = run;
     let what = match &job.context {
         BuildContext::Production => "production".to_owned(),
         BuildContext::Branch => format!("branch preview of {}", job.git_ref),
@@ -357,7 +373,7 @@ async fn execute(run: Run<'_>) -> Result<String, Failure> {
     }
     helix_sandbox::hand_over(workspace, true).map_err(|e| Failure::Infra(format!("preparing the workspace: {e}")))?;
     helix_sandbox::hand_over(&cache.home(), false).map_err(|e| Failure::Infra(format!("preparing the cache: {e}")))?;
-    let env = environment(job, &plan, &host.deploy_url(job), &commit);
+    let env = environment(job, &plan, project_env, &host.deploy_url(job), &commit);
     let base = src.join(&plan.base);
     let in_sandbox = |p: &Path| Path::new("src").join(p);
 
@@ -521,11 +537,19 @@ async fn run_step(
     }
 }
 
-/// The build's environment: the config's `[build.environment]`, then what
-/// every build gets (these win).
-fn environment(job: &BuildJob, plan: &Plan, deploy_url: &str, commit: &str) -> Vec<(String, String)> {
+/// The build's environment: the project's variables, the config's
+/// `[build.environment]` over them (as on Netlify), then what every build
+/// gets (these win).
+fn environment(
+    job: &BuildJob,
+    plan: &Plan,
+    project_env: &[(String, String)],
+    deploy_url: &str,
+    commit: &str,
+) -> Vec<(String, String)> {
     let context = job.context.netlify_name();
-    let mut vars = plan.environment.clone();
+    let mut vars: std::collections::BTreeMap<String, String> = project_env.iter().cloned().collect();
+    vars.extend(plan.environment.clone());
     if let Some(toml) = &plan.netlify_toml {
         vars.extend(helix_config::netlify::context_environment(
             toml,

@@ -5,6 +5,7 @@
 //! client would.
 
 mod builds;
+mod env;
 mod functions;
 mod identity;
 mod output;
@@ -238,6 +239,11 @@ enum Command {
     Members(identity::MembersCommand),
     /// Organisations: list yours, or create one (server admin).
     Orgs(identity::OrgsArgs),
+    /// A project's environment variables and secrets: set, list, rm, pull, import.
+    Env(env::EnvArgs),
+    /// The master key that wraps every project's secrets: rotate it.
+    #[command(subcommand)]
+    Keys(env::KeysCommand),
     /// The tamper-evident audit log (`-f` follows); `helix audit verify` checks its hash chain.
     Audit(identity::AuditArgs),
     /// Delete blobs no deployment references.
@@ -344,6 +350,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Members(cmd) => identity::members(cmd).await,
         Command::Orgs(args) => identity::orgs(args).await,
         Command::Audit(args) => identity::audit(args).await,
+        Command::Env(args) => env::env(args).await,
+        Command::Keys(cmd) => env::keys(cmd).await,
         Command::Gc { client } => {
             let r: GcReport = api(&client)?.post("/api/v1/gc", &serde_json::json!({})).await?;
             if client.json {

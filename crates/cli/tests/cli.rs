@@ -732,3 +732,47 @@ fn teams_tokens_login_and_the_audit_log_through_the_cli() {
     let who: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(who["server_admin"], true, "logged out, the data dir's admin token is used again: {who}");
 }
+
+#[test]
+fn env_set_list_pull_import_and_rm_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir.path().join("data"));
+    let text = |out: &Output| String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let out = s.helix(&["env", "set", "PLAIN", "hello", "--project", "app"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // A secret read from standard input stays out of the command line.
+    let mut child = Command::new(HELIX)
+        .args(["env", "set", "API_KEY", "--secret", "--env", "production", "--project", "app"])
+        .env("HELIX_API_URL", format!("http://{}", s.api))
+        .env("HELIX_DATA_DIR", &s.data_dir)
+        .env_remove("HELIX_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"from-stdin-secret\n").unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let list = s.helix_json(&["env", "list", "--project", "app", "--json"]);
+    let secret = list.as_array().unwrap().iter().find(|v| v["name"] == "API_KEY").unwrap();
+    assert_eq!((secret["environment"].as_str(), secret["value"].is_null()), (Some("production"), true), "{list}");
+    let out = s.helix(&["env", "list", "--project", "app"]);
+    assert!(text(&out).contains("•••••• (secret)") && !text(&out).contains("from-stdin-secret"), "{}", text(&out));
+
+    let dotenv = dir.path().join("in.env");
+    std::fs::write(&dotenv, "# mine\nA=1\nexport B=\"two words\"\n").unwrap();
+    let out = s.helix(&["env", "import", dotenv.to_str().unwrap(), "--env", "production", "--project", "app"]);
+    assert!(out.status.success() && text(&out).contains("2 variable(s) imported"), "{}", text(&out));
+    let pulled = dir.path().join("out.env");
+    let out = s.helix(&["env", "pull", pulled.to_str().unwrap(), "--env", "production", "--project", "app"]);
+    assert!(out.status.success() && text(&out).contains("API_KEY"), "{}", text(&out));
+    let written = std::fs::read_to_string(&pulled).unwrap();
+    assert!(written.contains("PLAIN=\"hello\"") && written.contains("B=\"two words\""), "{written}");
+    assert!(!written.contains("from-stdin-secret"), "{written}");
+    let out = s.helix(&["env", "rm", "PLAIN", "--project", "app"]);
+    assert!(out.status.success() && text(&out).contains("3 environment(s)"), "{}", text(&out));
+    let out = s.helix(&["env", "set", "HELIX_X", "1", "--project", "app"]);
+    assert!(!out.status.success() && text(&out).contains("set by the platform"), "{}", text(&out));
+    let out = s.helix(&["keys", "rotate"]);
+    assert!(out.status.success() && text(&out).contains("1 project key(s)"), "{}", text(&out));
+}

@@ -165,6 +165,11 @@ impl Ctx {
     }
 }
 
+/// A project name another organisation holds.
+pub(crate) fn name_taken(name: &impl std::fmt::Display) -> ApiError {
+    ApiError::Conflict(format!("the project name {name} is not available; choose another (--project NAME)"))
+}
+
 pub(crate) fn not_found(project: &str) -> ApiError {
     ApiError::NotFound(format!("project {project} not found"))
 }
@@ -200,9 +205,7 @@ impl ControlPlane {
                 ctx.check(&found, need, what)?;
                 Ok(found)
             }
-            Some(_) => Err(ApiError::Conflict(format!(
-                "the project name {name} is not available; choose another (--project NAME)"
-            ))),
+            Some(_) => Err(name_taken(&name)),
             None if ctx.actor.token.project_id.is_some() => Err(ApiError::Forbidden(format!(
                 "this token is narrowed to one project and may not create project {name}"
             ))),

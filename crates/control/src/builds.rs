@@ -51,11 +51,15 @@ impl ControlPlane {
         if !is_branch_name(branch) {
             return Err(ApiError::BadRequest(format!("production branch {branch:?} is not a valid branch name")));
         }
+        // Nothing is sealed under a master key while a rotation changes it.
+        let _not_rotating = self.rotation.read().await;
         let sealed = match &req.git_credential {
             Some(c) if c.trim().is_empty() => return Err(ApiError::BadRequest("git credential is empty".into())),
-            Some(c) => {
-                Some(self.secrets.seal(project.as_str(), c.trim()).map_err(|e| ApiError::Internal(e.to_string()))?)
-            }
+            Some(c) => Some(
+                self.secrets
+                    .seal(&crate::env::credentials_context(project.as_str()), c.trim())
+                    .map_err(|e| ApiError::Internal(e.to_string()))?,
+            ),
             None => None,
         };
         let mut secret = [0u8; 24];
@@ -118,7 +122,11 @@ impl ControlPlane {
             return Ok(None);
         };
         row.git_credential_sealed
-            .map(|sealed| self.secrets.open(project.as_str(), &sealed).map_err(|e| e.to_string()))
+            .map(|sealed| {
+                self.secrets
+                    .open(&crate::env::credentials_context(project.as_str()), &sealed)
+                    .map_err(|e| e.to_string())
+            })
             .transpose()
     }
 

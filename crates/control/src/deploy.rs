@@ -53,9 +53,7 @@ impl ControlPlane {
             })
             .await?;
         if !made {
-            return Err(ApiError::Conflict(format!(
-                "the project name {project} is not available; choose another (--project NAME)"
-            )));
+            return Err(crate::access::name_taken(&project));
         }
         let mut required = Vec::new();
         let unique: BTreeSet<Digest> = files.values().copied().chain(options.unserved_blobs()).collect();
@@ -275,6 +273,10 @@ impl ControlPlane {
                     // is made (a promoted preview keeps it, as there).
                     let mut environment = src.environment.clone();
                     environment.entry("CONTEXT".into()).or_insert_with(|| context.to_owned());
+                    // Which branch's variables its instances get.
+                    if let Some(branch) = &options.branch {
+                        environment.entry("BRANCH".into()).or_insert_with(|| branch.clone());
+                    }
                     Ok(CompiledFunctions { functions, crons, environment })
                 }
             }

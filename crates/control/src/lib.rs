@@ -10,6 +10,7 @@ mod audit;
 mod auth;
 mod builds;
 mod deploy;
+mod env;
 mod functions;
 mod gc;
 pub mod hooks;
@@ -38,7 +39,7 @@ pub use deploy::check_create_body;
 pub use gc::GcSettings;
 pub use helix_http::ListenerSettings;
 pub use routes::{RouteSpec, Scope, route_table, router};
-pub use secrets::{SecretError, SecretKey};
+pub use secrets::{Keyring, SecretError, SecretKey};
 
 /// Everything the API can be told; `helix server` flattens it into its
 /// flags.
@@ -150,8 +151,8 @@ impl ApiSettings {
 /// How the control plane is set up, besides the backends it is given.
 pub struct Settings {
     pub api: ApiSettings,
-    /// Seals git credentials at rest.
-    pub secrets: SecretKey,
+    /// The master keys: seal git credentials and wrap projects' data keys.
+    pub secrets: Keyring,
     pub build_link: BuildLink,
     /// What the edges have applied (changes answer once they serve them).
     pub applied: Arc<dyn Applied>,
@@ -177,8 +178,10 @@ pub struct ControlPlane {
     pub edge: PublicEdge,
     pub limits: Limits,
     pub gc: GcSettings,
-    /// Seals git credentials at rest.
-    secrets: SecretKey,
+    /// The master keys: seal git credentials and wrap projects' data keys.
+    secrets: Keyring,
+    /// Sealing under a master key takes it shared; a rotation, exclusively.
+    rotation: tokio::sync::RwLock<()>,
     build_link: BuildLink,
     /// Wakes the outbox relay after a commit that wrote events.
     outbox_wake: tokio::sync::Notify,
@@ -231,6 +234,7 @@ impl ControlPlane {
             limits: api.limits(),
             gc: api.gc(),
             secrets,
+            rotation: tokio::sync::RwLock::new(()),
             build_link,
             outbox_wake: tokio::sync::Notify::new(),
             applied,

@@ -95,6 +95,12 @@ pub const ROUTES: &[RouteSpec] = &[
     spec("GET", "/orgs", Scope::Caller, Need::READ),
     spec("POST", "/orgs", Scope::Server, Need::MANAGE),
     spec("POST", "/login", Scope::Caller, Need::READ),
+    spec("GET", "/projects/{project}/env", Scope::Project, Need::READ),
+    spec("PUT", "/projects/{project}/env/{name}", Scope::ProjectOrNew, Need::DEPLOY),
+    spec("DELETE", "/projects/{project}/env/{name}", Scope::Project, Need::DEPLOY),
+    spec("POST", "/projects/{project}/env/import", Scope::ProjectOrNew, Need::DEPLOY),
+    spec("GET", "/projects/{project}/env/pull", Scope::Project, Need::READ),
+    spec("POST", "/keys/rotate", Scope::Server, Need::MANAGE),
     spec("GET", "/audit", Scope::Org, crate::audit::READ_AUDIT),
     spec("GET", "/audit/verify", Scope::Org, crate::audit::READ_AUDIT),
 ];
@@ -133,6 +139,12 @@ fn endpoints() -> Vec<(&'static str, &'static str, MethodRouter<Arc<ControlPlane
         ("GET", "/orgs", get(list_orgs)),
         ("POST", "/orgs", post(create_org)),
         ("POST", "/login", post(login)),
+        ("GET", "/projects/{project}/env", get(env_list)),
+        ("PUT", "/projects/{project}/env/{name}", put(env_set)),
+        ("DELETE", "/projects/{project}/env/{name}", delete(env_remove)),
+        ("POST", "/projects/{project}/env/import", post(env_import)),
+        ("GET", "/projects/{project}/env/pull", get(env_pull)),
+        ("POST", "/keys/rotate", post(rotate_keys)),
         ("GET", "/audit", get(audit)),
         ("GET", "/audit/verify", get(verify_audit)),
     ]
@@ -530,4 +542,63 @@ async fn audit(
 
 async fn verify_audit(State(cp): Cp, Extension(ctx): Caller) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(cp.verify_audit(&ctx).await?))
+}
+
+#[derive(serde::Deserialize)]
+struct EnvQuery {
+    #[serde(default)]
+    environment: Option<String>,
+    #[serde(default)]
+    branch: Option<String>,
+}
+
+async fn env_list(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path(project): Path<String>,
+    Query(q): Query<EnvQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.env_list(&ctx, &project, q.environment.as_deref()).await?))
+}
+
+async fn env_set(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path((project, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.env_set(&ctx, &project, &name, &body).await?))
+}
+
+async fn env_remove(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path((project, name)): Path<(String, String)>,
+    Query(q): Query<EnvQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let removed = cp.env_remove(&ctx, &project, &name, q.environment.as_deref(), q.branch.as_deref()).await?;
+    Ok(Json(serde_json::json!({ "name": name, "removed": removed })))
+}
+
+async fn env_import(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path(project): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(serde_json::json!({ "imported": cp.env_import(&ctx, &project, &body).await? })))
+}
+
+async fn env_pull(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path(project): Path<String>,
+    Query(q): Query<EnvQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let environment = q.environment.as_deref().unwrap_or("development");
+    Ok(Json(cp.env_pull(&ctx, &project, environment, q.branch.as_deref()).await?))
+}
+
+async fn rotate_keys(State(cp): Cp, Extension(ctx): Caller) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.rotate_keys(&ctx).await?))
 }

@@ -158,6 +158,13 @@ pub struct Call {
 /// Makes a call's environment.
 pub type Environment = Arc<dyn Fn(&Call) -> Vec<(String, String)> + Send + Sync>;
 
+/// The project's own variables for an instance about to start (secrets
+/// decrypted), given the call and the environment it has already: whoever
+/// composes the server sets it (the control plane holds them). The call's
+/// environment wins over them.
+pub type ProjectEnv =
+    Arc<dyn Fn(&Call, &[(String, String)]) -> BoxFuture<'static, Result<Vec<(String, String)>, String>> + Send + Sync>;
+
 /// Answers a function's request for the rest of its deployment — Pages'
 /// `next()` and `env.ASSETS.fetch()`, a Netlify edge function's
 /// `context.next()` — for the deployment and shape of the function that
@@ -192,6 +199,7 @@ pub(crate) struct Inner {
     /// A deployment's function sources, written out once.
     trees: Mutex<HashMap<DeploymentId, Arc<OnceCell<PathBuf>>>>,
     pass_on: std::sync::OnceLock<PassOn>,
+    project_env: std::sync::OnceLock<ProjectEnv>,
     /// Runtimes other than node that functions asked for (they get spares).
     other_runtimes: Mutex<Vec<Js>>,
 }
@@ -297,6 +305,7 @@ impl Runtime {
             max_memory_mib: settings_max_memory,
             trees: Mutex::default(),
             pass_on: std::sync::OnceLock::new(),
+            project_env: std::sync::OnceLock::new(),
             other_runtimes: Mutex::default(),
         });
         let rt = Runtime { inner };
@@ -318,6 +327,10 @@ impl Runtime {
     /// requests are refused.
     pub fn set_pass_on(&self, pass_on: PassOn) {
         let _ = self.inner.pass_on.set(pass_on);
+    }
+
+    pub fn set_project_env(&self, project_env: ProjectEnv) {
+        let _ = self.inner.project_env.set(project_env);
     }
 
     pub fn logs(&self) -> &Logs {
@@ -711,6 +724,19 @@ impl Runtime {
                 return Err(e);
             }
         };
+        let mut env = (call.env)(call);
+        if let Some(project_env) = self.inner.project_env.get() {
+            match project_env(call, &env).await {
+                Ok(mut vars) => {
+                    vars.append(&mut env);
+                    env = vars;
+                }
+                Err(e) => {
+                    self.release(memory);
+                    return Err(format!("reading the project's environment variables: {e}"));
+                }
+            }
+        }
         if f.runtime != Js::Node {
             let mut others = self.inner.other_runtimes.lock().expect("runtimes");
             if !others.contains(&f.runtime) {
@@ -729,7 +755,7 @@ impl Runtime {
                 }
             },
         };
-        let loaded = instance.load(&tree, f, &(call.env)(call), pool.owner.clone()).await;
+        let loaded = instance.load(&tree, f, &env, pool.owner.clone()).await;
         // The next spare starts once this request is on its way (it would
         // compete with it for the CPU).
         let rt = self.clone();

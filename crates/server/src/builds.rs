@@ -9,7 +9,7 @@ use futures_util::future::BoxFuture;
 use helix_build::BuildHost;
 use helix_bus::{BusError, ClaimedJob, JobQueue, JobStatus};
 use helix_control::ControlPlane;
-use helix_core::build::{BuildId, BuildJob, BuildOutcome, BuildState};
+use helix_core::build::{BuildContext, BuildId, BuildJob, BuildOutcome, BuildState};
 use helix_core::hosts::PublicEdge;
 use helix_store::{BuildEnd, Store};
 use tokio::sync::Notify;
@@ -162,6 +162,15 @@ impl BuildHost for Host {
             Some(alias) => self.edge.alias_url(&alias, &job.project),
             None => self.edge.production_url(&job.project),
         }
+    }
+
+    fn environment<'a>(&'a self, job: &'a BuildJob) -> BoxFuture<'a, anyhow::Result<Vec<(String, String, bool)>>> {
+        Box::pin(async move {
+            let environment = if job.context == BuildContext::Production { "production" } else { "preview" };
+            let reader = format!("build {}", job.build);
+            let vars = self.control.resolve_env(job.project.as_str(), environment, &job.git_ref, &reader).await;
+            vars.map_err(anyhow::Error::msg)
+        })
     }
 
     fn api<'a>(&'a self, job: &'a BuildJob) -> BoxFuture<'a, anyhow::Result<helix_client::Api>> {

@@ -91,6 +91,31 @@ impl Invoker for RuntimeInvoker {
     }
 }
 
+/// A function instance's project variables come from the control plane
+/// (held weakly: the control plane holds the runtime), for the
+/// environment its deployment was made in: `production`, `development`
+/// for Netlify's `dev` context, else `preview`; and its branch.
+pub(crate) fn project_env(control: &Arc<helix_control::ControlPlane>) -> helix_runtime::ProjectEnv {
+    let control = Arc::downgrade(control);
+    Arc::new(move |call, env| {
+        let control = control.clone();
+        let last = |name: &str| env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let (context, branch) = (last("CONTEXT"), last("BRANCH").unwrap_or_default());
+        let project = call.project.clone();
+        let reader = format!("function {} of deployment {}", call.function.name, call.deployment);
+        Box::pin(async move {
+            let Some(control) = control.upgrade() else { return Ok(Vec::new()) };
+            let environment = match context.as_deref() {
+                Some("production") => "production",
+                Some("dev") => "development",
+                _ => "preview",
+            };
+            let vars = control.resolve_env(&project, environment, &branch, &reader).await?;
+            Ok(vars.into_iter().map(|(name, value, _)| (name, value)).collect())
+        })
+    })
+}
+
 /// Functions' requests for the rest of their deployment go to the edge
 /// (held weakly: the edge holds the runtime through its invoker).
 pub(crate) fn pass_on(edge: &Arc<helix_edge::Edge>) -> helix_runtime::PassOn {

@@ -149,7 +149,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let acks = Arc::new(EdgeAcks::new());
     acks.register(edge.applied());
 
-    let secrets = helix_control::SecretKey::load_or_create(&config.data_dir).context("loading the secret key")?;
+    let secrets = helix_control::Keyring::load(&config.data_dir).context("loading the master keys")?;
     let build_wake = Arc::new(tokio::sync::Notify::new());
     let api_url = format!("http://{api_addr}");
     let build_link = helix_control::BuildLink { api_url: api_url.clone(), wake: build_wake.clone() };
@@ -168,6 +168,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         },
     )
     .context("starting the compression threads")?;
+    runtime.set_project_env(functions::project_env(&control));
     let (stop, stopped) = watch::channel(false);
     let until_stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;

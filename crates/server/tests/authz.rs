@@ -107,6 +107,8 @@ async fn request(w: &World, role: Role, method: &str, path: &str, f: &Fixture) -
         ("PUT", "/projects/{project}/split") => json!({ "weights": { "production": 100 } }),
         ("PUT", "/projects/{project}/link") => json!({ "repo": format!("https://git.example.com/me/{p}.git") }),
         ("POST", "/tokens") => json!({ "name": "matrix" }),
+        ("PUT", "/projects/{project}/env/{name}") => json!({ "value": "v" }),
+        ("POST", "/projects/{project}/env/import") => json!({ "dotenv": "MATRIX=1\n" }),
         ("POST", "/members") => json!({ "user": "matrix-member", "role": "viewer" }),
         ("POST", "/orgs") => {
             json!({ "name": format!("org-{}", ulid::Ulid::new().to_string().to_lowercase()), "owner": "o" })
@@ -114,6 +116,12 @@ async fn request(w: &World, role: Role, method: &str, path: &str, f: &Fixture) -
         _ => json!({}),
     };
     let concrete = match path {
+        "/projects/{project}/env/{name}" => {
+            // Something to remove, set by the server admin each time.
+            let set = json!({ "value": "x" });
+            ok(s, s.token(), Method::PUT, &format!("/api/v1/projects/{p}/env/MATRIX"), set).await;
+            format!("/projects/{p}/env/MATRIX")
+        }
         "/members/{user}" => {
             ok(s, s.token(), Method::POST, "/api/v1/members", json!({ "user": "leaver", "role": "viewer" })).await;
             "/members/leaver".to_owned()
@@ -121,7 +129,8 @@ async fn request(w: &World, role: Role, method: &str, path: &str, f: &Fixture) -
         "/deployments/{id}/blobs/{digest}" => format!("/deployments/{}/blobs/{}", f.uploading, f.blob.0),
         other if other.contains("{project}") => other.replace("{project}", p),
         other if other.contains("{id}") => other.replace("{id}", &id),
-        "/gc" | "/whoami" | "/tokens" | "/members" | "/orgs" | "/login" | "/audit" | "/audit/verify" => path.to_owned(),
+        "/gc" | "/whoami" | "/tokens" | "/members" | "/orgs" | "/login" | "/audit" | "/audit/verify"
+        | "/keys/rotate" => path.to_owned(),
         unknown => panic!("the matrix has no case for {method} {unknown}: add one"),
     };
     (format!("/api/v1{concrete}"), body)

@@ -1025,3 +1025,52 @@ async fn a_built_projects_functions_answer_through_the_edge() {
     assert_eq!(body_at(&server, "fnsite.localhost", "/api/who?n=1").await, (StatusCode::OK, "built 1".into()));
     assert_eq!(body_at(&server, "fnsite.localhost", "/.netlify/functions/ping").await, (StatusCode::OK, "pong".into()));
 }
+
+#[tokio::test]
+async fn builds_get_the_project_variables_with_secrets_masked_and_forks_get_none() {
+    let server = TestServer::start().await;
+    let repo = GitRepo::new();
+    let secret = link(&server, "envsite", &repo).await;
+    let vars = [
+        ("PLAIN", json!({ "value": "plain-value" })),
+        ("TOKEN", json!({ "value": "tok-s3cret-123", "secret": true })),
+        ("ONLY_PROD", json!({ "value": "p", "environments": ["production"] })),
+    ];
+    for (name, body) in vars {
+        let (status, b) = server.call(Method::PUT, &format!("/api/v1/projects/envsite/env/{name}"), Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{b}");
+    }
+    let command = r#"echo "plain=$PLAIN token=$TOKEN prod=$ONLY_PROD" > index.html; echo "printed $TOKEN""#;
+    repo.write("helix.toml", &format!("[build]\ncommand = '{command}'\npublish = \".\"\n"));
+    let sha = repo.commit_and_push("main", "env");
+    let (status, queued) = github_push(&server, &repo, &secret, "main", &sha, "env-1").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let b = finished(&server, &build_id(&queued)).await;
+    let log = log_text(&server, b["id"].as_str().unwrap()).await;
+    assert_eq!(b["state"], "ready", "{b}\n{log}");
+    server.wait_for_host("envsite.localhost", |body| body.contains("plain=plain-value")).await;
+    let (_, page) = body_at(&server, "envsite.localhost", "/").await;
+    assert_eq!(page.trim(), "plain=plain-value token=tok-s3cret-123 prod=p", "the build saw them all");
+    assert!(log.contains("printed ********") && !log.contains("tok-s3cret-123"), "the secret is masked: {log}");
+
+    // A fork's pull request: no variables at all.
+    let fork = [
+        ("NUMBER", "21".into()),
+        ("ACTION", "opened".into()),
+        ("FORK_FULL_NAME", "stranger/x".into()),
+        ("FORK_CLONE_URL", "https://git.example.com/stranger/x.git".into()),
+    ];
+    let gh = payload("github-pull_request.json", &repo, "main", &sha, &fork);
+    let headers = [
+        ("x-github-event", "pull_request".to_owned()),
+        ("x-github-delivery", "env-pr".to_owned()),
+        ("x-hub-signature-256", hub_signature(&secret, gh.as_bytes())),
+    ];
+    let (status, queued) = hook(&server, "/hooks/github", &headers, &gh).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let b = finished(&server, &build_id(&queued)).await;
+    assert_eq!(b["state"], "ready", "{b}");
+    server.wait_for_host("deploy-preview-21--envsite.localhost", |body| body.contains("plain=")).await;
+    let (_, page) = body_at(&server, "deploy-preview-21--envsite.localhost", "/").await;
+    assert_eq!(page.trim(), "plain= token= prod=", "a fork's build sees none");
+}

@@ -347,6 +347,21 @@ impl Store {
         Ok(())
     }
 
+    /// Makes an empty project in the organisation (unless it exists);
+    /// `None` when another organisation holds the name.
+    pub async fn ensure_project(
+        &self,
+        name: &str,
+        org_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<ProjectRef>, StoreError> {
+        let id = self.new_row_id();
+        on_pool!(self, p => sqlx::query(
+            "INSERT INTO projects (id, name, org_id, created_at_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING")
+            .bind(&id).bind(name).bind(org_id).bind(now_ms).execute(p).await.map(drop)?);
+        Ok(self.project_ref(name).await?.filter(|p| p.org_id == org_id))
+    }
+
     /// A project's id and organisation.
     pub async fn project_ref(&self, name: &str) -> Result<Option<ProjectRef>, StoreError> {
         let row: Option<(String, String, String, String)> = on_pool!(self, p => sqlx::query_as(

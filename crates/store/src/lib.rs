@@ -178,11 +178,13 @@ macro_rules! on_pool {
 mod audit;
 mod builds;
 mod crons;
+mod env;
 mod function_logs;
 mod identity;
 pub use audit::NewAudit;
 pub use builds::{BuildEnd, BuildRow, LinkRow, NewBuild, NewLink, Queued};
 pub use crons::CronRun;
+pub use env::{EnvRow, NewEnv};
 pub use function_logs::{FunctionLog, NewFunctionLog};
 pub use identity::{MemberError, NewToken, ProjectRef, TokenRow};
 

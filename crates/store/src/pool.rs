@@ -95,6 +95,7 @@ pub(crate) fn migrator() -> Migrator {
         (7, "function_logs", include_str!("../migrations/0007_function_logs.sql")),
         (8, "identity", include_str!("../migrations/0008_identity.sql")),
         (9, "audit", include_str!("../migrations/0009_audit.sql")),
+        (10, "env", include_str!("../migrations/0010_env.sql")),
     ];
     Migrator::with_migrations(
         MIGRATIONS
