@@ -11,13 +11,13 @@ use helix_core::Digest;
 use helix_core::api::{CreateDeployment, CreatedDeployment, Deployment};
 use serde_json::json;
 
-fn api(url: &str, token_file: &std::path::Path) -> anyhow::Result<Api> {
+pub(crate) fn api(url: &str, token_file: &std::path::Path) -> anyhow::Result<Api> {
     let token = std::fs::read_to_string(token_file).context("reading the token")?.trim().to_owned();
     Api::new(url, Some(token))
 }
 
 /// One tiny deployment of `project` with `body` as its index page.
-async fn deploy(api: &Api, project: &str, body: &str, production: bool) -> anyhow::Result<Deployment> {
+pub(crate) async fn deploy(api: &Api, project: &str, body: &str, production: bool) -> anyhow::Result<Deployment> {
     let digest = Digest::of(body.as_bytes()).to_hex();
     let request = CreateDeployment {
         files: [("/index.html".to_owned(), digest.clone())].into(),

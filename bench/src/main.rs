@@ -5,6 +5,7 @@
 
 mod generate;
 mod load;
+mod policy;
 mod rollback;
 mod routes;
 
@@ -47,6 +48,8 @@ enum Command {
     Probe(load::ProbeArgs),
     /// Promote back and forth; prints the API's time and the edge wait.
     Promotes(load::PromoteArgs),
+    /// Evaluate a 50-rule policy at a decision point; prints JSON.
+    Policy(policy::Args),
     /// Write a `_redirects` of N `/p$i/* /q$i/:splat 301` rules to FILE.
     GenRules {
         file: PathBuf,
@@ -78,6 +81,7 @@ fn main() -> anyhow::Result<()> {
         Command::Populate(args) => tokio::runtime::Runtime::new()?.block_on(load::populate(args)),
         Command::Probe(args) => tokio::runtime::Runtime::new()?.block_on(load::probe(args)),
         Command::Promotes(args) => tokio::runtime::Runtime::new()?.block_on(load::promotes(args)),
+        Command::Policy(args) => tokio::runtime::Runtime::new()?.block_on(policy::run(args)),
         Command::GenRules { file, rules } => {
             let text: String = (0..rules).map(|i| format!("/p{i}/* /q{i}/:splat 301\n")).collect();
             std::fs::write(&file, text)?;

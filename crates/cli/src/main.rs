@@ -9,6 +9,7 @@ mod env;
 mod functions;
 mod identity;
 mod output;
+mod policy;
 mod sse;
 
 use std::io::IsTerminal;
@@ -244,6 +245,9 @@ enum Command {
     /// The master key that wraps every project's secrets: rotate it.
     #[command(subcommand)]
     Keys(env::KeysCommand),
+    /// The organisation's Rego policy, evaluated at every decision: set, show, test, rm.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// The tamper-evident audit log (`-f` follows); `helix audit verify` checks its hash chain.
     Audit(identity::AuditArgs),
     /// Delete blobs no deployment references.
@@ -351,6 +355,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Orgs(args) => identity::orgs(args).await,
         Command::Audit(args) => identity::audit(args).await,
         Command::Env(args) => env::env(args).await,
+        Command::Policy(cmd) => policy::policy(cmd).await,
         Command::Keys(cmd) => env::keys(cmd).await,
         Command::Gc { client } => {
             let r: GcReport = api(&client)?.post("/api/v1/gc", &serde_json::json!({})).await?;

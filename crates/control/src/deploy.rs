@@ -14,6 +14,7 @@ use helix_core::{DeploymentId, Digest, ProjectName};
 use helix_store::{DeploymentRow, Finalized, NewAudit, NewDeployment, ProjectRef, Ready};
 
 use crate::access::{Ctx, Need};
+use crate::policy::Decision;
 use crate::problem::ApiError;
 use crate::{ControlPlane, now_ms};
 
@@ -32,6 +33,28 @@ impl ControlPlane {
         let mut random = [0u8; 16];
         getrandom::fill(&mut random).map_err(|e| ApiError::Internal(e.to_string()))?;
         let id = DeploymentId::generate(now as u64, u128::from_le_bytes(random));
+        // What it comes from: a build's branch and commit, or the API's word.
+        let build = match &ctx.actor.token.build_id {
+            Some(build) => self.store.build(build).await?,
+            None => None,
+        };
+        let (source, commit) = match &build {
+            Some(b) => ("git", b.commit.clone()),
+            None => ("api", None),
+        };
+        let deployment = serde_json::json!({
+            "id": id.as_str(), "branch": options.branch, "commit": commit, "source": source,
+            "context": options.context, "build_status": build.as_ref().map(|_| "building"),
+            "production": req.production,
+        });
+        let decision = Decision {
+            action: "deploy",
+            project: Some(&target),
+            environment: Some(if req.production { "production" } else { "preview" }),
+            deployment: Some(deployment),
+            request: serde_json::json!({ "files": files.len() }),
+        };
+        self.decide_for(ctx, decision).await?;
         if ctx.actor.token.build_id.is_some()
             && !self.store.bind_token_deployment(&ctx.actor.token.id, id.as_str()).await?
         {
@@ -48,6 +71,9 @@ impl ControlPlane {
                 org_id: &target.org_id,
                 files: &files,
                 production: req.production,
+                branch: options.branch.as_deref(),
+                commit: commit.as_deref(),
+                source,
                 audit: &audit,
                 now_ms: now,
             })

@@ -9,9 +9,20 @@ use helix_core::env::{EnvVar, ImportEnv, PulledEnv, Rotated, STANDARD_ENVIRONMEN
 use helix_store::{EnvRow, NewAudit, NewEnv, ProjectRef};
 
 use crate::access::{Ctx, Need};
+use crate::policy::Decision;
 use crate::problem::ApiError;
 use crate::secrets::SecretKey;
 use crate::{ControlPlane, now_ms};
+
+/// Who reads a project's variables: a build or a function instance, and
+/// the deployment it is of (the policy input's `deployment`).
+pub struct Reader {
+    /// `build` or `function`.
+    pub kind: &'static str,
+    /// `build 01j…`, `function api/hello of deployment 01j…`.
+    pub name: String,
+    pub deployment: serde_json::Value,
+}
 
 /// What a secret's value is sealed with: its project and name.
 fn value_context(project_id: &str, name: &str) -> String {
@@ -108,6 +119,8 @@ impl ControlPlane {
         environment: Option<&str>,
     ) -> Result<Vec<EnvVar>, ApiError> {
         let project = self.project_for(ctx, project, Need::READ, "read environment variables").await?;
+        let decision = Decision { action: "env.read", project: Some(&project), environment, ..Decision::default() };
+        self.decide_for(ctx, decision).await?;
         Ok(self.store.env_vars(&project.id, environment).await?.iter().map(view).collect())
     }
 
@@ -137,6 +150,18 @@ impl ControlPlane {
                 helix_core::env::MAX_VALUE_BYTES
             )));
         }
+        let request = serde_json::json!({
+            "name": name, "environments": environments, "branch": branch_name, "secret": secret, "removed": false,
+        });
+        let single = (environments.len() == 1).then(|| environments[0].as_str());
+        let decision = Decision {
+            action: "env.write",
+            project: Some(project),
+            environment: single,
+            request,
+            ..Decision::default()
+        };
+        self.decide_for(ctx, decision).await?;
         let stored = if secret {
             self.data_key(project).await?.seal(&value_context(&project.id, name), value.as_bytes()).map_err(internal)?
         } else {
@@ -170,6 +195,14 @@ impl ControlPlane {
         let detail = serde_json::json!({
             "name": name, "removed": true, "environment": environment, "branch": branch_name,
         });
+        let decision = Decision {
+            action: "env.write",
+            project: Some(&project),
+            environment,
+            request: detail.clone(),
+            ..Decision::default()
+        };
+        self.decide_for(ctx, decision).await?;
         let audit = NewAudit { target: Some(name), ..ctx.audit_on(&project, "env.write", detail) };
         let n = self.store.remove_env(&project.id, name, environment, branch_name, &audit).await?;
         if n == 0 {
@@ -212,6 +245,13 @@ impl ControlPlane {
     ) -> Result<PulledEnv, ApiError> {
         let project = self.project_for(ctx, project, Need::READ, "read environment variables").await?;
         helix_core::env::check_environment(environment).map_err(ApiError::BadRequest)?;
+        let decision = Decision {
+            action: "env.read",
+            project: Some(&project),
+            environment: Some(environment),
+            ..Decision::default()
+        };
+        self.decide_for(ctx, decision).await?;
         let rows = self.store.env_vars(&project.id, Some(environment)).await?;
         let mut pulled = PulledEnv { environment: environment.to_owned(), ..PulledEnv::default() };
         for (name, row) in applying(&rows, environment, branch(branch_name)?) {
@@ -225,14 +265,14 @@ impl ControlPlane {
     }
 
     /// What a build or a function instance of `project` in `environment`
-    /// on `branch` gets, secrets decrypted; the decryption is audited as
-    /// `reader`'s.
+    /// on `branch` gets, secrets decrypted once the policy allows
+    /// `secret.read`; the decryption is audited as `reader`'s.
     pub async fn resolve_env(
         &self,
         project: &str,
         environment: &str,
         branch: &str,
-        reader: &str,
+        reader: &Reader,
     ) -> Result<Vec<(String, String, bool)>, String> {
         let Some(project) = self.store.project_ref(project).await.map_err(|e| e.to_string())? else {
             return Ok(Vec::new());
@@ -242,6 +282,23 @@ impl ControlPlane {
         let mut key = None;
         let mut out = Vec::new();
         let mut secrets = Vec::new();
+        let secret_names: Vec<&str> = chosen.values().filter(|r| r.secret).map(|r| r.name.as_str()).collect();
+        if !secret_names.is_empty() {
+            let decision = Decision {
+                action: "secret.read",
+                project: Some(&project),
+                environment: Some(environment),
+                deployment: Some(reader.deployment.clone()),
+                request: serde_json::json!({ "names": secret_names }),
+            };
+            let actor = serde_json::json!({ "kind": reader.kind, "name": reader.name });
+            let input = crate::policy::document(&decision, actor, now_ms());
+            let audit = NewAudit {
+                project: Some(&project.name),
+                ..crate::identity::system_audit(&project.org, None, "secret.read", serde_json::Value::Null, now_ms())
+            };
+            self.decide(&project.org_id, audit, &input).await.map_err(|e| e.to_string())?;
+        }
         for (name, row) in chosen {
             let value = if row.secret {
                 if key.is_none() {
@@ -259,7 +316,7 @@ impl ControlPlane {
             out.push((name.to_owned(), value, row.secret));
         }
         if !secrets.is_empty() {
-            let detail = serde_json::json!({ "for": reader, "environment": environment, "names": secrets });
+            let detail = serde_json::json!({ "for": reader.name, "environment": environment, "names": secrets });
             let audit = NewAudit {
                 project: Some(&project.name),
                 ..crate::identity::system_audit(&project.org, None, "secret.read", detail, now_ms())

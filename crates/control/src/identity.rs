@@ -12,6 +12,7 @@ use helix_store::{NewAudit, NewToken};
 
 use crate::access::{Ctx, Need};
 use crate::auth::{hash_token, new_secret};
+use crate::policy::Decision;
 use crate::problem::ApiError;
 use crate::{ControlPlane, now_ms};
 
@@ -126,6 +127,15 @@ impl ControlPlane {
             Some(s) => Some(ctx.now_ms + (s as i64) * 1000),
             None => None,
         };
+        let request = serde_json::json!({
+            "name": name, "user": user, "role": role, "project": req.project, "read_only": req.read_only,
+            "expires_at_ms": expires_at_ms,
+        });
+        self.decide_for(
+            ctx,
+            Decision { action: "token.create", project: project.as_ref(), request, ..Decision::default() },
+        )
+        .await?;
         let token = new_secret("hx_").map_err(ApiError::Internal)?;
         let detail = serde_json::json!({
             "name": name,
@@ -213,6 +223,8 @@ impl ControlPlane {
             return Err(ApiError::Conflict("an organisation keeps at least one owner".into()));
         }
         let detail = serde_json::json!({ "user": req.user, "role": req.role, "project": req.project });
+        let decision = Decision { action: "member.change", request: detail.clone(), ..Decision::default() };
+        self.decide_for(ctx, decision).await?;
         let audit = NewAudit { target: Some(&req.user), ..ctx.audit("member.change", detail) };
         self.store.set_member(&org_id, &req.user, req.role, project_id.as_deref(), &audit, ctx.now_ms).await?;
         let user_id = self.store.user_id(&req.user).await?;
@@ -239,6 +251,8 @@ impl ControlPlane {
             None => None,
         };
         let detail = serde_json::json!({ "user": user, "removed": true, "project": project });
+        let decision = Decision { action: "member.change", request: detail.clone(), ..Decision::default() };
+        self.decide_for(ctx, decision).await?;
         let audit = NewAudit { target: Some(user), ..ctx.audit("member.change", detail) };
         self.store.remove_member(&org_id, user, project_id.as_deref(), &audit).await.map_err(|e| match e {
             helix_store::MemberError::NotMember(_) => ApiError::NotFound(e.to_string()),

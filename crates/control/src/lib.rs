@@ -17,6 +17,7 @@ pub mod hooks;
 mod identity;
 mod outbox;
 mod pointers;
+pub mod policy;
 mod problem;
 mod routes;
 mod secrets;
@@ -36,6 +37,7 @@ use helix_store::Store;
 pub use access::Need;
 pub use auth::{TokenError, ensure_admin_token, hash_token};
 pub use deploy::check_create_body;
+pub use env::Reader;
 pub use gc::GcSettings;
 pub use helix_http::ListenerSettings;
 pub use routes::{RouteSpec, Scope, route_table, router};
@@ -182,6 +184,8 @@ pub struct ControlPlane {
     secrets: Keyring,
     /// Sealing under a master key takes it shared; a rotation, exclusively.
     rotation: tokio::sync::RwLock<()>,
+    /// Organisations' compiled policy modules.
+    policies: policy::PolicyCache,
     build_link: BuildLink,
     /// Wakes the outbox relay after a commit that wrote events.
     outbox_wake: tokio::sync::Notify,
@@ -235,6 +239,7 @@ impl ControlPlane {
             gc: api.gc(),
             secrets,
             rotation: tokio::sync::RwLock::new(()),
+            policies: policy::PolicyCache::new(),
             build_link,
             outbox_wake: tokio::sync::Notify::new(),
             applied,

@@ -6,12 +6,21 @@ use helix_core::api::{Rollback, SetSplit, Split};
 use helix_store::{DeploymentRow, ProjectRef};
 
 use crate::access::{Ctx, Need};
+use crate::policy::{Decision, deployment_input};
 use crate::problem::ApiError;
 use crate::{ControlPlane, now_ms};
 
 impl ControlPlane {
     pub(crate) async fn promote(&self, ctx: &Ctx, id: &str) -> Result<(DeploymentRow, Option<u64>), ApiError> {
         let (row, project) = self.deployment_for(ctx, id, Need::DEPLOY, "promote").await?;
+        let decision = Decision {
+            action: "promote",
+            project: Some(&project),
+            environment: Some("production"),
+            deployment: Some(deployment_input(&row)),
+            request: serde_json::json!({}),
+        };
+        self.decide_for(ctx, decision).await?;
         let audit = ctx.audit_on(&project, "promote", serde_json::json!({}));
         Ok(self.store.promote(&row.id, &audit, now_ms()).await?)
     }
@@ -29,6 +38,18 @@ impl ControlPlane {
             serde_json::from_slice(body)
                 .map_err(|e| ApiError::BadRequest(format!("request body is not a valid rollback: {e}")))?
         };
+        let target = match &req.to {
+            Some(to) => self.store.deployment(to).await?.filter(|d| d.project == project.name),
+            None => None,
+        };
+        let decision = Decision {
+            action: "rollback",
+            project: Some(&project),
+            environment: Some("production"),
+            deployment: target.as_ref().map(deployment_input),
+            request: serde_json::json!({ "to": req.to }),
+        };
+        self.decide_for(ctx, decision).await?;
         let audit = ctx.audit_on(&project, "rollback", serde_json::json!({ "to": req.to }));
         Ok(self.store.rollback(&name_of(&project)?, req.to.as_deref(), &audit, now_ms()).await?)
     }
@@ -74,6 +95,9 @@ impl ControlPlane {
             }
             weights.push((id, *weight));
         }
+        let request = serde_json::json!({ "weights": weights });
+        let decision = Decision { action: "split.change", project: Some(&project), request, ..Decision::default() };
+        self.decide_for(ctx, decision).await?;
         let audit = ctx.audit_on(&project, "split.change", serde_json::json!({ "weights": weights }));
         let seq = self.store.set_split(&name, &weights, &audit, now_ms()).await?;
         Ok((Split { project: project.name, weights: weights.into_iter().collect(), propagation: None }, seq))
@@ -81,6 +105,9 @@ impl ControlPlane {
 
     pub(crate) async fn clear_split(&self, ctx: &Ctx, project: &str) -> Result<(Split, u64), ApiError> {
         let project = self.project_for(ctx, project, Need::DEPLOY, "split traffic").await?;
+        let request = serde_json::json!({ "weights": [] });
+        let decision = Decision { action: "split.change", project: Some(&project), request, ..Decision::default() };
+        self.decide_for(ctx, decision).await?;
         let audit = ctx.audit_on(&project, "split.change", serde_json::json!({ "weights": [] }));
         let seq = self.store.set_split(&name_of(&project)?, &[], &audit, now_ms()).await?;
         Ok((Split { project: project.name, weights: Default::default(), propagation: None }, seq))

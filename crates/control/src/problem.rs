@@ -16,6 +16,9 @@ pub(crate) enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A policy's denial (audited by the decision itself).
+    #[error("{0}")]
+    PolicyDenied(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -37,7 +40,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::PolicyDenied(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) | ApiError::MissingBlobs { .. } => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -52,6 +55,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad-request",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::PolicyDenied(_) => "policy-denied",
             ApiError::NotFound(_) => "not-found",
             ApiError::Conflict(_) => "conflict",
             ApiError::MissingBlobs { .. } => "missing-blobs",
@@ -81,7 +85,7 @@ impl IntoResponse for ApiError {
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, [(http::header::CONTENT_TYPE, "application/problem+json")], body).into_response();
-        if status == StatusCode::FORBIDDEN {
+        if matches!(self, ApiError::Forbidden(_)) {
             response.extensions_mut().insert(Denied(problem.detail));
         }
         response

@@ -101,6 +101,10 @@ pub const ROUTES: &[RouteSpec] = &[
     spec("POST", "/projects/{project}/env/import", Scope::ProjectOrNew, Need::DEPLOY),
     spec("GET", "/projects/{project}/env/pull", Scope::Project, Need::READ),
     spec("POST", "/keys/rotate", Scope::Server, Need::MANAGE),
+    spec("GET", "/policy", Scope::Org, crate::policy::READ_POLICY),
+    spec("PUT", "/policy", Scope::Org, crate::policy::OWN),
+    spec("DELETE", "/policy", Scope::Org, crate::policy::OWN),
+    spec("POST", "/policy/test", Scope::Org, crate::policy::READ_POLICY),
     spec("GET", "/audit", Scope::Org, crate::audit::READ_AUDIT),
     spec("GET", "/audit/verify", Scope::Org, crate::audit::READ_AUDIT),
 ];
@@ -145,6 +149,10 @@ fn endpoints() -> Vec<(&'static str, &'static str, MethodRouter<Arc<ControlPlane
         ("POST", "/projects/{project}/env/import", post(env_import)),
         ("GET", "/projects/{project}/env/pull", get(env_pull)),
         ("POST", "/keys/rotate", post(rotate_keys)),
+        ("GET", "/policy", get(show_policy)),
+        ("PUT", "/policy", put(set_policy)),
+        ("DELETE", "/policy", delete(remove_policy)),
+        ("POST", "/policy/test", post(test_policy)),
         ("GET", "/audit", get(audit)),
         ("GET", "/audit/verify", get(verify_audit)),
     ]
@@ -601,4 +609,22 @@ async fn env_pull(
 
 async fn rotate_keys(State(cp): Cp, Extension(ctx): Caller) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(cp.rotate_keys(&ctx).await?))
+}
+
+async fn show_policy(State(cp): Cp, Extension(ctx): Caller) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.show_policy(&ctx).await?))
+}
+
+async fn set_policy(State(cp): Cp, Extension(ctx): Caller, body: Bytes) -> Result<impl IntoResponse, ApiError> {
+    cp.set_policy(&ctx, &body).await?;
+    Ok(Json(cp.show_policy(&ctx).await?))
+}
+
+async fn remove_policy(State(cp): Cp, Extension(ctx): Caller) -> Result<impl IntoResponse, ApiError> {
+    cp.remove_policy(&ctx).await?;
+    Ok(Json(serde_json::json!({ "removed": true })))
+}
+
+async fn test_policy(State(cp): Cp, Extension(ctx): Caller, body: Bytes) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.test_policy(&ctx, &body).await?))
 }

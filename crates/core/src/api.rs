@@ -294,3 +294,37 @@ pub struct HookResponse {
     pub duplicate: bool,
     pub message: String,
 }
+
+/// `GET /api/v1/policy`: the organisation's Rego module.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    pub source: String,
+    pub version: i64,
+    pub updated_at_ms: i64,
+    pub updated_by: String,
+}
+
+/// `PUT /api/v1/policy`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetPolicy {
+    pub source: String,
+}
+
+/// `POST /api/v1/policy/test`: an input document, and a module to test
+/// instead of the organisation's.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestPolicy {
+    pub input: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// What a policy decided, and how long evaluating it took.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyVerdict {
+    pub allowed: bool,
+    pub messages: Vec<String>,
+    pub eval_us: u64,
+}

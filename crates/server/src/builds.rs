@@ -167,7 +167,15 @@ impl BuildHost for Host {
     fn environment<'a>(&'a self, job: &'a BuildJob) -> BoxFuture<'a, anyhow::Result<Vec<(String, String, bool)>>> {
         Box::pin(async move {
             let environment = if job.context == BuildContext::Production { "production" } else { "preview" };
-            let reader = format!("build {}", job.build);
+            let reader = helix_control::Reader {
+                kind: "build",
+                name: format!("build {}", job.build),
+                deployment: serde_json::json!({
+                    "branch": job.git_ref, "commit": job.commit, "source": "git",
+                    "context": job.context.netlify_name(), "build_status": "building",
+                    "production": job.context == BuildContext::Production,
+                }),
+            };
             let vars = self.control.resolve_env(job.project.as_str(), environment, &job.git_ref, &reader).await;
             vars.map_err(anyhow::Error::msg)
         })

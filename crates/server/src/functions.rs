@@ -102,7 +102,14 @@ pub(crate) fn project_env(control: &Arc<helix_control::ControlPlane>) -> helix_r
         let last = |name: &str| env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let (context, branch) = (last("CONTEXT"), last("BRANCH").unwrap_or_default());
         let project = call.project.clone();
-        let reader = format!("function {} of deployment {}", call.function.name, call.deployment);
+        let reader = helix_control::Reader {
+            kind: "function",
+            name: format!("function {} of deployment {}", call.function.name, call.deployment),
+            deployment: serde_json::json!({
+                "id": call.deployment.as_str(), "branch": (!branch.is_empty()).then_some(&branch),
+                "context": context, "production": context.as_deref() == Some("production"),
+            }),
+        };
         Box::pin(async move {
             let Some(control) = control.upgrade() else { return Ok(Vec::new()) };
             let environment = match context.as_deref() {

@@ -109,6 +109,8 @@ async fn request(w: &World, role: Role, method: &str, path: &str, f: &Fixture) -
         ("POST", "/tokens") => json!({ "name": "matrix" }),
         ("PUT", "/projects/{project}/env/{name}") => json!({ "value": "v" }),
         ("POST", "/projects/{project}/env/import") => json!({ "dotenv": "MATRIX=1\n" }),
+        ("PUT", "/policy") => json!({ "source": "package helix\n" }),
+        ("POST", "/policy/test") => json!({ "input": {}, "source": "package helix\n" }),
         ("POST", "/members") => json!({ "user": "matrix-member", "role": "viewer" }),
         ("POST", "/orgs") => {
             json!({ "name": format!("org-{}", ulid::Ulid::new().to_string().to_lowercase()), "owner": "o" })
@@ -116,6 +118,11 @@ async fn request(w: &World, role: Role, method: &str, path: &str, f: &Fixture) -
         _ => json!({}),
     };
     let concrete = match path {
+        "/policy" => {
+            // One to read and remove, set by the server admin each time.
+            ok(s, s.token(), Method::PUT, "/api/v1/policy", json!({ "source": "package helix\n" })).await;
+            path.to_owned()
+        }
         "/projects/{project}/env/{name}" => {
             // Something to remove, set by the server admin each time.
             let set = json!({ "value": "x" });
@@ -130,7 +137,7 @@ async fn request(w: &World, role: Role, method: &str, path: &str, f: &Fixture) -
         other if other.contains("{project}") => other.replace("{project}", p),
         other if other.contains("{id}") => other.replace("{id}", &id),
         "/gc" | "/whoami" | "/tokens" | "/members" | "/orgs" | "/login" | "/audit" | "/audit/verify"
-        | "/keys/rotate" => path.to_owned(),
+        | "/keys/rotate" | "/policy/test" => path.to_owned(),
         unknown => panic!("the matrix has no case for {method} {unknown}: add one"),
     };
     (format!("/api/v1{concrete}"), body)

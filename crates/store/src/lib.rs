@@ -99,6 +99,10 @@ pub struct NewDeployment<'a> {
     pub org_id: &'a str,
     pub files: &'a BTreeMap<String, Digest>,
     pub production: bool,
+    /// What it came from, for policies: branch, commit, `api` or `git`.
+    pub branch: Option<&'a str>,
+    pub commit: Option<&'a str>,
+    pub source: &'a str,
     pub audit: &'a NewAudit<'a>,
     pub now_ms: i64,
 }
@@ -181,16 +185,19 @@ mod crons;
 mod env;
 mod function_logs;
 mod identity;
+mod policy;
 pub use audit::NewAudit;
 pub use builds::{BuildEnd, BuildRow, LinkRow, NewBuild, NewLink, Queued};
 pub use crons::CronRun;
 pub use env::{EnvRow, NewEnv};
 pub use function_logs::{FunctionLog, NewFunctionLog};
 pub use identity::{MemberError, NewToken, ProjectRef, TokenRow};
+pub use policy::PolicyRow;
 
 const DEPLOYMENT_COLUMNS: &str = "d.id, p.name AS project, d.state, d.production_requested, d.manifest_digest, \
      d.file_count, d.total_bytes, d.created_at_ms, d.ready_at_ms, \
-     d.routes_json, (p.production_deployment_id IS NOT NULL AND p.production_deployment_id = d.id) AS is_production";
+     d.routes_json, (p.production_deployment_id IS NOT NULL AND p.production_deployment_id = d.id) AS is_production, \
+     d.branch, d.commit_sha, d.source, d.context";
 
 impl Store {
     /// Connects by URL scheme (`sqlite://…`, `postgres://…`) and migrates.
@@ -235,10 +242,12 @@ impl Store {
                 .bind(&project_id).bind(new.project.as_str()).bind(new.org_id).bind(new.now_ms)
                 .execute(&mut *tx).await?;
             let n = sqlx::query(
-                "INSERT INTO deployments (id, project_id, state, production_requested, files_json, options_json, file_count, created_at_ms) \
-                 SELECT $1, id, 'uploading', $2, $3, $4, $5, $6 FROM projects WHERE name = $7 AND org_id = $8")
+                "INSERT INTO deployments (id, project_id, state, production_requested, files_json, options_json, file_count, \
+                 created_at_ms, branch, commit_sha, source, context) \
+                 SELECT $1, id, 'uploading', $2, $3, $4, $5, $6, $9, $10, $11, $12 FROM projects WHERE name = $7 AND org_id = $8")
                 .bind(new.id.as_str()).bind(new.production).bind(&files_json).bind(&options_json)
                 .bind(new.files.len() as i64).bind(new.now_ms).bind(new.project.as_str()).bind(new.org_id)
+                .bind(new.branch).bind(new.commit).bind(new.source).bind(new.options.context.as_deref())
                 .execute(&mut *tx).await?.rows_affected();
             if n == 0 {
                 return Ok(false);

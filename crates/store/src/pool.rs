@@ -96,6 +96,7 @@ pub(crate) fn migrator() -> Migrator {
         (8, "identity", include_str!("../migrations/0008_identity.sql")),
         (9, "audit", include_str!("../migrations/0009_audit.sql")),
         (10, "env", include_str!("../migrations/0010_env.sql")),
+        (11, "policy", include_str!("../migrations/0011_policy.sql")),
     ];
     Migrator::with_migrations(
         MIGRATIONS

@@ -20,6 +20,12 @@ pub struct DeploymentRow {
     /// The routes report (JSON) of a ready deployment; empty otherwise.
     pub routes_json: String,
     pub is_production: bool,
+    pub branch: Option<String>,
+    pub commit_sha: Option<String>,
+    /// `api` or `git` (a build's).
+    pub source: String,
+    /// The deploy context it was made in (`production`, `deploy-preview`, …).
+    pub context: Option<String>,
 }
 
 impl DeploymentRow {
@@ -63,6 +69,10 @@ where
             ready_at_ms: row.try_get("ready_at_ms")?,
             routes_json: row.try_get("routes_json")?,
             is_production: row.try_get("is_production")?,
+            branch: row.try_get("branch")?,
+            commit_sha: row.try_get("commit_sha")?,
+            source: row.try_get("source")?,
+            context: row.try_get("context")?,
         })
     }
 }

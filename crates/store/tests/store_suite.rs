@@ -89,6 +89,9 @@ async fn create(store: &Store, p: &str, files: &[(&str, &[u8])], production: boo
             files: &files,
             production,
             org_id: "default",
+            branch: None,
+            commit: None,
+            source: "api",
             audit: &audit(),
             now_ms: now,
         })
