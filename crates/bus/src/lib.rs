@@ -168,13 +168,15 @@ mod tests {
         let mut a = bus.subscribe();
         let mut b = bus.subscribe();
         let events: Vec<Envelope> = (0..3)
-            .map(|i| Envelope {
-                seq: i + 1,
-                event: Event::DeployReady {
-                    project: ProjectName::parse("p").unwrap(),
-                    deployment: DeploymentId::generate(i, i as u128),
-                    manifest: Digest::of(&[i as u8]),
-                },
+            .map(|i| {
+                Envelope::new(
+                    i + 1,
+                    Event::DeployReady {
+                        project: ProjectName::parse("p").unwrap(),
+                        deployment: DeploymentId::generate(i, i as u128),
+                        manifest: Digest::of(&[i as u8]),
+                    },
+                )
             })
             .collect();
         for e in &events {

@@ -11,6 +11,7 @@ mod identity;
 mod output;
 mod policy;
 mod sse;
+mod webhooks;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -248,6 +249,9 @@ enum Command {
     /// The organisation's Rego policy, evaluated at every decision: set, show, test, rm.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// A project's outgoing webhooks (signed, retried): add, list, rm, deliveries.
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
     /// The tamper-evident audit log (`-f` follows); `helix audit verify` checks its hash chain.
     Audit(identity::AuditArgs),
     /// Delete blobs no deployment references.
@@ -356,6 +360,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(args) => identity::audit(args).await,
         Command::Env(args) => env::env(args).await,
         Command::Policy(cmd) => policy::policy(cmd).await,
+        Command::Webhooks(cmd) => webhooks::webhooks(cmd).await,
         Command::Keys(cmd) => env::keys(cmd).await,
         Command::Gc { client } => {
             let r: GcReport = api(&client)?.post("/api/v1/gc", &serde_json::json!({})).await?;

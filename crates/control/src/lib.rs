@@ -21,6 +21,7 @@ pub mod policy;
 mod problem;
 mod routes;
 mod secrets;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub use gc::GcSettings;
 pub use helix_http::ListenerSettings;
 pub use routes::{RouteSpec, Scope, route_table, router};
 pub use secrets::{Keyring, SecretError, SecretKey};
+pub use webhooks::{DeliverySettings, signature as webhook_signature};
 
 /// Everything the API can be told; `helix server` flattens it into its
 /// flags.
@@ -106,6 +108,18 @@ pub struct ApiSettings {
         default_value_t = helix_http::DEFAULT_IDLE_TIMEOUT_MS
     )]
     pub idle_timeout_ms: u64,
+    /// Outgoing webhooks: the wait after a failed delivery, doubled after
+    /// each further failure (at most an hour).
+    #[arg(long = "webhook-retry-base-ms", env = "HELIX_WEBHOOK_RETRY_BASE_MS", default_value_t = 5_000)]
+    pub webhook_retry_base_ms: u64,
+    /// Outgoing webhooks: attempts before a delivery is given up.
+    #[arg(long = "webhook-max-attempts", env = "HELIX_WEBHOOK_MAX_ATTEMPTS", default_value_t = 8)]
+    pub webhook_max_attempts: u32,
+    /// Internal networks (CIDR) or hosts outgoing webhooks may reach
+    /// (comma-separated); by default none of this machine's or private
+    /// addresses.
+    #[arg(long = "webhook-allow", env = "HELIX_WEBHOOK_ALLOW", value_delimiter = ',')]
+    pub webhook_allow: Vec<String>,
 }
 
 impl Default for ApiSettings {
@@ -123,6 +137,9 @@ impl Default for ApiSettings {
             max_connections: 0,
             header_timeout_ms: helix_http::DEFAULT_HEADER_TIMEOUT_MS,
             idle_timeout_ms: helix_http::DEFAULT_IDLE_TIMEOUT_MS,
+            webhook_retry_base_ms: 5_000,
+            webhook_max_attempts: 8,
+            webhook_allow: Vec::new(),
         }
     }
 }
@@ -141,6 +158,15 @@ impl ApiSettings {
             interval: (self.gc_interval_secs > 0).then(|| Duration::from_secs(self.gc_interval_secs)),
             grace: Duration::from_secs(self.gc_grace_secs),
             ..GcSettings::default()
+        }
+    }
+
+    pub fn delivery(&self) -> DeliverySettings {
+        DeliverySettings {
+            retry_base: Duration::from_millis(self.webhook_retry_base_ms.max(1)),
+            max_attempts: i64::from(self.webhook_max_attempts.max(1)),
+            allow: self.webhook_allow.clone(),
+            ..DeliverySettings::default()
         }
     }
 
@@ -186,6 +212,9 @@ pub struct ControlPlane {
     rotation: tokio::sync::RwLock<()>,
     /// Organisations' compiled policy modules.
     policies: policy::PolicyCache,
+    delivery: DeliverySettings,
+    /// Wakes the webhook deliverer when the relay queued deliveries.
+    delivery_wake: tokio::sync::Notify,
     build_link: BuildLink,
     /// Wakes the outbox relay after a commit that wrote events.
     outbox_wake: tokio::sync::Notify,
@@ -240,6 +269,8 @@ impl ControlPlane {
             secrets,
             rotation: tokio::sync::RwLock::new(()),
             policies: policy::PolicyCache::new(),
+            delivery: api.delivery(),
+            delivery_wake: tokio::sync::Notify::new(),
             build_link,
             outbox_wake: tokio::sync::Notify::new(),
             applied,

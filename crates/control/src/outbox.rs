@@ -1,6 +1,7 @@
-//! The outbox relay: publishes committed events in sequence order, then
-//! deletes them. At-least-once: a crash between publish and delete
-//! republishes, and every consumer skips what it has applied already.
+//! The outbox relay: publishes committed events in sequence order, queues
+//! their webhook deliveries, then deletes them. At-least-once: a crash
+//! between publish and delete republishes, every consumer skips what it
+//! has applied already, and a delivery is queued once per event.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,9 +24,14 @@ async fn publish_pending(cp: &ControlPlane) -> Result<(), Box<dyn std::error::Er
         if batch.is_empty() {
             return Ok(());
         }
+        let mut queued = 0;
         for (id, envelope) in batch {
             cp.bus.publish(&envelope).await?;
+            queued += cp.store.enqueue_deliveries(&envelope, crate::now_ms()).await?;
             cp.store.outbox_delete(&id).await?;
+        }
+        if queued > 0 {
+            cp.delivery_wake.notify_one();
         }
     }
 }

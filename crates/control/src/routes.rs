@@ -105,6 +105,10 @@ pub const ROUTES: &[RouteSpec] = &[
     spec("PUT", "/policy", Scope::Org, crate::policy::OWN),
     spec("DELETE", "/policy", Scope::Org, crate::policy::OWN),
     spec("POST", "/policy/test", Scope::Org, crate::policy::READ_POLICY),
+    spec("GET", "/projects/{project}/webhooks", Scope::Project, Need { write: false, ..Need::MANAGE }),
+    spec("POST", "/projects/{project}/webhooks", Scope::Project, Need::MANAGE),
+    spec("DELETE", "/projects/{project}/webhooks/{id}", Scope::Project, Need::MANAGE),
+    spec("GET", "/projects/{project}/webhooks/deliveries", Scope::Project, Need { write: false, ..Need::MANAGE }),
     spec("GET", "/audit", Scope::Org, crate::audit::READ_AUDIT),
     spec("GET", "/audit/verify", Scope::Org, crate::audit::READ_AUDIT),
 ];
@@ -153,6 +157,10 @@ fn endpoints() -> Vec<(&'static str, &'static str, MethodRouter<Arc<ControlPlane
         ("PUT", "/policy", put(set_policy)),
         ("DELETE", "/policy", delete(remove_policy)),
         ("POST", "/policy/test", post(test_policy)),
+        ("GET", "/projects/{project}/webhooks", get(list_webhooks)),
+        ("POST", "/projects/{project}/webhooks", post(create_webhook)),
+        ("DELETE", "/projects/{project}/webhooks/{id}", delete(delete_webhook)),
+        ("GET", "/projects/{project}/webhooks/deliveries", get(webhook_deliveries)),
         ("GET", "/audit", get(audit)),
         ("GET", "/audit/verify", get(verify_audit)),
     ]
@@ -627,4 +635,38 @@ async fn remove_policy(State(cp): Cp, Extension(ctx): Caller) -> Result<impl Int
 
 async fn test_policy(State(cp): Cp, Extension(ctx): Caller, body: Bytes) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(cp.test_policy(&ctx, &body).await?))
+}
+
+async fn list_webhooks(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path(project): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.list_webhooks(&ctx, &project).await?))
+}
+
+async fn create_webhook(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path(project): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok((StatusCode::CREATED, Json(cp.create_webhook(&ctx, &project, &body).await?)))
+}
+
+async fn delete_webhook(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path((project, id)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    cp.delete_webhook(&ctx, &project, &id).await?;
+    Ok(Json(serde_json::json!({ "id": id, "removed": true })))
+}
+
+async fn webhook_deliveries(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path(project): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(serde_json::json!({ "deliveries": cp.webhook_deliveries(&ctx, &project).await? })))
 }

@@ -328,3 +328,28 @@ pub struct PolicyVerdict {
     pub messages: Vec<String>,
     pub eval_us: u64,
 }
+
+/// `POST /api/v1/projects/{project}/webhooks`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhook {
+    pub url: String,
+    /// Event types (`deploy.ready`, `build.finished`, …); default: all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+    /// The HMAC secret; default: a new random one, shown once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// A project's outgoing webhook (never its secret, but when made).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Webhook {
+    pub id: String,
+    pub project: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub created_at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}

@@ -130,6 +130,12 @@ impl Hosts {
                 self.refresh_production(&state, project);
                 None
             }
+            // Nothing the edge serves changes; their numbers still count.
+            Event::BuildRequested { .. }
+            | Event::BuildFinished { .. }
+            | Event::EnvChanged { .. }
+            | Event::MemberChanged { .. }
+            | Event::Unknown => None,
         }
     }
 

@@ -13,15 +13,16 @@
 //! request that comes back with it, or through too many hops, gets 508.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use helix_core::net::{Cidr, internal_reason};
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, BodyStream, Either, StreamBody};
+
+use helix_http::guard::{Guard, refusal_of};
 
 use crate::request::{EdgeBody, Problem, RequestCtx, text};
 
@@ -107,7 +108,7 @@ pub(crate) struct Proxy {
 
 impl Proxy {
     pub fn new(settings: ProxySettings) -> Result<Proxy, String> {
-        let guard = Arc::new(Guard::new(&settings.allow)?);
+        let guard = Arc::new(Guard::new(&settings.allow, "--proxy-allow")?);
         // One TLS provider per process; ring needs no C toolchain.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
@@ -272,122 +273,6 @@ impl Proxy {
     }
 }
 
-/// Which destinations proxy rules may reach.
-pub(crate) struct Guard {
-    allow_nets: Vec<Cidr>,
-    allow_hosts: Vec<String>,
-    /// This machine's addresses, read again when older than a few seconds.
-    own: Mutex<(Instant, Arc<Vec<IpAddr>>)>,
-}
-
-/// How long the list of this machine's addresses is trusted.
-const OWN_ADDRESSES_TTL: Duration = Duration::from_secs(5);
-
-impl Guard {
-    fn new(allow: &[String]) -> Result<Guard, String> {
-        let mut allow_nets = Vec::new();
-        let mut allow_hosts = Vec::new();
-        for entry in allow.iter().map(|a| a.trim()).filter(|a| !a.is_empty()) {
-            match Cidr::parse(entry) {
-                Some(net) => allow_nets.push(net),
-                None if entry.contains('/') => {
-                    return Err(format!("--proxy-allow {entry:?} is not a valid CIDR (e.g. 10.0.0.0/8)"));
-                }
-                None => allow_hosts.push(entry.trim_end_matches('.').to_ascii_lowercase()),
-            }
-        }
-        Ok(Guard { allow_nets, allow_hosts, own: Mutex::new((Instant::now(), Arc::new(own_addresses()))) })
-    }
-
-    /// Whether a proxy rule may connect to `ip` (for host `name`).
-    fn check(&self, name: Option<&str>, ip: IpAddr) -> Result<(), String> {
-        if name.is_some_and(|n| self.allow_hosts.iter().any(|h| h.eq_ignore_ascii_case(n.trim_end_matches('.')))) {
-            return Ok(());
-        }
-        if self.allow_nets.iter().any(|net| net.contains(ip)) {
-            return Ok(());
-        }
-        match internal_reason(ip, &self.own()) {
-            None => Ok(()),
-            Some(why) => Err(format!("{ip} is {why}; allow it with --proxy-allow")),
-        }
-    }
-
-    fn own(&self) -> Arc<Vec<IpAddr>> {
-        let mut own = self.own.lock().unwrap_or_else(|p| p.into_inner());
-        if own.0.elapsed() > OWN_ADDRESSES_TTL {
-            *own = (Instant::now(), Arc::new(own_addresses()));
-        }
-        own.1.clone()
-    }
-}
-
-/// Every address of every interface of this machine.
-fn own_addresses() -> Vec<IpAddr> {
-    if_addrs::get_if_addrs().map(|list| list.into_iter().map(|i| i.ip()).collect()).unwrap_or_default()
-}
-
-/// A destination the guard refused, as the resolver reports it.
-#[derive(Debug)]
-struct Refused(String);
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Refused {}
-
-impl reqwest::dns::Resolve for Guard {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let host = name.as_str().to_owned();
-        let allowed_host = self.allow_hosts.iter().any(|h| h.eq_ignore_ascii_case(host.trim_end_matches('.')));
-        let (nets, own) = (self.allow_nets.clone(), self.own());
-        Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if addrs.is_empty() {
-                return Err(Box::new(std::io::Error::other(format!("{host} has no address"))) as _);
-            }
-            let mut refused = None;
-            let ok: Vec<SocketAddr> = addrs
-                .into_iter()
-                .filter(|a| {
-                    if allowed_host || nets.iter().any(|n| n.contains(a.ip())) {
-                        return true;
-                    }
-                    match internal_reason(a.ip(), &own) {
-                        None => true,
-                        Some(why) => {
-                            refused.get_or_insert_with(|| {
-                                format!("{host} resolves to {} ({why}); allow it with --proxy-allow", a.ip())
-                            });
-                            false
-                        }
-                    }
-                })
-                .collect();
-            if ok.is_empty() {
-                let why = refused.unwrap_or_else(|| format!("{host} has no allowed address"));
-                return Err(Box::new(Refused(why)) as _);
-            }
-            Ok(Box::new(ok.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
-/// The guard's reason, when that is why a request failed.
-fn refusal_of(e: &reqwest::Error) -> Option<String> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if let Some(r) = err.downcast_ref::<Refused>() {
-            return Some(r.0.clone());
-        }
-        source = err.source();
-    }
-    None
-}
-
 fn error_chain(e: &reqwest::Error) -> String {
     let mut out = e.to_string();
     let mut source = std::error::Error::source(e);
@@ -419,7 +304,7 @@ mod tests {
 
     #[test]
     fn the_guard_refuses_internal_addresses_unless_allowed() {
-        let guard = Guard::new(&["10.1.0.0/16".into(), "api.internal".into()]).unwrap();
+        let guard = Guard::new(&["10.1.0.0/16".into(), "api.internal".into()], "--proxy-allow").unwrap();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert!(guard.check(None, ip("127.0.0.1")).unwrap_err().contains("loopback"));
         assert!(guard.check(None, ip("169.254.169.254")).unwrap_err().contains("metadata"));
@@ -427,7 +312,7 @@ mod tests {
         assert!(guard.check(None, ip("10.1.2.3")).is_ok());
         assert!(guard.check(Some("api.internal"), ip("127.0.0.1")).is_ok());
         assert!(guard.check(None, ip("93.184.216.34")).is_ok());
-        assert!(Guard::new(&["10.0.0.0/99".into()]).is_err());
+        assert!(Guard::new(&["10.0.0.0/99".into()], "--proxy-allow").is_err());
     }
 
     #[test]

@@ -12,7 +12,10 @@
 //! - Accept errors (out of descriptors) back off instead of spinning.
 //!
 //! This crate knows nothing of sites or the API; it serves any hyper
-//! service.
+//! service. [`guard`] is the other side: what outbound requests that a
+//! tenant's configuration makes may reach.
+
+pub mod guard;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -12,9 +12,9 @@ mod functions;
 
 pub use builds::QueueSettings;
 pub use helix_control::ApiSettings;
-/// The API's route table, for tests that walk it.
+/// The API's route table and the webhook signature, for tests.
 pub mod control {
-    pub use helix_control::{Need, RouteSpec, Scope, route_table};
+    pub use helix_control::{Need, RouteSpec, Scope, route_table, webhook_signature};
 }
 pub use helix_edge::EdgeSettings;
 pub use helix_runtime::RuntimeSettings;
@@ -184,6 +184,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tokio::spawn(helix_edge::serve(edge.clone(), edge_listener, until_stopped(stopped.clone()))),
         tokio::spawn(edge.clone().follow(subscription)),
         control.spawn_outbox_relay(),
+        control.spawn_deliverer().map_err(anyhow::Error::msg).context("starting the webhook deliverer")?,
         control.spawn_gc(),
         tokio::spawn(runtime_invoker.prewarm_on_promote(promotions, blobs.clone())),
         tokio::spawn(functions::store_logs(runtime.clone(), store.clone())),

@@ -118,6 +118,11 @@ async fn request(w: &World, role: Role, method: &str, path: &str, f: &Fixture) -
         _ => json!({}),
     };
     let concrete = match path {
+        "/projects/{project}/webhooks/{id}" => {
+            let hook = json!({ "url": "https://example.com/hook" });
+            let made = ok(s, s.token(), Method::POST, &format!("/api/v1/projects/{p}/webhooks"), hook).await;
+            format!("/projects/{p}/webhooks/{}", made["id"].as_str().unwrap())
+        }
         "/policy" => {
             // One to read and remove, set by the server admin each time.
             ok(s, s.token(), Method::PUT, "/api/v1/policy", json!({ "source": "package helix\n" })).await;

@@ -163,6 +163,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<Queued, StoreError> {
         let ids: Vec<&str> = builds.iter().map(|b| b.id).collect();
+        let outbox_ids: Vec<String> = builds.iter().map(|_| self.new_row_id()).collect();
         let ids_json = serde_json::to_string(&ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         on_pool!(self, p => {
             let mut tx = p.begin_write().await?;
@@ -202,6 +203,16 @@ impl Store {
                     .bind(b.id).bind(b.trigger).bind(b.branch).bind(b.commit).bind(&key).bind(&context)
                     .bind(b.job_json).bind(b.now_ms).bind(b.project.as_str())
                     .execute(&mut *tx).await?;
+            }
+            // The events last: the sequence row is the last lock taken.
+            for (b, outbox_id) in builds.iter().zip(&outbox_ids) {
+                let event = helix_core::events::Event::BuildRequested {
+                    project: b.project.clone(),
+                    build: b.id.to_owned(),
+                    branch: b.branch.to_owned(),
+                    trigger: b.trigger.to_owned(),
+                };
+                insert_outbox!(tx, outbox_id, &event, now_ms, Some(b.trigger));
             }
             tx.commit().await?;
             Ok(Queued::New { canceled })
@@ -300,6 +311,7 @@ impl Store {
         let failed_deployment =
             (end.state == BuildState::Error && end.deployment_id.is_none()).then(|| self.new_row_id());
         let deployment_id = end.deployment_id.map(str::to_owned).or_else(|| failed_deployment.clone());
+        let outbox_id = self.new_row_id();
         on_pool!(self, p => {
             let mut tx = p.begin_write().await?;
             let n = sqlx::query(
@@ -313,6 +325,18 @@ impl Store {
                      SELECT $1, project_id, 'error', '', 0, $2, $3 FROM builds WHERE id = $4")
                     .bind(dep).bind(end.now_ms).bind(end.error.unwrap_or("the build failed")).bind(id)
                     .execute(&mut *tx).await?;
+            }
+            if n == 1 {
+                let project: String = sqlx::query_scalar(
+                    "SELECT p.name FROM builds b JOIN projects p ON p.id = b.project_id WHERE b.id = $1")
+                    .bind(id).fetch_one(&mut *tx).await?;
+                let event = helix_core::events::Event::BuildFinished {
+                    project: crate::parse_project(&project)?,
+                    build: id.to_owned(),
+                    state: end.state.as_str().to_owned(),
+                    deployment: end.deployment_id.map(str::to_owned),
+                };
+                insert_outbox!(tx, &outbox_id, &event, end.now_ms, Some("build"));
             }
             tx.commit().await?;
         });

@@ -1,6 +1,9 @@
 //! Environment variables and the wrapped data keys that seal secret ones.
 //! The store never sees a secret's plaintext: values arrive sealed.
 
+use helix_core::ProjectName;
+use helix_core::events::Event;
+
 use crate::pool::WritePool;
 use crate::{NewAudit, Pool, Store, StoreError};
 
@@ -31,6 +34,12 @@ pub struct NewEnv<'a> {
 type EnvTuple = (String, String, String, bool, String, i64);
 
 impl Store {
+    async fn project_name_by_id(&self, project_id: &str) -> Result<ProjectName, StoreError> {
+        let name: String = on_pool!(self, p => sqlx::query_scalar("SELECT name FROM projects WHERE id = $1")
+            .bind(project_id).fetch_one(p).await?);
+        crate::parse_project(&name)
+    }
+
     /// The project's wrapped data key and the id of the master key that
     /// wraps it.
     pub async fn project_key(&self, project_id: &str) -> Result<Option<(String, String)>, StoreError> {
@@ -101,6 +110,13 @@ impl Store {
     /// there), with its audit entry.
     pub async fn set_env(&self, new: NewEnv<'_>, audit: &NewAudit<'_>) -> Result<(), StoreError> {
         let ids: Vec<String> = new.environments.iter().map(|_| self.new_row_id()).collect();
+        let outbox_id = self.new_row_id();
+        let event = Event::EnvChanged {
+            project: self.project_name_by_id(new.project_id).await?,
+            name: new.name.to_owned(),
+            environments: new.environments.to_vec(),
+            removed: false,
+        };
         on_pool!(self, p => {
             let mut tx = p.begin_write().await?;
             for (environment, id) in new.environments.iter().zip(&ids) {
@@ -113,6 +129,7 @@ impl Store {
                     .execute(&mut *tx).await?;
             }
             insert_audit!(tx, audit);
+            insert_outbox!(tx, &outbox_id, &event, new.now_ms, Some(audit.actor));
             tx.commit().await?;
         });
         Ok(())
@@ -147,6 +164,13 @@ impl Store {
         branch: Option<&str>,
         audit: &NewAudit<'_>,
     ) -> Result<u64, StoreError> {
+        let outbox_id = self.new_row_id();
+        let event = Event::EnvChanged {
+            project: self.project_name_by_id(project_id).await?,
+            name: name.to_owned(),
+            environments: environment.map(|e| vec![e.to_owned()]).unwrap_or_default(),
+            removed: true,
+        };
         let n = on_pool!(self, p => {
             let mut tx = p.begin_write().await?;
             let n = sqlx::query(
@@ -155,6 +179,7 @@ impl Store {
                 .bind(project_id).bind(name).bind(environment).bind(branch).execute(&mut *tx).await?.rows_affected();
             if n > 0 {
                 insert_audit!(tx, audit);
+                insert_outbox!(tx, &outbox_id, &event, audit.at_ms, Some(audit.actor));
             }
             tx.commit().await?;
             n

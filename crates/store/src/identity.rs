@@ -249,6 +249,20 @@ impl Store {
         Ok(rows)
     }
 
+    async fn org_name(&self, org_id: &str) -> Result<String, StoreError> {
+        let name = on_pool!(self, p => sqlx::query_scalar("SELECT name FROM orgs WHERE id = $1")
+            .bind(org_id).fetch_one(p).await?);
+        Ok(name)
+    }
+
+    /// A project's name, from its id.
+    async fn project_name_of(&self, project_id: Option<&str>) -> Result<Option<String>, StoreError> {
+        let Some(id) = project_id else { return Ok(None) };
+        let name = on_pool!(self, p => sqlx::query_scalar("SELECT name FROM projects WHERE id = $1")
+            .bind(id).fetch_optional(p).await?);
+        Ok(name)
+    }
+
     pub async fn org_id(&self, name: &str) -> Result<Option<String>, StoreError> {
         let id = on_pool!(self, p => sqlx::query_scalar("SELECT id FROM orgs WHERE name = $1")
             .bind(name).fetch_optional(p).await?);
@@ -297,7 +311,13 @@ impl Store {
         audit: &NewAudit<'_>,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let (user_id, membership_id) = (self.new_row_id(), self.new_row_id());
+        let (user_id, membership_id, outbox_id) = (self.new_row_id(), self.new_row_id(), self.new_row_id());
+        let event = helix_core::events::Event::MemberChanged {
+            org: self.org_name(org_id).await?,
+            user: user.to_owned(),
+            role: Some(role.as_str().to_owned()),
+            project: self.project_name_of(project_id).await?,
+        };
         on_pool!(self, p => {
             let mut tx = p.begin_write().await?;
             sqlx::query("INSERT INTO users (id, name, created_at_ms) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
@@ -312,6 +332,7 @@ impl Store {
                 .bind(&membership_id).bind(org_id).bind(role.as_str()).bind(project_id).bind(now_ms).bind(user)
                 .execute(&mut *tx).await?;
             insert_audit!(tx, audit);
+            insert_outbox!(tx, &outbox_id, &event, now_ms, Some(audit.actor));
             tx.commit().await?;
         });
         Ok(())
@@ -326,6 +347,13 @@ impl Store {
         project_id: Option<&str>,
         audit: &NewAudit<'_>,
     ) -> Result<(), MemberError> {
+        let outbox_id = self.new_row_id();
+        let event = helix_core::events::Event::MemberChanged {
+            org: self.org_name(org_id).await?,
+            user: user.to_owned(),
+            role: None,
+            project: self.project_name_of(project_id).await?,
+        };
         on_pool!(self, p => {
             let mut tx = p.begin_write().await?;
             let n = sqlx::query(
@@ -342,6 +370,7 @@ impl Store {
                 return Err(MemberError::LastOwner);
             }
             insert_audit!(tx, audit);
+            insert_outbox!(tx, &outbox_id, &event, audit.at_ms, Some(audit.actor));
             tx.commit().await?;
         });
         Ok(())

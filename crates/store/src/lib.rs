@@ -118,18 +118,24 @@ pub struct Store {
 /// follow commit order. Call it after the transaction's other writes: the
 /// sequence row must be the last lock every writer takes (no deadlocks).
 macro_rules! insert_outbox {
-    ($tx:expr, $id:expr, $event:expr, $now_ms:expr) => {{
+    ($tx:expr, $id:expr, $event:expr, $now_ms:expr) => {
+        insert_outbox!($tx, $id, $event, $now_ms, None::<&str>)
+    };
+    ($tx:expr, $id:expr, $event:expr, $now_ms:expr, $actor:expr) => {{
         let seq: i64 = sqlx::query_scalar("UPDATE event_sequence SET last = last + 1 WHERE id = 1 RETURNING last")
             .fetch_one(&mut *$tx)
             .await?;
-        sqlx::query("INSERT INTO outbox (id, topic, payload, created_at_ms, seq) VALUES ($1, $2, $3, $4, $5)")
-            .bind($id)
-            .bind($event.topic())
-            .bind($event.to_json())
-            .bind($now_ms)
-            .bind(seq)
-            .execute(&mut *$tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO outbox (id, topic, payload, created_at_ms, seq, actor) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind($id)
+        .bind($event.topic())
+        .bind($event.to_json())
+        .bind($now_ms)
+        .bind(seq)
+        .bind($actor)
+        .execute(&mut *$tx)
+        .await?;
         seq as u64
     }};
 }
@@ -186,6 +192,7 @@ mod env;
 mod function_logs;
 mod identity;
 mod policy;
+mod webhooks;
 pub use audit::NewAudit;
 pub use builds::{BuildEnd, BuildRow, LinkRow, NewBuild, NewLink, Queued};
 pub use crons::CronRun;
@@ -193,6 +200,7 @@ pub use env::{EnvRow, NewEnv};
 pub use function_logs::{FunctionLog, NewFunctionLog};
 pub use identity::{MemberError, NewToken, ProjectRef, TokenRow};
 pub use policy::PolicyRow;
+pub use webhooks::{Attempt, DeliveryRow, DueDelivery, WebhookRow};
 
 const DEPLOYMENT_COLUMNS: &str = "d.id, p.name AS project, d.state, d.production_requested, d.manifest_digest, \
      d.file_count, d.total_bytes, d.created_at_ms, d.ready_at_ms, \
@@ -359,12 +367,12 @@ impl Store {
                 // always the last lock a transaction takes, so writers
                 // cannot deadlock on it.
                 insert_audit!(tx, audit);
-                let mut seq = insert_outbox!(tx, &ready_id, &ready, now_ms);
+                let mut seq = insert_outbox!(tx, &ready_id, &ready, now_ms, audit.actor);
                 if before.production_requested {
-                    seq = insert_outbox!(tx, &promoted_id, &promoted, now_ms);
+                    seq = insert_outbox!(tx, &promoted_id, &promoted, now_ms, audit.actor);
                 }
                 if let Some(event) = &alias {
-                    seq = insert_outbox!(tx, &alias_id, event, now_ms);
+                    seq = insert_outbox!(tx, &alias_id, event, now_ms, audit.actor);
                 }
                 tx.commit().await?;
                 Some(seq)
@@ -473,7 +481,7 @@ impl Store {
                 .execute(&mut *tx).await?;
             let audit = NewAudit { target: Some(&row.id), ..audit.clone() };
             insert_audit!(tx, audit);
-            let seq = insert_outbox!(tx, &outbox_id, &event, now_ms);
+            let seq = insert_outbox!(tx, &outbox_id, &event, now_ms, audit.actor);
             tx.commit().await?;
             seq
         });
@@ -518,7 +526,7 @@ impl Store {
                     .execute(&mut *tx).await?;
             }
             insert_audit!(tx, audit);
-            let seq = insert_outbox!(tx, &outbox_id, &event, now_ms);
+            let seq = insert_outbox!(tx, &outbox_id, &event, now_ms, audit.actor);
             tx.commit().await?;
             seq
         });
@@ -537,12 +545,13 @@ impl Store {
 
     /// Unpublished events, in sequence order.
     pub async fn outbox_pending(&self, limit: i64) -> Result<Vec<(String, Envelope)>, StoreError> {
-        let rows: Vec<(String, String, i64)> = on_pool!(self, p => sqlx::query_as(
-            "SELECT id, payload, seq FROM outbox ORDER BY seq, id LIMIT $1").bind(limit).fetch_all(p).await?);
+        let rows: Vec<(String, String, i64, i64, Option<String>)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT id, payload, seq, created_at_ms, actor FROM outbox ORDER BY seq, id LIMIT $1")
+            .bind(limit).fetch_all(p).await?);
         rows.into_iter()
-            .map(|(id, payload, seq)| {
+            .map(|(id, payload, seq, at_ms, actor)| {
                 let event = Event::from_json(&payload).map_err(|e| StoreError::Corrupt(format!("outbox {id}: {e}")))?;
-                Ok((id, Envelope { seq: seq as u64, event }))
+                Ok((id, Envelope { at_ms, actor, ..Envelope::new(seq as u64, event) }))
             })
             .collect()
     }

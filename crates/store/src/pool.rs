@@ -97,6 +97,7 @@ pub(crate) fn migrator() -> Migrator {
         (9, "audit", include_str!("../migrations/0009_audit.sql")),
         (10, "env", include_str!("../migrations/0010_env.sql")),
         (11, "policy", include_str!("../migrations/0011_policy.sql")),
+        (12, "webhooks", include_str!("../migrations/0012_webhooks.sql")),
     ];
     Migrator::with_migrations(
         MIGRATIONS

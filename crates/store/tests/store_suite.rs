@@ -52,6 +52,30 @@ suite!(
     function_logs_are_read_after_a_cursor,
 );
 
+/// A crash (the pool dropped with nothing published) leaves committed
+/// events in the outbox, in order, until the relay deletes them.
+#[tokio::test]
+async fn committed_events_survive_a_crash_before_they_are_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let a = ready(&store, "p", true).await;
+    let b = ready(&store, "p", false).await;
+    store.promote(b.as_str(), &audit(), 99).await.unwrap();
+    drop(store);
+    let store = Store::open(&url).await.unwrap();
+    let pending = store.outbox_pending(100).await.unwrap();
+    let topics: Vec<&str> = pending.iter().map(|(_, e)| e.event.topic()).collect();
+    assert_eq!(topics, ["deploy.ready", "deploy.promoted", "deploy.ready", "deploy.promoted"]);
+    assert!(pending.windows(2).all(|w| w[0].1.seq < w[1].1.seq), "in commit order");
+    assert_eq!(pending[3].1.actor.as_deref(), Some("test"), "the envelope names who did it");
+    let _ = a;
+    for (id, _) in &pending {
+        store.outbox_delete(id).await.unwrap();
+    }
+    assert!(store.outbox_pending(100).await.unwrap().is_empty());
+}
+
 fn audit() -> NewAudit<'static> {
     NewAudit {
         org: "default",

@@ -1,0 +1,261 @@
+//! Outgoing webhooks: a project's subscriptions to its events, and the
+//! deliverer that POSTs each event's envelope to them — signed with HMAC
+//! as the generic incoming hook is (`X-Helix-Timestamp`,
+//! `X-Helix-Signature-256: sha256=HMAC(secret, "<timestamp>.<body>")`),
+//! retried with exponential backoff, every attempt recorded.
+//!
+//! The outbox relay queues one delivery per event and webhook before it
+//! lets the event go, so a crash never loses one, and a republished event
+//! is not queued twice. A webhook is the tenant's URL: it never reaches
+//! this machine's or internal addresses unless the operator allows them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use helix_core::api::{CreateWebhook, Webhook};
+use helix_store::{Attempt, DeliveryRow, NewAudit, WebhookRow};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::access::{Ctx, Need};
+use crate::problem::ApiError;
+use crate::{ControlPlane, now_ms};
+
+/// How deliveries are made.
+#[derive(Clone, Debug)]
+pub struct DeliverySettings {
+    /// The wait after the first failure; doubled after each one, at most an
+    /// hour.
+    pub retry_base: Duration,
+    /// Attempts before a delivery is given up.
+    pub max_attempts: i64,
+    /// Networks or hosts webhooks may reach although internal.
+    pub allow: Vec<String>,
+    pub timeout: Duration,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        DeliverySettings {
+            retry_base: Duration::from_secs(5),
+            max_attempts: 8,
+            allow: Vec::new(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// At most this many webhooks per project.
+const MAX_WEBHOOKS: usize = 20;
+
+/// What the webhook's secret is sealed with.
+fn secret_context(project: &str, url: &str) -> String {
+    format!("webhook:{project}:{url}")
+}
+
+fn view(row: &WebhookRow) -> Webhook {
+    Webhook {
+        id: row.id.clone(),
+        project: row.project.clone(),
+        url: row.url.clone(),
+        events: row.events.clone(),
+        created_at_ms: row.created_at_ms,
+        secret: None,
+    }
+}
+
+/// The delay before attempt `attempts + 1`.
+fn backoff(base: Duration, attempts: i64) -> Duration {
+    let factor = 2u32.saturating_pow(attempts.clamp(0, 20) as u32);
+    base.saturating_mul(factor).min(Duration::from_secs(3600))
+}
+
+/// `sha256=<hex>` of HMAC-SHA256 over `<timestamp>.<body>`.
+pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+impl ControlPlane {
+    pub(crate) async fn create_webhook(&self, ctx: &Ctx, project: &str, body: &[u8]) -> Result<Webhook, ApiError> {
+        let project = self.project_for(ctx, project, Need::MANAGE, "manage webhooks").await?;
+        let req: CreateWebhook = serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("request body is not a valid webhook: {e}")))?;
+        let url = reqwest::Url::parse(&req.url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.username().is_empty())
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "webhook URL {:?} must be http:// or https:// with a host and no credentials",
+                    req.url.chars().take(200).collect::<String>()
+                ))
+            })?;
+        if url.as_str().len() > 2048 {
+            return Err(ApiError::BadRequest("a webhook URL is at most 2,048 characters".into()));
+        }
+        let events = if req.events.is_empty() { vec!["*".to_owned()] } else { req.events.clone() };
+        if let Some(bad) = events.iter().find(|e| {
+            e.is_empty()
+                || e.len() > 64
+                || !e.bytes().all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_' || b == b'*')
+        }) {
+            return Err(ApiError::BadRequest(format!("event type {bad:?} is not a type like deploy.ready, or *")));
+        }
+        let secret = match req.secret {
+            Some(s) if s.len() < 16 || s.len() > 256 => {
+                return Err(ApiError::BadRequest("a webhook secret is 16 to 256 characters".into()));
+            }
+            Some(s) => s,
+            None => crate::auth::new_secret("whsec_").map_err(ApiError::Internal)?,
+        };
+        if self.store.webhooks(&project.id).await?.len() >= MAX_WEBHOOKS {
+            return Err(ApiError::Conflict(format!("a project has at most {MAX_WEBHOOKS} webhooks")));
+        }
+        let sealed = {
+            let _not_rotating = self.rotation.read().await;
+            self.secrets
+                .seal(&secret_context(&project.name, url.as_str()), &secret)
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+        };
+        let detail = serde_json::json!({ "url": url.as_str(), "events": events });
+        let audit = ctx.audit_on(&project, "webhook.create", detail);
+        let id = self.store.create_webhook(&project.id, url.as_str(), &sealed, &events, &audit).await?;
+        let row = self.store.webhooks(&project.id).await?.into_iter().find(|w| w.id == id);
+        let row = row.ok_or_else(|| ApiError::Internal("webhook vanished".into()))?;
+        Ok(Webhook { secret: Some(secret), ..view(&row) })
+    }
+
+    pub(crate) async fn list_webhooks(&self, ctx: &Ctx, project: &str) -> Result<Vec<Webhook>, ApiError> {
+        let project = self.project_for(ctx, project, Need { write: false, ..Need::MANAGE }, "read webhooks").await?;
+        Ok(self.store.webhooks(&project.id).await?.iter().map(view).collect())
+    }
+
+    pub(crate) async fn delete_webhook(&self, ctx: &Ctx, project: &str, id: &str) -> Result<(), ApiError> {
+        let project = self.project_for(ctx, project, Need::MANAGE, "manage webhooks").await?;
+        let audit = NewAudit { target: Some(id), ..ctx.audit_on(&project, "webhook.delete", serde_json::json!({})) };
+        if !self.store.delete_webhook(&project.id, id, &audit).await? {
+            return Err(ApiError::NotFound(format!("project {} has no webhook {id}", project.name)));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn webhook_deliveries(&self, ctx: &Ctx, project: &str) -> Result<Vec<DeliveryRow>, ApiError> {
+        let project = self.project_for(ctx, project, Need { write: false, ..Need::MANAGE }, "read webhooks").await?;
+        Ok(self.store.deliveries(&project.id, 500).await?)
+    }
+
+    /// Runs the deliverer until the process ends.
+    pub fn spawn_deliverer(self: &Arc<Self>) -> Result<tokio::task::JoinHandle<()>, String> {
+        let guard = Arc::new(helix_http::guard::Guard::new(&self.delivery.allow, "--webhook-allow")?);
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(self.delivery.timeout)
+            .dns_resolver(guard.clone())
+            .no_proxy()
+            .build()
+            .map_err(|e| format!("building the webhook client: {e}"))?;
+        let cp = self.clone();
+        Ok(tokio::spawn(async move {
+            loop {
+                if let Err(e) = cp.deliver_due(&client, &guard).await {
+                    tracing::warn!(error = %e, "webhook deliveries: will retry");
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(500), cp.delivery_wake.notified()).await;
+            }
+        }))
+    }
+
+    /// Sends every delivery due now, a few at a time.
+    async fn deliver_due(&self, client: &reqwest::Client, guard: &helix_http::guard::Guard) -> Result<(), ApiError> {
+        loop {
+            let due = self.store.due_deliveries(now_ms(), 16).await?;
+            if due.is_empty() {
+                return Ok(());
+            }
+            let sends = due.into_iter().map(|d| async move {
+                let outcome = self.send(client, guard, &d).await;
+                let now = now_ms();
+                let (status, error) = split(&outcome);
+                let attempt = match outcome {
+                    Ok(s) if (200..300).contains(&s) => Attempt::Delivered { status: s },
+                    _ if d.attempts + 1 >= self.delivery.max_attempts => Attempt::GiveUp { status, error: &error },
+                    _ => {
+                        let next_at_ms = now + backoff(self.delivery.retry_base, d.attempts).as_millis() as i64;
+                        Attempt::Retry { status, error: &error, next_at_ms }
+                    }
+                };
+                self.store.record_attempt(&d.id, attempt, now).await
+            });
+            for result in futures_util::future::join_all(sends).await {
+                result?;
+            }
+        }
+    }
+
+    /// One POST: its status, or why there was none.
+    async fn send(
+        &self,
+        client: &reqwest::Client,
+        guard: &helix_http::guard::Guard,
+        d: &helix_store::DueDelivery,
+    ) -> Result<i64, String> {
+        let url = reqwest::Url::parse(&d.url).map_err(|e| e.to_string())?;
+        // Literal addresses skip the resolver: check them here.
+        let literal = match url.host() {
+            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+            _ => None,
+        };
+        if let Some(ip) = literal {
+            guard.check(None, ip)?;
+        }
+        let secret =
+            self.secrets.open(&secret_context(&d.project, &d.url), &d.secret_sealed).map_err(|e| e.to_string())?;
+        let ts = now_ms() / 1000;
+        let resp = client
+            .post(url)
+            .header("content-type", "application/json")
+            .header("user-agent", "HelixStack-Webhook/1")
+            .header("x-helix-event", &d.event)
+            .header("x-helix-delivery", &d.id)
+            .header("x-helix-timestamp", ts.to_string())
+            .header("x-helix-signature-256", signature(&secret, ts, d.payload.as_bytes()))
+            .body(d.payload.clone())
+            .send()
+            .await
+            .map_err(|e| helix_http::guard::refusal_of(&e).unwrap_or_else(|| e.to_string()))?;
+        Ok(i64::from(resp.status().as_u16()))
+    }
+}
+
+/// A failed attempt's status (if the server answered) and error text.
+fn split(outcome: &Result<i64, String>) -> (Option<i64>, String) {
+    match outcome {
+        Ok(status) => (Some(*status), format!("answered {status}")),
+        Err(e) => (None, e.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_an_hour() {
+        let base = Duration::from_secs(5);
+        assert_eq!(backoff(base, 0), Duration::from_secs(5));
+        assert_eq!(backoff(base, 3), Duration::from_secs(40));
+        assert_eq!(backoff(base, 30), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn signatures_are_the_generic_hook_scheme() {
+        let sig = signature("s3cret", 1700000000, b"{}");
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
+        mac.update(b"1700000000.{}");
+        assert_eq!(sig, format!("sha256={}", hex::encode(mac.finalize().into_bytes())));
+    }
+}
