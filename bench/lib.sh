@@ -56,7 +56,8 @@ start_helix() {
     api=$(free_port)
     edge=$(free_port)
     mkdir -p "$data"
-    HELIX_LOG=${HELIX_LOG:-warn} "$@" "$HELIX" server --data-dir "$data" \
+    # Benchmarks measure throughput: no per-token rate limit.
+    HELIX_LOG=${HELIX_LOG:-warn} HELIX_API_RATE=${HELIX_API_RATE:-0} "$@" "$HELIX" server --data-dir "$data" \
         --api-addr "127.0.0.1:$api" --edge-addr "127.0.0.1:$edge" --gc-interval-secs 0 \
         2>"$WORK/$name.log" &
     PIDS+=($!)

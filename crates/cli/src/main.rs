@@ -184,6 +184,12 @@ enum Command {
     Deployments {
         #[arg(long)]
         project: String,
+        /// How many (1–1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Only those older than this deployment (the next page).
+        #[arg(long)]
+        before: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -313,8 +319,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Deployments { project, client } => {
-            let list: Vec<Deployment> = api(&client)?.get(&format!("/api/v1/projects/{project}/deployments")).await?;
+        Command::Deployments { project, limit, before, client } => {
+            let before = before.map(|b| format!("&before={b}")).unwrap_or_default();
+            let path = format!("/api/v1/projects/{project}/deployments?limit={limit}{before}");
+            let list: Vec<Deployment> = api(&client)?.get(&path).await?;
             if client.json {
                 print_json(&list);
             } else {

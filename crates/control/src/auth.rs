@@ -119,6 +119,16 @@ pub(crate) async fn require_token(State(cp): State<Arc<ControlPlane>>, mut req: 
         .and_then(|v| v.to_str().ok())
         .filter(|v| v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(|| ulid::Ulid::new().to_string().to_ascii_lowercase(), str::to_owned);
+    if !req.uri().path().contains("/blobs/")
+        && let Err(wait) = cp.rate.take(&actor.token.id)
+    {
+        let detail = format!(
+            "too many requests for this token (at most {} a second): retry in {:.1} s",
+            cp.rate.rate(),
+            wait.as_secs_f64()
+        );
+        return ApiError::TooMany(detail, wait).into_response();
+    }
     let ctx = Arc::new(Ctx { actor, request_id, now_ms });
     let (method, path) = (req.method().to_string(), req.uri().path().to_owned());
     req.extensions_mut().insert(ctx.clone());

@@ -532,15 +532,24 @@ impl ControlPlane {
         Ok((row, project))
     }
 
-    /// A project's ready deployments, newest first.
+    /// A page of a project's ready deployments, newest first: at most
+    /// `limit` (default 100, at most 1,000), older than `before`.
     pub(crate) async fn list_deployments(
         &self,
         ctx: &Ctx,
         project: &str,
+        before: Option<&str>,
+        limit: Option<i64>,
     ) -> Result<Vec<helix_core::api::Deployment>, ApiError> {
         let project = self.project_for(ctx, project, Need::READ, "read deployments").await?;
-        let name = ProjectName::parse(&project.name).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let rows = self.store.ready_deployments(&name).await?.ok_or_else(|| crate::access::not_found(&project.name))?;
+        let limit = limit.unwrap_or(100);
+        if !(1..=1000).contains(&limit) {
+            return Err(ApiError::BadRequest(format!("limit must be 1 to 1000, not {limit}")));
+        }
+        if let Some(before) = before {
+            DeploymentId::parse(before).map_err(|e| ApiError::BadRequest(format!("before: {e}")))?;
+        }
+        let rows = self.store.ready_deployments_page(&project.id, before, limit).await?;
         Ok(rows.iter().map(|r| self.view(r)).collect())
     }
 }

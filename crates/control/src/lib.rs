@@ -19,6 +19,7 @@ mod outbox;
 mod pointers;
 pub mod policy;
 mod problem;
+mod rate;
 mod routes;
 mod secrets;
 mod webhooks;
@@ -108,6 +109,14 @@ pub struct ApiSettings {
         default_value_t = helix_http::DEFAULT_IDLE_TIMEOUT_MS
     )]
     pub idle_timeout_ms: u64,
+    /// Requests a second each token may make (sustained; 0: no limit);
+    /// past it the API answers 429 with Retry-After. Blob uploads do not
+    /// count.
+    #[arg(long = "api-rate", env = "HELIX_API_RATE", default_value_t = 100)]
+    pub rate_per_token: u32,
+    /// Requests a token may make at once above its rate.
+    #[arg(long = "api-burst", env = "HELIX_API_BURST", default_value_t = 1000)]
+    pub burst_per_token: u32,
     /// Outgoing webhooks: the wait after a failed delivery, doubled after
     /// each further failure (at most an hour).
     #[arg(long = "webhook-retry-base-ms", env = "HELIX_WEBHOOK_RETRY_BASE_MS", default_value_t = 5_000)]
@@ -137,6 +146,8 @@ impl Default for ApiSettings {
             max_connections: 0,
             header_timeout_ms: helix_http::DEFAULT_HEADER_TIMEOUT_MS,
             idle_timeout_ms: helix_http::DEFAULT_IDLE_TIMEOUT_MS,
+            rate_per_token: 100,
+            burst_per_token: 1000,
             webhook_retry_base_ms: 5_000,
             webhook_max_attempts: 8,
             webhook_allow: Vec::new(),
@@ -213,6 +224,7 @@ pub struct ControlPlane {
     /// Organisations' compiled policy modules.
     policies: policy::PolicyCache,
     delivery: DeliverySettings,
+    pub(crate) rate: rate::RateLimiter,
     /// Wakes the webhook deliverer when the relay queued deliveries.
     delivery_wake: tokio::sync::Notify,
     build_link: BuildLink,
@@ -270,6 +282,7 @@ impl ControlPlane {
             rotation: tokio::sync::RwLock::new(()),
             policies: policy::PolicyCache::new(),
             delivery: api.delivery(),
+            rate: rate::RateLimiter::new(api.rate_per_token, api.burst_per_token),
             delivery_wake: tokio::sync::Notify::new(),
             build_link,
             outbox_wake: tokio::sync::Notify::new(),

@@ -31,6 +31,9 @@ pub(crate) enum ApiError {
     Unprocessable(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Over the token's rate: the detail, and when to retry.
+    #[error("{0}")]
+    TooMany(String, std::time::Duration),
     #[error("{0}")]
     Internal(String),
 }
@@ -46,6 +49,7 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooMany(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -62,6 +66,7 @@ impl ApiError {
             ApiError::TooLarge(_) => "too-large",
             ApiError::Unprocessable(_) => "unprocessable",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::TooMany(..) => "too-many-requests",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -87,6 +92,10 @@ impl IntoResponse for ApiError {
         let mut response = (status, [(http::header::CONTENT_TYPE, "application/problem+json")], body).into_response();
         if matches!(self, ApiError::Forbidden(_)) {
             response.extensions_mut().insert(Denied(problem.detail));
+        } else if let ApiError::TooMany(_, wait) = &self
+            && let Ok(secs) = http::HeaderValue::from_str(&wait.as_secs_f64().ceil().max(1.0).to_string())
+        {
+            response.headers_mut().insert(http::header::RETRY_AFTER, secs);
         }
         response
     }

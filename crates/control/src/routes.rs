@@ -274,12 +274,33 @@ async fn get_deployment(
     Ok(Json(cp.view(&row)))
 }
 
+#[derive(serde::Deserialize)]
+struct PageQuery {
+    #[serde(default)]
+    before: Option<String>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+/// A page of deployments; a full page links to the next
+/// (`Link: <…?before=ID&limit=N>; rel="next"`).
 async fn list_deployments(
     State(cp): Cp,
     Extension(ctx): Caller,
     Path(project): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(cp.list_deployments(&ctx, &project).await?))
+    Query(q): Query<PageQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    let page = cp.list_deployments(&ctx, &project, q.before.as_deref(), q.limit).await?;
+    let limit = q.limit.unwrap_or(100);
+    let next = (page.len() as i64 == limit).then(|| page.last().map(|d| d.id.clone())).flatten();
+    let mut response = Json(page).into_response();
+    if let Some(last) = next
+        && let Ok(link) =
+            format!("</api/v1/projects/{project}/deployments?before={last}&limit={limit}>; rel=\"next\"").parse()
+    {
+        response.headers_mut().insert(http::header::LINK, link);
+    }
+    Ok(response)
 }
 
 async fn promote(State(cp): Cp, Extension(ctx): Caller, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {

@@ -305,3 +305,35 @@ async fn denials_and_changes_are_audited_and_the_chain_verifies() {
     assert_eq!(report["intact"], true, "{report}");
     assert_eq!(report["entries"].as_u64().unwrap() as usize, entries.len());
 }
+
+#[tokio::test]
+async fn each_token_has_its_own_rate_limit_and_is_told_when_to_retry() {
+    let s = TestServer::start_with(|c| {
+        c.api.rate_per_token = 2;
+        c.api.burst_per_token = 3;
+    })
+    .await;
+    let other = ok(&s, s.token(), Method::POST, "/api/v1/tokens", json!({ "name": "other" })).await;
+    let other = other["token"].as_str().unwrap().to_owned();
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..5 {
+        let resp = s.http.get(s.api("/api/v1/whoami")).bearer_auth(s.token()).send().await.unwrap();
+        statuses.push(resp.status());
+        if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            retry_after = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+            let p: Value = resp.json().await.unwrap();
+            assert!(p["detail"].as_str().unwrap().contains("too many requests"), "{p}");
+        }
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        2,
+        "the burst (one went on making a token): {statuses:?}"
+    );
+    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert_eq!(s.call_as(&other, Method::GET, "/api/v1/whoami", None).await.0, StatusCode::OK, "its own bucket");
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(s.call(Method::GET, "/api/v1/whoami", None).await.0, StatusCode::OK, "refilled");
+}

@@ -286,6 +286,24 @@ impl Store {
         Ok(Some(rows))
     }
 
+    /// One page of the project's ready deployments, newest first: at most
+    /// `limit`, older than deployment `before` when given.
+    pub async fn ready_deployments_page(
+        &self,
+        project_id: &str,
+        before: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<DeploymentRow>, StoreError> {
+        let rows = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments d JOIN projects p ON p.id = d.project_id \
+             WHERE d.project_id = $1 AND d.state = 'ready' AND ($2 IS NULL OR d.created_at_ms < \
+             (SELECT c.created_at_ms FROM deployments c WHERE c.id = $2) OR (d.created_at_ms = \
+             (SELECT c.created_at_ms FROM deployments c WHERE c.id = $2) AND d.id < $2)) \
+             ORDER BY d.created_at_ms DESC, d.id DESC LIMIT $3")))
+            .bind(project_id).bind(before).bind(limit).fetch_all(p).await?);
+        Ok(rows)
+    }
+
     pub async fn project_exists(&self, project: &ProjectName) -> Result<bool, StoreError> {
         let n: i64 = on_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM projects WHERE name = $1")
             .bind(project.as_str()).fetch_one(p).await?);

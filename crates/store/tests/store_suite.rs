@@ -50,7 +50,23 @@ suite!(
     aliases_point_at_finalized_deployments,
     a_cron_slot_is_claimed_once,
     function_logs_are_read_after_a_cursor,
+    deployments_list_in_pages,
 );
+
+async fn deployments_list_in_pages(store: Store) {
+    let mut made = Vec::new();
+    for _ in 0..5 {
+        made.push(ready(&store, "paged", false).await.to_string());
+    }
+    made.reverse();
+    let project = store.project_ref("paged").await.unwrap().unwrap();
+    let first = store.ready_deployments_page(&project.id, None, 2).await.unwrap();
+    assert_eq!(first.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), made[..2]);
+    let second = store.ready_deployments_page(&project.id, Some(&first[1].id), 2).await.unwrap();
+    assert_eq!(second.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), made[2..4]);
+    let last = store.ready_deployments_page(&project.id, Some(&second[1].id), 2).await.unwrap();
+    assert_eq!(last.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), made[4..]);
+}
 
 /// A crash (the pool dropped with nothing published) leaves committed
 /// events in the outbox, in order, until the relay deletes them.
