@@ -86,7 +86,12 @@ impl IntoResponse for ApiError {
                 ApiError::MissingBlobs { missing, .. } => Some(missing.clone()),
                 _ => None,
             },
-            detail: self.to_string(),
+            // What went wrong inside (a database's words, a path) stays in
+            // the server's log; the client learns that it did.
+            detail: match &self {
+                ApiError::Internal(_) => "the server failed to answer this request; its log has the details".into(),
+                other => other.to_string(),
+            },
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, [(http::header::CONTENT_TYPE, "application/problem+json")], body).into_response();

@@ -294,13 +294,31 @@ impl Store {
         before: Option<&str>,
         limit: i64,
     ) -> Result<Vec<DeploymentRow>, StoreError> {
-        let rows = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments d JOIN projects p ON p.id = d.project_id \
-             WHERE d.project_id = $1 AND d.state = 'ready' AND ($2 IS NULL OR d.created_at_ms < \
-             (SELECT c.created_at_ms FROM deployments c WHERE c.id = $2) OR (d.created_at_ms = \
-             (SELECT c.created_at_ms FROM deployments c WHERE c.id = $2) AND d.id < $2)) \
-             ORDER BY d.created_at_ms DESC, d.id DESC LIMIT $3")))
-            .bind(project_id).bind(before).bind(limit).fetch_all(p).await?);
+        // Two plain queries, each one an index range (a `$2 IS NULL OR …`
+        // would make Postgres plan for both and sort every row).
+        let cursor: Option<(i64, String)> = match before {
+            Some(id) => {
+                let at: Option<i64> = on_pool!(self, p => sqlx::query_scalar(
+                    "SELECT created_at_ms FROM deployments WHERE id = $1 AND project_id = $2")
+                    .bind(id).bind(project_id).fetch_optional(p).await?);
+                match at {
+                    Some(at) => Some((at, id.to_owned())),
+                    None => return Ok(Vec::new()),
+                }
+            }
+            None => None,
+        };
+        let rows = match cursor {
+            None => on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {DEPLOYMENT_COLUMNS} FROM deployments d JOIN projects p ON p.id = d.project_id \
+                 WHERE d.project_id = $1 AND d.state = 'ready' ORDER BY d.created_at_ms DESC, d.id DESC LIMIT $2")))
+                .bind(project_id).bind(limit).fetch_all(p).await?),
+            Some((at, id)) => on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {DEPLOYMENT_COLUMNS} FROM deployments d JOIN projects p ON p.id = d.project_id \
+                 WHERE d.project_id = $1 AND d.state = 'ready' AND (d.created_at_ms < $2 OR (d.created_at_ms = $2 AND d.id < $3)) \
+                 ORDER BY d.created_at_ms DESC, d.id DESC LIMIT $4")))
+                .bind(project_id).bind(at).bind(id).bind(limit).fetch_all(p).await?),
+        };
         Ok(rows)
     }
 

@@ -98,6 +98,7 @@ pub(crate) fn migrator() -> Migrator {
         (10, "env", include_str!("../migrations/0010_env.sql")),
         (11, "policy", include_str!("../migrations/0011_policy.sql")),
         (12, "webhooks", include_str!("../migrations/0012_webhooks.sql")),
+        (13, "listing", include_str!("../migrations/0013_listing.sql")),
     ];
     Migrator::with_migrations(
         MIGRATIONS
