@@ -41,9 +41,6 @@ pub const INPUT_VERSION: u32 = 1;
 /// Longest one evaluation may run; past it the decision denies.
 pub const EVAL_LIMIT: Duration = Duration::from_millis(50);
 
-/// What a decision evaluates: the module's `deny`, or none.
-const DECISION: &str = "package helix_decision\n\ndeny := object.get(data.helix, \"deny\", set())\n";
-
 /// Largest module accepted.
 const MAX_POLICY_BYTES: usize = 256 * 1024;
 
@@ -54,7 +51,7 @@ pub(crate) const READ_POLICY: Need = Need { role: Role::Admin, ..Need::READ };
 
 /// Compiles a module; the engine's error (with its line) when it is not
 /// valid Rego or not `package helix`.
-pub fn compile(source: &str) -> Result<regorus::Engine, String> {
+pub fn compile(source: &str) -> Result<Compiled, String> {
     if source.len() > MAX_POLICY_BYTES {
         return Err(format!("a policy is at most {MAX_POLICY_BYTES} bytes"));
     }
@@ -72,18 +69,26 @@ pub fn compile(source: &str) -> Result<regorus::Engine, String> {
     if package != "data.helix" {
         return Err(format!("the policy must be `package helix`, not `{}`", package.trim_start_matches("data.")));
     }
-    // The decision reads `deny` through a module of its own, so a policy
-    // that defines no `deny` (yet) allows instead of failing.
-    engine.add_policy("decision.rego".into(), DECISION.into()).map_err(|e| e.to_string())?;
-    Ok(engine)
+    // A module without `deny` (yet) allows everything.
+    let has_deny = engine.has_declared_rule_rooted_at("policy.rego", "deny").map_err(|e| e.to_string())?;
+    Ok(Compiled { engine, has_deny })
+}
+
+/// A compiled module, and whether it declares `deny` at all.
+#[derive(Debug)]
+pub struct Compiled {
+    engine: regorus::Engine,
+    has_deny: bool,
 }
 
 /// Evaluates `data.helix.deny` for `input`: the messages (none: allowed).
-pub fn evaluate(compiled: &regorus::Engine, input: &Value) -> Result<Vec<String>, Bounded> {
-    let mut engine = compiled.clone();
-    let input = regorus::Value::from_json_str(&input.to_string()).map_err(|e| Bounded::Failed(e.to_string()))?;
-    engine.set_input(input);
-    let denied = engine.eval_rule("data.helix_decision.deny".into()).map_err(|e| {
+pub fn evaluate(compiled: &Compiled, input: &Value) -> Result<Vec<String>, Bounded> {
+    if !compiled.has_deny {
+        return Ok(Vec::new());
+    }
+    let mut engine = compiled.engine.clone();
+    engine.set_input(regorus::Value::from(input.clone()));
+    let denied = engine.eval_rule("data.helix.deny".into()).map_err(|e| {
         if e.downcast_ref::<regorus::LimitError>().is_some() {
             Bounded::TooLong
         } else {
@@ -108,7 +113,7 @@ pub fn evaluate(compiled: &regorus::Engine, input: &Value) -> Result<Vec<String>
 /// An organisation's compiled module, of one stored version.
 pub(crate) struct Loaded {
     version: i64,
-    engine: Arc<regorus::Engine>,
+    engine: Arc<Compiled>,
     /// It ran past its limit once: every decision denies without running
     /// it again, until the module is replaced.
     tripped: std::sync::atomic::AtomicBool,
@@ -132,7 +137,7 @@ impl PolicyCache {
 /// engine's own timer stops interpretation, not a builtin building a
 /// huge value (`numbers.range(1, 1e9)`), so past the limit the decision
 /// gives up on it.
-pub async fn bounded(engine: Arc<regorus::Engine>, input: Value) -> Result<Vec<String>, Bounded> {
+pub async fn bounded(engine: Arc<Compiled>, input: Value) -> Result<Vec<String>, Bounded> {
     let run = tokio::task::spawn_blocking(move || evaluate(&engine, &input));
     match tokio::time::timeout(EVAL_LIMIT * 2, run).await {
         Ok(Ok(outcome)) => outcome,
@@ -207,7 +212,7 @@ impl ControlPlane {
 
     /// Runs a module being set on every trial input, one trial at a time;
     /// the 400 naming the first it could not decide in time.
-    async fn trial(&self, engine: &Arc<regorus::Engine>) -> Result<(), ApiError> {
+    async fn trial(&self, engine: &Arc<Compiled>) -> Result<(), ApiError> {
         let _one = self.policies.trials.acquire().await.map_err(|e| ApiError::Internal(e.to_string()))?;
         for action in TRIAL_ACTIONS {
             let input = document(&Decision { action, ..Decision::default() }, json!({}), now_ms());
