@@ -109,7 +109,7 @@ pub(crate) async fn require_token(State(cp): State<Arc<ControlPlane>>, mut req: 
             .into_response();
     };
     let now_ms = crate::now_ms();
-    let actor = match actor_of(&cp.store, token, now_ms).await {
+    let actor = match actor_of(&cp, token, now_ms).await {
         Ok(actor) => actor,
         Err(e) => return e.into_response(),
     };
@@ -140,7 +140,8 @@ pub(crate) async fn require_token(State(cp): State<Arc<ControlPlane>>, mut req: 
 }
 
 /// The caller a token stands for, or why it does not work.
-async fn actor_of(store: &Store, token: &str, now_ms: i64) -> Result<Actor, ApiError> {
+async fn actor_of(cp: &ControlPlane, token: &str, now_ms: i64) -> Result<Actor, ApiError> {
+    let store = &cp.store;
     let invalid = || ApiError::Unauthorized("invalid token".into());
     let row = store.token_by_hash(&hash_token(token)).await?.ok_or_else(invalid)?;
     if row.revoked_at_ms.is_some() {
@@ -160,7 +161,9 @@ async fn actor_of(store: &Store, token: &str, now_ms: i64) -> Result<Actor, ApiE
             row.id, row.user, row.org
         )));
     }
-    store.touch_token(&row.id, now_ms).await?;
+    if cp.touched.due(&row.id, now_ms) {
+        store.touch_token(&row.id, now_ms).await?;
+    }
     Ok(Actor { token: row, roles })
 }
 
@@ -173,6 +176,31 @@ mod tests {
         }
         for h in ["Basic abc", "Bearer", "Bearer  ", "Bearerabc"] {
             assert_eq!(super::bearer(h), None, "{h}");
+        }
+    }
+}
+
+/// When each token's last use was last written: a request writes it at
+/// most once a minute per token (the store keeps the same bound across
+/// servers), so reads never take SQLite's write lock for it.
+#[derive(Default)]
+pub(crate) struct Touched(std::sync::Mutex<std::collections::HashMap<String, i64>>);
+
+impl Touched {
+    const EVERY_MS: i64 = 60_000;
+
+    /// Whether `token`'s use should be written now (and notes that it is).
+    pub(crate) fn due(&self, token: &str, now_ms: i64) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() > 10_000 {
+            seen.retain(|_, at| now_ms - *at < Self::EVERY_MS);
+        }
+        match seen.get(token) {
+            Some(at) if now_ms - at < Self::EVERY_MS => false,
+            _ => {
+                seen.insert(token.to_owned(), now_ms);
+                true
+            }
         }
     }
 }

@@ -225,6 +225,8 @@ pub struct ControlPlane {
     policies: policy::PolicyCache,
     delivery: DeliverySettings,
     pub(crate) rate: rate::RateLimiter,
+    /// When tokens' last use was written.
+    pub(crate) touched: auth::Touched,
     /// Wakes the webhook deliverer when the relay queued deliveries.
     delivery_wake: tokio::sync::Notify,
     build_link: BuildLink,
@@ -283,6 +285,7 @@ impl ControlPlane {
             policies: policy::PolicyCache::new(),
             delivery: api.delivery(),
             rate: rate::RateLimiter::new(api.rate_per_token, api.burst_per_token),
+            touched: auth::Touched::default(),
             delivery_wake: tokio::sync::Notify::new(),
             build_link,
             outbox_wake: tokio::sync::Notify::new(),

@@ -198,7 +198,7 @@ impl ControlPlane {
     /// The organisation's compiled module, if it has one.
     async fn policy_of(&self, org_id: &str) -> Result<Option<Arc<Loaded>>, ApiError> {
         let Some(version) = self.store.policy_version(org_id).await? else { return Ok(None) };
-        if let Some(loaded) = self.policies.loaded.lock().expect("policies").get(org_id)
+        if let Some(loaded) = self.policies.loaded.lock().unwrap_or_else(|p| p.into_inner()).get(org_id)
             && loaded.version == version
         {
             return Ok(Some(loaded.clone()));
@@ -206,7 +206,7 @@ impl ControlPlane {
         let Some(stored) = self.store.policy(org_id).await? else { return Ok(None) };
         let engine = Arc::new(compile(&stored.source).map_err(|e| ApiError::Internal(format!("stored policy: {e}")))?);
         let loaded = Arc::new(Loaded { version: stored.version, engine, tripped: Default::default() });
-        self.policies.loaded.lock().expect("policies").insert(org_id.to_owned(), loaded.clone());
+        self.policies.loaded.lock().unwrap_or_else(|p| p.into_inner()).insert(org_id.to_owned(), loaded.clone());
         Ok(Some(loaded))
     }
 
@@ -322,7 +322,7 @@ impl ControlPlane {
         let audit = ctx.audit("policy.change", detail);
         let version =
             self.store.set_policy(ctx.actor.org_id(), source, &ctx.actor.token.user, &audit, ctx.now_ms).await?;
-        self.policies.loaded.lock().expect("policies").remove(ctx.actor.org_id());
+        self.policies.loaded.lock().unwrap_or_else(|p| p.into_inner()).remove(ctx.actor.org_id());
         Ok(version)
     }
 
@@ -390,13 +390,13 @@ pub(crate) fn document(d: &Decision<'_>, actor: Value, at_ms: i64) -> Value {
     })
 }
 
-/// A module that runs for ever on a big enough `input.request.xs` (for
-/// tests).
-pub const RUNAWAY: &str = "package helix\n\ndeny contains msg if {\n\txs := input.request.xs\n\tn := count([a | some a in xs; some b in xs; some c in xs; a + b == c])\n\tmsg := sprintf(\"%v\", [n])\n}\n";
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A module that runs for ever on a big enough `input.request.xs` (for
+    /// tests).
+    const RUNAWAY: &str = "package helix\n\ndeny contains msg if {\n\txs := input.request.xs\n\tn := count([a | some a in xs; some b in xs; some c in xs; a + b == c])\n\tmsg := sprintf(\"%v\", [n])\n}\n";
 
     #[test]
     fn messages_deny_and_the_rest_allows() {

@@ -157,11 +157,6 @@ impl Keyring {
         Ok(Keyring { keys: RwLock::new((current, others)), dir: Some(dir) })
     }
 
-    /// A keyring of one key (tests).
-    pub fn of(key: SecretKey) -> Keyring {
-        Keyring { keys: RwLock::new((Arc::new(key), Vec::new())), dir: None }
-    }
-
     pub fn current(&self) -> Arc<SecretKey> {
         self.keys.read().unwrap_or_else(|p| p.into_inner()).0.clone()
     }

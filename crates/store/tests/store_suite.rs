@@ -75,7 +75,7 @@ async fn committed_events_survive_a_crash_before_they_are_published() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
     let store = Store::open(&url).await.unwrap();
-    let a = ready(&store, "p", true).await;
+    ready(&store, "p", true).await;
     let b = ready(&store, "p", false).await;
     store.promote(b.as_str(), &audit(), 99).await.unwrap();
     drop(store);
@@ -85,7 +85,6 @@ async fn committed_events_survive_a_crash_before_they_are_published() {
     assert_eq!(topics, ["deploy.ready", "deploy.promoted", "deploy.ready", "deploy.promoted"]);
     assert!(pending.windows(2).all(|w| w[0].1.seq < w[1].1.seq), "in commit order");
     assert_eq!(pending[3].1.actor.as_deref(), Some("test"), "the envelope names who did it");
-    let _ = a;
     for (id, _) in &pending {
         store.outbox_delete(id).await.unwrap();
     }
