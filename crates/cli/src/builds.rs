@@ -26,6 +26,11 @@ pub enum ProjectsCommand {
         /// A deploy key (SSH private key file) for a private repository.
         #[arg(long)]
         deploy_key: Option<PathBuf>,
+        /// Where a self-hosted git host takes commit statuses (e.g.
+        /// https://git.example.com/api/v4); github.com, gitlab.com and
+        /// bitbucket.org need none.
+        #[arg(long)]
+        status_api: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -89,7 +94,7 @@ enum BuildsCommand {
 
 pub async fn projects(cmd: ProjectsCommand) -> anyhow::Result<()> {
     match cmd {
-        ProjectsCommand::Link { project, repo, production_branch, git_token_env, deploy_key, client } => {
+        ProjectsCommand::Link { project, repo, production_branch, git_token_env, deploy_key, status_api, client } => {
             let git_credential = match (git_token_env, deploy_key) {
                 (Some(var), _) => {
                     Some(std::env::var(&var).with_context(|| format!("environment variable {var} is not set"))?)
@@ -99,7 +104,7 @@ pub async fn projects(cmd: ProjectsCommand) -> anyhow::Result<()> {
                 ),
                 (None, None) => None,
             };
-            let body = LinkProject { repo, production_branch: Some(production_branch), git_credential };
+            let body = LinkProject { repo, production_branch: Some(production_branch), git_credential, status_api };
             let link: ProjectLink = api(&client)?.put(&format!("/api/v1/projects/{project}/link"), &body).await?;
             if client.json {
                 print_json(&link);
@@ -123,7 +128,10 @@ pub async fn projects(cmd: ProjectsCommand) -> anyhow::Result<()> {
 fn print_link(link: &ProjectLink) {
     println!("✔ {} builds from {} (production branch {})", link.project, link.repo, link.production_branch);
     if link.has_git_credential {
-        println!("  git credential: stored encrypted");
+        println!("  git credential: stored encrypted (also posts commit statuses, when it may)");
+    }
+    if let Some(api) = &link.status_api {
+        println!("  commit statuses to: {api}");
     }
     println!("  webhooks (content type application/json):");
     for (provider, url) in &link.hooks {
@@ -265,5 +273,8 @@ fn print_build(b: &Build) {
     if let Some(e) = &b.error {
         let step = b.failed_step.as_deref().map(|s| format!(" in step {s}")).unwrap_or_default();
         println!("  error{step}: {e}");
+    }
+    if let Some(s) = &b.commit_status {
+        println!("  commit status: {s}");
     }
 }

@@ -47,6 +47,7 @@ impl ControlPlane {
                     .into(),
             ));
         }
+        let status_api = req.status_api.as_deref().map(crate::statuses::check_api_url).transpose()?;
         let branch = req.production_branch.as_deref().unwrap_or("main");
         if !is_branch_name(branch) {
             return Err(ApiError::BadRequest(format!("production branch {branch:?} is not a valid branch name")));
@@ -68,6 +69,7 @@ impl ControlPlane {
             "repo": req.repo,
             "production_branch": branch,
             "git_credential": sealed.is_some(),
+            "status_api": status_api,
         });
         let audit = ctx.audit_on(&target, "link", detail);
         let row = self
@@ -81,6 +83,7 @@ impl ControlPlane {
                 production_branch: branch,
                 webhook_secret: &format!("whsec_{}", hex::encode(secret)),
                 git_credential_sealed: sealed.as_deref(),
+                status_api: status_api.as_deref(),
                 now_ms: now_ms(),
             })
             .await?;
@@ -112,6 +115,7 @@ impl ControlPlane {
             has_git_credential: row.git_credential_sealed.is_some(),
             webhook_secret: with_secret.then(|| row.webhook_secret.clone()),
             hooks,
+            status_api: row.status_api.clone(),
         }
     }
 
@@ -194,6 +198,7 @@ impl ControlPlane {
             Queued::New { canceled } => {
                 for id in &canceled {
                     tracing::info!(build = %id, "canceled: superseded by a newer push");
+                    self.report_status(id);
                 }
                 self.build_link.wake.notify_waiters();
                 (jobs.iter().map(|(j, _)| j.build.to_string()).collect::<Vec<_>>(), false)
@@ -243,6 +248,7 @@ impl ControlPlane {
             created_at_ms: row.created_at_ms,
             started_at_ms: row.started_at_ms,
             finished_at_ms: row.finished_at_ms,
+            commit_status: row.commit_status.clone(),
         }
     }
 
@@ -270,6 +276,7 @@ impl ControlPlane {
         if !self.store.cancel_build(&row.id, now_ms()).await? {
             return Err(ApiError::Conflict(format!("build {} is already {}", row.id, row.state.as_str())));
         }
+        self.report_status(&row.id);
         let row = self
             .store
             .build(&row.id)

@@ -22,6 +22,7 @@ mod problem;
 mod rate;
 mod routes;
 mod secrets;
+mod statuses;
 mod webhooks;
 
 use std::net::SocketAddr;
@@ -124,8 +125,8 @@ pub struct ApiSettings {
     /// Outgoing webhooks: attempts before a delivery is given up.
     #[arg(long = "webhook-max-attempts", env = "HELIX_WEBHOOK_MAX_ATTEMPTS", default_value_t = 8)]
     pub webhook_max_attempts: u32,
-    /// Internal networks (CIDR) or hosts outgoing webhooks may reach
-    /// (comma-separated); by default none of this machine's or private
+    /// Internal networks (CIDR) or hosts outgoing webhooks and commit
+    /// statuses may reach (comma-separated); by default none of this machine's or private
     /// addresses.
     #[arg(long = "webhook-allow", env = "HELIX_WEBHOOK_ALLOW", value_delimiter = ',')]
     pub webhook_allow: Vec<String>,
@@ -229,6 +230,8 @@ pub struct ControlPlane {
     pub(crate) touched: auth::Touched,
     /// Wakes the webhook deliverer when the relay queued deliveries.
     delivery_wake: tokio::sync::Notify,
+    /// Builds whose commit status is to be posted.
+    statuses: statuses::StatusQueue,
     build_link: BuildLink,
     /// Wakes the outbox relay after a commit that wrote events.
     outbox_wake: tokio::sync::Notify,
@@ -287,6 +290,7 @@ impl ControlPlane {
             rate: rate::RateLimiter::new(api.rate_per_token, api.burst_per_token),
             touched: auth::Touched::default(),
             delivery_wake: tokio::sync::Notify::new(),
+            statuses: statuses::StatusQueue::new(),
             build_link,
             outbox_wake: tokio::sync::Notify::new(),
             applied,

@@ -1,5 +1,6 @@
 //! The outbox relay: publishes committed events in sequence order, queues
-//! their webhook deliveries, then deletes them. At-least-once: a crash
+//! their webhook deliveries (and a build's commit status), then deletes
+//! them. At-least-once: a crash
 //! between publish and delete republishes, every consumer skips what it
 //! has applied already, and a delivery is queued once per event.
 
@@ -28,6 +29,11 @@ async fn publish_pending(cp: &ControlPlane) -> Result<(), Box<dyn std::error::Er
         for (id, envelope) in batch {
             cp.bus.publish(&envelope).await?;
             queued += cp.store.enqueue_deliveries(&envelope, crate::now_ms()).await?;
+            if let helix_core::events::Event::BuildRequested { build, .. }
+            | helix_core::events::Event::BuildFinished { build, .. } = &envelope.event
+            {
+                cp.report_status(build);
+            }
             cp.store.outbox_delete(&id).await?;
         }
         if queued > 0 {

@@ -150,13 +150,7 @@ impl ControlPlane {
     /// Runs the deliverer until the process ends.
     pub fn spawn_deliverer(self: &Arc<Self>) -> Result<tokio::task::JoinHandle<()>, String> {
         let guard = Arc::new(helix_http::guard::Guard::new(&self.delivery.allow, "--webhook-allow")?);
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(self.delivery.timeout)
-            .dns_resolver(guard.clone())
-            .no_proxy()
-            .build()
-            .map_err(|e| format!("building the webhook client: {e}"))?;
+        let client = guard.client(self.delivery.timeout, "HelixStack-Webhook/1")?;
         let cp = self.clone();
         Ok(tokio::spawn(async move {
             loop {
@@ -203,22 +197,13 @@ impl ControlPlane {
         d: &helix_store::DueDelivery,
     ) -> Result<i64, String> {
         let url = reqwest::Url::parse(&d.url).map_err(|e| e.to_string())?;
-        // Literal addresses skip the resolver: check them here.
-        let literal = match url.host() {
-            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
-            _ => None,
-        };
-        if let Some(ip) = literal {
-            guard.check(None, ip)?;
-        }
+        guard.check_url(&url)?;
         let secret =
             self.secrets.open(&secret_context(&d.project, &d.url), &d.secret_sealed).map_err(|e| e.to_string())?;
         let ts = now_ms() / 1000;
         let resp = client
             .post(url)
             .header("content-type", "application/json")
-            .header("user-agent", "HelixStack-Webhook/1")
             .header("x-helix-event", &d.event)
             .header("x-helix-delivery", &d.id)
             .header("x-helix-timestamp", ts.to_string())

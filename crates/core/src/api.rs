@@ -223,6 +223,11 @@ pub struct LinkProject {
     /// repositories. Write-only: stored encrypted, never shown again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git_credential: Option<String>,
+    /// The git host's API base for commit statuses, for a self-hosted
+    /// host (`https://git.example.com/api/v4`); default: the provider's
+    /// public API (api.github.com, gitlab.com, api.bitbucket.org).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_api: Option<String>,
 }
 
 /// A project's git link as the API shows it.
@@ -237,6 +242,9 @@ pub struct ProjectLink {
     pub webhook_secret: Option<String>,
     /// Provider → webhook URL to configure.
     pub hooks: BTreeMap<String, String>,
+    /// Where commit statuses go, when not the provider's public API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_api: Option<String>,
 }
 
 /// `POST /api/v1/projects/{project}/builds`
@@ -274,6 +282,10 @@ pub struct Build {
     pub created_at_ms: i64,
     pub started_at_ms: Option<i64>,
     pub finished_at_ms: Option<i64>,
+    /// What the git host answered the last commit status posted for this
+    /// build (`github success: posted (201)`), or why none was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_status: Option<String>,
 }
 
 /// One line of a build's log.

@@ -1,5 +1,5 @@
 //! The guard on outbound requests a tenant's configuration makes (proxy
-//! rules, outgoing webhooks): a DNS resolver for `reqwest` that refuses
+//! rules, outgoing webhooks, commit statuses): a DNS resolver for `reqwest` that refuses
 //! internal and this machine's own addresses, and the check for literal
 //! addresses, which skip the resolver.
 
@@ -52,6 +52,31 @@ impl Guard {
             None => Ok(()),
             Some(why) => Err(format!("{ip} is {why}; allow it with {}", self.flag)),
         }
+    }
+
+    /// Whether a request to `url` may go, for a host written as an
+    /// address (those skip the resolver); names are checked as resolved.
+    pub fn check_url(&self, url: &reqwest::Url) -> Result<(), String> {
+        let literal = match url.host() {
+            Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
+            Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
+            _ => return Ok(()),
+        };
+        self.check(None, literal)
+    }
+
+    /// An HTTP client that resolves names through this guard, follows no
+    /// redirect (a redirect could lead anywhere) and ignores proxy
+    /// settings of the environment.
+    pub fn client(self: &Arc<Self>, timeout: Duration, user_agent: &str) -> Result<reqwest::Client, String> {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .user_agent(user_agent)
+            .dns_resolver(self.clone())
+            .no_proxy()
+            .build()
+            .map_err(|e| format!("building an HTTP client: {e}"))
     }
 
     fn own(&self) -> Arc<Vec<IpAddr>> {

@@ -185,6 +185,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tokio::spawn(edge.clone().follow(subscription)),
         control.spawn_outbox_relay(),
         control.spawn_deliverer().map_err(anyhow::Error::msg).context("starting the webhook deliverer")?,
+        control.spawn_commit_statuses().map_err(anyhow::Error::msg).context("starting the commit status poster")?,
         control.spawn_gc(),
         tokio::spawn(runtime_invoker.prewarm_on_promote(promotions, blobs.clone())),
         tokio::spawn(functions::store_logs(runtime.clone(), store.clone())),

@@ -1083,3 +1083,188 @@ async fn builds_get_the_project_variables_with_secrets_masked_and_forks_get_none
     let (_, page) = body_at(&server, "deploy-preview-21--envsite.localhost", "/").await;
     assert_eq!(page.trim(), "plain= token= prod=", "a fork's build sees none");
 }
+
+/// A git host's status API as each documents it, on loopback: records
+/// every request; answers 201 to a well-formed status, 403 to the token
+/// `ghp_readonly`, 404 to any other path.
+#[derive(Clone, Default)]
+struct StatusHost {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, reqwest::header::HeaderMap, Value)>>>,
+}
+
+impl StatusHost {
+    async fn start() -> (String, StatusHost) {
+        async fn record(
+            axum::extract::State(host): axum::extract::State<StatusHost>,
+            uri: axum::http::Uri,
+            headers: reqwest::header::HeaderMap,
+            body: axum::body::Bytes,
+        ) -> StatusCode {
+            let path = uri.path().to_owned();
+            let segments: Vec<&str> = path.split('/').collect();
+            let shaped = matches!(segments.as_slice(), ["", "gh", "repos", _, _, "statuses", _])
+                || matches!(segments.as_slice(), ["", "api", "v4", "projects", _, "statuses", _])
+                || matches!(segments.as_slice(), ["", "2.0", "repositories", _, _, "commit", _, "statuses", "build"]);
+            let readonly = headers.get("authorization").is_some_and(|v| v == "Bearer ghp_readonly");
+            let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            host.seen.lock().unwrap().push((path, headers, json));
+            match (shaped, readonly) {
+                (true, false) => StatusCode::CREATED,
+                (true, true) => StatusCode::FORBIDDEN,
+                _ => StatusCode::NOT_FOUND,
+            }
+        }
+        let host = StatusHost::default();
+        let app = axum::Router::new().fallback(record).with_state(host.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, host)
+    }
+
+    /// The states posted for `sha`, in order.
+    fn states(&self, sha: &str) -> Vec<String> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter()
+            .filter(|(path, ..)| path.contains(sha))
+            .map(|(_, _, body)| body["state"].as_str().unwrap_or("").to_owned())
+            .collect()
+    }
+}
+
+/// Links `project` to `repo` with a token and the status API at `api`.
+async fn link_with_status(server: &TestServer, project: &str, repo: &GitRepo, token: &str, api: &str) -> String {
+    let body = json!({ "repo": repo.url(), "git_credential": token, "status_api": api });
+    let (status, link) = server.call(Method::PUT, &format!("/api/v1/projects/{project}/link"), Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{link}");
+    assert_eq!(link["status_api"], api);
+    link["webhook_secret"].as_str().unwrap().to_owned()
+}
+
+/// Polls the build until its commit status says `want`.
+async fn commit_status(server: &TestServer, id: &str, want: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let (_, b) = server.call(Method::GET, &format!("/api/v1/builds/{id}"), None).await;
+        if b["commit_status"].as_str().is_some_and(|s| s.contains(want)) {
+            return b;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "commit status never said {want:?}: {b}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_states(host: &StatusHost, sha: &str, want: &[&str]) {
+    let started = Instant::now();
+    while host.states(sha) != want {
+        assert!(started.elapsed() < Duration::from_secs(30), "{sha}: saw {:?}, want {want:?}", host.states(sha));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn git_hosts_hear_how_each_build_went_in_their_own_api_shape() {
+    let (api, host) = StatusHost::start().await;
+    let server = TestServer::start_with(|c| c.api.webhook_allow = vec!["127.0.0.0/8".into()]).await;
+
+    // GitHub: a branch preview, pending then success with the preview URL.
+    let repo = GitRepo::new();
+    let secret = link_with_status(&server, "ghs", &repo, "ghp_statusToken1", &format!("{api}/gh")).await;
+    repo.write("index.html", "preview");
+    let sha = repo.commit_and_push("feat", "feat");
+    let (_, queued) = github_push(&server, &repo, &secret, "feat", &sha, "st-1").await;
+    let b = finished(&server, &build_id(&queued)).await;
+    assert_eq!(b["state"], "ready", "{b}");
+    wait_states(&host, &sha, &["pending", "success"]).await;
+    let b = commit_status(&server, b["id"].as_str().unwrap(), "github success: posted (201)").await;
+    {
+        let seen = host.seen.lock().unwrap();
+        let (path, headers, body) = seen.iter().rfind(|(p, ..)| p.contains(&sha)).unwrap();
+        assert!(path.starts_with("/gh/repos/") && path.ends_with(&format!("/statuses/{sha}")), "{path}");
+        assert_eq!(headers["authorization"], "Bearer ghp_statusToken1");
+        assert_eq!(body["target_url"], b["url"], "the preview URL: {body}");
+        assert_eq!(body["context"], "helixstack/deploy");
+    }
+
+    // GitLab: a failing build, running then failed, with the error.
+    let repo = GitRepo::new();
+    let secret = link_with_status(&server, "gls", &repo, "glpat-statusToken", &format!("{api}/api/v4")).await;
+    repo.write("helix.toml", "[build]\ncommand = \"exit 3\"\npublish = \".\"\n");
+    let sha = repo.commit_and_push("main", "bad");
+    let body = payload("gitlab-push.json", &repo, "main", &sha, &[]);
+    let headers = [
+        ("x-gitlab-event", "Push Hook".to_owned()),
+        ("x-gitlab-token", secret),
+        ("x-gitlab-event-uuid", "gl-st-1".to_owned()),
+    ];
+    let (status, queued) = hook(&server, "/hooks/gitlab", &headers, &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    assert_eq!(finished(&server, &build_id(&queued)).await["state"], "error");
+    wait_states(&host, &sha, &["running", "failed"]).await;
+    {
+        let seen = host.seen.lock().unwrap();
+        let (path, headers, body) = seen.iter().rfind(|(p, ..)| p.contains(&sha)).unwrap();
+        assert!(path.starts_with("/api/v4/projects/") && path.contains("%2F"), "the whole path, encoded: {path}");
+        assert_eq!(headers["private-token"], "glpat-statusToken");
+        assert!(body["description"].as_str().unwrap().contains("failed"), "{body}");
+    }
+
+    // Bitbucket: an app password goes as basic auth; the URL is always given.
+    let repo = GitRepo::new();
+    let secret = link_with_status(&server, "bbs", &repo, "me:app-password", &format!("{api}/2.0")).await;
+    repo.write("index.html", "bb");
+    let sha = repo.commit_and_push("main", "bb");
+    let body = payload("bitbucket-push.json", &repo, "main", &sha, &[]);
+    let headers = [
+        ("x-event-key", "repo:push".to_owned()),
+        ("x-request-uuid", "bb-st-1".to_owned()),
+        ("x-hub-signature", hub_signature(&secret, body.as_bytes())),
+    ];
+    let (_, queued) = hook(&server, "/hooks/bitbucket", &headers, &body).await;
+    assert_eq!(finished(&server, &build_id(&queued)).await["state"], "ready");
+    wait_states(&host, &sha, &["INPROGRESS", "SUCCESSFUL"]).await;
+    {
+        let seen = host.seen.lock().unwrap();
+        let (_, headers, body) = seen.iter().rfind(|(p, ..)| p.contains(&sha)).unwrap();
+        assert!(headers["authorization"].to_str().unwrap().starts_with("Basic "));
+        assert_eq!(body["key"], "helixstack/deploy");
+        assert!(body["url"].as_str().unwrap().contains("bbs.localhost"), "{body}");
+    }
+
+    // A token the host refuses is said so on the build; no token: none sent.
+    let repo = GitRepo::new();
+    let secret = link_with_status(&server, "ros", &repo, "ghp_readonly", &format!("{api}/gh")).await;
+    repo.write("index.html", "ro");
+    let sha = repo.commit_and_push("main", "ro");
+    let (_, queued) = github_push(&server, &repo, &secret, "main", &sha, "st-ro").await;
+    let id = build_id(&queued);
+    finished(&server, &id).await;
+    commit_status(&server, &id, "refused (403): the linked token may not post commit statuses").await;
+    let repo = GitRepo::new();
+    let secret = link(&server, "nots", &repo).await;
+    repo.write("index.html", "no token");
+    let sha = repo.commit_and_push("main", "nt");
+    let (_, queued) = github_push(&server, &repo, &secret, "main", &sha, "st-nt").await;
+    commit_status(&server, &build_id(&queued), "not posted: no git token is linked").await;
+    assert!(host.states(&sha).is_empty());
+
+    // A bad status API is refused when linking, and changes nothing.
+    let bad = json!({ "repo": repo.url(), "status_api": "http://user:pw@127.0.0.1/x" });
+    let (status, problem) = server.call(Method::PUT, "/api/v1/projects/nots/link", Some(bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("no credentials"), "{problem}");
+}
+
+#[tokio::test]
+async fn commit_statuses_never_reach_this_machine_unless_allowed() {
+    let (api, host) = StatusHost::start().await;
+    let server = TestServer::start_with(|c| c.build_workers = 0).await;
+    let repo = GitRepo::new();
+    let secret = link_with_status(&server, "ssrf", &repo, "ghp_statusToken1", &format!("{api}/gh")).await;
+    let sha = "b".repeat(40);
+    let (status, queued) = github_push(&server, &repo, &secret, "main", &sha, "ssrf-1").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let b = commit_status(&server, &build_id(&queued), "not posted").await;
+    assert!(b["commit_status"].as_str().unwrap().contains("--webhook-allow"), "{b}");
+    assert!(host.seen.lock().unwrap().is_empty(), "nothing reached the loopback host");
+}

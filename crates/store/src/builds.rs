@@ -17,6 +17,8 @@ pub struct LinkRow {
     pub production_branch: String,
     pub webhook_secret: String,
     pub git_credential_sealed: Option<String>,
+    /// The git host's API for commit statuses (`None`: the provider's own).
+    pub status_api: Option<String>,
 }
 
 pub struct NewLink<'a> {
@@ -31,6 +33,8 @@ pub struct NewLink<'a> {
     pub webhook_secret: &'a str,
     /// `None` keeps the stored credential.
     pub git_credential_sealed: Option<&'a str>,
+    /// Replaces the stored one.
+    pub status_api: Option<&'a str>,
     pub audit: &'a NewAudit<'a>,
     pub now_ms: i64,
 }
@@ -89,6 +93,8 @@ pub struct BuildRow {
     pub created_at_ms: i64,
     pub started_at_ms: Option<i64>,
     pub finished_at_ms: Option<i64>,
+    /// What the git host answered the last commit status posted.
+    pub commit_status: Option<String>,
 }
 
 /// How a build ended, as its worker reports it.
@@ -103,10 +109,10 @@ pub struct BuildEnd<'a> {
 
 const BUILD_COLUMNS: &str = "b.id, p.name AS project, b.state, b.trigger, b.branch, b.commit_sha, b.context_json, \
      b.job_json, b.attempts, b.deployment_id, b.detected, b.error, b.failed_step, b.exit_status, b.log_lines, \
-     b.log_bytes, b.log_truncated, b.created_at_ms, b.started_at_ms, b.finished_at_ms";
+     b.log_bytes, b.log_truncated, b.created_at_ms, b.started_at_ms, b.finished_at_ms, b.commit_status";
 
 const LINK_COLUMNS: &str = "p.name AS project, l.repo_url, l.repo_key, l.production_branch, l.webhook_secret, \
-     l.git_credential_sealed";
+     l.git_credential_sealed, l.status_api";
 
 impl Store {
     // ---- links -----------------------------------------------------------
@@ -122,12 +128,13 @@ impl Store {
                 .execute(&mut *tx).await?;
             sqlx::query(
                 "INSERT INTO project_links (project_id, repo_url, repo_key, production_branch, webhook_secret, \
-                 git_credential_sealed, created_at_ms) SELECT id, $1, $2, $3, $4, $5, $6 FROM projects WHERE name = $7 \
-                 AND org_id = $8 \
+                 git_credential_sealed, created_at_ms, status_api) SELECT id, $1, $2, $3, $4, $5, $6, $9 FROM projects \
+                 WHERE name = $7 AND org_id = $8 \
                  ON CONFLICT (project_id) DO UPDATE SET repo_url = $1, repo_key = $2, production_branch = $3, \
-                 git_credential_sealed = COALESCE($5, project_links.git_credential_sealed)")
+                 git_credential_sealed = COALESCE($5, project_links.git_credential_sealed), status_api = $9")
                 .bind(new.repo_url).bind(new.repo_key).bind(new.production_branch).bind(new.webhook_secret)
                 .bind(new.git_credential_sealed).bind(new.now_ms).bind(new.project.as_str()).bind(new.org_id)
+                .bind(new.status_api)
                 .execute(&mut *tx).await?;
             insert_audit!(tx, new.audit);
             tx.commit().await?;
@@ -374,6 +381,13 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// What the git host answered the build's last commit status.
+    pub async fn note_commit_status(&self, id: &str, status: &str) -> Result<(), StoreError> {
+        on_pool!(self, p => sqlx::query("UPDATE builds SET commit_status = $1 WHERE id = $2")
+            .bind(status).bind(id).execute(p).await.map(drop)?);
+        Ok(())
+    }
+
     /// What the worker learned along the way: the exact commit, the plan.
     pub async fn note_build(&self, id: &str, commit: Option<&str>, detected: Option<&str>) -> Result<(), StoreError> {
         on_pool!(self, p => sqlx::query(
@@ -483,6 +497,7 @@ where
             production_branch: row.try_get("production_branch")?,
             webhook_secret: row.try_get("webhook_secret")?,
             git_credential_sealed: row.try_get("git_credential_sealed")?,
+            status_api: row.try_get("status_api")?,
         })
     }
 }
@@ -522,6 +537,7 @@ where
             created_at_ms: row.try_get("created_at_ms")?,
             started_at_ms: row.try_get("started_at_ms")?,
             finished_at_ms: row.try_get("finished_at_ms")?,
+            commit_status: row.try_get("commit_status")?,
         })
     }
 }

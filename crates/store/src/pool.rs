@@ -99,6 +99,7 @@ pub(crate) fn migrator() -> Migrator {
         (11, "policy", include_str!("../migrations/0011_policy.sql")),
         (12, "webhooks", include_str!("../migrations/0012_webhooks.sql")),
         (13, "listing", include_str!("../migrations/0013_listing.sql")),
+        (14, "commit_status", include_str!("../migrations/0014_commit_status.sql")),
     ];
     Migrator::with_migrations(
         MIGRATIONS

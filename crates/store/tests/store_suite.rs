@@ -478,6 +478,7 @@ async fn links_find_projects_by_repository(store: Store) {
         production_branch: "main",
         webhook_secret: "whsec_first",
         git_credential_sealed: cred,
+        status_api: None,
         org_id: "default",
         audit: Box::leak(Box::new(audit())),
         now_ms: 1,
@@ -493,11 +494,13 @@ async fn links_find_projects_by_repository(store: Store) {
     let again = NewLink {
         webhook_secret: "whsec_second",
         production_branch: "trunk",
+        status_api: Some("https://git.example.com/api/v4"),
         ..link("a", "git.example.com/me/app", None)
     };
     let a = store.link_project(again).await.unwrap();
     assert_eq!((a.webhook_secret.as_str(), a.production_branch.as_str()), ("whsec_first", "trunk"));
     assert_eq!(a.git_credential_sealed.as_deref(), Some("sealed"));
+    assert_eq!(a.status_api.as_deref(), Some("https://git.example.com/api/v4"));
 }
 
 fn new_build<'a>(id: &'a str, p: &'a ProjectName, branch: &'a str, context: &'a BuildContext) -> NewBuild<'a> {
@@ -514,6 +517,7 @@ async fn the_build_queue_leases_supersedes_and_dedups(store: Store) {
             production_branch: "main",
             webhook_secret: "s",
             git_credential_sealed: None,
+            status_api: None,
             org_id: "default",
             audit: &audit(),
             now_ms: 1,
@@ -527,6 +531,9 @@ async fn the_build_queue_leases_supersedes_and_dedups(store: Store) {
     let q = store.queue_builds(Some(("github", "d1")), &[new_build("b9", &p, "main", &prod)], 11).await.unwrap();
     assert_eq!(q, Queued::Duplicate { builds: vec!["b1".into()] });
     assert!(store.build("b9").await.unwrap().is_none());
+    store.note_commit_status("b1", "github pending: posted (201)").await.unwrap();
+    let b1 = store.build("b1").await.unwrap().unwrap();
+    assert_eq!(b1.commit_status.as_deref(), Some("github pending: posted (201)"));
 
     // A worker claims it; no one else can while the lease holds.
     let (id, _, attempt) = store.claim_build(1_000, 3, 100).await.unwrap().unwrap();
