@@ -7,7 +7,9 @@
 //!   with Postgres tests on (`HELIX_TEST_DATABASE_URL`).
 //! - `slow` — `setup`, then the framework-starter suite.
 //! - `lint` — `cargo fmt --check` and clippy with warnings as errors.
-//! - `ci` — `lint`, `test`, `slow`.
+//! - `api-fuzz [EXAMPLES]` — schemathesis against the served OpenAPI
+//!   document (`tests/schemathesis/run.sh`).
+//! - `ci` — `lint`, `test`, `slow`, `api-fuzz`.
 //! - `bench` — `bench/run`.
 //!
 //! Std only, so it builds in seconds on a fresh machine.
@@ -22,7 +24,7 @@ const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((command, rest)) = args.split_first() else {
-        eprintln!("usage: cargo xtask <setup|test|slow|lint|ci|bench> [args…]");
+        eprintln!("usage: cargo xtask <setup|test|slow|lint|api-fuzz|ci|bench> [args…]");
         return ExitCode::from(2);
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_owned();
@@ -31,9 +33,14 @@ fn main() -> ExitCode {
         "test" => setup().and_then(|()| test(&root, rest)),
         "slow" => setup().and_then(|()| slow(&root)),
         "lint" => lint(&root),
-        "ci" => lint(&root).and_then(|()| setup()).and_then(|()| test(&root, &[])).and_then(|()| slow(&root)),
+        "api-fuzz" => api_fuzz(&root, rest),
+        "ci" => lint(&root)
+            .and_then(|()| setup())
+            .and_then(|()| test(&root, &[]))
+            .and_then(|()| slow(&root))
+            .and_then(|()| api_fuzz(&root, &[])),
         "bench" => run(Command::new("bash").arg(root.join("bench/run")).current_dir(&root)),
-        other => Err(format!("unknown command {other:?}: use setup, test, slow, lint, ci or bench")),
+        other => Err(format!("unknown command {other:?}: use setup, test, slow, lint, api-fuzz, ci or bench")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -187,6 +194,10 @@ fn slow(root: &Path) -> Result<(), String> {
     run(cargo(root)
         .args(["test", "--locked", "-p", "helix-server", "--test", "starters", "--", "--ignored"])
         .args(["--test-threads", "1"]))
+}
+
+fn api_fuzz(root: &Path, extra: &[String]) -> Result<(), String> {
+    run(Command::new("bash").arg(root.join("tests/schemathesis/run.sh")).args(extra).current_dir(root))
 }
 
 fn lint(root: &Path) -> Result<(), String> {

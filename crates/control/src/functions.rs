@@ -88,7 +88,7 @@ impl ControlPlane {
 }
 
 /// One schedule as `helix crons` shows it.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub(crate) struct CronView {
     pub name: String,
     pub schedule: String,

@@ -15,6 +15,7 @@ mod functions;
 mod gc;
 pub mod hooks;
 mod identity;
+mod openapi;
 mod outbox;
 mod pointers;
 pub mod policy;

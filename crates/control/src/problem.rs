@@ -36,6 +36,10 @@ pub(crate) enum ApiError {
     TooMany(String, std::time::Duration),
     #[error("{0}")]
     Internal(String),
+    /// Another 4xx the framework answered (a method not allowed, a media
+    /// type not supported), kept as it was.
+    #[error("{1}")]
+    Status(StatusCode, String),
 }
 
 impl ApiError {
@@ -51,6 +55,7 @@ impl ApiError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooMany(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Status(status, _) => *status,
         }
     }
 
@@ -68,6 +73,7 @@ impl ApiError {
             ApiError::Unavailable(_) => "unavailable",
             ApiError::TooMany(..) => "too-many-requests",
             ApiError::Internal(_) => "internal",
+            ApiError::Status(..) => "request",
         }
     }
 }
@@ -133,4 +139,48 @@ impl From<helix_store::PointerError> for ApiError {
             P::Store(e) => e.into(),
         }
     }
+}
+
+/// Error answers not made by [`ApiError`] (the framework's rejections of a
+/// query string, a method or a body past the limit) become problem
+/// details too, so every error of the API has one shape.
+pub(crate) async fn framework_errors_as_problems(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // The framework's messages are a line; anything longer is cut.
+    let text = match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, 4096)).await {
+        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let detail = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_owned() } else { text };
+    let error = match status {
+        StatusCode::BAD_REQUEST => ApiError::BadRequest(detail),
+        StatusCode::UNAUTHORIZED => ApiError::Unauthorized(detail),
+        StatusCode::FORBIDDEN => ApiError::Forbidden(detail),
+        StatusCode::NOT_FOUND => ApiError::NotFound(detail),
+        StatusCode::CONFLICT => ApiError::Conflict(detail),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(detail),
+        StatusCode::UNPROCESSABLE_ENTITY => ApiError::Unprocessable(detail),
+        StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(detail),
+        s if s.is_server_error() => ApiError::Internal(detail),
+        _ => ApiError::Status(status, detail),
+    };
+    let mut answer = error.into_response();
+    for (name, value) in &parts.headers {
+        if name == http::header::ALLOW || name == http::header::RETRY_AFTER {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    answer
 }

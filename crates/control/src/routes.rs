@@ -17,6 +17,7 @@ use helix_core::api::Split;
 
 use crate::ControlPlane;
 use crate::access::{Ctx, Need};
+use crate::openapi::{self, Doc};
 use crate::problem::ApiError;
 
 /// Largest JSON body: a 100,000-file table is about 15 MB.
@@ -113,57 +114,319 @@ pub const ROUTES: &[RouteSpec] = &[
     spec("GET", "/audit/verify", Scope::Org, crate::audit::READ_AUDIT),
 ];
 
-/// The handler of each route in [`ROUTES`].
-fn endpoints() -> Vec<(&'static str, &'static str, MethodRouter<Arc<ControlPlane>>)> {
+/// One route's handler and its documentation.
+pub(crate) struct Endpoint {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub handler: MethodRouter<Arc<ControlPlane>>,
+    pub doc: Doc,
+}
+
+fn at(method: &'static str, path: &'static str, handler: MethodRouter<Arc<ControlPlane>>, doc: Doc) -> Endpoint {
+    Endpoint { method, path, handler, doc }
+}
+
+/// The handler of each route in [`ROUTES`], with what it takes and answers
+/// (the OpenAPI document is made from these).
+pub(crate) fn endpoints() -> Vec<Endpoint> {
+    use helix_core::api::{
+        Build, CreateDeployment, CreateWebhook, CreatedDeployment, Deployment, GcReport, LinkProject, Policy,
+        PolicyVerdict, ProjectLink, RequestBuild, Rollback, SetPolicy, SetSplit, TestPolicy, Webhook,
+    };
+    use helix_core::audit::ChainReport;
+    use helix_core::env::{EnvVar, ImportEnv, PulledEnv, Rotated, SetEnv};
+    use helix_core::identity::{AddMember, CreateOrg, CreateToken, CreatedToken, Membership, Org, TokenInfo, WhoAmI};
+    use openapi::{Kind, bytes, doc, json, list};
+    let deployments = || {
+        doc("A page of the project's ready deployments, newest first", list::<Deployment>())
+            .query("limit", Kind::Integer, "at most this many (default 100, at most 1,000)")
+            .query("before", Kind::Text, "the page after this deployment id")
+    };
+    let env = || doc("The project's variables (secrets masked)", list::<EnvVar>());
     vec![
-        ("POST", "/projects/{project}/deployments", post(create_deployment)),
-        ("GET", "/projects/{project}/deployments", get(list_deployments)),
-        ("POST", "/projects/{project}/rollback", post(rollback)),
-        ("GET", "/projects/{project}/split", get(get_split)),
-        ("PUT", "/projects/{project}/split", put(set_split)),
-        ("DELETE", "/projects/{project}/split", delete(clear_split)),
-        ("PUT", "/projects/{project}/link", put(link_project)),
-        ("GET", "/projects/{project}/link", get(get_link)),
-        ("POST", "/projects/{project}/builds", post(request_build)),
-        ("GET", "/projects/{project}/builds", get(list_builds)),
-        ("GET", "/projects/{project}/logs", get(function_logs)),
-        ("GET", "/projects/{project}/functions", get(function_stats)),
-        ("GET", "/projects/{project}/crons", get(crons)),
-        ("GET", "/deployments/{id}", get(get_deployment)),
-        ("PUT", "/deployments/{id}/blobs/{digest}", put(upload_blob)),
-        ("POST", "/deployments/{id}/finalize", post(finalize)),
-        ("POST", "/deployments/{id}/promote", post(promote)),
-        ("GET", "/builds/{id}", get(get_build)),
-        ("POST", "/builds/{id}/cancel", post(cancel_build)),
-        ("GET", "/builds/{id}/logs", get(build_logs)),
-        ("POST", "/gc", post(gc)),
-        ("GET", "/whoami", get(whoami)),
-        ("GET", "/tokens", get(list_tokens)),
-        ("POST", "/tokens", post(create_token)),
-        ("DELETE", "/tokens/{id}", delete(revoke_token)),
-        ("GET", "/members", get(list_members)),
-        ("POST", "/members", post(add_member)),
-        ("DELETE", "/members/{user}", delete(remove_member)),
-        ("GET", "/orgs", get(list_orgs)),
-        ("POST", "/orgs", post(create_org)),
-        ("POST", "/login", post(login)),
-        ("GET", "/projects/{project}/env", get(env_list)),
-        ("PUT", "/projects/{project}/env/{name}", put(env_set)),
-        ("DELETE", "/projects/{project}/env/{name}", delete(env_remove)),
-        ("POST", "/projects/{project}/env/import", post(env_import)),
-        ("GET", "/projects/{project}/env/pull", get(env_pull)),
-        ("POST", "/keys/rotate", post(rotate_keys)),
-        ("GET", "/policy", get(show_policy)),
-        ("PUT", "/policy", put(set_policy)),
-        ("DELETE", "/policy", delete(remove_policy)),
-        ("POST", "/policy/test", post(test_policy)),
-        ("GET", "/projects/{project}/webhooks", get(list_webhooks)),
-        ("POST", "/projects/{project}/webhooks", post(create_webhook)),
-        ("DELETE", "/projects/{project}/webhooks/{id}", delete(delete_webhook)),
-        ("GET", "/projects/{project}/webhooks/deliveries", get(webhook_deliveries)),
-        ("GET", "/audit", get(audit)),
-        ("GET", "/audit/verify", get(verify_audit)),
+        at(
+            "POST",
+            "/projects/{project}/deployments",
+            post(create_deployment),
+            doc("Create a deployment from a file table", json::<CreatedDeployment>())
+                .body(json::<CreateDeployment>())
+                .status(201),
+        ),
+        at("GET", "/projects/{project}/deployments", get(list_deployments), deployments()),
+        at(
+            "POST",
+            "/projects/{project}/rollback",
+            post(rollback),
+            doc("Serve the previous (or a named) deployment in production", json::<Deployment>())
+                .body(json::<Rollback>()),
+        ),
+        at("GET", "/projects/{project}/split", get(get_split), doc("The traffic split", json::<Split>())),
+        at(
+            "PUT",
+            "/projects/{project}/split",
+            put(set_split),
+            doc("Split traffic between deployments", json::<Split>()).body(json::<SetSplit>()),
+        ),
+        at("DELETE", "/projects/{project}/split", delete(clear_split), doc("End the split", json::<Split>())),
+        at(
+            "PUT",
+            "/projects/{project}/link",
+            put(link_project),
+            doc("Link the project to a git repository", json::<ProjectLink>()).body(json::<LinkProject>()),
+        ),
+        at("GET", "/projects/{project}/link", get(get_link), doc("The project's git link", json::<ProjectLink>())),
+        at(
+            "POST",
+            "/projects/{project}/builds",
+            post(request_build),
+            doc("Build the tip of a branch", json::<Build>()).body(json::<RequestBuild>()).status(202),
+        ),
+        at(
+            "GET",
+            "/projects/{project}/builds",
+            get(list_builds),
+            doc("The project's builds, newest first", list::<Build>()),
+        ),
+        at(
+            "GET",
+            "/projects/{project}/logs",
+            get(function_logs),
+            doc("The project's function log lines", json::<FunctionLogs>())
+                .query("function", Kind::Text, "only this function")
+                .query("deployment", Kind::Text, "only this deployment")
+                .query("after", Kind::Text, "lines after this one's id")
+                .query("limit", Kind::Integer, "at most this many")
+                .streams(),
+        ),
+        at(
+            "GET",
+            "/projects/{project}/functions",
+            get(function_stats),
+            doc("The project's functions' counters", json::<Functions>()),
+        ),
+        at(
+            "GET",
+            "/projects/{project}/crons",
+            get(crons),
+            doc("The production deployment's schedules", json::<Crons>()),
+        ),
+        at("GET", "/deployments/{id}", get(get_deployment), doc("A deployment", json::<Deployment>())),
+        at(
+            "PUT",
+            "/deployments/{id}/blobs/{digest}",
+            put(upload_blob),
+            doc("Upload a file the deployment is missing", json::<Stored>()).body(bytes()),
+        ),
+        at(
+            "POST",
+            "/deployments/{id}/finalize",
+            post(finalize),
+            doc("Make an uploaded deployment ready", json::<Deployment>()),
+        ),
+        at(
+            "POST",
+            "/deployments/{id}/promote",
+            post(promote),
+            doc("Serve this deployment in production", json::<Deployment>()),
+        ),
+        at("GET", "/builds/{id}", get(get_build), doc("A build", json::<Build>())),
+        at("POST", "/builds/{id}/cancel", post(cancel_build), doc("Cancel an unfinished build", json::<Build>())),
+        at(
+            "GET",
+            "/builds/{id}/logs",
+            get(build_logs),
+            doc("A build's log", json::<BuildLog>())
+                .query("after", Kind::Integer, "lines after this sequence number")
+                .streams(),
+        ),
+        at("POST", "/gc", post(gc), doc("Collect garbage (server admin)", json::<GcReport>())),
+        at("GET", "/whoami", get(whoami), doc("Who the token is", json::<WhoAmI>())),
+        at("GET", "/tokens", get(list_tokens), doc("The organisation's tokens", list::<TokenInfo>())),
+        at(
+            "POST",
+            "/tokens",
+            post(create_token),
+            doc("Create a token (shown once)", json::<CreatedToken>()).body(json::<CreateToken>()).status(201),
+        ),
+        at("DELETE", "/tokens/{id}", delete(revoke_token), doc("Revoke a token", json::<TokenInfo>())),
+        at("GET", "/members", get(list_members), doc("The organisation's members", list::<Membership>())),
+        at(
+            "POST",
+            "/members",
+            post(add_member),
+            doc("Add or change a member", list::<Membership>()).body(json::<AddMember>()),
+        ),
+        at(
+            "DELETE",
+            "/members/{user}",
+            delete(remove_member),
+            doc("Remove a member (or one project of theirs)", list::<Membership>()).query(
+                "project",
+                Kind::Text,
+                "only their role on this project",
+            ),
+        ),
+        at("GET", "/orgs", get(list_orgs), doc("The organisations the token sees", list::<Org>())),
+        at(
+            "POST",
+            "/orgs",
+            post(create_org),
+            doc("Create an organisation (server admin)", json::<Org>()).body(json::<CreateOrg>()).status(201),
+        ),
+        at("POST", "/login", post(login), doc("Record a login with this token", json::<WhoAmI>())),
+        at(
+            "GET",
+            "/projects/{project}/env",
+            get(env_list),
+            env().query("environment", Kind::Text, "only this environment"),
+        ),
+        at(
+            "PUT",
+            "/projects/{project}/env/{name}",
+            put(env_set),
+            doc("Set a variable", list::<EnvVar>()).body(json::<SetEnv>()),
+        ),
+        at(
+            "DELETE",
+            "/projects/{project}/env/{name}",
+            delete(env_remove),
+            doc("Remove a variable", json::<RemovedEnv>())
+                .query("environment", Kind::Text, "only in this environment")
+                .query("branch", Kind::Text, "only for this branch"),
+        ),
+        at(
+            "POST",
+            "/projects/{project}/env/import",
+            post(env_import),
+            doc("Set variables from a .env file", json::<Imported>()).body(json::<ImportEnv>()),
+        ),
+        at(
+            "GET",
+            "/projects/{project}/env/pull",
+            get(env_pull),
+            doc("The variables an environment resolves to (secrets masked)", json::<PulledEnv>())
+                .query("environment", Kind::Text, "default development")
+                .query("branch", Kind::Text, "as for this branch"),
+        ),
+        at(
+            "POST",
+            "/keys/rotate",
+            post(rotate_keys),
+            doc("Re-wrap every data key under the new master key", json::<Rotated>()),
+        ),
+        at("GET", "/policy", get(show_policy), doc("The organisation's policy", json::<Policy>())),
+        at(
+            "PUT",
+            "/policy",
+            put(set_policy),
+            doc("Set the organisation's Rego policy", json::<Policy>()).body(json::<SetPolicy>()),
+        ),
+        at("DELETE", "/policy", delete(remove_policy), doc("Remove the policy", json::<Removed>())),
+        at(
+            "POST",
+            "/policy/test",
+            post(test_policy),
+            doc("Evaluate the policy (or a given one) on an input", json::<PolicyVerdict>()).body(json::<TestPolicy>()),
+        ),
+        at("GET", "/projects/{project}/webhooks", get(list_webhooks), doc("The project's webhooks", list::<Webhook>())),
+        at(
+            "POST",
+            "/projects/{project}/webhooks",
+            post(create_webhook),
+            doc("Add a webhook (its secret is shown once)", json::<Webhook>())
+                .body(json::<CreateWebhook>())
+                .status(201),
+        ),
+        at(
+            "DELETE",
+            "/projects/{project}/webhooks/{id}",
+            delete(delete_webhook),
+            doc("Remove a webhook", json::<Removed>()),
+        ),
+        at(
+            "GET",
+            "/projects/{project}/webhooks/deliveries",
+            get(webhook_deliveries),
+            doc("The latest deliveries of the project's webhooks", json::<Deliveries>()),
+        ),
+        at(
+            "GET",
+            "/audit",
+            get(audit),
+            doc("The audit log, oldest first", json::<AuditPage>())
+                .query("project", Kind::Text, "only this project's entries")
+                .query("after", Kind::Integer, "entries after this sequence number")
+                .query("limit", Kind::Integer, "at most this many")
+                .streams(),
+        ),
+        at("GET", "/audit/verify", get(verify_audit), doc("Verify the audit chain", json::<ChainReport>())),
     ]
+}
+
+/// `PUT /deployments/{id}/blobs/{digest}`: whether the blob was new.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Stored {
+    digest: String,
+    stored: bool,
+}
+
+/// `GET /builds/{id}/logs`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct BuildLog {
+    build: helix_core::api::Build,
+    lines: Vec<helix_core::api::LogLine>,
+}
+
+/// `GET /projects/{p}/logs`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct FunctionLogs {
+    records: Vec<helix_store::FunctionLog>,
+}
+
+/// `GET /projects/{p}/functions`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Functions {
+    functions: Vec<helix_runtime::FunctionStats>,
+}
+
+/// `GET /projects/{p}/crons`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Crons {
+    crons: Vec<crate::functions::CronView>,
+}
+
+/// `GET /audit`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct AuditPage {
+    entries: Vec<helix_core::audit::AuditEntry>,
+}
+
+/// `GET /projects/{p}/webhooks/deliveries`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Deliveries {
+    deliveries: Vec<helix_store::DeliveryRow>,
+}
+
+/// `POST /projects/{p}/env/import`: the names set.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Imported {
+    imported: Vec<String>,
+}
+
+/// The answer to a removal: what was named (if anything).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Removed {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    removed: bool,
+}
+
+/// `DELETE /projects/{p}/env/{name}`: how many values (environments and
+/// branches) were removed.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct RemovedEnv {
+    name: String,
+    removed: u64,
 }
 
 /// The route table, for tests and documentation.
@@ -180,7 +443,7 @@ pub fn route_table() -> &'static [RouteSpec] {
 /// has no handler: a programming error every test start would catch.
 pub fn router(cp: Arc<ControlPlane>) -> Router {
     let endpoints = endpoints();
-    for (method, path, _) in &endpoints {
+    for Endpoint { method, path, .. } in &endpoints {
         assert!(
             ROUTES.iter().any(|r| r.method == *method && r.path == *path),
             "{method} {path} has no entry in ROUTES: say what it asks of its caller"
@@ -188,14 +451,14 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
     }
     for r in ROUTES {
         assert!(
-            endpoints.iter().any(|(m, p, _)| *m == r.method && *p == r.path),
+            endpoints.iter().any(|e| e.method == r.method && e.path == r.path),
             "ROUTES names {} {} but no handler serves it",
             r.method,
             r.path
         );
     }
     let mut by_path: BTreeMap<&str, MethodRouter<Arc<ControlPlane>>> = BTreeMap::new();
-    for (_, path, handler) in endpoints {
+    for Endpoint { path, handler, .. } in endpoints {
         let merged = match by_path.remove(path) {
             Some(other) => other.merge(handler),
             None => handler,
@@ -217,7 +480,13 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         .route("/bitbucket/{project}", post(crate::hooks::bitbucket_project))
         .route("/git/{project}", post(crate::hooks::generic))
         .layer(DefaultBodyLimit::max(crate::hooks::MAX_HOOK_BODY as usize));
-    Router::new().route("/healthz", get(|| async { "ok\n" })).nest("/api/v1", api).nest("/hooks", hooks).with_state(cp)
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/api/v1/openapi.json", get(openapi::serve))
+        .nest("/api/v1", api)
+        .nest("/hooks", hooks)
+        .layer(axum::middleware::from_fn(crate::problem::framework_errors_as_problems))
+        .with_state(cp)
 }
 
 async fn create_deployment(
@@ -240,7 +509,7 @@ async fn upload_blob(
     let length = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let stored = cp.upload_blob(&ctx, &id, &digest, length, body).await?;
     let status = if stored { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(serde_json::json!({ "digest": digest.to_ascii_lowercase(), "stored": stored }))))
+    Ok((status, Json(Stored { digest: digest.to_ascii_lowercase(), stored })))
 }
 
 async fn finalize(
@@ -433,7 +702,7 @@ async fn build_logs(
         return Ok(cp.clone().follow_log(row, after).into_response());
     }
     let (build, lines) = cp.build_log(&row, after).await?;
-    Ok(Json(serde_json::json!({ "build": build, "lines": lines })).into_response())
+    Ok(Json(BuildLog { build, lines }).into_response())
 }
 
 #[derive(serde::Deserialize)]
@@ -471,7 +740,7 @@ async fn function_logs(
             q.limit.unwrap_or(1000),
         )
         .await?;
-    Ok(Json(serde_json::json!({ "records": records })).into_response())
+    Ok(Json(FunctionLogs { records }).into_response())
 }
 
 /// A project's functions: instances, invocations, cold starts, queueing.
@@ -481,7 +750,7 @@ async fn function_stats(
     Path(project): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let project = cp.project_for(&ctx, &project, Need::READ, "read function counters").await?;
-    Ok(Json(serde_json::json!({ "functions": cp.function_stats(&project.name) })))
+    Ok(Json(Functions { functions: cp.function_stats(&project.name) }))
 }
 
 /// The production deployment's schedules with their next and last runs.
@@ -491,7 +760,7 @@ async fn crons(
     Path(project): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let project = cp.project_for(&ctx, &project, Need::READ, "read schedules").await?;
-    Ok(Json(serde_json::json!({ "crons": cp.crons(&project.name).await? })))
+    Ok(Json(Crons { crons: cp.crons(&project.name).await? }))
 }
 
 async fn whoami(State(cp): Cp, Extension(ctx): Caller) -> Result<impl IntoResponse, ApiError> {
@@ -574,7 +843,7 @@ async fn audit(
     if wants_follow(q.follow.as_deref()) {
         return Ok(cp.clone().follow_audit(ctx, q.project, after).into_response());
     }
-    Ok(Json(serde_json::json!({ "entries": first })).into_response())
+    Ok(Json(AuditPage { entries: first }).into_response())
 }
 
 async fn verify_audit(State(cp): Cp, Extension(ctx): Caller) -> Result<impl IntoResponse, ApiError> {
@@ -614,7 +883,7 @@ async fn env_remove(
     Query(q): Query<EnvQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let removed = cp.env_remove(&ctx, &project, &name, q.environment.as_deref(), q.branch.as_deref()).await?;
-    Ok(Json(serde_json::json!({ "name": name, "removed": removed })))
+    Ok(Json(RemovedEnv { name, removed }))
 }
 
 async fn env_import(
@@ -623,7 +892,7 @@ async fn env_import(
     Path(project): Path<String>,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(serde_json::json!({ "imported": cp.env_import(&ctx, &project, &body).await? })))
+    Ok(Json(Imported { imported: cp.env_import(&ctx, &project, &body).await? }))
 }
 
 async fn env_pull(
@@ -651,7 +920,7 @@ async fn set_policy(State(cp): Cp, Extension(ctx): Caller, body: Bytes) -> Resul
 
 async fn remove_policy(State(cp): Cp, Extension(ctx): Caller) -> Result<impl IntoResponse, ApiError> {
     cp.remove_policy(&ctx).await?;
-    Ok(Json(serde_json::json!({ "removed": true })))
+    Ok(Json(Removed { id: None, removed: true }))
 }
 
 async fn test_policy(State(cp): Cp, Extension(ctx): Caller, body: Bytes) -> Result<impl IntoResponse, ApiError> {
@@ -681,7 +950,7 @@ async fn delete_webhook(
     Path((project, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     cp.delete_webhook(&ctx, &project, &id).await?;
-    Ok(Json(serde_json::json!({ "id": id, "removed": true })))
+    Ok(Json(Removed { id: Some(id), removed: true }))
 }
 
 async fn webhook_deliveries(
@@ -689,5 +958,5 @@ async fn webhook_deliveries(
     Extension(ctx): Caller,
     Path(project): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(serde_json::json!({ "deliveries": cp.webhook_deliveries(&ctx, &project).await? })))
+    Ok(Json(Deliveries { deliveries: cp.webhook_deliveries(&ctx, &project).await? }))
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/v1/projects/{project}/deployments`
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDeployment {
     /// Site path → SHA-256 hex of the file's bytes.
@@ -71,7 +71,7 @@ impl DeployOptions {
 }
 
 /// How a deployment's routing files were read.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RoutesReport {
     pub platform: crate::routes::Platform,
     /// Why that platform's semantics were chosen.
@@ -83,7 +83,7 @@ pub struct RoutesReport {
 }
 
 /// Answer to [`CreateDeployment`].
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreatedDeployment {
     pub id: String,
     pub url: String,
@@ -92,7 +92,7 @@ pub struct CreatedDeployment {
     pub required: Vec<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeploymentState {
     /// Created, waiting for blobs and finalize. Never served or listed.
@@ -123,7 +123,7 @@ impl DeploymentState {
 }
 
 /// A deployment as the API shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Deployment {
     pub id: String,
     pub project: String,
@@ -150,7 +150,7 @@ pub struct Deployment {
 /// with `served: true` — or, when the edges have not confirmed it in time,
 /// `202` with `served: false`: the change is committed and will be served
 /// when they catch up.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Propagation {
     pub served: bool,
     /// The change's event sequence number.
@@ -162,7 +162,7 @@ pub struct Propagation {
 }
 
 /// `POST /api/v1/projects/{project}/rollback`
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rollback {
     #[serde(default)]
@@ -170,7 +170,7 @@ pub struct Rollback {
 }
 
 /// `POST /api/v1/gc`
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GcReport {
     pub blobs_deleted: u64,
     pub bytes_freed: u64,
@@ -178,7 +178,7 @@ pub struct GcReport {
 }
 
 /// An RFC 9457 problem details body, sent with `application/problem+json`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,
@@ -192,14 +192,14 @@ pub struct Problem {
 
 /// `PUT /api/v1/projects/{project}/split`: deployment id (or
 /// `production`) → percent; the weights add up to 100.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetSplit {
     pub weights: BTreeMap<String, u32>,
 }
 
 /// A project's split as the API shows it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Split {
     pub project: String,
     /// Deployment id → percent; empty when traffic is not split.
@@ -211,7 +211,7 @@ pub struct Split {
 
 /// `PUT /api/v1/projects/{project}/link`: connect a project to a git
 /// repository so pushes build it.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkProject {
     /// Clone URL (https, ssh, git or file).
@@ -231,7 +231,7 @@ pub struct LinkProject {
 }
 
 /// A project's git link as the API shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProjectLink {
     pub project: String,
     pub repo: String,
@@ -248,7 +248,7 @@ pub struct ProjectLink {
 }
 
 /// `POST /api/v1/projects/{project}/builds`
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestBuild {
     /// Branch to build; default: the production branch.
@@ -257,7 +257,7 @@ pub struct RequestBuild {
 }
 
 /// A build as the API shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Build {
     pub id: String,
     pub project: String,
@@ -289,7 +289,7 @@ pub struct Build {
 }
 
 /// One line of a build's log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogLine {
     pub seq: i64,
     pub at_ms: i64,
@@ -297,7 +297,7 @@ pub struct LogLine {
 }
 
 /// The answer to a webhook delivery.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HookResponse {
     /// Builds this delivery queued (empty for events that build nothing).
     pub builds: Vec<Build>,
@@ -308,7 +308,7 @@ pub struct HookResponse {
 }
 
 /// `GET /api/v1/policy`: the organisation's Rego module.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Policy {
     pub source: String,
     pub version: i64,
@@ -317,7 +317,7 @@ pub struct Policy {
 }
 
 /// `PUT /api/v1/policy`
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetPolicy {
     pub source: String,
@@ -325,7 +325,7 @@ pub struct SetPolicy {
 
 /// `POST /api/v1/policy/test`: an input document, and a module to test
 /// instead of the organisation's.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestPolicy {
     pub input: serde_json::Value,
@@ -334,7 +334,7 @@ pub struct TestPolicy {
 }
 
 /// What a policy decided, and how long evaluating it took.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PolicyVerdict {
     pub allowed: bool,
     pub messages: Vec<String>,
@@ -342,7 +342,7 @@ pub struct PolicyVerdict {
 }
 
 /// `POST /api/v1/projects/{project}/webhooks`
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
     pub url: String,
@@ -355,7 +355,7 @@ pub struct CreateWebhook {
 }
 
 /// A project's outgoing webhook (never its secret, but when made).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Webhook {
     pub id: String,
     pub project: String,

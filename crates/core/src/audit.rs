@@ -13,7 +13,7 @@ use sha2::{Digest as _, Sha256};
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One entry as stored and as `GET /api/v1/audit` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub seq: u64,
     pub at_ms: i64,
@@ -64,7 +64,7 @@ impl AuditEntry {
 }
 
 /// Where the chain breaks, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChainBreak {
     /// The first entry that does not hold (or, for a cut-off end, the
     /// first one missing).
@@ -73,7 +73,7 @@ pub struct ChainBreak {
 }
 
 /// `GET /api/v1/audit/verify`
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChainReport {
     pub intact: bool,
     pub entries: u64,

@@ -57,7 +57,7 @@ impl fmt::Debug for BuildId {
 }
 
 /// `queued → building → ready | error | canceled` (DESIGN.md §3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BuildState {
     Queued,
@@ -95,7 +95,7 @@ impl BuildState {
 }
 
 /// What a build's deployment becomes when it is ready.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum BuildContext {
     /// A push to the production branch: goes live at `<project>.<base>`.

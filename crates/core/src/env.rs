@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 pub const STANDARD_ENVIRONMENTS: [&str; 3] = ["production", "preview", "development"];
 
 /// One variable in one environment (and branch).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EnvVar {
     pub name: String,
     pub environment: String,
@@ -21,7 +21,7 @@ pub struct EnvVar {
 }
 
 /// `PUT /api/v1/projects/{project}/env/{name}`
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetEnv {
     pub value: String,
@@ -36,7 +36,7 @@ pub struct SetEnv {
 }
 
 /// `POST /api/v1/projects/{project}/env/import`: a `.env` file's text.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportEnv {
     pub dotenv: String,
@@ -50,7 +50,7 @@ pub struct ImportEnv {
 
 /// `GET /api/v1/projects/{project}/env/pull`: what a `.env` for one
 /// environment holds. Secrets are named, never given.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PulledEnv {
     pub environment: String,
     pub values: std::collections::BTreeMap<String, String>,
@@ -58,7 +58,7 @@ pub struct PulledEnv {
 }
 
 /// `POST /api/v1/keys/rotate`
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Rotated {
     /// The master key everything is now sealed under (its id).
     pub key: String,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// A role, from least to most trusted: each may do what the ones before it
 /// may.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Reads projects, deployments, builds and logs.
@@ -52,7 +52,7 @@ impl std::fmt::Display for Role {
 }
 
 /// `POST /api/v1/tokens`
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     pub name: String,
@@ -77,7 +77,7 @@ pub struct CreateToken {
 }
 
 /// A token as listed: never the secret itself.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenInfo {
     pub id: String,
     pub name: String,
@@ -97,7 +97,7 @@ pub struct TokenInfo {
 }
 
 /// The answer to `POST /api/v1/tokens`: the secret, shown this once.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     pub token: String,
     #[serde(flatten)]
@@ -105,7 +105,7 @@ pub struct CreatedToken {
 }
 
 /// `GET /api/v1/whoami`
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WhoAmI {
     pub user: String,
     pub org: String,
@@ -123,7 +123,7 @@ pub struct WhoAmI {
 }
 
 /// `POST /api/v1/orgs`
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrg {
     pub name: String,
@@ -131,14 +131,14 @@ pub struct CreateOrg {
     pub owner: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Org {
     pub name: String,
     pub created_at_ms: i64,
 }
 
 /// `POST /api/v1/members`
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddMember {
     pub user: String,
@@ -147,7 +147,7 @@ pub struct AddMember {
     pub project: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Membership {
     pub user: String,
     pub org: String,

@@ -245,7 +245,7 @@ struct Pool {
 const POOL_KEPT: Duration = Duration::from_secs(3600);
 
 /// What `helix functions` shows per function.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct PoolStats {
     pub invocations: u64,
     pub cold_starts: u64,
@@ -262,7 +262,7 @@ pub struct PoolStats {
     pub prewarmed: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct FunctionStats {
     pub project: String,
     pub deployment: String,

@@ -337,3 +337,38 @@ async fn each_token_has_its_own_rate_limit_and_is_told_when_to_retry() {
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     assert_eq!(s.call(Method::GET, "/api/v1/whoami", None).await.0, StatusCode::OK, "refilled");
 }
+
+#[tokio::test]
+async fn the_openapi_document_is_open_and_names_every_route_with_problem_errors() {
+    let s = TestServer::start().await;
+    let resp = s.http.get(s.api("/api/v1/openapi.json")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "served without a token");
+    let doc: Value = resp.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["servers"][0]["url"], "/api/v1");
+    let mut operations = 0;
+    for route in route_table() {
+        let op = &doc["paths"][route.path][route.method.to_ascii_lowercase()];
+        assert!(op.is_object(), "{} {} is not in the document", route.method, route.path);
+        assert!(op["responses"]["403"]["content"]["application/problem+json"].is_object(), "{op}");
+        assert_eq!(op["security"][0]["token"], json!([]));
+        operations += 1;
+    }
+    let documented: usize = doc["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(documented, operations, "the document has operations the route table lacks");
+    // Every schema a response refers to is in the document.
+    let text = doc.to_string();
+    for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = reference.split('"').next().unwrap();
+        assert!(doc["components"]["schemas"][name].is_object(), "{name} is referred to but missing");
+    }
+
+    // The framework's own rejections are problem details too.
+    let (status, body) = s.call(Method::GET, "/api/v1/audit?after=not-a-number", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["type"], "https://helixstack.dev/problems/bad-request", "{body}");
+    let resp = s.http.patch(s.api("/api/v1/audit")).bearer_auth(s.token()).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    assert!(resp.headers().contains_key("allow"));
+}

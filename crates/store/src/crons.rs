@@ -6,7 +6,7 @@ use helix_core::{DeploymentId, Digest, ProjectName};
 use crate::{Pool, Store, StoreError, parse_digest, parse_id, parse_project};
 
 /// One firing of a schedule.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct CronRun {
     pub name: String,
     /// The minute it fired for, Unix ms.

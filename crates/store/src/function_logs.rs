@@ -14,7 +14,7 @@ pub struct NewFunctionLog<'a> {
     pub at_ms: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct FunctionLog {
     /// Time-ordered; read on after it.
     pub id: String,

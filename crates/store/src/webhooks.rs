@@ -18,7 +18,7 @@ pub struct WebhookRow {
 }
 
 /// One delivery of one event to one webhook.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct DeliveryRow {
     pub id: String,
     pub webhook: String,

@@ -14,7 +14,7 @@ pub mod v1;
 use serde::{Deserialize, Serialize};
 
 /// Whose evaluation order the table follows.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Platform {
     /// HelixStack's own `helix.toml` rules (Netlify's evaluation order and
@@ -370,7 +370,7 @@ impl Conditions {
 }
 
 /// Something a deploy's routing files could not get exactly as written.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Diagnostic {
     pub file: String,
     /// 1-based; 0 when the problem is the whole file.
@@ -379,7 +379,7 @@ pub struct Diagnostic {
     pub message: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum DiagnosticKind {
     /// The platform refuses the whole file (or HelixStack refuses the
