@@ -40,6 +40,11 @@ pub enum ProjectsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// The projects this token can see, with their production URLs.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Args)]
@@ -110,6 +115,23 @@ pub async fn projects(cmd: ProjectsCommand) -> anyhow::Result<()> {
                 print_json(&link);
             } else {
                 print_link(&link);
+            }
+            Ok(())
+        }
+        ProjectsCommand::List { client } => {
+            let projects: Vec<helix_core::api::ProjectSummary> = api(&client)?.get("/api/v1/projects").await?;
+            if client.json {
+                print_json(&projects);
+            } else if projects.is_empty() {
+                println!("no projects yet (helix deploy DIR makes one)");
+            } else {
+                for p in &projects {
+                    let live = p
+                        .production
+                        .as_deref()
+                        .map_or("no production deployment".to_owned(), |id| format!("{} ({id})", p.url));
+                    println!("{:<24} {:<12} {live}", p.name, p.org);
+                }
             }
             Ok(())
         }

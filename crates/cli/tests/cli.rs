@@ -695,6 +695,14 @@ fn teams_tokens_login_and_the_audit_log_through_the_cli() {
         .unwrap();
     assert!(!out.status.success());
     assert!(text(&out).contains("role viewer may not deploy"), "{}", text(&out));
+    let out = s.helix_with(&["projects", "list"], &env);
+    assert!(text(&out).contains("no projects yet"), "{}", text(&out));
+    let out = s.helix_with(&["deploy", site.to_str().unwrap(), "--project", "acme-site", "--prod"], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = s.helix_with(&["projects", "list", "--json"], &env);
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((listed[0]["name"].as_str(), listed[0]["org"].as_str()), (Some("acme-site"), Some("acme")), "{listed}");
+    assert!(listed[0]["production"].is_string(), "{listed}");
     // A role above one's own is refused; a bad lifetime is named.
     let out = s.helix(&["tokens", "create", "--name", "x", "--expires", "soon"]);
     assert!(!out.status.success() && text(&out).contains("duration"), "{}", text(&out));

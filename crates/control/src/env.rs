@@ -129,12 +129,10 @@ impl ControlPlane {
         ctx: &Ctx,
         project: &str,
         name: &str,
-        body: &[u8],
+        req: &SetEnv,
     ) -> Result<Vec<EnvVar>, ApiError> {
         let project = self.env_project(ctx, project).await?;
-        let req: SetEnv = serde_json::from_slice(body)
-            .map_err(|e| ApiError::BadRequest(format!("request body is not a valid variable: {e}")))?;
-        self.write_env(ctx, &project, name, &req).await?;
+        self.write_env(ctx, &project, name, req).await?;
         Ok(self.store.env_vars(&project.id, None).await?.iter().filter(|r| r.name == name).map(view).collect())
     }
 

@@ -13,7 +13,7 @@ use helix_store::{NewAudit, NewToken};
 use crate::access::{Ctx, Need};
 use crate::auth::{hash_token, new_secret};
 use crate::policy::Decision;
-use crate::problem::ApiError;
+use crate::problem::{ApiError, parse};
 use crate::{ControlPlane, now_ms};
 
 /// Longest token lifetime a caller may ask for: ten years.
@@ -22,10 +22,6 @@ const MAX_TOKEN_SECS: u64 = 10 * 365 * 24 * 3600;
 /// How long a build worker's token lives at most (it is revoked when the
 /// build ends).
 const BUILD_TOKEN_MS: i64 = 6 * 3600 * 1000;
-
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("request body is not a valid {what}: {e}")))
-}
 
 impl ControlPlane {
     pub(crate) async fn whoami(&self, ctx: &Ctx) -> Result<WhoAmI, ApiError> {
@@ -268,6 +264,22 @@ impl ControlPlane {
         let only = (!ctx.actor.token.server_admin).then_some(ctx.actor.org_id());
         let rows = self.store.orgs(only).await?;
         Ok(rows.into_iter().map(|(_, name, created_at_ms)| Org { name, created_at_ms }).collect())
+    }
+
+    /// The projects the caller can see (a narrowed token: its one).
+    pub(crate) async fn list_projects(&self, ctx: &Ctx) -> Result<Vec<helix_core::api::ProjectSummary>, ApiError> {
+        let only = (!ctx.actor.token.server_admin).then_some(ctx.actor.org_id());
+        let rows = self.store.projects(only).await?;
+        Ok(rows
+            .into_iter()
+            .filter(|(project, _)| ctx.actor.role_on(project).is_some())
+            .map(|(project, production)| {
+                let url = helix_core::ProjectName::parse(&project.name)
+                    .map(|p| self.edge.production_url(&p))
+                    .unwrap_or_default();
+                helix_core::api::ProjectSummary { name: project.name, org: project.org, production, url }
+            })
+            .collect())
     }
 
     /// A new organisation with its first owner (server admin only).

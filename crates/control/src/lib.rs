@@ -13,6 +13,7 @@ mod deploy;
 mod env;
 mod functions;
 mod gc;
+mod graphql;
 pub mod hooks;
 mod identity;
 mod openapi;
@@ -233,6 +234,8 @@ pub struct ControlPlane {
     delivery_wake: tokio::sync::Notify,
     /// Builds whose commit status is to be posted.
     statuses: statuses::StatusQueue,
+    /// The GraphQL schema over the operations.
+    graphql: graphql::HelixSchema,
     build_link: BuildLink,
     /// Wakes the outbox relay after a commit that wrote events.
     outbox_wake: tokio::sync::Notify,
@@ -292,6 +295,7 @@ impl ControlPlane {
             touched: auth::Touched::default(),
             delivery_wake: tokio::sync::Notify::new(),
             statuses: statuses::StatusQueue::new(),
+            graphql: graphql::schema(),
             build_link,
             outbox_wake: tokio::sync::Notify::new(),
             applied,

@@ -29,15 +29,9 @@ impl ControlPlane {
         &self,
         ctx: &Ctx,
         project: &str,
-        body: &[u8],
+        req: &Rollback,
     ) -> Result<(DeploymentRow, Option<u64>), ApiError> {
         let project = self.project_for(ctx, project, Need::DEPLOY, "roll back").await?;
-        let req: Rollback = if body.iter().all(u8::is_ascii_whitespace) {
-            Rollback::default()
-        } else {
-            serde_json::from_slice(body)
-                .map_err(|e| ApiError::BadRequest(format!("request body is not a valid rollback: {e}")))?
-        };
         let target = match &req.to {
             Some(to) => self.store.deployment(to).await?.filter(|d| d.project == project.name),
             None => None,

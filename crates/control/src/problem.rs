@@ -4,6 +4,11 @@ use axum::response::{IntoResponse, Response};
 use helix_core::api::Problem;
 use http::StatusCode;
 
+/// A JSON request body, or a 400 naming `what` it should have been.
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("request body is not a valid {what}: {e}")))
+}
+
 /// Why a request was refused, carried on a 403 for the audit log.
 #[derive(Clone, Debug)]
 pub(crate) struct Denied(pub String);
@@ -78,27 +83,35 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The problem details a client is told.
+    pub(crate) fn problem(&self) -> Problem {
+        let status = self.status();
+        Problem {
+            kind: format!("https://helixstack.dev/problems/{}", self.kind()),
+            title: status.canonical_reason().unwrap_or("error").to_owned(),
+            status: status.as_u16(),
+            missing: match self {
+                ApiError::MissingBlobs { missing, .. } => Some(missing.clone()),
+                _ => None,
+            },
+            // What went wrong inside (a database's words, a path) stays in
+            // the server's log; the client learns that it did.
+            detail: match self {
+                ApiError::Internal(_) => "the server failed to answer this request; its log has the details".into(),
+                other => other.to_string(),
+            },
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
             tracing::error!(error = %self, "api request failed");
         }
-        let problem = Problem {
-            kind: format!("https://helixstack.dev/problems/{}", self.kind()),
-            title: status.canonical_reason().unwrap_or("error").to_owned(),
-            status: status.as_u16(),
-            missing: match &self {
-                ApiError::MissingBlobs { missing, .. } => Some(missing.clone()),
-                _ => None,
-            },
-            // What went wrong inside (a database's words, a path) stays in
-            // the server's log; the client learns that it did.
-            detail: match &self {
-                ApiError::Internal(_) => "the server failed to answer this request; its log has the details".into(),
-                other => other.to_string(),
-            },
-        };
+        let problem = self.problem();
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, [(http::header::CONTENT_TYPE, "application/problem+json")], body).into_response();
         if matches!(self, ApiError::Forbidden(_)) {

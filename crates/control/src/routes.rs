@@ -94,6 +94,7 @@ pub const ROUTES: &[RouteSpec] = &[
     spec("POST", "/members", Scope::Org, Need::MANAGE),
     spec("DELETE", "/members/{user}", Scope::Org, Need::MANAGE),
     spec("GET", "/orgs", Scope::Caller, Need::READ),
+    spec("GET", "/projects", Scope::Caller, Need::READ),
     spec("POST", "/orgs", Scope::Server, Need::MANAGE),
     spec("POST", "/login", Scope::Caller, Need::READ),
     spec("GET", "/projects/{project}/env", Scope::Project, Need::READ),
@@ -131,7 +132,7 @@ fn at(method: &'static str, path: &'static str, handler: MethodRouter<Arc<Contro
 pub(crate) fn endpoints() -> Vec<Endpoint> {
     use helix_core::api::{
         Build, CreateDeployment, CreateWebhook, CreatedDeployment, Deployment, GcReport, LinkProject, Policy,
-        PolicyVerdict, ProjectLink, RequestBuild, Rollback, SetPolicy, SetSplit, TestPolicy, Webhook,
+        PolicyVerdict, ProjectLink, ProjectSummary, RequestBuild, Rollback, SetPolicy, SetSplit, TestPolicy, Webhook,
     };
     use helix_core::audit::ChainReport;
     use helix_core::env::{EnvVar, ImportEnv, PulledEnv, Rotated, SetEnv};
@@ -267,6 +268,7 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             ),
         ),
         at("GET", "/orgs", get(list_orgs), doc("The organisations the token sees", list::<Org>())),
+        at("GET", "/projects", get(list_projects), doc("The projects the token sees", list::<ProjectSummary>())),
         at(
             "POST",
             "/orgs",
@@ -480,8 +482,14 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         .route("/bitbucket/{project}", post(crate::hooks::bitbucket_project))
         .route("/git/{project}", post(crate::hooks::generic))
         .layer(DefaultBodyLimit::max(crate::hooks::MAX_HOOK_BODY as usize));
+    // The same caller, limits and operations as the REST routes.
+    let graphql = Router::new()
+        .route("/graphql", post(crate::graphql::serve))
+        .layer(axum::middleware::from_fn_with_state(cp.clone(), crate::auth::require_token))
+        .layer(DefaultBodyLimit::max(crate::graphql::MAX_BODY));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .merge(graphql)
         .route("/api/v1/openapi.json", get(openapi::serve))
         .nest("/api/v1", api)
         .nest("/hooks", hooks)
@@ -583,7 +591,12 @@ async fn rollback(
     Path(project): Path<String>,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (row, seq) = cp.rollback(&ctx, &project, &body).await?;
+    let req = if body.iter().all(u8::is_ascii_whitespace) {
+        helix_core::api::Rollback::default()
+    } else {
+        crate::problem::parse(&body, "rollback")?
+    };
+    let (row, seq) = cp.rollback(&ctx, &project, &req).await?;
     changed(&cp, &row, seq).await
 }
 
@@ -810,6 +823,10 @@ async fn list_orgs(State(cp): Cp, Extension(ctx): Caller) -> Result<impl IntoRes
     Ok(Json(cp.orgs(&ctx).await?))
 }
 
+async fn list_projects(State(cp): Cp, Extension(ctx): Caller) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.list_projects(&ctx).await?))
+}
+
 async fn create_org(State(cp): Cp, Extension(ctx): Caller, body: Bytes) -> Result<impl IntoResponse, ApiError> {
     Ok((StatusCode::CREATED, Json(cp.create_org(&ctx, &body).await?)))
 }
@@ -873,7 +890,8 @@ async fn env_set(
     Path((project, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(cp.env_set(&ctx, &project, &name, &body).await?))
+    let req: helix_core::env::SetEnv = crate::problem::parse(&body, "variable")?;
+    Ok(Json(cp.env_set(&ctx, &project, &name, &req).await?))
 }
 
 async fn env_remove(

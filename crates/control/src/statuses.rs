@@ -15,9 +15,10 @@
 //!   bearer token (or `user:app-password` as basic), `state`
 //!   INPROGRESS|SUCCESSFUL|FAILED|STOPPED, `key`, `url`.
 //!
-//! Each post reads the build as it is then, so statuses posted late or
-//! twice still tell the host the latest state; the posts of one build
-//! never overlap. What the host answered is kept on the build
+//! Each post reads the build as it is then, so a status posted late still
+//! tells the host the latest state (a build that failed fast is never
+//! said to be pending), and a state already posted is not posted again;
+//! the posts of one build never overlap. What the host answered is kept on the build
 //! (`commit_status`). The host is the tenant's to name (`status_api`), so
 //! posts go through the outbound guard as webhooks do. Posts are retried
 //! a few times within the process; one still pending when the server
@@ -305,6 +306,11 @@ impl ControlPlane {
         let provider = Provider::of(&row.trigger, &link.repo_key)?;
         let phase = Phase::of(row.state);
         let label = format!("{} {}", provider.name(), phase.word(provider));
+        // Told already (a post asked for twice, or a fast build whose
+        // pending post found it finished): nothing new to say.
+        if row.commit_status.as_deref().is_some_and(|said| said.starts_with(&format!("{label}: posted"))) {
+            return None;
+        }
         let (host, path) = link.repo_key.split_once('/')?;
         let token = match self.git_credential(&row.project).await {
             Ok(Some(c)) if c.trim_start().starts_with("-----BEGIN") => {

@@ -198,6 +198,17 @@ pub struct SetSplit {
     pub weights: BTreeMap<String, u32>,
 }
 
+/// `GET /api/v1/projects`: a project the caller can see.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProjectSummary {
+    pub name: String,
+    pub org: String,
+    /// The production deployment's id, if one is live.
+    pub production: Option<String>,
+    /// Where production is served.
+    pub url: String,
+}
+
 /// A project's split as the API shows it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Split {

@@ -141,7 +141,7 @@ async fn request(w: &World, role: Role, method: &str, path: &str, f: &Fixture) -
         "/deployments/{id}/blobs/{digest}" => format!("/deployments/{}/blobs/{}", f.uploading, f.blob.0),
         other if other.contains("{project}") => other.replace("{project}", p),
         other if other.contains("{id}") => other.replace("{id}", &id),
-        "/gc" | "/whoami" | "/tokens" | "/members" | "/orgs" | "/login" | "/audit" | "/audit/verify"
+        "/gc" | "/whoami" | "/tokens" | "/members" | "/orgs" | "/projects" | "/login" | "/audit" | "/audit/verify"
         | "/keys/rotate" | "/policy/test" => path.to_owned(),
         unknown => panic!("the matrix has no case for {method} {unknown}: add one"),
     };

@@ -391,6 +391,24 @@ impl Store {
         Ok(self.project_ref(name).await?.filter(|p| p.org_id == org_id))
     }
 
+    /// The projects of an organisation (`None`: of every one), by name,
+    /// each with its production deployment.
+    pub async fn projects(&self, org_id: Option<&str>) -> Result<Vec<(ProjectRef, Option<String>)>, StoreError> {
+        const SELECT: &str = "SELECT p.id, p.name, p.org_id, o.name, p.production_deployment_id \
+             FROM projects p JOIN orgs o ON o.id = p.org_id";
+        type Tuple = (String, String, String, String, Option<String>);
+        let rows: Vec<Tuple> = match org_id {
+            Some(org) => on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "{SELECT} WHERE p.org_id = $1 ORDER BY p.name"))).bind(org).fetch_all(p).await?),
+            None => on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} ORDER BY p.name")))
+                .fetch_all(p).await?),
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, org_id, org, production)| (ProjectRef { id, name, org_id, org }, production))
+            .collect())
+    }
+
     /// A project's id and organisation.
     pub async fn project_ref(&self, name: &str) -> Result<Option<ProjectRef>, StoreError> {
         let row: Option<(String, String, String, String)> = on_pool!(self, p => sqlx::query_as(
