@@ -199,6 +199,10 @@ impl ControlPlane {
         manifest.functions = functions;
         manifest.crons = crons;
         manifest.function_env = environment;
+        if row.production_requested {
+            let deployment = crate::policy::deployment_input(&row);
+            self.decide_crons(ctx, &owner, deployment, crate::functions::schedules(&manifest.crons)).await?;
+        }
         let manifest_digest = self.blobs.put_bytes(manifest.to_json().into()).await?;
         self.blobs.sync().await?;
         let report_json = serde_json::to_string(&report).map_err(|e| ApiError::Internal(e.to_string()))?;

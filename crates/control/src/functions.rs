@@ -134,4 +134,49 @@ impl ControlPlane {
             })
             .collect())
     }
+
+    /// The schedules of the deployment whose manifest is `digest`.
+    pub(crate) async fn schedules_of(&self, digest: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+        let Some(digest) = digest.and_then(|d| d.parse::<helix_core::Digest>().ok()) else { return Ok(Vec::new()) };
+        let manifest = helix_core::manifest::Manifest::from_json(&self.blobs.get(digest).await?)
+            .map_err(|e| ApiError::Internal(format!("reading manifest {digest}: {e}")))?;
+        Ok(schedules(&manifest.crons))
+    }
+
+    /// Serving `deployment` in production with schedules `next` is also a
+    /// `cron.change` decision when they differ from production's now.
+    pub(crate) async fn decide_crons(
+        &self,
+        ctx: &crate::access::Ctx,
+        project: &helix_store::ProjectRef,
+        deployment: serde_json::Value,
+        next: Vec<(String, String)>,
+    ) -> Result<(), ApiError> {
+        let name = crate::pointers::name_of(project)?;
+        let current = match self.store.production_deployment(&name).await? {
+            Some(row) => self.schedules_of(row.manifest_digest.as_deref()).await?,
+            None => Vec::new(),
+        };
+        if current == next {
+            return Ok(());
+        }
+        let list = |s: &[(String, String)]| -> Vec<serde_json::Value> {
+            s.iter().map(|(name, schedule)| serde_json::json!({ "name": name, "schedule": schedule })).collect()
+        };
+        let decision = crate::policy::Decision {
+            action: "cron.change",
+            project: Some(project),
+            environment: Some("production"),
+            deployment: Some(deployment),
+            request: serde_json::json!({ "crons": list(&next), "previous": list(&current) }),
+        };
+        self.decide_for(ctx, decision).await
+    }
+}
+
+/// (name, schedule) of each schedule, sorted: what `cron.change` compares.
+pub(crate) fn schedules(crons: &[helix_core::functions::Cron]) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = crons.iter().map(|c| (c.name().to_owned(), c.schedule.clone())).collect();
+    all.sort();
+    all
 }

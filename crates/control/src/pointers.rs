@@ -21,6 +21,8 @@ impl ControlPlane {
             request: serde_json::json!({}),
         };
         self.decide_for(ctx, decision).await?;
+        let next = self.schedules_of(row.manifest_digest.as_deref()).await?;
+        self.decide_crons(ctx, &project, deployment_input(&row), next).await?;
         let audit = ctx.audit_on(&project, "promote", serde_json::json!({}));
         Ok(self.store.promote(&row.id, &audit, now_ms()).await?)
     }
@@ -32,20 +34,21 @@ impl ControlPlane {
         req: &Rollback,
     ) -> Result<(DeploymentRow, Option<u64>), ApiError> {
         let project = self.project_for(ctx, project, Need::DEPLOY, "roll back").await?;
-        let target = match &req.to {
-            Some(to) => self.store.deployment(to).await?.filter(|d| d.project == project.name),
-            None => None,
-        };
+        let name = name_of(&project)?;
+        // The exact deployment decided on is the one served.
+        let target = self.store.rollback_target(&name, req.to.as_deref()).await?;
         let decision = Decision {
             action: "rollback",
             project: Some(&project),
             environment: Some("production"),
-            deployment: target.as_ref().map(deployment_input),
+            deployment: Some(deployment_input(&target)),
             request: serde_json::json!({ "to": req.to }),
         };
         self.decide_for(ctx, decision).await?;
+        let next = self.schedules_of(target.manifest_digest.as_deref()).await?;
+        self.decide_crons(ctx, &project, deployment_input(&target), next).await?;
         let audit = ctx.audit_on(&project, "rollback", serde_json::json!({ "to": req.to }));
-        Ok(self.store.rollback(&name_of(&project)?, req.to.as_deref(), &audit, now_ms()).await?)
+        Ok(self.store.rollback(&name, Some(&target.id), &audit, now_ms()).await?)
     }
 
     pub(crate) async fn split(&self, ctx: &Ctx, project: &str) -> Result<Split, ApiError> {

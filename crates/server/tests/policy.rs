@@ -183,3 +183,86 @@ async fn bad_and_runaway_policies_are_refused_or_fail_closed() {
     assert_eq!((status, shown["source"].as_str()), (StatusCode::OK, Some(runaway)));
     assert_eq!(shown["version"], 1);
 }
+
+#[tokio::test]
+async fn changing_production_schedules_is_a_cron_change_decision() {
+    let s = TestServer::start_with(|c| c.build_workers = 0).await;
+    let (status, b) = set_policy(&s, s.token(), &denying("cron.change")).await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    let index: &[(&str, &[u8])] = &[("/index.html", b"tick")];
+    let crons: &[(&str, &[u8])] = &[("vercel.json", br#"{ "crons": [{ "path": "/tick", "schedule": "0 5 * * *" }] }"#)];
+
+    // Straight to production with a schedule: denied, nothing served.
+    let (status, denied) = s.deploy_with("tick", index, crons, true).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{denied}");
+    assert_eq!(denied["type"], "https://helixstack.dev/problems/policy-denied");
+    assert!(denied["detail"].as_str().unwrap().contains("no cron.change here"), "{denied}");
+    assert_eq!(s.get_edge("tick.localhost", "/").await.status(), StatusCode::NOT_FOUND);
+
+    // Production without schedules changes none; a preview with them neither.
+    let (status, plain) = s.deploy_with("tick", index, &[], true).await;
+    assert_eq!(status, StatusCode::OK, "{plain}");
+    let (status, scheduled) = s.deploy_with("tick", &[("/index.html", b"tick v2")], crons, false).await;
+    assert_eq!(status, StatusCode::OK, "{scheduled}");
+    let scheduled = scheduled["id"].as_str().unwrap().to_owned();
+
+    // Promoting it would start the schedule: denied; allowed once the policy goes.
+    let promote = format!("/api/v1/deployments/{scheduled}/promote");
+    let (status, body) = s.call(Method::POST, &promote, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    s.call(Method::DELETE, "/api/v1/policy", None).await;
+    let (status, body) = s.call(Method::POST, &promote, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, listed) = s.call(Method::GET, "/api/v1/projects/tick/crons", None).await;
+    assert_eq!(listed["crons"][0]["schedule"], "0 5 * * *", "{listed}");
+
+    // Rolling back would stop it: denied again under the policy.
+    set_policy(&s, s.token(), &denying("cron.change")).await;
+    let (status, body) = s.call(Method::POST, "/api/v1/projects/tick/rollback", Some(json!({}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (_, log) = s.call(Method::GET, "/api/v1/audit", None).await;
+    let denials =
+        log["entries"].as_array().unwrap().iter().filter(|e| e["detail"]["decision"] == "cron.change").count();
+    assert_eq!(denials, 3, "{log}");
+    assert_eq!(s.get_edge("tick.localhost", "/").await.text().await.unwrap(), "tick v2", "production is unchanged");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_servers_on_one_postgres_decide_by_the_same_policy_at_once() {
+    let Some(url) = helix_testkit::fresh_postgres("policy_two_servers").await else {
+        eprintln!("skipped: HELIX_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let a = TestServer::start_with(|c| {
+        c.database_url = Some(url.clone());
+        c.build_workers = 0;
+    })
+    .await;
+    // The second shares the first one's blobs, as a fleet shares its store.
+    let b = TestServer::start_with(|c| {
+        c.database_url = Some(url.clone());
+        c.build_workers = 0;
+        std::fs::create_dir_all(&c.data_dir).unwrap();
+        std::os::unix::fs::symlink(a.data_dir.path().join("blobs"), c.data_dir.join("blobs")).unwrap();
+    })
+    .await;
+    a.deploy("shared", &[("/index.html", b"v1")], true).await;
+    let v2 = a.deploy("shared", &[("/index.html", b"v2")], false).await["id"].as_str().unwrap().to_owned();
+    let promote = format!("/api/v1/deployments/{v2}/promote");
+
+    // b has decided under no policy; a sets one: b obeys it.
+    let env = json!({ "value": "1" });
+    let (status, body) = b.call(Method::PUT, "/api/v1/projects/shared/env/FLAG", Some(env)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = set_policy(&a, a.token(), &denying("promote")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = b.call(Method::POST, &promote, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // b replaces it with a policy that allows; a obeys at once.
+    let (status, body) = set_policy(&b, b.token(), &denying("rollback")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = a.call(Method::POST, &promote, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = a.call(Method::POST, "/api/v1/projects/shared/rollback", Some(json!({}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+}

@@ -453,6 +453,17 @@ impl Store {
         audit: &NewAudit<'_>,
         now_ms: i64,
     ) -> Result<(DeploymentRow, Option<u64>), PointerError> {
+        let target = self.rollback_target(project, to).await?;
+        self.move_pointer(target, PointerMove::RollBack, audit, now_ms).await
+    }
+
+    /// What a rollback would serve: `to`, or the production deployment
+    /// before the current one.
+    pub async fn rollback_target(
+        &self,
+        project: &ProjectName,
+        to: Option<&str>,
+    ) -> Result<DeploymentRow, PointerError> {
         if !self.project_exists(project).await? {
             return Err(PointerError::UnknownProject(project.to_string()));
         }
@@ -472,7 +483,18 @@ impl Store {
                 self.deployment(&id).await?.ok_or_else(|| PointerError::UnknownDeployment(id.clone()))?
             }
         };
-        self.move_pointer(target, PointerMove::RollBack, audit, now_ms).await
+        Ok(target)
+    }
+
+    /// The deployment a project serves in production, if any.
+    pub async fn production_deployment(&self, project: &ProjectName) -> Result<Option<DeploymentRow>, StoreError> {
+        let id: Option<Option<String>> = on_pool!(self, p => sqlx::query_scalar(
+            "SELECT production_deployment_id FROM projects WHERE name = $1")
+            .bind(project.as_str()).fetch_optional(p).await?);
+        match id.flatten() {
+            Some(id) => self.deployment(&id).await,
+            None => Ok(None),
+        }
     }
 
     /// Deployment `id`, which must belong to `project`.
