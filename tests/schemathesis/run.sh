@@ -7,6 +7,10 @@
 #
 #   bash tests/schemathesis/run.sh [EXAMPLES]     # default 25 per operation
 #
+# Revoking tokens and removing members are left out: stateful runs find
+# the run's own token (or its user) and cut the rest of the run off; the
+# authorization tests cover both.
+#
 # Installs schemathesis (PyPI) into a venv beside the build cache once.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -54,6 +58,7 @@ export HELIX_SEEDED_DEPLOYMENT="$deployment"
 cd "$here"
 "$venv/bin/schemathesis" --config-file "$here/schemathesis.toml" run "$HELIX_API_URL/api/v1/openapi.json" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+    --exclude-operation-id delete_tokens_id --exclude-operation-id delete_members_user \
     --max-examples "$examples" --workers 1 --no-color || {
     status=$?
     echo "--- server log (last 50 lines)" >&2

@@ -142,7 +142,9 @@ impl Ctx {
         let t = &self.actor.token;
         NewAudit {
             org: &t.org,
-            actor: &t.user,
+            // A build's token acts as that build (`build <id>`), not as
+            // the user whose name it is made under.
+            actor: if t.build_id.is_some() { &t.name } else { &t.user },
             token: Some(&t.id),
             action,
             project: None,

@@ -3,8 +3,9 @@
 //!
 //! Inside: the system read-only (`/usr`, `/etc`), only the directories the
 //! caller binds, a private `/tmp` (writable by anyone, sticky), its own
-//! PID, IPC, UTS and network namespaces, no inherited environment, no
-//! capabilities. The network reaches the outside through slirp4netns but
+//! PID, IPC, UTS and network namespaces, no inherited environment (the
+//! one given is handed to bwrap through a descriptor, never on a command
+//! line another user could read), no capabilities. The network reaches the outside through slirp4netns but
 //! none of this machine ([`network`]). When the server runs as root the
 //! process runs as `nobody` (`setpriv` inside the sandbox), so files only
 //! root may read stay closed; otherwise as the server's user in a user
@@ -101,6 +102,7 @@ pub struct Sandboxed {
 
 /// Starts `spec`.
 pub async fn spawn(spec: &Spec<'_>) -> std::io::Result<Sandboxed> {
+    let environment = env_args(spec.env)?;
     let mut notes = Vec::new();
     let cgroup = match Cgroup::create(&format!("{}-{}", spec.name, unique()), spec.limits) {
         Ok(cg) => Some(cg),
@@ -122,7 +124,12 @@ pub async fn spawn(spec: &Spec<'_>) -> std::io::Result<Sandboxed> {
         Network::Shared
     };
     let info = spec.scratch.join("info.json");
-    let mut cmd = command(spec, cgroup.as_ref(), &network, &info);
+    let env_args = spec.scratch.join("env.args");
+    if let Err(e) = write_private(&env_args, &environment) {
+        let _ = std::fs::remove_dir_all(&spec.scratch);
+        return Err(e);
+    }
+    let mut cmd = command(spec, cgroup.as_ref(), &network, &info, &env_args);
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     let child = match cmd.spawn() {
         Ok(child) => child,
@@ -132,6 +139,8 @@ pub async fn spawn(spec: &Spec<'_>) -> std::io::Result<Sandboxed> {
         }
     };
     let pid = child_pid(&info).await;
+    // bwrap has read it once it reports the pid.
+    let _ = std::fs::remove_file(&env_args);
     let slirp = match (&network, &pid) {
         (Network::Own { .. }, Ok(pid)) => match network::confine_network(*pid).await {
             // Routes first, then the way out: the process never sees a
@@ -186,7 +195,7 @@ impl Drop for Sandboxed {
     }
 }
 
-fn command(spec: &Spec<'_>, cgroup: Option<&Cgroup>, network: &Network, info: &Path) -> Command {
+fn command(spec: &Spec<'_>, cgroup: Option<&Cgroup>, network: &Network, info: &Path, env_args: &Path) -> Command {
     let root = is_root();
     let limits = spec.limits;
     // A shell joins the cgroup, then becomes the sandbox.
@@ -194,8 +203,10 @@ fn command(spec: &Spec<'_>, cgroup: Option<&Cgroup>, network: &Network, info: &P
         .map(|cg| cg.procs_files().iter().map(|f| format!("echo $$ > '{}' && ", f.display())).collect())
         .unwrap_or_default();
     // bwrap reports its child's pid on descriptor 3 (for slirp4netns, and
-    // to know when the namespace is gone).
-    let info = format!(" 3>'{}'", info.display());
+    // to know when the namespace is gone), and reads the environment from
+    // descriptor 4: on its command line any user of this machine could
+    // read the secrets in it (`ps`, /proc/*/cmdline).
+    let info = format!(" 3>'{}' 4<'{}'", info.display(), env_args.display());
     let mut argv: Vec<String> = vec!["/bin/sh".into(), "-c".into(), format!("{joins}exec \"$0\" \"$@\"{info}")];
     if limits.priority == Priority::Background {
         // Below the server's priority, whatever the cgroups allow.
@@ -283,10 +294,7 @@ fn command(spec: &Spec<'_>, cgroup: Option<&Cgroup>, network: &Network, info: &P
         let flag = if bind.writable { "--bind" } else { "--ro-bind" };
         argv.extend([flag.into(), bind.host.display().to_string(), bind.inside.display().to_string()]);
     }
-    argv.push("--clearenv".into());
-    for (k, v) in spec.env {
-        argv.extend(["--setenv".into(), k.clone(), v.clone()]);
-    }
+    argv.extend(["--args".into(), "4".into()]);
     argv.extend(["--chdir".into(), spec.cwd.display().to_string()]);
     if root {
         argv.extend([
@@ -306,6 +314,32 @@ fn command(spec: &Spec<'_>, cgroup: Option<&Cgroup>, network: &Network, info: &P
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]).env_clear().env("PATH", "/usr/local/bin:/usr/bin:/bin");
     cmd
+}
+
+/// `--clearenv --setenv K V …` as bwrap's `--args` reads them (each
+/// argument ended by NUL).
+fn env_args(env: &[(String, String)]) -> std::io::Result<Vec<u8>> {
+    let mut args = b"--clearenv\0".to_vec();
+    for (k, v) in env {
+        if k.is_empty() || k.contains(['=', '\0']) || v.contains('\0') {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("environment variable {k:?} cannot be passed (an empty name, `=` or NUL)"),
+            ));
+        }
+        for part in ["--setenv", k, v] {
+            args.extend_from_slice(part.as_bytes());
+            args.push(0);
+        }
+    }
+    Ok(args)
+}
+
+/// Writes a file only this user may read.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?.write_all(bytes)
 }
 
 /// Hands a directory (and, `recursive`, all under it, not following

@@ -86,3 +86,49 @@ async fn a_fork_bomb_stops_at_the_process_limit() {
     assert!(err.contains("fork") && !out.contains("all-ran"), "every fork succeeded: {out} {err}");
     assert!(code.is_some(), "the shell ended by itself");
 }
+
+/// Every process command line on this machine that holds `needle`.
+fn command_lines_with(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline"))
+            && cmdline.windows(needle.len()).any(|w| w == needle.as_bytes())
+        {
+            found.push(String::from_utf8_lossy(&cmdline).replace('\0', " "));
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn the_environment_never_appears_on_a_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = format!("s3cret-{}", std::process::id());
+    let argv = ["/bin/sh".to_owned(), "-c".to_owned(), "echo \"$API_KEY\"; sleep 2".to_owned()];
+    let scratch = dir.path().join("scratch");
+    let spec = Spec {
+        name: "helix-test",
+        binds: &[],
+        env: &[("API_KEY".into(), secret.clone())],
+        cwd: Path::new("/"),
+        argv: &argv,
+        limits: &limits(),
+        wait_for_network: false,
+        scratch: scratch.clone(),
+    };
+    let mut sb = helix_sandbox::spawn(&spec).await.expect("bwrap starts");
+    let mut stdout = sb.child.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    let n = stdout.read(&mut first).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&first[..n]).trim(), secret, "the process has it");
+    // Its own command line has none of it, nor has any other process's
+    // (this test's own command line holds only the test name).
+    let leaks = command_lines_with(&secret);
+    assert!(leaks.is_empty(), "on a command line: {leaks:?}");
+    assert!(!scratch.join("env.args").exists(), "the file bwrap read it from is gone");
+    sb.stop().await;
+
+    // A name that cannot be an environment variable is refused up front.
+    let bad = Spec { env: &[("A=B".into(), "x".into())], scratch: dir.path().join("bad"), ..spec };
+    assert!(helix_sandbox::spawn(&bad).await.is_err());
+}

@@ -1185,6 +1185,10 @@ async fn git_hosts_hear_how_each_build_went_in_their_own_api_shape() {
     assert_eq!(b["state"], "ready", "{b}");
     wait_states(&host, &sha, "pending", "success").await;
     let b = commit_status(&server, b["id"].as_str().unwrap(), "github success: posted (201)").await;
+    // The deploy is in the audit log as the build's doing, not a user's.
+    let (_, audit) = server.call(Method::GET, "/api/v1/audit?project=ghs", None).await;
+    let deploy = audit["entries"].as_array().unwrap().iter().find(|e| e["action"] == "deploy").cloned();
+    assert_eq!(deploy.map(|e| e["actor"].clone()), Some(json!(format!("build {}", b["id"].as_str().unwrap()))));
     {
         let seen = host.seen.lock().unwrap();
         let (path, headers, body) = seen.iter().rfind(|(p, ..)| p.contains(&sha)).unwrap();
