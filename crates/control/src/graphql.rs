@@ -292,13 +292,7 @@ impl Query {
 
     /// One project (another organisation's: not found).
     async fn project(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<Project> {
-        let found = call!(ctx, "project", |cp, caller| async {
-            cp.project_for(caller, &name, Need::READ, "read projects").await?;
-            let all = cp.list_projects(caller).await?;
-            all.into_iter()
-                .find(|p| p.name == name)
-                .ok_or_else(|| ApiError::NotFound(format!("project {name} not found")))
-        })?;
+        let found = call!(ctx, "project", |cp, caller| cp.project_summary(caller, &name))?;
         Ok(Project { summary: found })
     }
 

@@ -273,13 +273,25 @@ impl ControlPlane {
         Ok(rows
             .into_iter()
             .filter(|(project, _)| ctx.actor.role_on(project).is_some())
-            .map(|(project, production)| {
-                let url = helix_core::ProjectName::parse(&project.name)
-                    .map(|p| self.edge.production_url(&p))
-                    .unwrap_or_default();
-                helix_core::api::ProjectSummary { name: project.name, org: project.org, production, url }
-            })
+            .map(|(project, production)| self.summary(project, production))
             .collect())
+    }
+
+    /// One project the caller can see.
+    pub(crate) async fn project_summary(
+        &self,
+        ctx: &Ctx,
+        name: &str,
+    ) -> Result<helix_core::api::ProjectSummary, ApiError> {
+        let project = self.project_for(ctx, name, crate::access::Need::READ, "read projects").await?;
+        let production = self.store.production_deployment(&crate::pointers::name_of(&project)?).await?;
+        Ok(self.summary(project, production.map(|d| d.id)))
+    }
+
+    fn summary(&self, project: helix_store::ProjectRef, production: Option<String>) -> helix_core::api::ProjectSummary {
+        let url =
+            helix_core::ProjectName::parse(&project.name).map(|p| self.edge.production_url(&p)).unwrap_or_default();
+        helix_core::api::ProjectSummary { name: project.name, org: project.org, production, url }
     }
 
     /// A new organisation with its first owner (server admin only).

@@ -2,7 +2,9 @@
 //! deliverer that POSTs each event's envelope to them — signed with HMAC
 //! as the generic incoming hook is (`X-Helix-Timestamp`,
 //! `X-Helix-Signature-256: sha256=HMAC(secret, "<timestamp>.<body>")`),
-//! retried with exponential backoff, every attempt recorded.
+//! retried with exponential backoff, every attempt recorded. Each
+//! delivery is sent in its own task, a few at a time per URL, so a slow
+//! or dead endpoint delays only its own.
 //!
 //! The outbox relay queues one delivery per event and webhook before it
 //! lets the event go, so a crash never loses one, and a republished event
@@ -47,6 +49,40 @@ impl Default for DeliverySettings {
 
 /// At most this many webhooks per project.
 const MAX_WEBHOOKS: usize = 20;
+
+/// Deliveries being sent at once, in all and to one URL.
+const IN_FLIGHT: usize = 32;
+const PER_URL: usize = 4;
+
+/// The deliveries being sent now, by id and by URL.
+#[derive(Default)]
+struct Sending(std::sync::Mutex<(std::collections::HashSet<String>, std::collections::HashMap<String, usize>)>);
+
+impl Sending {
+    /// Whether delivery `id` to `url` may start now (and marks it).
+    fn start(&self, id: &str, url: &str) -> bool {
+        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (ids, urls) = &mut *guard;
+        if ids.contains(id) || ids.len() >= IN_FLIGHT || urls.get(url).copied().unwrap_or(0) >= PER_URL {
+            return false;
+        }
+        ids.insert(id.to_owned());
+        *urls.entry(url.to_owned()).or_default() += 1;
+        true
+    }
+
+    fn done(&self, id: &str, url: &str) {
+        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (ids, urls) = &mut *guard;
+        ids.remove(id);
+        if let Some(n) = urls.get_mut(url) {
+            *n -= 1;
+            if *n == 0 {
+                urls.remove(url);
+            }
+        }
+    }
+}
 
 /// What the webhook's secret is sealed with.
 fn secret_context(project: &str, url: &str) -> String {
@@ -153,8 +189,9 @@ impl ControlPlane {
         let client = guard.client(self.delivery.timeout, "HelixStack-Webhook/1")?;
         let cp = self.clone();
         Ok(tokio::spawn(async move {
+            let sending = Arc::new(Sending::default());
             loop {
-                if let Err(e) = cp.deliver_due(&client, &guard).await {
+                if let Err(e) = cp.deliver_due(&client, &guard, &sending).await {
                     tracing::warn!(error = %e, "webhook deliveries: will retry");
                 }
                 let _ = tokio::time::timeout(Duration::from_millis(500), cp.delivery_wake.notified()).await;
@@ -162,31 +199,41 @@ impl ControlPlane {
         }))
     }
 
-    /// Sends every delivery due now, a few at a time.
-    async fn deliver_due(&self, client: &reqwest::Client, guard: &helix_http::guard::Guard) -> Result<(), ApiError> {
-        loop {
-            let due = self.store.due_deliveries(now_ms(), 16).await?;
-            if due.is_empty() {
-                return Ok(());
+    /// Starts every delivery due now that is not being sent already, each
+    /// in its own task: a slow endpoint holds up only its own deliveries
+    /// (at most [`PER_URL`] at a time), never another's.
+    async fn deliver_due(
+        self: &Arc<Self>,
+        client: &reqwest::Client,
+        guard: &Arc<helix_http::guard::Guard>,
+        sending: &Arc<Sending>,
+    ) -> Result<(), ApiError> {
+        for d in self.store.due_deliveries(now_ms(), IN_FLIGHT as i64 * 2).await? {
+            if !sending.start(&d.id, &d.url) {
+                continue;
             }
-            let sends = due.into_iter().map(|d| async move {
-                let outcome = self.send(client, guard, &d).await;
+            let (cp, client, guard, sending) = (self.clone(), client.clone(), guard.clone(), sending.clone());
+            tokio::spawn(async move {
+                let outcome = cp.send(&client, &guard, &d).await;
                 let now = now_ms();
                 let (status, error) = split(&outcome);
                 let attempt = match outcome {
                     Ok(s) if (200..300).contains(&s) => Attempt::Delivered { status: s },
-                    _ if d.attempts + 1 >= self.delivery.max_attempts => Attempt::GiveUp { status, error: &error },
+                    _ if d.attempts + 1 >= cp.delivery.max_attempts => Attempt::GiveUp { status, error: &error },
                     _ => {
-                        let next_at_ms = now + backoff(self.delivery.retry_base, d.attempts).as_millis() as i64;
+                        let next_at_ms = now + backoff(cp.delivery.retry_base, d.attempts).as_millis() as i64;
                         Attempt::Retry { status, error: &error, next_at_ms }
                     }
                 };
-                self.store.record_attempt(&d.id, attempt, now).await
+                if let Err(e) = cp.store.record_attempt(&d.id, attempt, now).await {
+                    tracing::warn!(error = %e, delivery = d.id, "recording a webhook delivery failed");
+                }
+                sending.done(&d.id, &d.url);
+                // Whatever waited for a slot may go now.
+                cp.delivery_wake.notify_one();
             });
-            for result in futures_util::future::join_all(sends).await {
-                result?;
-            }
         }
+        Ok(())
     }
 
     /// One POST: its status, or why there was none.

@@ -167,3 +167,41 @@ async fn webhooks_never_reach_this_machine_unless_allowed_and_bad_ones_are_refus
     assert!(errors.iter().all(|e| e.contains("--webhook-allow")), "{errors:?}");
     assert_eq!(seen.lock().unwrap().hits, 0, "the receiver on this machine was never reached");
 }
+
+#[tokio::test]
+async fn a_slow_endpoint_delays_only_its_own_deliveries() {
+    let s = TestServer::start_with(allowing).await;
+    let (fast, seen) = receiver().await;
+    // An endpoint that takes its time answering every delivery.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow = format!("http://{}/hook", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(|| async {
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            StatusCode::NO_CONTENT
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    s.deploy("busy", &[("/index.html", b"v0")], true).await;
+    for url in [&slow, &fast] {
+        let (status, b) = s
+            .call(
+                Method::POST,
+                "/api/v1/projects/busy/webhooks",
+                Some(json!({ "url": url, "events": ["env.changed"] })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{b}");
+    }
+    // Many events at once: the fast endpoint has them all long before
+    // the slow one has answered its first.
+    let started = Instant::now();
+    for i in 0..20 {
+        let (status, _) =
+            s.call(Method::PUT, &format!("/api/v1/projects/busy/env/V{i}"), Some(json!({ "value": "x" }))).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    wait_for(&seen, "20 env.changed", |s| s.requests.len() == 20).await;
+    assert!(started.elapsed() < Duration::from_secs(6), "took {:?}", started.elapsed());
+}
