@@ -214,7 +214,7 @@ enum Command {
     /// Routing rules: check how a project's files compile.
     #[command(subcommand)]
     Routes(RoutesCommand),
-    /// Git-linked projects.
+    /// Projects: the ones this token can see, and their git links.
     #[command(subcommand)]
     Projects(builds::ProjectsCommand),
     /// Build a linked project's branch now (default: its production branch).

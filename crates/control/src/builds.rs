@@ -215,22 +215,19 @@ impl ControlPlane {
     }
 
     pub(crate) fn build_view(&self, row: &BuildRow) -> Build {
-        let project = ProjectName::parse(&row.project).ok();
-        let url = match &project {
-            Some(p) => match row.context.alias(&row.branch, p) {
-                Some(alias) => self.edge.alias_url(&alias, p),
-                None => self.edge.production_url(p),
-            },
-            None => String::new(),
+        let project = &row.project;
+        let url = match row.context.alias(&row.branch, project) {
+            Some(alias) => self.edge.alias_url(&alias, project),
+            None => self.edge.production_url(project),
         };
         let ready = row.state == helix_core::build::BuildState::Ready;
         let deployment_url = row.deployment_id.as_ref().filter(|_| ready).and_then(|id| {
             let id = helix_core::DeploymentId::parse(id).ok()?;
-            Some(self.edge.deployment_url(&id, project.as_ref()?))
+            Some(self.edge.deployment_url(&id, project))
         });
         Build {
-            id: row.id.clone(),
-            project: row.project.clone(),
+            id: row.id.to_string(),
+            project: row.project.to_string(),
             state: row.state,
             trigger: row.trigger.clone(),
             branch: row.branch.clone(),
@@ -257,7 +254,7 @@ impl ControlPlane {
         let id = BuildId::parse(id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let missing = || ApiError::NotFound(format!("build {id} not found"));
         let row = self.store.build(id.as_str()).await?.ok_or_else(missing)?;
-        let project = self.store.project_ref(&row.project).await?.ok_or_else(missing)?;
+        let project = self.store.project_ref(row.project.as_str()).await?.ok_or_else(missing)?;
         if ctx.actor.role_on(&project).is_none() {
             return Err(missing());
         }
@@ -273,20 +270,20 @@ impl ControlPlane {
 
     pub(crate) async fn cancel_build(&self, ctx: &Ctx, id: &str) -> Result<Build, ApiError> {
         let row = self.build_for(ctx, id, Need::DEPLOY, "cancel builds").await?;
-        if !self.store.cancel_build(&row.id, now_ms()).await? {
+        if !self.store.cancel_build(row.id.as_str(), now_ms()).await? {
             return Err(ApiError::Conflict(format!("build {} is already {}", row.id, row.state.as_str())));
         }
-        self.report_status(&row.id);
+        self.report_status(row.id.as_str());
         let row = self
             .store
-            .build(&row.id)
+            .build(row.id.as_str())
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("build {} not found", row.id)))?;
         Ok(self.build_view(&row))
     }
 
     pub(crate) async fn build_log(&self, row: &BuildRow, after: i64) -> Result<(Build, Vec<LogLine>), ApiError> {
-        let lines = self.store.build_log(&row.id, after, 100_000).await?;
+        let lines = self.store.build_log(row.id.as_str(), after, 100_000).await?;
         Ok((self.build_view(row), lines.into_iter().map(|(seq, at_ms, line)| LogLine { seq, at_ms, line }).collect()))
     }
 
@@ -304,11 +301,11 @@ impl ControlPlane {
                 return None;
             }
             loop {
-                let finished = match cp.store.build(&id).await {
+                let finished = match cp.store.build(id.as_str()).await {
                     Ok(Some(row)) => row.state.is_finished().then_some(row),
                     _ => return None,
                 };
-                let lines = cp.store.build_log(&id, after, 1000).await.ok()?;
+                let lines = cp.store.build_log(id.as_str(), after, 1000).await.ok()?;
                 if !lines.is_empty() {
                     let last = lines.last().map_or(after, |l| l.0);
                     let events: Vec<Result<SseEvent, Infallible>> = lines

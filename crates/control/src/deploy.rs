@@ -100,7 +100,7 @@ impl ControlPlane {
         body: axum::body::Body,
     ) -> Result<bool, ApiError> {
         let (row, _) = self.deployment_for(ctx, id, Need::BUILD_DEPLOY, "upload to deployments").await?;
-        let id = DeploymentId::parse(&row.id).map_err(|e| ApiError::NotFound(e.to_string()))?;
+        let id = row.id.clone();
         let digest: Digest =
             digest.parse().map_err(|e: helix_core::digest::DigestError| ApiError::BadRequest(e.to_string()))?;
         let gc_guard = self.gc_lock.clone().read_owned().await;
@@ -146,7 +146,7 @@ impl ControlPlane {
     /// number when this call made it ready (`None`: it was already).
     pub(crate) async fn finalize(&self, ctx: &Ctx, id: &str) -> Result<(DeploymentRow, Option<u64>), ApiError> {
         let (row, owner) = self.deployment_for(ctx, id, Need::BUILD_DEPLOY, "finalize deployments").await?;
-        let id = DeploymentId::parse(&row.id).map_err(|e| ApiError::NotFound(e.to_string()))?;
+        let id = row.id.clone();
         let _gc = self.gc_lock.read().await;
         let (Some(mut files), Some(options)) =
             (self.store.uploading_files(&id).await?, self.store.uploading_options(&id).await?)
@@ -176,7 +176,7 @@ impl ControlPlane {
         let routes = self.compile_routes(&id, &mut files, &options).await?;
         let CompiledFunctions { functions, crons, environment } =
             self.compile_functions(&id, &options, routes_json.as_deref()).await?;
-        let (functions, bundles) = self.bundle_functions(&id, &row.project, &options, functions).await?;
+        let (functions, bundles) = self.bundle_functions(&id, row.project.as_str(), &options, functions).await?;
         let total: u64 = files.values().map(|d| sizes[d]).sum();
         if total > self.limits.max_total_bytes {
             let reason =
@@ -184,8 +184,7 @@ impl ControlPlane {
             self.store.fail_deployment(&id, &reason).await?;
             return Err(ApiError::TooLarge(reason));
         }
-        let project = ProjectName::parse(&row.project).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let mut manifest = self.build_manifest(&id, project, row.created_at_ms, &files, &sizes).await?;
+        let mut manifest = self.build_manifest(&id, row.project.clone(), row.created_at_ms, &files, &sizes).await?;
         let report = RoutesReport {
             platform: routes.table.platform,
             reason: routes.reason,
@@ -521,7 +520,7 @@ impl ControlPlane {
         let id = DeploymentId::parse(id).map_err(|e| ApiError::NotFound(e.to_string()))?;
         let missing = || ApiError::NotFound(format!("deployment {id} not found"));
         let row = self.store.deployment(id.as_str()).await?.ok_or_else(missing)?;
-        let project = self.store.project_ref(&row.project).await?.ok_or_else(missing)?;
+        let project = self.store.project_ref(row.project.as_str()).await?.ok_or_else(missing)?;
         if ctx.actor.role_on(&project).is_none() {
             return Err(missing());
         }
@@ -704,13 +703,11 @@ pub(crate) fn content_type_of(path: &str) -> String {
 impl ControlPlane {
     /// A deployment as the API shows it.
     pub(crate) fn view(&self, row: &DeploymentRow) -> helix_core::api::Deployment {
-        let (url, production_url) = match (ProjectName::parse(&row.project), DeploymentId::parse(&row.id)) {
-            (Ok(p), Ok(id)) => (self.edge.deployment_url(&id, &p), Some(self.edge.production_url(&p))),
-            _ => (String::new(), None),
-        };
+        let url = self.edge.deployment_url(&row.id, &row.project);
+        let production_url = Some(self.edge.production_url(&row.project));
         helix_core::api::Deployment {
-            id: row.id.clone(),
-            project: row.project.clone(),
+            id: row.id.to_string(),
+            project: row.project.to_string(),
             state: row.state,
             url,
             production: row.is_production,

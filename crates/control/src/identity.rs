@@ -285,7 +285,7 @@ impl ControlPlane {
     ) -> Result<helix_core::api::ProjectSummary, ApiError> {
         let project = self.project_for(ctx, name, crate::access::Need::READ, "read projects").await?;
         let production = self.store.production_deployment(&crate::pointers::name_of(&project)?).await?;
-        Ok(self.summary(project, production.map(|d| d.id)))
+        Ok(self.summary(project, production.map(|d| d.id.to_string())))
     }
 
     fn summary(&self, project: helix_store::ProjectRef, production: Option<String>) -> helix_core::api::ProjectSummary {

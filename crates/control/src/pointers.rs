@@ -24,7 +24,7 @@ impl ControlPlane {
         let next = self.schedules_of(row.manifest_digest.as_deref()).await?;
         self.decide_crons(ctx, &project, deployment_input(&row), next).await?;
         let audit = ctx.audit_on(&project, "promote", serde_json::json!({}));
-        Ok(self.store.promote(&row.id, &audit, now_ms()).await?)
+        Ok(self.store.promote(row.id.as_str(), &audit, now_ms()).await?)
     }
 
     pub(crate) async fn rollback(
@@ -48,7 +48,7 @@ impl ControlPlane {
         let next = self.schedules_of(target.manifest_digest.as_deref()).await?;
         self.decide_crons(ctx, &project, deployment_input(&target), next).await?;
         let audit = ctx.audit_on(&project, "rollback", serde_json::json!({ "to": req.to }));
-        Ok(self.store.rollback(&name, Some(&target.id), &audit, now_ms()).await?)
+        Ok(self.store.rollback(&name, Some(target.id.as_str()), &audit, now_ms()).await?)
     }
 
     pub(crate) async fn split(&self, ctx: &Ctx, project: &str) -> Result<Split, ApiError> {
@@ -82,7 +82,7 @@ impl ControlPlane {
                     .ready_deployments(&name)
                     .await?
                     .and_then(|rows| rows.into_iter().find(|r| r.is_production))
-                    .map(|r| r.id)
+                    .map(|r| r.id.to_string())
                     .ok_or_else(|| ApiError::Conflict(format!("project {name} has no production deployment")))?
             } else {
                 key.to_ascii_lowercase()

@@ -286,10 +286,9 @@ impl ControlPlane {
     /// Posts the build's status as it is now and keeps what the host said.
     async fn post_status(&self, client: &reqwest::Client, guard: &Guard, build: &str) -> Result<(), ApiError> {
         let Some(row) = self.store.build(build).await? else { return Ok(()) };
-        let Ok(project) = helix_core::ProjectName::parse(&row.project) else { return Ok(()) };
-        let Some(link) = self.store.project_link(&project).await? else { return Ok(()) };
+        let Some(link) = self.store.project_link(&row.project).await? else { return Ok(()) };
         let Some(outcome) = self.status_outcome(client, guard, &row, &link).await else { return Ok(()) };
-        self.store.note_commit_status(&row.id, &outcome).await?;
+        self.store.note_commit_status(row.id.as_str(), &outcome).await?;
         Ok(())
     }
 
@@ -312,7 +311,7 @@ impl ControlPlane {
             return None;
         }
         let (host, path) = link.repo_key.split_once('/')?;
-        let token = match self.git_credential(&row.project).await {
+        let token = match self.git_credential(row.project.as_str()).await {
             Ok(Some(c)) if c.trim_start().starts_with("-----BEGIN") => {
                 return Some(format!(
                     "{label}: not posted: the linked credential is a deploy key; statuses need a token"

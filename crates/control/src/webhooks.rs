@@ -54,31 +54,52 @@ const MAX_WEBHOOKS: usize = 20;
 const IN_FLIGHT: usize = 32;
 const PER_URL: usize = 4;
 
-/// The deliveries being sent now, by id and by URL.
+/// The deliveries being sent now (by id, and how many to each URL), and
+/// those finished since the last look for due ones: a row read before
+/// its attempt was recorded must not be sent again.
 #[derive(Default)]
-struct Sending(std::sync::Mutex<(std::collections::HashSet<String>, std::collections::HashMap<String, usize>)>);
+struct Sending(std::sync::Mutex<SendingState>);
+
+#[derive(Default)]
+struct SendingState {
+    ids: std::collections::HashSet<String>,
+    urls: std::collections::HashMap<String, usize>,
+    finished: std::collections::HashSet<String>,
+}
 
 impl Sending {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SendingState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Called before reading the due deliveries.
+    fn looking(&self) {
+        self.lock().finished.clear();
+    }
+
     /// Whether delivery `id` to `url` may start now (and marks it).
     fn start(&self, id: &str, url: &str) -> bool {
-        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let (ids, urls) = &mut *guard;
-        if ids.contains(id) || ids.len() >= IN_FLIGHT || urls.get(url).copied().unwrap_or(0) >= PER_URL {
+        let mut s = self.lock();
+        if s.ids.contains(id)
+            || s.finished.contains(id)
+            || s.ids.len() >= IN_FLIGHT
+            || s.urls.get(url).copied().unwrap_or(0) >= PER_URL
+        {
             return false;
         }
-        ids.insert(id.to_owned());
-        *urls.entry(url.to_owned()).or_default() += 1;
+        s.ids.insert(id.to_owned());
+        *s.urls.entry(url.to_owned()).or_default() += 1;
         true
     }
 
     fn done(&self, id: &str, url: &str) {
-        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let (ids, urls) = &mut *guard;
-        ids.remove(id);
-        if let Some(n) = urls.get_mut(url) {
+        let mut s = self.lock();
+        s.ids.remove(id);
+        s.finished.insert(id.to_owned());
+        if let Some(n) = s.urls.get_mut(url) {
             *n -= 1;
             if *n == 0 {
-                urls.remove(url);
+                s.urls.remove(url);
             }
         }
     }
@@ -208,6 +229,7 @@ impl ControlPlane {
         guard: &Arc<helix_http::guard::Guard>,
         sending: &Arc<Sending>,
     ) -> Result<(), ApiError> {
+        sending.looking();
         for d in self.store.due_deliveries(now_ms(), IN_FLIGHT as i64 * 2).await? {
             if !sending.start(&d.id, &d.url) {
                 continue;

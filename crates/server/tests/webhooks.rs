@@ -202,6 +202,11 @@ async fn a_slow_endpoint_delays_only_its_own_deliveries() {
             s.call(Method::PUT, &format!("/api/v1/projects/busy/env/V{i}"), Some(json!({ "value": "x" }))).await;
         assert_eq!(status, StatusCode::OK);
     }
-    wait_for(&seen, "20 env.changed", |s| s.requests.len() == 20).await;
+    let names = |s: &Seen| {
+        s.requests.iter().map(|(_, b)| b["data"]["name"].to_string()).collect::<std::collections::HashSet<_>>()
+    };
+    wait_for(&seen, "20 env.changed", |s| names(s).len() == 20).await;
     assert!(started.elapsed() < Duration::from_secs(6), "took {:?}", started.elapsed());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(seen.lock().unwrap().requests.len(), 20, "each delivered once");
 }

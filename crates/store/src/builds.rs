@@ -2,7 +2,7 @@
 //! webhook deliveries and preview aliases.
 
 use helix_core::ProjectName;
-use helix_core::build::{BuildContext, BuildState};
+use helix_core::build::{BuildContext, BuildId, BuildState};
 use sqlx::{Decode, Row, Type};
 
 use crate::pool::{Pool, WritePool};
@@ -73,8 +73,8 @@ pub enum Queued {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BuildRow {
-    pub id: String,
-    pub project: String,
+    pub id: BuildId,
+    pub project: ProjectName,
     pub state: BuildState,
     pub trigger: String,
     pub branch: String,
@@ -515,9 +515,11 @@ where
             |index: &str, source: String| sqlx::Error::ColumnDecode { index: index.into(), source: source.into() };
         let state: String = row.try_get("state")?;
         let context: String = row.try_get("context_json")?;
+        let id: String = row.try_get("id")?;
+        let project: String = row.try_get("project")?;
         Ok(BuildRow {
-            id: row.try_get("id")?,
-            project: row.try_get("project")?,
+            id: BuildId::parse(&id).map_err(|e| corrupt("id", e.to_string()))?,
+            project: ProjectName::parse(&project).map_err(|e| corrupt("project", e.to_string()))?,
             state: BuildState::parse(&state)
                 .ok_or_else(|| corrupt("state", format!("unknown build state {state:?}")))?,
             trigger: row.try_get("trigger")?,

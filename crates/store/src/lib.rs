@@ -367,7 +367,7 @@ impl Store {
             DeploymentState::Uploading => {}
         }
         let Ready { manifest, total_bytes, routes_json, alias } = ready;
-        let project = ProjectName::parse(&before.project).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let project = before.project.clone();
         let ready = Event::DeployReady { project: project.clone(), deployment: id.clone(), manifest };
         let promoted = Event::DeployPromoted { project: project.clone(), deployment: id.clone(), manifest };
         let alias = alias.map(|alias| Event::AliasSet {
@@ -500,11 +500,11 @@ impl Store {
     /// Deployment `id`, which must belong to `project`.
     async fn deployment_of(&self, project: &ProjectName, id: &str) -> Result<DeploymentRow, PointerError> {
         let row = self.deployment(id).await?.ok_or_else(|| PointerError::UnknownDeployment(id.to_owned()))?;
-        if row.project != project.as_str() {
+        if row.project != *project {
             return Err(PointerError::WrongProject {
                 deployment: id.to_owned(),
                 expected: project.to_string(),
-                actual: row.project,
+                actual: row.project.to_string(),
             });
         }
         Ok(row)
@@ -518,7 +518,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<(DeploymentRow, Option<u64>), PointerError> {
         if row.state != DeploymentState::Ready {
-            return Err(PointerError::NotReady(row.id));
+            return Err(PointerError::NotReady(row.id.to_string()));
         }
         if row.is_production {
             return Ok((row, None));
@@ -532,18 +532,21 @@ impl Store {
         let seq = on_pool!(self, p => {
             let mut tx = p.begin_write().await?;
             sqlx::query("UPDATE projects SET production_deployment_id = $1 WHERE name = $2")
-                .bind(&row.id).bind(&row.project).execute(&mut *tx).await?;
+                .bind(row.id.as_str()).bind(row.project.as_str()).execute(&mut *tx).await?;
             sqlx::query("INSERT INTO production_history (id, project_id, deployment_id, kind, at_ms) \
                          SELECT $1, id, $2, $3, $4 FROM projects WHERE name = $5")
-                .bind(&history_id).bind(&row.id).bind(kind).bind(now_ms).bind(&row.project)
+                .bind(&history_id).bind(row.id.as_str()).bind(kind).bind(now_ms).bind(row.project.as_str())
                 .execute(&mut *tx).await?;
-            let audit = NewAudit { target: Some(&row.id), ..audit.clone() };
+            let audit = NewAudit { target: Some(row.id.as_str()), ..audit.clone() };
             insert_audit!(tx, audit);
             let seq = insert_outbox!(tx, &outbox_id, &event, now_ms, audit.actor);
             tx.commit().await?;
             seq
         });
-        let row = self.deployment(&row.id).await?.ok_or_else(|| PointerError::UnknownDeployment(row.id.clone()))?;
+        let row = self
+            .deployment(row.id.as_str())
+            .await?
+            .ok_or_else(|| PointerError::UnknownDeployment(row.id.to_string()))?;
         Ok((row, Some(seq)))
     }
 

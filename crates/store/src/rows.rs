@@ -8,8 +8,8 @@ use crate::StoreError;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeploymentRow {
-    pub id: String,
-    pub project: String,
+    pub id: DeploymentId,
+    pub project: ProjectName,
     pub state: DeploymentState,
     pub production_requested: bool,
     pub manifest_digest: Option<String>,
@@ -32,15 +32,13 @@ impl DeploymentRow {
     /// Project, id and manifest of a ready deployment.
     pub fn identity(&self) -> Result<(ProjectName, DeploymentId, Digest), StoreError> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("deployment {}: {what}", self.id));
-        let project = ProjectName::parse(&self.project).map_err(|e| corrupt(&e.to_string()))?;
-        let id = DeploymentId::parse(&self.id).map_err(|e| corrupt(&e.to_string()))?;
         let manifest = self
             .manifest_digest
             .as_deref()
             .ok_or_else(|| corrupt("ready without a manifest"))?
             .parse()
             .map_err(|e: helix_core::digest::DigestError| corrupt(&e.to_string()))?;
-        Ok((project, id, manifest))
+        Ok((self.project.clone(), self.id.clone(), manifest))
     }
 }
 
@@ -54,9 +52,13 @@ where
 {
     fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
         let state: String = row.try_get("state")?;
+        let corrupt =
+            |index: &str, source: String| sqlx::Error::ColumnDecode { index: index.into(), source: source.into() };
+        let id: String = row.try_get("id")?;
+        let project: String = row.try_get("project")?;
         Ok(DeploymentRow {
-            id: row.try_get("id")?,
-            project: row.try_get("project")?,
+            id: DeploymentId::parse(&id).map_err(|e| corrupt("id", e.to_string()))?,
+            project: ProjectName::parse(&project).map_err(|e| corrupt("project", e.to_string()))?,
             state: DeploymentState::parse(&state).ok_or_else(|| sqlx::Error::ColumnDecode {
                 index: "state".into(),
                 source: format!("unknown deployment state {state:?}").into(),

@@ -61,11 +61,11 @@ async fn deployments_list_in_pages(store: Store) {
     made.reverse();
     let project = store.project_ref("paged").await.unwrap().unwrap();
     let first = store.ready_deployments_page(&project.id, None, 2).await.unwrap();
-    assert_eq!(first.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), made[..2]);
-    let second = store.ready_deployments_page(&project.id, Some(&first[1].id), 2).await.unwrap();
-    assert_eq!(second.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), made[2..4]);
-    let last = store.ready_deployments_page(&project.id, Some(&second[1].id), 2).await.unwrap();
-    assert_eq!(last.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), made[4..]);
+    assert_eq!(first.iter().map(|r| r.id.to_string()).collect::<Vec<_>>(), made[..2]);
+    let second = store.ready_deployments_page(&project.id, Some(first[1].id.as_str()), 2).await.unwrap();
+    assert_eq!(second.iter().map(|r| r.id.to_string()).collect::<Vec<_>>(), made[2..4]);
+    let last = store.ready_deployments_page(&project.id, Some(second[1].id.as_str()), 2).await.unwrap();
+    assert_eq!(last.iter().map(|r| r.id.to_string()).collect::<Vec<_>>(), made[4..]);
 }
 
 /// A crash (the pool dropped with nothing published) leaves committed
@@ -361,7 +361,7 @@ async fn promote_and_rollback_walk_the_pointer(store: Store) {
     let c = ready(&store, "p", false).await;
     drain_outbox(&store).await;
     let list = store.ready_deployments(&project("p")).await.unwrap().unwrap();
-    assert_eq!(list.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), [c.to_string(), b.to_string(), a.to_string()]);
+    assert_eq!(list.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), [c.clone(), b.clone(), a.clone()]);
     assert_eq!(list.iter().filter(|r| r.is_production).count(), 1);
 
     let (row, moved) = store.promote(c.as_str(), &audit(), 1).await.unwrap();
@@ -372,15 +372,15 @@ async fn promote_and_rollback_walk_the_pointer(store: Store) {
 
     // Default rollback: the newest earlier deployment that served production.
     let (row, _) = store.rollback(&project("p"), None, &audit(), 3).await.unwrap();
-    assert_eq!(row.id, b.to_string());
+    assert_eq!(row.id, b);
     let (row, _) = store.rollback(&project("p"), None, &audit(), 4).await.unwrap();
-    assert_eq!(row.id, a.to_string());
+    assert_eq!(row.id, a);
     assert!(matches!(
         store.rollback(&project("p"), None, &audit(), 5).await,
         Err(PointerError::NothingToRollBackTo(_))
     ));
     let (row, _) = store.rollback(&project("p"), Some(c.as_str()), &audit(), 6).await.unwrap();
-    assert_eq!(row.id, c.to_string());
+    assert_eq!(row.id, c);
     let topics: Vec<_> = drain_outbox(&store).await.iter().map(|e| e.topic()).collect();
     assert_eq!(topics, ["deploy.rolled_back", "deploy.rolled_back", "deploy.rolled_back"]);
 }
@@ -508,6 +508,11 @@ fn new_build<'a>(id: &'a str, p: &'a ProjectName, branch: &'a str, context: &'a 
 }
 
 async fn the_build_queue_leases_supersedes_and_dedups(store: Store) {
+    // Build ids are ULIDs, as the control plane makes them.
+    const B1: &str = "01h00000000000000000000b01";
+    const B2: &str = "01h00000000000000000000b02";
+    const B3: &str = "01h00000000000000000000b03";
+    const B9: &str = "01h00000000000000000000b09";
     let p = project("site");
     store
         .link_project(NewLink {
@@ -525,26 +530,26 @@ async fn the_build_queue_leases_supersedes_and_dedups(store: Store) {
         .await
         .unwrap();
     let prod = BuildContext::Production;
-    let q = store.queue_builds(Some(("github", "d1")), &[new_build("b1", &p, "main", &prod)], 10).await.unwrap();
+    let q = store.queue_builds(Some(("github", "d1")), &[new_build(B1, &p, "main", &prod)], 10).await.unwrap();
     assert_eq!(q, Queued::New { canceled: vec![] });
     // The same delivery again queues nothing and names the first build.
-    let q = store.queue_builds(Some(("github", "d1")), &[new_build("b9", &p, "main", &prod)], 11).await.unwrap();
-    assert_eq!(q, Queued::Duplicate { builds: vec!["b1".into()] });
-    assert!(store.build("b9").await.unwrap().is_none());
-    store.note_commit_status("b1", "github pending: posted (201)").await.unwrap();
-    let b1 = store.build("b1").await.unwrap().unwrap();
+    let q = store.queue_builds(Some(("github", "d1")), &[new_build(B9, &p, "main", &prod)], 11).await.unwrap();
+    assert_eq!(q, Queued::Duplicate { builds: vec![B1.into()] });
+    assert!(store.build(B9).await.unwrap().is_none());
+    store.note_commit_status(B1, "github pending: posted (201)").await.unwrap();
+    let b1 = store.build(B1).await.unwrap().unwrap();
     assert_eq!(b1.commit_status.as_deref(), Some("github pending: posted (201)"));
 
     // A worker claims it; no one else can while the lease holds.
     let (id, _, attempt) = store.claim_build(1_000, 3, 100).await.unwrap().unwrap();
-    assert_eq!((id.as_str(), attempt), ("b1", 1));
+    assert_eq!((id.as_str(), attempt), (B1, 1));
     assert!(store.claim_build(1_000, 3, 200).await.unwrap().is_none());
-    assert!(store.extend_build_lease("b1", 1, 2_000).await.unwrap());
+    assert!(store.extend_build_lease(B1, 1, 2_000).await.unwrap());
     // The lease runs out: another worker takes it, as attempt 2; the first
     // worker's attempt is fenced off.
     let (id, _, attempt) = store.claim_build(1_000, 3, 2_001).await.unwrap().unwrap();
-    assert_eq!((id.as_str(), attempt), ("b1", 2));
-    assert!(!store.extend_build_lease("b1", 1, 9_000).await.unwrap(), "attempt 1 was taken over");
+    assert_eq!((id.as_str(), attempt), (B1, 2));
+    assert!(!store.extend_build_lease(B1, 1, 9_000).await.unwrap(), "attempt 1 was taken over");
     let stale = BuildEnd {
         state: BuildState::Ready,
         deployment_id: Some("d"),
@@ -553,26 +558,26 @@ async fn the_build_queue_leases_supersedes_and_dedups(store: Store) {
         exit_status: None,
         now_ms: 2_002,
     };
-    store.finish_build("b1", 1, stale).await.unwrap();
-    assert_eq!(store.build("b1").await.unwrap().unwrap().state, BuildState::Building, "a stale finish changes nothing");
+    store.finish_build(B1, 1, stale).await.unwrap();
+    assert_eq!(store.build(B1).await.unwrap().unwrap().state, BuildState::Building, "a stale finish changes nothing");
 
     // A newer build of the branch cancels it; a pull request's does not.
     let pr = BuildContext::PullRequest { number: 4, fork: false };
-    store.queue_builds(None, &[new_build("b2", &p, "feature", &pr)], 12).await.unwrap();
-    let q = store.queue_builds(None, &[new_build("b3", &p, "main", &prod)], 13).await.unwrap();
-    assert_eq!(q, Queued::New { canceled: vec!["b1".into()] });
-    assert_eq!(store.build("b1").await.unwrap().unwrap().state, BuildState::Canceled);
-    assert!(!store.extend_build_lease("b1", 2, 9_999).await.unwrap(), "a canceled build's worker stops");
-    assert_eq!(store.build("b2").await.unwrap().unwrap().state, BuildState::Queued);
+    store.queue_builds(None, &[new_build(B2, &p, "feature", &pr)], 12).await.unwrap();
+    let q = store.queue_builds(None, &[new_build(B3, &p, "main", &prod)], 13).await.unwrap();
+    assert_eq!(q, Queued::New { canceled: vec![B1.into()] });
+    assert_eq!(store.build(B1).await.unwrap().unwrap().state, BuildState::Canceled);
+    assert!(!store.extend_build_lease(B1, 2, 9_999).await.unwrap(), "a canceled build's worker stops");
+    assert_eq!(store.build(B2).await.unwrap().unwrap().state, BuildState::Queued);
 
     // Infrastructure failures requeue until the attempts run out.
     let (id, _, attempt) = store.claim_build(1_000, 3, 3_000).await.unwrap().unwrap();
-    assert_eq!((id.as_str(), attempt), ("b2", 1), "oldest first");
-    assert!(store.requeue_build("b2", 1, "registry down", 3, 3_001).await.unwrap());
+    assert_eq!((id.as_str(), attempt), (B2, 1), "oldest first");
+    assert!(store.requeue_build(B2, 1, "registry down", 3, 3_001).await.unwrap());
     let (id, _, attempt) = store.claim_build(1_000, 3, 3_002).await.unwrap().unwrap();
-    assert_eq!((id.as_str(), attempt), ("b2", 2));
+    assert_eq!((id.as_str(), attempt), (B2, 2));
     let (id, _, _) = store.claim_build(1_000, 3, 3_003).await.unwrap().unwrap();
-    assert_eq!(id, "b3");
+    assert_eq!(id, B3);
     let end = BuildEnd {
         state: BuildState::Error,
         deployment_id: None,
@@ -581,34 +586,31 @@ async fn the_build_queue_leases_supersedes_and_dedups(store: Store) {
         exit_status: Some(2),
         now_ms: 3_004,
     };
-    store.finish_build("b3", 1, end).await.unwrap();
-    let b3 = store.build("b3").await.unwrap().unwrap();
+    store.finish_build(B3, 1, end).await.unwrap();
+    let b3 = store.build(B3).await.unwrap().unwrap();
     assert_eq!((b3.state, b3.failed_step.as_deref(), b3.exit_status), (BuildState::Error, Some("build"), Some(2)));
     let failed = store.deployment(b3.deployment_id.as_deref().unwrap()).await.unwrap().unwrap();
     assert_eq!(failed.state, helix_core::api::DeploymentState::Error, "the failed build's deployment is in error");
-    assert!(!store.cancel_build("b3", 3_005).await.unwrap(), "a finished build cannot be canceled");
+    assert!(!store.cancel_build(B3, 3_005).await.unwrap(), "a finished build cannot be canceled");
 
     // A build whose workers keep vanishing is given up at the limit.
     let (id, _, attempt) = store.claim_build(1_000, 3, 10_000).await.unwrap().unwrap();
-    assert_eq!((id.as_str(), attempt), ("b2", 3), "b2's lease ran out");
+    assert_eq!((id.as_str(), attempt), (B2, 3), "b2's lease ran out");
     assert!(store.claim_build(1_000, 3, 20_000).await.unwrap().is_none());
-    let b2 = store.build("b2").await.unwrap().unwrap();
+    let b2 = store.build(B2).await.unwrap().unwrap();
     assert_eq!(b2.state, BuildState::Error);
     assert!(b2.error.unwrap().contains("gave up after 3 attempts"));
 
     // Logs append in order and restart with a new attempt.
-    store.append_build_log("b2", &[(1, 5, "one".into()), (2, 6, "two".into())], 8, false).await.unwrap();
-    store.append_build_log("b2", &[(3, 7, "three".into())], 14, true).await.unwrap();
-    let lines: Vec<String> = store.build_log("b2", 1, 10).await.unwrap().into_iter().map(|l| l.2).collect();
+    store.append_build_log(B2, &[(1, 5, "one".into()), (2, 6, "two".into())], 8, false).await.unwrap();
+    store.append_build_log(B2, &[(3, 7, "three".into())], 14, true).await.unwrap();
+    let lines: Vec<String> = store.build_log(B2, 1, 10).await.unwrap().into_iter().map(|l| l.2).collect();
     assert_eq!(lines, ["two", "three"]);
-    let b2 = store.build("b2").await.unwrap().unwrap();
+    let b2 = store.build(B2).await.unwrap().unwrap();
     assert_eq!((b2.log_lines, b2.log_bytes, b2.log_truncated), (3, 14, true));
-    assert_eq!(store.build_log_end("b2").await.unwrap(), 3, "a new attempt's lines follow these");
-    assert_eq!(store.build_log_end("b3").await.unwrap(), 0);
-    assert_eq!(
-        store.builds(&p, 10).await.unwrap().iter().map(|b| b.id.as_str()).collect::<Vec<_>>(),
-        ["b3", "b2", "b1"]
-    );
+    assert_eq!(store.build_log_end(B2).await.unwrap(), 3, "a new attempt's lines follow these");
+    assert_eq!(store.build_log_end(B3).await.unwrap(), 0);
+    assert_eq!(store.builds(&p, 10).await.unwrap().iter().map(|b| b.id.as_str()).collect::<Vec<_>>(), [B3, B2, B1]);
 }
 
 async fn aliases_point_at_finalized_deployments(store: Store) {
