@@ -186,7 +186,8 @@ impl ControlPlane {
         what: &str,
     ) -> Result<ProjectRef, ApiError> {
         let project = helix_core::ProjectName::parse(name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        let found = self.store.project_ref(project.as_str()).await?.ok_or_else(|| not_found(project.as_str()))?;
+        let found =
+            self.store.identity().project_ref(project.as_str()).await?.ok_or_else(|| not_found(project.as_str()))?;
         ctx.check(&found, need, what)?;
         Ok(found)
     }
@@ -202,7 +203,7 @@ impl ControlPlane {
         need: Need,
         what: &str,
     ) -> Result<ProjectRef, ApiError> {
-        match self.store.project_ref(name.as_str()).await? {
+        match self.store.identity().project_ref(name.as_str()).await? {
             Some(found) if ctx.actor.role_on(&found).is_some() => {
                 ctx.check(&found, need, what)?;
                 Ok(found)

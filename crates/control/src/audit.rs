@@ -37,7 +37,7 @@ impl ControlPlane {
     ) -> Result<Vec<AuditEntry>, ApiError> {
         ctx.check_org(READ_AUDIT, "read the audit log")?;
         let org = (!ctx.actor.token.server_admin).then_some(ctx.actor.token.org.as_str());
-        Ok(self.store.audit_entries(org, project, after, limit.clamp(1, MAX_READ)).await?)
+        Ok(self.store.audit().audit_entries(org, project, after, limit.clamp(1, MAX_READ)).await?)
     }
 
     /// New entries as server-sent `entry` events (id = number), forever.
@@ -71,14 +71,17 @@ impl ControlPlane {
     /// Walks the whole chain against its head.
     pub(crate) async fn verify_audit(&self, ctx: &Ctx) -> Result<ChainReport, ApiError> {
         ctx.check_org(READ_AUDIT, "verify the audit log")?;
-        let (entries, head_seq, head_hash) = self.store.audit_chain().await?;
+        let (entries, head_seq, head_hash) = self.store.audit().audit_chain().await?;
         Ok(helix_core::audit::verify(&entries, head_seq, &head_hash))
     }
 
     /// `helix login`: who the token is, recorded.
     pub(crate) async fn login(&self, ctx: &Ctx) -> Result<helix_core::identity::WhoAmI, ApiError> {
         let who = self.whoami(ctx).await?;
-        self.store.append_audit(&ctx.audit("login", serde_json::json!({ "token_name": who.token_name }))).await?;
+        self.store
+            .audit()
+            .append_audit(&ctx.audit("login", serde_json::json!({ "token_name": who.token_name })))
+            .await?;
         Ok(who)
     }
 
@@ -86,7 +89,7 @@ impl ControlPlane {
     pub(crate) async fn audit_denial(&self, ctx: &Ctx, method: &str, path: &str, why: &str) {
         let detail = serde_json::json!({ "method": method, "path": path, "why": why });
         let entry = helix_store::NewAudit { outcome: "denied", ..ctx.audit("denied", detail) };
-        if let Err(e) = self.store.append_audit(&entry).await {
+        if let Err(e) = self.store.audit().append_audit(&entry).await {
             tracing::warn!(error = %e, "recording a denial in the audit log failed");
         }
     }

@@ -28,7 +28,7 @@ pub async fn ensure_admin_token(store: &Store, data_dir: &Path) -> Result<String
     if let Ok(existing) = std::fs::read_to_string(&file) {
         let existing = existing.trim().to_owned();
         if !existing.is_empty()
-            && let Some(row) = store.token_by_hash(&hash_token(&existing)).await?
+            && let Some(row) = store.identity().token_by_hash(&hash_token(&existing)).await?
             && row.server_admin
             && row.revoked_at_ms.is_none()
         {
@@ -38,6 +38,7 @@ pub async fn ensure_admin_token(store: &Store, data_dir: &Path) -> Result<String
     let token = new_secret("hx_").map_err(TokenError::Random)?;
     let now = crate::now_ms();
     store
+        .identity()
         .insert_token(NewToken {
             sha256_hex: &hash_token(&token),
             name: "admin",
@@ -143,7 +144,7 @@ pub(crate) async fn require_token(State(cp): State<Arc<ControlPlane>>, mut req: 
 async fn actor_of(cp: &ControlPlane, token: &str, now_ms: i64) -> Result<Actor, ApiError> {
     let store = &cp.store;
     let invalid = || ApiError::Unauthorized("invalid token".into());
-    let row = store.token_by_hash(&hash_token(token)).await?.ok_or_else(invalid)?;
+    let row = store.identity().token_by_hash(&hash_token(token)).await?.ok_or_else(invalid)?;
     if row.revoked_at_ms.is_some() {
         return Err(ApiError::Unauthorized(format!("token {} was revoked", row.id)));
     }
@@ -153,7 +154,7 @@ async fn actor_of(cp: &ControlPlane, token: &str, now_ms: i64) -> Result<Actor, 
     let roles = match &row.build_id {
         // A build's token: its build's project, nothing else.
         Some(_) => vec![(row.project_id.clone(), Role::Developer)],
-        None => store.roles_of(&row.org_id, &row.user_id).await?,
+        None => store.identity().roles_of(&row.org_id, &row.user_id).await?,
     };
     if roles.is_empty() && !row.server_admin {
         return Err(ApiError::Unauthorized(format!(
@@ -162,7 +163,7 @@ async fn actor_of(cp: &ControlPlane, token: &str, now_ms: i64) -> Result<Actor, 
         )));
     }
     if cp.touched.due(&row.id, now_ms) {
-        store.touch_token(&row.id, now_ms).await?;
+        store.identity().touch_token(&row.id, now_ms).await?;
     }
     Ok(Actor { token: row, roles })
 }

@@ -74,6 +74,7 @@ impl ControlPlane {
         let audit = ctx.audit_on(&target, "link", detail);
         let row = self
             .store
+            .builds()
             .link_project(NewLink {
                 project: &project,
                 org_id: &target.org_id,
@@ -98,7 +99,7 @@ impl ControlPlane {
 
     async fn link_of(&self, project: &ProjectRef) -> Result<LinkRow, ApiError> {
         let project = crate::pointers::name_of(project)?;
-        self.store.project_link(&project).await?.ok_or_else(|| {
+        self.store.builds().project_link(&project).await?.ok_or_else(|| {
             ApiError::NotFound(format!("project {project} is not linked to a repository (helix projects link)"))
         })
     }
@@ -122,7 +123,7 @@ impl ControlPlane {
     /// The project's git token or deploy key, unsealed (for build workers).
     pub async fn git_credential(&self, project: &str) -> Result<Option<String>, String> {
         let project = ProjectName::parse(project).map_err(|e| e.to_string())?;
-        let Some(row) = self.store.project_link(&project).await.map_err(|e| e.to_string())? else {
+        let Some(row) = self.store.builds().project_link(&project).await.map_err(|e| e.to_string())? else {
             return Ok(None);
         };
         row.git_credential_sealed
@@ -194,7 +195,7 @@ impl ControlPlane {
                 now_ms: now,
             })
             .collect();
-        let (ids, duplicate) = match self.store.queue_builds(delivery, &rows, now).await? {
+        let (ids, duplicate) = match self.store.builds().queue_builds(delivery, &rows, now).await? {
             Queued::New { canceled } => {
                 for id in &canceled {
                     tracing::info!(build = %id, "canceled: superseded by a newer push");
@@ -207,7 +208,7 @@ impl ControlPlane {
         };
         let mut builds = Vec::new();
         for id in ids {
-            if let Some(row) = self.store.build(&id).await? {
+            if let Some(row) = self.store.builds().build(&id).await? {
                 builds.push(self.build_view(&row));
             }
         }
@@ -253,8 +254,8 @@ impl ControlPlane {
     pub(crate) async fn build_for(&self, ctx: &Ctx, id: &str, need: Need, what: &str) -> Result<BuildRow, ApiError> {
         let id = BuildId::parse(id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let missing = || ApiError::NotFound(format!("build {id} not found"));
-        let row = self.store.build(id.as_str()).await?.ok_or_else(missing)?;
-        let project = self.store.project_ref(row.project.as_str()).await?.ok_or_else(missing)?;
+        let row = self.store.builds().build(id.as_str()).await?.ok_or_else(missing)?;
+        let project = self.store.identity().project_ref(row.project.as_str()).await?.ok_or_else(missing)?;
         if ctx.actor.role_on(&project).is_none() {
             return Err(missing());
         }
@@ -264,18 +265,19 @@ impl ControlPlane {
 
     pub(crate) async fn list_builds(&self, ctx: &Ctx, project: &str) -> Result<Vec<Build>, ApiError> {
         let project = self.project_for(ctx, project, Need::READ, "read builds").await?;
-        let rows = self.store.builds(&crate::pointers::name_of(&project)?, 100).await?;
+        let rows = self.store.builds().builds(&crate::pointers::name_of(&project)?, 100).await?;
         Ok(rows.iter().map(|r| self.build_view(r)).collect())
     }
 
     pub(crate) async fn cancel_build(&self, ctx: &Ctx, id: &str) -> Result<Build, ApiError> {
         let row = self.build_for(ctx, id, Need::DEPLOY, "cancel builds").await?;
-        if !self.store.cancel_build(row.id.as_str(), now_ms()).await? {
+        if !self.store.builds().cancel_build(row.id.as_str(), now_ms()).await? {
             return Err(ApiError::Conflict(format!("build {} is already {}", row.id, row.state.as_str())));
         }
         self.report_status(row.id.as_str());
         let row = self
             .store
+            .builds()
             .build(row.id.as_str())
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("build {} not found", row.id)))?;
@@ -283,7 +285,7 @@ impl ControlPlane {
     }
 
     pub(crate) async fn build_log(&self, row: &BuildRow, after: i64) -> Result<(Build, Vec<LogLine>), ApiError> {
-        let lines = self.store.build_log(row.id.as_str(), after, 100_000).await?;
+        let lines = self.store.builds().build_log(row.id.as_str(), after, 100_000).await?;
         Ok((self.build_view(row), lines.into_iter().map(|(seq, at_ms, line)| LogLine { seq, at_ms, line }).collect()))
     }
 
@@ -301,11 +303,11 @@ impl ControlPlane {
                 return None;
             }
             loop {
-                let finished = match cp.store.build(id.as_str()).await {
+                let finished = match cp.store.builds().build(id.as_str()).await {
                     Ok(Some(row)) => row.state.is_finished().then_some(row),
                     _ => return None,
                 };
-                let lines = cp.store.build_log(id.as_str(), after, 1000).await.ok()?;
+                let lines = cp.store.builds().build_log(id.as_str(), after, 1000).await.ok()?;
                 if !lines.is_empty() {
                     let last = lines.last().map_or(after, |l| l.0);
                     let events: Vec<Result<SseEvent, Infallible>> = lines

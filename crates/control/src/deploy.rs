@@ -35,7 +35,7 @@ impl ControlPlane {
         let id = DeploymentId::generate(now as u64, u128::from_le_bytes(random));
         // What it comes from: a build's branch and commit, or the API's word.
         let build = match &ctx.actor.token.build_id {
-            Some(build) => self.store.build(build).await?,
+            Some(build) => self.store.builds().build(build).await?,
             None => None,
         };
         let (source, commit) = match &build {
@@ -56,7 +56,7 @@ impl ControlPlane {
         };
         self.decide_for(ctx, decision).await?;
         if ctx.actor.token.build_id.is_some()
-            && !self.store.bind_token_deployment(&ctx.actor.token.id, id.as_str()).await?
+            && !self.store.identity().bind_token_deployment(&ctx.actor.token.id, id.as_str()).await?
         {
             return Err(ApiError::Forbidden("a build's token creates one deployment, and this one has".into()));
         }
@@ -64,6 +64,7 @@ impl ControlPlane {
         let audit = NewAudit { target: Some(id.as_str()), ..ctx.audit_on(&target, "deploy.create", detail) };
         let made = self
             .store
+            .deployments()
             .create_deployment(NewDeployment {
                 id: &id,
                 options: &options,
@@ -148,9 +149,10 @@ impl ControlPlane {
         let (row, owner) = self.deployment_for(ctx, id, Need::BUILD_DEPLOY, "finalize deployments").await?;
         let id = row.id.clone();
         let _gc = self.gc_lock.read().await;
-        let (Some(mut files), Some(options)) =
-            (self.store.uploading_files(&id).await?, self.store.uploading_options(&id).await?)
-        else {
+        let (Some(mut files), Some(options)) = (
+            self.store.deployments().uploading_files(&id).await?,
+            self.store.deployments().uploading_options(&id).await?,
+        ) else {
             return Ok((self.finalized_already(&id).await?, None));
         };
         let mut sizes: BTreeMap<Digest, u64> = BTreeMap::new();
@@ -181,7 +183,7 @@ impl ControlPlane {
         if total > self.limits.max_total_bytes {
             let reason =
                 format!("{total} bytes is over the limit of {} bytes per deployment", self.limits.max_total_bytes);
-            self.store.fail_deployment(&id, &reason).await?;
+            self.store.deployments().fail_deployment(&id, &reason).await?;
             return Err(ApiError::TooLarge(reason));
         }
         let mut manifest = self.build_manifest(&id, row.project.clone(), row.created_at_ms, &files, &sizes).await?;
@@ -217,7 +219,7 @@ impl ControlPlane {
             routes_json: &report_json,
             alias: options.alias.as_deref(),
         };
-        let outcome = self.store.finalize(&id, ready, &audit, now_ms()).await?;
+        let outcome = self.store.deployments().finalize(&id, ready, &audit, now_ms()).await?;
         self.upload_sets.remove(&id);
         match outcome {
             Finalized::Now(row, seq) => Ok((row, Some(seq))),
@@ -251,7 +253,7 @@ impl ControlPlane {
             let why =
                 if compiled.rejected() { "the routing files are invalid" } else { "strict: rules not honored exactly" };
             let reason = format!("{why}: {}", lines.join("; "));
-            self.store.fail_deployment(id, &reason).await?;
+            self.store.deployments().fail_deployment(id, &reason).await?;
             return Err(ApiError::Unprocessable(reason));
         }
         if compiled.table.platform != helix_core::routes::Platform::Helix {
@@ -314,7 +316,7 @@ impl ControlPlane {
             Ok(ok) => Ok(ok),
             Err(why) => {
                 let reason = format!("functions: {why}");
-                self.store.fail_deployment(id, &reason).await?;
+                self.store.deployments().fail_deployment(id, &reason).await?;
                 Err(ApiError::Unprocessable(reason))
             }
         }
@@ -345,7 +347,7 @@ impl ControlPlane {
             return Ok((functions, BTreeMap::new()));
         }
         let fail = |reason: String| async move {
-            self.store.fail_deployment(id, &reason).await?;
+            self.store.deployments().fail_deployment(id, &reason).await?;
             Err::<(Vec<helix_core::functions::Function>, BTreeMap<String, Digest>), _>(ApiError::Unprocessable(reason))
         };
         if !helix_runtime::bundle::available() {
@@ -388,7 +390,7 @@ impl ControlPlane {
     async fn uploading_digests(&self, id: &DeploymentId) -> Result<Arc<crate::UploadSet>, ApiError> {
         let not_uploading =
             || ApiError::Conflict(format!("deployment {id} is not accepting uploads (it is finalized or failed)"));
-        match self.store.deployment(id.as_str()).await? {
+        match self.store.deployments().deployment(id.as_str()).await? {
             None => return Err(ApiError::NotFound(format!("deployment {id} not found"))),
             Some(row) if row.state != DeploymentState::Uploading => {
                 self.upload_sets.remove(id);
@@ -399,8 +401,8 @@ impl ControlPlane {
         if let Some(set) = self.upload_sets.get(id) {
             return Ok(set);
         }
-        let files = self.store.uploading_files(id).await?.ok_or_else(not_uploading)?;
-        let options = self.store.uploading_options(id).await?.ok_or_else(not_uploading)?;
+        let files = self.store.deployments().uploading_files(id).await?.ok_or_else(not_uploading)?;
+        let options = self.store.deployments().uploading_options(id).await?.ok_or_else(not_uploading)?;
         let mut set = crate::UploadSet::new();
         for (path, digest) in files {
             *set.entry(digest).or_default() |= variants::is_compressible(&content_type_of(&path));
@@ -414,7 +416,7 @@ impl ControlPlane {
     }
 
     async fn finalized_already(&self, id: &DeploymentId) -> Result<DeploymentRow, ApiError> {
-        match self.store.deployment(id.as_str()).await? {
+        match self.store.deployments().deployment(id.as_str()).await? {
             Some(row) if row.state == DeploymentState::Ready => Ok(row),
             Some(_) => Err(ApiError::Conflict(format!("deployment {id} failed and cannot be finalized; deploy again"))),
             None => Err(ApiError::NotFound(format!("deployment {id} not found"))),
@@ -519,15 +521,15 @@ impl ControlPlane {
     ) -> Result<(DeploymentRow, ProjectRef), ApiError> {
         let id = DeploymentId::parse(id).map_err(|e| ApiError::NotFound(e.to_string()))?;
         let missing = || ApiError::NotFound(format!("deployment {id} not found"));
-        let row = self.store.deployment(id.as_str()).await?.ok_or_else(missing)?;
-        let project = self.store.project_ref(row.project.as_str()).await?.ok_or_else(missing)?;
+        let row = self.store.deployments().deployment(id.as_str()).await?.ok_or_else(missing)?;
+        let project = self.store.identity().project_ref(row.project.as_str()).await?.ok_or_else(missing)?;
         if ctx.actor.role_on(&project).is_none() {
             return Err(missing());
         }
         ctx.check(&project, need, what)?;
         if ctx.actor.token.build_id.is_some() && ctx.actor.token.deployment_id.as_deref() != Some(id.as_str()) {
             // Its own deployment is bound after the token was read: look again.
-            let bound = self.store.token(&ctx.actor.token.id).await?.and_then(|t| t.deployment_id);
+            let bound = self.store.identity().token(&ctx.actor.token.id).await?.and_then(|t| t.deployment_id);
             if bound.as_deref() != Some(id.as_str()) {
                 return Err(ApiError::Forbidden(format!("a build's token reaches only its own deployment, not {id}")));
             }
@@ -552,7 +554,7 @@ impl ControlPlane {
         if let Some(before) = before {
             DeploymentId::parse(before).map_err(|e| ApiError::BadRequest(format!("before: {e}")))?;
         }
-        let rows = self.store.ready_deployments_page(&project.id, before, limit).await?;
+        let rows = self.store.deployments().ready_deployments_page(&project.id, before, limit).await?;
         Ok(rows.iter().map(|r| self.view(r)).collect())
     }
 }

@@ -86,13 +86,13 @@ fn applying<'a>(rows: &'a [EnvRow], environment: &str, branch: &str) -> BTreeMap
 impl ControlPlane {
     /// The project's data key, made (and stored wrapped) on first use.
     async fn data_key(&self, project: &ProjectRef) -> Result<SecretKey, ApiError> {
-        let (wrapped, master_id) = match self.store.project_key(&project.id).await? {
+        let (wrapped, master_id) = match self.store.env().project_key(&project.id).await? {
             Some(stored) => stored,
             None => {
                 let _not_rotating = self.rotation.read().await;
                 let (_, wrapped, master_id) = self.secrets.new_data_key(&project.id).map_err(internal)?;
                 // A racing writer's key may have landed first: use whichever stays.
-                self.store.insert_project_key(&project.id, &wrapped, &master_id, now_ms()).await?
+                self.store.env().insert_project_key(&project.id, &wrapped, &master_id, now_ms()).await?
             }
         };
         self.secrets.unwrap_data_key(&project.id, &wrapped, &master_id).map_err(internal)
@@ -107,6 +107,7 @@ impl ControlPlane {
             return Ok(found);
         }
         self.store
+            .identity()
             .ensure_project(name.as_str(), &found.org_id, now_ms())
             .await?
             .ok_or_else(|| crate::access::name_taken(&name))
@@ -121,7 +122,7 @@ impl ControlPlane {
         let project = self.project_for(ctx, project, Need::READ, "read environment variables").await?;
         let decision = Decision { action: "env.read", project: Some(&project), environment, ..Decision::default() };
         self.decide_for(ctx, decision).await?;
-        Ok(self.store.env_vars(&project.id, environment).await?.iter().map(view).collect())
+        Ok(self.store.env().env_vars(&project.id, environment).await?.iter().map(view).collect())
     }
 
     pub(crate) async fn env_set(
@@ -133,7 +134,7 @@ impl ControlPlane {
     ) -> Result<Vec<EnvVar>, ApiError> {
         let project = self.env_project(ctx, project).await?;
         self.write_env(ctx, &project, name, req).await?;
-        Ok(self.store.env_vars(&project.id, None).await?.iter().filter(|r| r.name == name).map(view).collect())
+        Ok(self.store.env().env_vars(&project.id, None).await?.iter().filter(|r| r.name == name).map(view).collect())
     }
 
     /// Checks and stores one variable in each of its environments.
@@ -178,7 +179,7 @@ impl ControlPlane {
             value: &stored,
             now_ms: ctx.now_ms,
         };
-        Ok(self.store.set_env(new, &audit).await?)
+        Ok(self.store.env().set_env(new, &audit).await?)
     }
 
     pub(crate) async fn env_remove(
@@ -202,7 +203,7 @@ impl ControlPlane {
         };
         self.decide_for(ctx, decision).await?;
         let audit = NewAudit { target: Some(name), ..ctx.audit_on(&project, "env.write", detail) };
-        let n = self.store.remove_env(&project.id, name, environment, branch_name, &audit).await?;
+        let n = self.store.env().remove_env(&project.id, name, environment, branch_name, &audit).await?;
         if n == 0 {
             return Err(ApiError::NotFound(format!("{name} is not set in project {}", project.name)));
         }
@@ -250,7 +251,7 @@ impl ControlPlane {
             ..Decision::default()
         };
         self.decide_for(ctx, decision).await?;
-        let rows = self.store.env_vars(&project.id, Some(environment)).await?;
+        let rows = self.store.env().env_vars(&project.id, Some(environment)).await?;
         let mut pulled = PulledEnv { environment: environment.to_owned(), ..PulledEnv::default() };
         for (name, row) in applying(&rows, environment, branch(branch_name)?) {
             if row.secret {
@@ -272,10 +273,10 @@ impl ControlPlane {
         branch: &str,
         reader: &Reader,
     ) -> Result<Vec<(String, String, bool)>, String> {
-        let Some(project) = self.store.project_ref(project).await.map_err(|e| e.to_string())? else {
+        let Some(project) = self.store.identity().project_ref(project).await.map_err(|e| e.to_string())? else {
             return Ok(Vec::new());
         };
-        let rows = self.store.env_vars(&project.id, Some(environment)).await.map_err(|e| e.to_string())?;
+        let rows = self.store.env().env_vars(&project.id, Some(environment)).await.map_err(|e| e.to_string())?;
         let chosen = applying(&rows, environment, branch);
         let mut key = None;
         let mut out = Vec::new();
@@ -319,7 +320,7 @@ impl ControlPlane {
                 project: Some(&project.name),
                 ..crate::identity::system_audit(&project.org, None, "secret.read", detail, now_ms())
             };
-            self.store.append_audit(&audit).await.map_err(|e| e.to_string())?;
+            self.store.audit().append_audit(&audit).await.map_err(|e| e.to_string())?;
         }
         Ok(out)
     }
@@ -333,12 +334,12 @@ impl ControlPlane {
         let _alone = self.rotation.write().await;
         let next = self.secrets.prepare_rotation().map_err(internal)?;
         let mut keys = Vec::new();
-        for (project_id, wrapped, master_id) in self.store.project_keys().await? {
+        for (project_id, wrapped, master_id) in self.store.env().project_keys().await? {
             let again = self.secrets.rewrap_data_key(&project_id, &wrapped, &master_id, &next).map_err(internal)?;
             keys.push((project_id, again));
         }
         let mut credentials = Vec::new();
-        for (project, sealed) in self.store.sealed_credentials().await? {
+        for (project, sealed) in self.store.env().sealed_credentials().await? {
             let context = credentials_context(&project);
             let plain = self.secrets.open(&context, &sealed).map_err(internal)?;
             credentials.push((project, next.seal(&context, plain.as_bytes()).map_err(internal)?));
@@ -346,7 +347,7 @@ impl ControlPlane {
         let detail =
             serde_json::json!({ "key": next.id(), "project_keys": keys.len(), "git_credentials": credentials.len() });
         let audit = NewAudit { org: "*", target: Some(next.id()), ..ctx.audit("keys.rotate", detail) };
-        self.store.rewrap(&keys, next.id(), &credentials, &audit).await?;
+        self.store.env().rewrap(&keys, next.id(), &credentials, &audit).await?;
         self.secrets.finish_rotation(next.clone()).map_err(internal)?;
         Ok(Rotated {
             key: next.id().to_owned(),

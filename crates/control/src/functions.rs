@@ -31,7 +31,7 @@ impl ControlPlane {
     ) -> Result<Vec<helix_store::FunctionLog>, ApiError> {
         let project = ProjectName::parse(project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let limit = limit.clamp(1, MAX_READ) as i64;
-        Ok(self.store.function_logs(project.as_str(), function, deployment, after, limit).await?)
+        Ok(self.store.function_logs().function_logs(project.as_str(), function, deployment, after, limit).await?)
     }
 
     /// The newest lines, then each new one as it is stored (from any
@@ -52,6 +52,7 @@ impl ControlPlane {
                     let cursor = if first && after.is_none() { None } else { Some(after.clone().unwrap_or_default()) };
                     let lines = cp
                         .store
+                        .function_logs()
                         .function_logs(&project, function.as_deref(), deployment.as_deref(), cursor.as_deref(), limit)
                         .await
                         .ok()?;
@@ -104,13 +105,13 @@ impl ControlPlane {
     /// its latest.
     pub(crate) async fn crons(&self, project: &str) -> Result<Vec<CronView>, ApiError> {
         let project = ProjectName::parse(project).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        let production = self.store.production_manifests().await?;
+        let production = self.store.crons().production_manifests().await?;
         let Some((_, deployment, digest)) = production.into_iter().find(|(p, _, _)| *p == project) else {
             return Ok(Vec::new());
         };
         let manifest = helix_core::manifest::Manifest::from_json(&self.blobs.get(digest).await?)
             .map_err(|e| ApiError::Internal(format!("reading the production manifest: {e}")))?;
-        let runs = self.store.cron_runs(&project, 500).await?;
+        let runs = self.store.crons().cron_runs(&project, 500).await?;
         let now =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         Ok(manifest
@@ -153,7 +154,7 @@ impl ControlPlane {
         next: Vec<(String, String)>,
     ) -> Result<(), ApiError> {
         let name = crate::pointers::name_of(project)?;
-        let current = match self.store.production_deployment(&name).await? {
+        let current = match self.store.deployments().production_deployment(&name).await? {
             Some(row) => self.schedules_of(row.manifest_digest.as_deref()).await?,
             None => Vec::new(),
         };

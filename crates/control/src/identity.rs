@@ -35,7 +35,7 @@ impl ControlPlane {
             project: t.project.clone(),
             read_only: t.read_only,
             server_admin: t.server_admin,
-            memberships: self.store.members(&t.org_id, Some(&t.user_id)).await?,
+            memberships: self.store.identity().members(&t.org_id, Some(&t.user_id)).await?,
         })
     }
 
@@ -44,7 +44,7 @@ impl ControlPlane {
         ctx.check_caller(Need::READ, "list tokens")?;
         let all = ctx.actor.org_role().is_some_and(|r| r >= Role::Admin);
         let user = (!all).then_some(ctx.actor.token.user_id.as_str());
-        Ok(self.store.tokens(ctx.actor.org_id(), user).await?.iter().map(|t| t.info()).collect())
+        Ok(self.store.identity().tokens(ctx.actor.org_id(), user).await?.iter().map(|t| t.info()).collect())
     }
 
     pub(crate) async fn create_token(&self, ctx: &Ctx, body: &[u8]) -> Result<CreatedToken, ApiError> {
@@ -58,6 +58,7 @@ impl ControlPlane {
             Some(org) if *org != caller.org => {
                 ctx.check_server_admin("make tokens in another organisation")?;
                 self.store
+                    .identity()
                     .org_id(org)
                     .await?
                     .ok_or_else(|| ApiError::NotFound(format!("organisation {org} not found")))?
@@ -100,6 +101,7 @@ impl ControlPlane {
                 }
                 let id = self
                     .store
+                    .identity()
                     .user_id(user)
                     .await?
                     .ok_or_else(|| ApiError::NotFound(format!("user {user} not found")))?;
@@ -110,7 +112,7 @@ impl ControlPlane {
             }
             _ => (caller.user_id.clone(), caller.user.clone()),
         };
-        if self.store.roles_of(&org_id, &user_id).await?.is_empty() {
+        if self.store.identity().roles_of(&org_id, &user_id).await?.is_empty() {
             return Err(ApiError::BadRequest(format!("user {user} is not a member of that organisation")));
         }
         let expires_at_ms = match req.expires_in_secs {
@@ -149,6 +151,7 @@ impl ControlPlane {
         let audit = NewAudit { org: &org_name, ..ctx.audit("token.create", detail) };
         let id = self
             .store
+            .identity()
             .insert_token(NewToken {
                 sha256_hex: &hash_token(&token),
                 name,
@@ -164,14 +167,14 @@ impl ControlPlane {
                 now_ms: ctx.now_ms,
             })
             .await?;
-        let row = self.store.token(&id).await?.ok_or_else(|| ApiError::Internal("token vanished".into()))?;
+        let row = self.store.identity().token(&id).await?.ok_or_else(|| ApiError::Internal("token vanished".into()))?;
         Ok(CreatedToken { token, info: row.info() })
     }
 
     /// Revokes a token: one's own, or (admins) anyone's in the organisation.
     pub(crate) async fn revoke_token(&self, ctx: &Ctx, id: &str) -> Result<TokenInfo, ApiError> {
         let missing = || ApiError::NotFound(format!("token {id} not found"));
-        let row = self.store.token(id).await?.ok_or_else(missing)?;
+        let row = self.store.identity().token(id).await?.ok_or_else(missing)?;
         let caller = &ctx.actor.token;
         if row.org_id != caller.org_id && !caller.server_admin {
             return Err(missing());
@@ -183,14 +186,14 @@ impl ControlPlane {
         }
         let detail = serde_json::json!({ "name": row.name, "user": row.user });
         let audit = NewAudit { org: &row.org, target: Some(&row.id), ..ctx.audit("token.revoke", detail) };
-        self.store.revoke_token(&row.id, &audit, ctx.now_ms).await?;
-        let row = self.store.token(&row.id).await?.ok_or_else(missing)?;
+        self.store.identity().revoke_token(&row.id, &audit, ctx.now_ms).await?;
+        let row = self.store.identity().token(&row.id).await?.ok_or_else(missing)?;
         Ok(row.info())
     }
 
     pub(crate) async fn members(&self, ctx: &Ctx) -> Result<Vec<Membership>, ApiError> {
         ctx.check_org(Need::READ, "list members")?;
-        Ok(self.store.members(ctx.actor.org_id(), None).await?)
+        Ok(self.store.identity().members(ctx.actor.org_id(), None).await?)
     }
 
     /// Gives a user (made on first use) a role in the caller's
@@ -202,6 +205,7 @@ impl ControlPlane {
         let org_id = ctx.actor.org_id().to_owned();
         let was_owner = self
             .store
+            .identity()
             .members(&org_id, None)
             .await?
             .iter()
@@ -213,7 +217,7 @@ impl ControlPlane {
             Some(name) => Some(self.project_for(ctx, name, Need::MANAGE, "add members").await?.id),
             None => None,
         };
-        let owners = self.store.members(&org_id, None).await?;
+        let owners = self.store.identity().members(&org_id, None).await?;
         let other_owner = owners.iter().any(|m| m.role == Role::Owner && m.project.is_none() && m.user != req.user);
         if was_owner && req.project.is_none() && req.role != Role::Owner && !other_owner {
             return Err(ApiError::Conflict("an organisation keeps at least one owner".into()));
@@ -222,9 +226,12 @@ impl ControlPlane {
         let decision = Decision { action: "member.change", request: detail.clone(), ..Decision::default() };
         self.decide_for(ctx, decision).await?;
         let audit = NewAudit { target: Some(&req.user), ..ctx.audit("member.change", detail) };
-        self.store.set_member(&org_id, &req.user, req.role, project_id.as_deref(), &audit, ctx.now_ms).await?;
-        let user_id = self.store.user_id(&req.user).await?;
-        Ok(self.store.members(&org_id, user_id.as_deref()).await?)
+        self.store
+            .identity()
+            .set_member(&org_id, &req.user, req.role, project_id.as_deref(), &audit, ctx.now_ms)
+            .await?;
+        let user_id = self.store.identity().user_id(&req.user).await?;
+        Ok(self.store.identity().members(&org_id, user_id.as_deref()).await?)
     }
 
     pub(crate) async fn remove_member(
@@ -235,7 +242,7 @@ impl ControlPlane {
     ) -> Result<Vec<Membership>, ApiError> {
         ctx.check_org(Need::MANAGE, "remove members")?;
         let org_id = ctx.actor.org_id().to_owned();
-        let members = self.store.members(&org_id, None).await?;
+        let members = self.store.identity().members(&org_id, None).await?;
         let Some(found) = members.iter().find(|m| m.user == user && m.project.as_deref() == project) else {
             return Err(ApiError::NotFound(format!("{user} is not a member here")));
         };
@@ -250,26 +257,28 @@ impl ControlPlane {
         let decision = Decision { action: "member.change", request: detail.clone(), ..Decision::default() };
         self.decide_for(ctx, decision).await?;
         let audit = NewAudit { target: Some(user), ..ctx.audit("member.change", detail) };
-        self.store.remove_member(&org_id, user, project_id.as_deref(), &audit).await.map_err(|e| match e {
-            helix_store::MemberError::NotMember(_) => ApiError::NotFound(e.to_string()),
-            helix_store::MemberError::LastOwner => ApiError::Conflict(e.to_string()),
-            helix_store::MemberError::Store(e) => e.into(),
-        })?;
-        let user_id = self.store.user_id(user).await?;
-        Ok(self.store.members(&org_id, user_id.as_deref()).await?)
+        self.store.identity().remove_member(&org_id, user, project_id.as_deref(), &audit).await.map_err(
+            |e| match e {
+                helix_store::MemberError::NotMember(_) => ApiError::NotFound(e.to_string()),
+                helix_store::MemberError::LastOwner => ApiError::Conflict(e.to_string()),
+                helix_store::MemberError::Store(e) => e.into(),
+            },
+        )?;
+        let user_id = self.store.identity().user_id(user).await?;
+        Ok(self.store.identity().members(&org_id, user_id.as_deref()).await?)
     }
 
     /// The caller's organisation (every one, for the server admin).
     pub(crate) async fn orgs(&self, ctx: &Ctx) -> Result<Vec<Org>, ApiError> {
         let only = (!ctx.actor.token.server_admin).then_some(ctx.actor.org_id());
-        let rows = self.store.orgs(only).await?;
+        let rows = self.store.identity().orgs(only).await?;
         Ok(rows.into_iter().map(|(_, name, created_at_ms)| Org { name, created_at_ms }).collect())
     }
 
     /// The projects the caller can see (a narrowed token: its one).
     pub(crate) async fn list_projects(&self, ctx: &Ctx) -> Result<Vec<helix_core::api::ProjectSummary>, ApiError> {
         let only = (!ctx.actor.token.server_admin).then_some(ctx.actor.org_id());
-        let rows = self.store.projects(only).await?;
+        let rows = self.store.identity().projects(only).await?;
         Ok(rows
             .into_iter()
             .filter(|(project, _)| ctx.actor.role_on(project).is_some())
@@ -284,7 +293,7 @@ impl ControlPlane {
         name: &str,
     ) -> Result<helix_core::api::ProjectSummary, ApiError> {
         let project = self.project_for(ctx, name, crate::access::Need::READ, "read projects").await?;
-        let production = self.store.production_deployment(&crate::pointers::name_of(&project)?).await?;
+        let production = self.store.deployments().production_deployment(&crate::pointers::name_of(&project)?).await?;
         Ok(self.summary(project, production.map(|d| d.id.to_string())))
     }
 
@@ -302,26 +311,28 @@ impl ControlPlane {
         check_name("user", &req.owner).map_err(ApiError::BadRequest)?;
         let detail = serde_json::json!({ "owner": req.owner });
         let audit = NewAudit { org: &req.name, target: Some(&req.name), ..ctx.audit("org.create", detail.clone()) };
-        if !self.store.create_org(&req.name, &audit, ctx.now_ms).await? {
+        if !self.store.identity().create_org(&req.name, &audit, ctx.now_ms).await? {
             return Err(ApiError::Conflict(format!("organisation {} exists already", req.name)));
         }
-        let org_id = self.store.org_id(&req.name).await?.ok_or_else(|| ApiError::Internal("org vanished".into()))?;
+        let org_id =
+            self.store.identity().org_id(&req.name).await?.ok_or_else(|| ApiError::Internal("org vanished".into()))?;
         let detail = serde_json::json!({ "user": req.owner, "role": Role::Owner });
         let audit = NewAudit { org: &req.name, target: Some(&req.owner), ..ctx.audit("member.change", detail) };
-        self.store.set_member(&org_id, &req.owner, Role::Owner, None, &audit, ctx.now_ms).await?;
+        self.store.identity().set_member(&org_id, &req.owner, Role::Owner, None, &audit, ctx.now_ms).await?;
         Ok(Org { name: req.name, created_at_ms: ctx.now_ms })
     }
 
     /// A token for one build: it may create one deployment of the build's
     /// project and upload and finalize that one, until the build ends.
     pub async fn build_token(&self, build: &str, project: &str) -> Result<String, String> {
-        let found = self.store.project_ref(project).await.map_err(|e| e.to_string())?;
+        let found = self.store.identity().project_ref(project).await.map_err(|e| e.to_string())?;
         let found = found.ok_or_else(|| format!("project {project} not found"))?;
         let token = new_secret("hxb_")?;
         let now = now_ms();
         let audit =
             system_audit(&found.org, Some(&found.name), "token.create", serde_json::json!({ "build": build }), now);
         self.store
+            .identity()
             .insert_token(NewToken {
                 sha256_hex: &hash_token(&token),
                 name: &format!("build {build}"),

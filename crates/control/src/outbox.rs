@@ -28,7 +28,7 @@ async fn publish_pending(cp: &ControlPlane) -> Result<(), Box<dyn std::error::Er
         let mut queued = 0;
         for (id, envelope) in batch {
             cp.bus.publish(&envelope).await?;
-            queued += cp.store.enqueue_deliveries(&envelope, crate::now_ms()).await?;
+            queued += cp.store.webhooks().enqueue_deliveries(&envelope, crate::now_ms()).await?;
             if let helix_core::events::Event::BuildRequested { build, .. }
             | helix_core::events::Event::BuildFinished { build, .. } = &envelope.event
             {

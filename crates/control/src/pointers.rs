@@ -24,7 +24,7 @@ impl ControlPlane {
         let next = self.schedules_of(row.manifest_digest.as_deref()).await?;
         self.decide_crons(ctx, &project, deployment_input(&row), next).await?;
         let audit = ctx.audit_on(&project, "promote", serde_json::json!({}));
-        Ok(self.store.promote(row.id.as_str(), &audit, now_ms()).await?)
+        Ok(self.store.deployments().promote(row.id.as_str(), &audit, now_ms()).await?)
     }
 
     pub(crate) async fn rollback(
@@ -36,7 +36,7 @@ impl ControlPlane {
         let project = self.project_for(ctx, project, Need::DEPLOY, "roll back").await?;
         let name = name_of(&project)?;
         // The exact deployment decided on is the one served.
-        let target = self.store.rollback_target(&name, req.to.as_deref()).await?;
+        let target = self.store.deployments().rollback_target(&name, req.to.as_deref()).await?;
         let decision = Decision {
             action: "rollback",
             project: Some(&project),
@@ -48,12 +48,12 @@ impl ControlPlane {
         let next = self.schedules_of(target.manifest_digest.as_deref()).await?;
         self.decide_crons(ctx, &project, deployment_input(&target), next).await?;
         let audit = ctx.audit_on(&project, "rollback", serde_json::json!({ "to": req.to }));
-        Ok(self.store.rollback(&name, Some(target.id.as_str()), &audit, now_ms()).await?)
+        Ok(self.store.deployments().rollback(&name, Some(target.id.as_str()), &audit, now_ms()).await?)
     }
 
     pub(crate) async fn split(&self, ctx: &Ctx, project: &str) -> Result<Split, ApiError> {
         let project = self.project_for(ctx, project, Need::READ, "read splits").await?;
-        let weights = self.store.split(&name_of(&project)?).await?.into_iter().collect();
+        let weights = self.store.deployments().split(&name_of(&project)?).await?.into_iter().collect();
         Ok(Split { project: project.name, weights, propagation: None })
     }
 
@@ -79,6 +79,7 @@ impl ControlPlane {
         for (key, weight) in &req.weights {
             let id = if key == "production" {
                 self.store
+                    .deployments()
                     .ready_deployments(&name)
                     .await?
                     .and_then(|rows| rows.into_iter().find(|r| r.is_production))
@@ -96,7 +97,7 @@ impl ControlPlane {
         let decision = Decision { action: "split.change", project: Some(&project), request, ..Decision::default() };
         self.decide_for(ctx, decision).await?;
         let audit = ctx.audit_on(&project, "split.change", serde_json::json!({ "weights": weights }));
-        let seq = self.store.set_split(&name, &weights, &audit, now_ms()).await?;
+        let seq = self.store.deployments().set_split(&name, &weights, &audit, now_ms()).await?;
         Ok((Split { project: project.name, weights: weights.into_iter().collect(), propagation: None }, seq))
     }
 
@@ -106,7 +107,7 @@ impl ControlPlane {
         let decision = Decision { action: "split.change", project: Some(&project), request, ..Decision::default() };
         self.decide_for(ctx, decision).await?;
         let audit = ctx.audit_on(&project, "split.change", serde_json::json!({ "weights": [] }));
-        let seq = self.store.set_split(&name_of(&project)?, &[], &audit, now_ms()).await?;
+        let seq = self.store.deployments().set_split(&name_of(&project)?, &[], &audit, now_ms()).await?;
         Ok((Split { project: project.name, weights: Default::default(), propagation: None }, seq))
     }
 }

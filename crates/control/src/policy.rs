@@ -197,13 +197,13 @@ fn time_of(unix_ms: i64) -> Value {
 impl ControlPlane {
     /// The organisation's compiled module, if it has one.
     async fn policy_of(&self, org_id: &str) -> Result<Option<Arc<Loaded>>, ApiError> {
-        let Some(version) = self.store.policy_version(org_id).await? else { return Ok(None) };
+        let Some(version) = self.store.policies().policy_version(org_id).await? else { return Ok(None) };
         if let Some(loaded) = self.policies.loaded.lock().unwrap_or_else(|p| p.into_inner()).get(org_id)
             && loaded.version == version
         {
             return Ok(Some(loaded.clone()));
         }
-        let Some(stored) = self.store.policy(org_id).await? else { return Ok(None) };
+        let Some(stored) = self.store.policies().policy(org_id).await? else { return Ok(None) };
         let engine = Arc::new(compile(&stored.source).map_err(|e| ApiError::Internal(format!("stored policy: {e}")))?);
         let loaded = Arc::new(Loaded { version: stored.version, engine, tripped: Default::default() });
         self.policies.loaded.lock().unwrap_or_else(|p| p.into_inner()).insert(org_id.to_owned(), loaded.clone());
@@ -264,7 +264,7 @@ impl ControlPlane {
         };
         let detail = json!({ "decision": input["action"], "messages": messages });
         let entry = NewAudit { action: "policy.deny", outcome: "denied", detail, ..audit_as };
-        self.store.append_audit(&entry).await?;
+        self.store.audit().append_audit(&entry).await?;
         Err(ApiError::PolicyDenied(format!("denied by policy: {}", messages.join("; "))))
     }
 
@@ -281,7 +281,7 @@ impl ControlPlane {
 
     pub(crate) async fn show_policy(&self, ctx: &Ctx) -> Result<helix_core::api::Policy, ApiError> {
         ctx.check_org(READ_POLICY, "read the policy")?;
-        let stored = self.store.policy(ctx.actor.org_id()).await?;
+        let stored = self.store.policies().policy(ctx.actor.org_id()).await?;
         let stored = stored.ok_or_else(|| ApiError::NotFound(format!("{} has no policy", ctx.actor.token.org)))?;
         Ok(helix_core::api::Policy {
             source: stored.source,
@@ -320,8 +320,11 @@ impl ControlPlane {
         }
         let detail = json!({ "removed": source.is_none(), "sha256": source.map(|s| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(s))) });
         let audit = ctx.audit("policy.change", detail);
-        let version =
-            self.store.set_policy(ctx.actor.org_id(), source, &ctx.actor.token.user, &audit, ctx.now_ms).await?;
+        let version = self
+            .store
+            .policies()
+            .set_policy(ctx.actor.org_id(), source, &ctx.actor.token.user, &audit, ctx.now_ms)
+            .await?;
         self.policies.loaded.lock().unwrap_or_else(|p| p.into_inner()).remove(ctx.actor.org_id());
         Ok(version)
     }

@@ -285,10 +285,10 @@ impl ControlPlane {
 
     /// Posts the build's status as it is now and keeps what the host said.
     async fn post_status(&self, client: &reqwest::Client, guard: &Guard, build: &str) -> Result<(), ApiError> {
-        let Some(row) = self.store.build(build).await? else { return Ok(()) };
-        let Some(link) = self.store.project_link(&row.project).await? else { return Ok(()) };
+        let Some(row) = self.store.builds().build(build).await? else { return Ok(()) };
+        let Some(link) = self.store.builds().project_link(&row.project).await? else { return Ok(()) };
         let Some(outcome) = self.status_outcome(client, guard, &row, &link).await else { return Ok(()) };
-        self.store.note_commit_status(row.id.as_str(), &outcome).await?;
+        self.store.builds().note_commit_status(row.id.as_str(), &outcome).await?;
         Ok(())
     }
 

@@ -168,7 +168,7 @@ impl ControlPlane {
             Some(s) => s,
             None => crate::auth::new_secret("whsec_").map_err(ApiError::Internal)?,
         };
-        if self.store.webhooks(&project.id).await?.len() >= MAX_WEBHOOKS {
+        if self.store.webhooks().webhooks(&project.id).await?.len() >= MAX_WEBHOOKS {
             return Err(ApiError::Conflict(format!("a project has at most {MAX_WEBHOOKS} webhooks")));
         }
         let sealed = {
@@ -179,21 +179,21 @@ impl ControlPlane {
         };
         let detail = serde_json::json!({ "url": url.as_str(), "events": events });
         let audit = ctx.audit_on(&project, "webhook.create", detail);
-        let id = self.store.create_webhook(&project.id, url.as_str(), &sealed, &events, &audit).await?;
-        let row = self.store.webhooks(&project.id).await?.into_iter().find(|w| w.id == id);
+        let id = self.store.webhooks().create_webhook(&project.id, url.as_str(), &sealed, &events, &audit).await?;
+        let row = self.store.webhooks().webhooks(&project.id).await?.into_iter().find(|w| w.id == id);
         let row = row.ok_or_else(|| ApiError::Internal("webhook vanished".into()))?;
         Ok(Webhook { secret: Some(secret), ..view(&row) })
     }
 
     pub(crate) async fn list_webhooks(&self, ctx: &Ctx, project: &str) -> Result<Vec<Webhook>, ApiError> {
         let project = self.project_for(ctx, project, Need { write: false, ..Need::MANAGE }, "read webhooks").await?;
-        Ok(self.store.webhooks(&project.id).await?.iter().map(view).collect())
+        Ok(self.store.webhooks().webhooks(&project.id).await?.iter().map(view).collect())
     }
 
     pub(crate) async fn delete_webhook(&self, ctx: &Ctx, project: &str, id: &str) -> Result<(), ApiError> {
         let project = self.project_for(ctx, project, Need::MANAGE, "manage webhooks").await?;
         let audit = NewAudit { target: Some(id), ..ctx.audit_on(&project, "webhook.delete", serde_json::json!({})) };
-        if !self.store.delete_webhook(&project.id, id, &audit).await? {
+        if !self.store.webhooks().delete_webhook(&project.id, id, &audit).await? {
             return Err(ApiError::NotFound(format!("project {} has no webhook {id}", project.name)));
         }
         Ok(())
@@ -201,7 +201,7 @@ impl ControlPlane {
 
     pub(crate) async fn webhook_deliveries(&self, ctx: &Ctx, project: &str) -> Result<Vec<DeliveryRow>, ApiError> {
         let project = self.project_for(ctx, project, Need { write: false, ..Need::MANAGE }, "read webhooks").await?;
-        Ok(self.store.deliveries(&project.id, 500).await?)
+        Ok(self.store.webhooks().deliveries(&project.id, 500).await?)
     }
 
     /// Runs the deliverer until the process ends.
@@ -230,7 +230,7 @@ impl ControlPlane {
         sending: &Arc<Sending>,
     ) -> Result<(), ApiError> {
         sending.looking();
-        for d in self.store.due_deliveries(now_ms(), IN_FLIGHT as i64 * 2).await? {
+        for d in self.store.webhooks().due_deliveries(now_ms(), IN_FLIGHT as i64 * 2).await? {
             if !sending.start(&d.id, &d.url) {
                 continue;
             }
@@ -247,7 +247,7 @@ impl ControlPlane {
                         Attempt::Retry { status, error: &error, next_at_ms }
                     }
                 };
-                if let Err(e) = cp.store.record_attempt(&d.id, attempt, now).await {
+                if let Err(e) = cp.store.webhooks().record_attempt(&d.id, attempt, now).await {
                     tracing::warn!(error = %e, delivery = d.id, "recording a webhook delivery failed");
                 }
                 sending.done(&d.id, &d.url);

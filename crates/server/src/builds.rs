@@ -46,7 +46,9 @@ impl JobQueue for StoreQueue {
         Box::pin(async move {
             let lease = self.settings.lease.as_millis() as i64;
             let max = self.settings.max_attempts;
-            let Some((id, json, attempt)) = self.store.claim_build(lease, max, now_ms()).await.map_err(backend)? else {
+            let Some((id, json, attempt)) =
+                self.store.builds().claim_build(lease, max, now_ms()).await.map_err(backend)?
+            else {
                 return Ok(None);
             };
             match serde_json::from_str::<BuildJob>(&json) {
@@ -60,7 +62,7 @@ impl JobQueue for StoreQueue {
                         exit_status: None,
                         now_ms: now_ms(),
                     };
-                    self.store.finish_build(&id, attempt, end).await.map_err(backend)?;
+                    self.store.builds().finish_build(&id, attempt, end).await.map_err(backend)?;
                     Ok(None)
                 }
             }
@@ -70,7 +72,8 @@ impl JobQueue for StoreQueue {
     fn heartbeat<'a>(&'a self, build: &'a BuildId, attempt: u32) -> BoxFuture<'a, Result<JobStatus, BusError>> {
         Box::pin(async move {
             let until = now_ms() + self.settings.lease.as_millis() as i64;
-            let held = self.store.extend_build_lease(build.as_str(), attempt as i64, until).await.map_err(backend)?;
+            let held =
+                self.store.builds().extend_build_lease(build.as_str(), attempt as i64, until).await.map_err(backend)?;
             Ok(if held { JobStatus::Wanted } else { JobStatus::Canceled })
         })
     }
@@ -90,8 +93,8 @@ impl JobQueue for StoreQueue {
                 exit_status: outcome.exit_status,
                 now_ms: now_ms(),
             };
-            self.store.finish_build(build.as_str(), attempt as i64, end).await.map_err(backend)?;
-            self.store.revoke_build_tokens(build.as_str(), now_ms()).await.map_err(backend)
+            self.store.builds().finish_build(build.as_str(), attempt as i64, end).await.map_err(backend)?;
+            self.store.identity().revoke_build_tokens(build.as_str(), now_ms()).await.map_err(backend)
         })
     }
 
@@ -99,10 +102,11 @@ impl JobQueue for StoreQueue {
         Box::pin(async move {
             let again = self
                 .store
+                .builds()
                 .requeue_build(build.as_str(), attempt as i64, error, self.settings.max_attempts, now_ms())
                 .await
                 .map_err(backend)?;
-            self.store.revoke_build_tokens(build.as_str(), now_ms()).await.map_err(backend)?;
+            self.store.identity().revoke_build_tokens(build.as_str(), now_ms()).await.map_err(backend)?;
             self.wake.notify_waiters();
             Ok(again)
         })
@@ -135,13 +139,13 @@ impl BuildHost for Host {
         truncated: bool,
     ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
-            self.store.append_build_log(build.as_str(), &lines, total_bytes as i64, truncated).await?;
+            self.store.builds().append_build_log(build.as_str(), &lines, total_bytes as i64, truncated).await?;
             Ok(())
         })
     }
 
     fn log_end<'a>(&'a self, build: &'a BuildId) -> BoxFuture<'a, anyhow::Result<i64>> {
-        Box::pin(async move { Ok(self.store.build_log_end(build.as_str()).await?) })
+        Box::pin(async move { Ok(self.store.builds().build_log_end(build.as_str()).await?) })
     }
 
     fn note<'a>(
@@ -150,7 +154,7 @@ impl BuildHost for Host {
         commit: Option<&'a str>,
         detected: Option<&'a str>,
     ) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async move { Ok(self.store.note_build(build.as_str(), commit, detected).await?) })
+        Box::pin(async move { Ok(self.store.builds().note_build(build.as_str(), commit, detected).await?) })
     }
 
     fn git_credential<'a>(&'a self, project: &'a str) -> BoxFuture<'a, anyhow::Result<Option<String>>> {

@@ -58,7 +58,7 @@ impl Crons {
 
     /// Fires what is due in the minute starting at `slot`.
     async fn minute(self: Arc<Self>, slot: i64, manifests: &mut HashMap<Digest, Arc<Manifest>>) -> anyhow::Result<()> {
-        let production = self.store.production_manifests().await?;
+        let production = self.store.crons().production_manifests().await?;
         manifests.retain(|d, _| production.iter().any(|(_, _, m)| m == d));
         for (project, deployment, digest) in production {
             let manifest = match manifests.get(&digest) {
@@ -75,7 +75,7 @@ impl Crons {
                 if !schedule.matches(slot) {
                     continue;
                 }
-                if !self.store.claim_cron_run(&project, cron.name(), slot, &deployment, now_ms()).await? {
+                if !self.store.crons().claim_cron_run(&project, cron.name(), slot, &deployment, now_ms()).await? {
                     continue;
                 }
                 let me = self.clone();
@@ -85,7 +85,9 @@ impl Crons {
                     let started = Instant::now();
                     let (ok, what) = me.fire(&project, &deployment, &manifest, &cron, &schedule, slot).await;
                     let detail = format!("{what} in {} ms", started.elapsed().as_millis());
-                    if let Err(e) = me.store.finish_cron_run(&project, cron.name(), slot, ok, &detail, now_ms()).await {
+                    if let Err(e) =
+                        me.store.crons().finish_cron_run(&project, cron.name(), slot, ok, &detail, now_ms()).await
+                    {
                         tracing::warn!("crons: recording {}: {e}", cron.name());
                     }
                 });

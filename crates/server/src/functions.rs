@@ -229,13 +229,13 @@ pub(crate) async fn store_logs(runtime: Runtime, store: Arc<helix_store::Store>)
                 at_ms: r.ts_ms,
             })
             .collect();
-        if let Err(e) = store.append_function_logs(&rows).await {
+        if let Err(e) = store.function_logs().append_function_logs(&rows).await {
             tracing::warn!("function logs: storing {} lines: {e}", rows.len());
         }
         if pruned.elapsed() > std::time::Duration::from_secs(3600) {
             pruned = std::time::Instant::now();
             let now = batch.last().map_or(0, |r| r.ts_ms);
-            let _ = store.prune_function_logs(now - KEEP_MS).await;
+            let _ = store.function_logs().prune_function_logs(now - KEEP_MS).await;
         }
     }
 }

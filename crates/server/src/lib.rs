@@ -206,7 +206,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let mut tasks = tasks;
     if config.build_workers > 0 {
         if store.backend() == "sqlite" {
-            store.expire_build_leases().await.context("recovering builds from before a restart")?;
+            store.builds().expire_build_leases().await.context("recovering builds from before a restart")?;
         }
         let queue = Arc::new(builds::StoreQueue {
             store: store.clone(),

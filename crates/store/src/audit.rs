@@ -4,8 +4,9 @@
 
 use helix_core::audit::AuditEntry;
 
+use crate::Audit;
 use crate::pool::WritePool;
-use crate::{Pool, Store, StoreError};
+use crate::{Pool, StoreError};
 
 /// An entry being appended; its number and links are the store's.
 #[derive(Clone, Debug)]
@@ -83,7 +84,7 @@ fn from_tuple(t: AuditTuple) -> Result<AuditEntry, StoreError> {
     })
 }
 
-impl Store {
+impl Audit<'_> {
     /// Appends an entry in a transaction of its own (a denial, a read).
     pub async fn append_audit(&self, new: &NewAudit<'_>) -> Result<u64, StoreError> {
         let seq = on_pool!(self, p => {

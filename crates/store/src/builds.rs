@@ -5,8 +5,9 @@ use helix_core::ProjectName;
 use helix_core::build::{BuildContext, BuildId, BuildState};
 use sqlx::{Decode, Row, Type};
 
+use crate::Builds;
 use crate::pool::{Pool, WritePool};
-use crate::{NewAudit, Store, StoreError};
+use crate::{NewAudit, StoreError};
 
 /// A project's link to its repository.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,7 +115,7 @@ const BUILD_COLUMNS: &str = "b.id, p.name AS project, b.state, b.trigger, b.bran
 const LINK_COLUMNS: &str = "p.name AS project, l.repo_url, l.repo_key, l.production_branch, l.webhook_secret, \
      l.git_credential_sealed, l.status_api";
 
-impl Store {
+impl Builds<'_> {
     // ---- links -----------------------------------------------------------
 
     /// Links a project (created on first use) to its repository.

@@ -3,7 +3,8 @@
 
 use helix_core::{DeploymentId, Digest, ProjectName};
 
-use crate::{Pool, Store, StoreError, parse_digest, parse_id, parse_project};
+use crate::Crons;
+use crate::{Pool, StoreError, parse_digest, parse_id, parse_project};
 
 /// One firing of a schedule.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -19,7 +20,7 @@ pub struct CronRun {
     pub detail: String,
 }
 
-impl Store {
+impl Crons<'_> {
     /// Every project's production deployment and its manifest.
     pub async fn production_manifests(&self) -> Result<Vec<(ProjectName, DeploymentId, Digest)>, StoreError> {
         let rows: Vec<(String, String, String)> = on_pool!(self, p => sqlx::query_as(

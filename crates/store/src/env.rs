@@ -4,8 +4,9 @@
 use helix_core::ProjectName;
 use helix_core::events::Event;
 
+use crate::Env;
 use crate::pool::WritePool;
-use crate::{NewAudit, Pool, Store, StoreError};
+use crate::{NewAudit, Pool, StoreError};
 
 /// One variable as stored (a secret's `value` is sealed).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,7 +34,7 @@ pub struct NewEnv<'a> {
 
 type EnvTuple = (String, String, String, bool, String, i64);
 
-impl Store {
+impl Env<'_> {
     async fn project_name_by_id(&self, project_id: &str) -> Result<ProjectName, StoreError> {
         let name: String = on_pool!(self, p => sqlx::query_scalar("SELECT name FROM projects WHERE id = $1")
             .bind(project_id).fetch_one(p).await?);

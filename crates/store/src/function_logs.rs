@@ -1,7 +1,8 @@
 //! Function log lines, stored in batches and read by project.
 
+use crate::FunctionLogs;
 use crate::pool::WritePool;
-use crate::{Pool, Store, StoreError};
+use crate::{Pool, StoreError};
 
 /// A line to store.
 pub struct NewFunctionLog<'a> {
@@ -27,7 +28,7 @@ pub struct FunctionLog {
     pub at_ms: i64,
 }
 
-impl Store {
+impl FunctionLogs<'_> {
     /// Stores lines in one transaction.
     pub async fn append_function_logs(&self, lines: &[NewFunctionLog<'_>]) -> Result<(), StoreError> {
         if lines.is_empty() {

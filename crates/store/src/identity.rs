@@ -4,8 +4,9 @@
 use helix_core::identity::{Membership, Role, TokenInfo};
 use sqlx::{Decode, Row, Type};
 
+use crate::Identity;
 use crate::pool::WritePool;
-use crate::{NewAudit, Pool, Store, StoreError};
+use crate::{NewAudit, Pool, StoreError};
 
 /// A token with everything a request needs to know about its caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,7 +134,7 @@ impl From<sqlx::Error> for MemberError {
     }
 }
 
-impl Store {
+impl Identity<'_> {
     pub async fn insert_token(&self, new: NewToken<'_>) -> Result<String, StoreError> {
         let id = self.new_row_id();
         on_pool!(self, p => {

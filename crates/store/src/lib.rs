@@ -207,6 +207,55 @@ const DEPLOYMENT_COLUMNS: &str = "d.id, p.name AS project, d.state, d.production
      d.routes_json, (p.production_deployment_id IS NOT NULL AND p.production_deployment_id = d.id) AS is_production, \
      d.branch, d.commit_sha, d.source, d.context";
 
+/// The store's aggregates: each handle holds the queries of one, over the
+/// one pool (`store.builds().claim_build(…)`, `store.identity().token(…)`).
+macro_rules! aggregates {
+    ($($(#[$doc:meta])* $accessor:ident => $handle:ident),* $(,)?) => {
+        $(
+            $(#[$doc])*
+            #[derive(Clone, Copy)]
+            pub struct $handle<'a>(&'a Store);
+
+            impl std::ops::Deref for $handle<'_> {
+                type Target = Store;
+                fn deref(&self) -> &Store {
+                    self.0
+                }
+            }
+        )*
+
+        impl Store {
+            $(
+                $(#[$doc])*
+                pub fn $accessor(&self) -> $handle<'_> {
+                    $handle(self)
+                }
+            )*
+        }
+    };
+}
+
+aggregates! {
+    /// Deployments, the production pointer and traffic splits.
+    deployments => Deployments,
+    /// Git links, the build queue and build logs.
+    builds => Builds,
+    /// Schedules and their runs.
+    crons => Crons,
+    /// Environment variables and projects' data keys.
+    env => Env,
+    /// Function log lines.
+    function_logs => FunctionLogs,
+    /// Organisations, users, memberships, tokens and projects.
+    identity => Identity,
+    /// Organisations' policy modules.
+    policies => Policies,
+    /// Outgoing webhooks and their deliveries.
+    webhooks => Webhooks,
+    /// The audit log.
+    audit => Audit,
+}
+
 impl Store {
     /// Connects by URL scheme (`sqlite://…`, `postgres://…`) and migrates.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
@@ -233,7 +282,10 @@ impl Store {
     pub async fn close(&self) {
         on_pool!(self, p => p.close().await)
     }
+}
 
+/// Deployments, production pointers and traffic splits.
+impl Deployments<'_> {
     // ---- deployments -----------------------------------------------------
 
     /// Records an uploading deployment, creating its project on first use;
@@ -601,7 +653,9 @@ impl Store {
             .bind(project.as_str()).fetch_all(p).await?);
         Ok(rows.into_iter().map(|(id, w)| (id, w as u32)).collect())
     }
+}
 
+impl Store {
     // ---- outbox ----------------------------------------------------------
 
     /// Unpublished events, in sequence order.

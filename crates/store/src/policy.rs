@@ -1,7 +1,8 @@
 //! Organisations' policy modules.
 
+use crate::Policies;
 use crate::pool::WritePool;
-use crate::{NewAudit, Pool, Store, StoreError};
+use crate::{NewAudit, Pool, StoreError};
 
 /// An organisation's stored module.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -12,7 +13,7 @@ pub struct PolicyRow {
     pub updated_by: String,
 }
 
-impl Store {
+impl Policies<'_> {
     pub async fn policy_version(&self, org_id: &str) -> Result<Option<i64>, StoreError> {
         let v = on_pool!(self, p => sqlx::query_scalar("SELECT version FROM policies WHERE org_id = $1")
             .bind(org_id).fetch_optional(p).await?);

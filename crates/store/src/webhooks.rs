@@ -2,8 +2,9 @@
 
 use helix_core::events::Envelope;
 
+use crate::Webhooks;
 use crate::pool::WritePool;
-use crate::{NewAudit, Pool, Store, StoreError};
+use crate::{NewAudit, Pool, StoreError};
 
 /// A project's webhook (its secret sealed).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,7 +71,7 @@ fn hook(t: HookTuple) -> WebhookRow {
 
 const HOOK_COLUMNS: &str = "w.id, p.name, w.url, w.secret_sealed, w.events, w.created_at_ms";
 
-impl Store {
+impl Webhooks<'_> {
     pub async fn create_webhook(
         &self,
         project_id: &str,

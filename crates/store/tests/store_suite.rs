@@ -59,12 +59,12 @@ async fn deployments_list_in_pages(store: Store) {
         made.push(ready(&store, "paged", false).await.to_string());
     }
     made.reverse();
-    let project = store.project_ref("paged").await.unwrap().unwrap();
-    let first = store.ready_deployments_page(&project.id, None, 2).await.unwrap();
+    let project = store.identity().project_ref("paged").await.unwrap().unwrap();
+    let first = store.deployments().ready_deployments_page(&project.id, None, 2).await.unwrap();
     assert_eq!(first.iter().map(|r| r.id.to_string()).collect::<Vec<_>>(), made[..2]);
-    let second = store.ready_deployments_page(&project.id, Some(first[1].id.as_str()), 2).await.unwrap();
+    let second = store.deployments().ready_deployments_page(&project.id, Some(first[1].id.as_str()), 2).await.unwrap();
     assert_eq!(second.iter().map(|r| r.id.to_string()).collect::<Vec<_>>(), made[2..4]);
-    let last = store.ready_deployments_page(&project.id, Some(second[1].id.as_str()), 2).await.unwrap();
+    let last = store.deployments().ready_deployments_page(&project.id, Some(second[1].id.as_str()), 2).await.unwrap();
     assert_eq!(last.iter().map(|r| r.id.to_string()).collect::<Vec<_>>(), made[4..]);
 }
 
@@ -77,7 +77,7 @@ async fn committed_events_survive_a_crash_before_they_are_published() {
     let store = Store::open(&url).await.unwrap();
     ready(&store, "p", true).await;
     let b = ready(&store, "p", false).await;
-    store.promote(b.as_str(), &audit(), 99).await.unwrap();
+    store.deployments().promote(b.as_str(), &audit(), 99).await.unwrap();
     drop(store);
     let store = Store::open(&url).await.unwrap();
     let pending = store.outbox_pending(100).await.unwrap();
@@ -121,6 +121,7 @@ async fn create(store: &Store, p: &str, files: &[(&str, &[u8])], production: boo
     let (id, now) = new_id();
     let files: BTreeMap<String, Digest> = files.iter().map(|(k, v)| (k.to_string(), Digest::of(v))).collect();
     store
+        .deployments()
         .create_deployment(NewDeployment {
             id: &id,
             options: &Default::default(),
@@ -142,6 +143,7 @@ async fn create(store: &Store, p: &str, files: &[(&str, &[u8])], production: boo
 async fn ready(store: &Store, p: &str, production: bool) -> DeploymentId {
     let (id, now) = create(store, p, &[("/index.html", id_bytes(p).as_slice())], production).await;
     match store
+        .deployments()
         .finalize(
             &id,
             Ready { manifest: Digest::of(id.as_str().as_bytes()), total_bytes: 10, routes_json: "", alias: None },
@@ -170,8 +172,8 @@ async fn drain_outbox(store: &Store) -> Vec<Event> {
 }
 
 async fn a_fresh_store_is_empty(store: Store) {
-    assert_eq!(store.tokens("default", None).await.unwrap(), vec![]);
-    let (entries, head, _) = store.audit_chain().await.unwrap();
+    assert_eq!(store.identity().tokens("default", None).await.unwrap(), vec![]);
+    let (entries, head, _) = store.audit().audit_chain().await.unwrap();
     assert_eq!((entries.len(), head), (0, 0));
     assert!(store.serving_state().await.unwrap().deployments.is_empty());
     assert!(store.outbox_pending(10).await.unwrap().is_empty());
@@ -193,36 +195,36 @@ async fn tokens(store: Store) {
         audit: Box::leak(Box::new(audit())),
         now_ms: 1,
     };
-    let id = store.insert_token(token("aa", Role::Viewer)).await.unwrap();
-    assert!(store.insert_token(token("aa", Role::Owner)).await.is_err(), "a hash is stored once");
-    let row = store.token_by_hash("aa").await.unwrap().unwrap();
+    let id = store.identity().insert_token(token("aa", Role::Viewer)).await.unwrap();
+    assert!(store.identity().insert_token(token("aa", Role::Owner)).await.is_err(), "a hash is stored once");
+    let row = store.identity().token_by_hash("aa").await.unwrap().unwrap();
     assert_eq!(
         (row.id.as_str(), row.user.as_str(), row.org.as_str(), row.role),
         (id.as_str(), "admin", "default", Role::Viewer)
     );
-    assert!(store.token_by_hash("bb").await.unwrap().is_none());
-    assert!(store.revoke_token(&id, &audit(), 5).await.unwrap());
-    assert!(!store.revoke_token(&id, &audit(), 6).await.unwrap(), "revoked once");
-    assert_eq!(store.token(&id).await.unwrap().unwrap().revoked_at_ms, Some(5));
+    assert!(store.identity().token_by_hash("bb").await.unwrap().is_none());
+    assert!(store.identity().revoke_token(&id, &audit(), 5).await.unwrap());
+    assert!(!store.identity().revoke_token(&id, &audit(), 6).await.unwrap(), "revoked once");
+    assert_eq!(store.identity().token(&id).await.unwrap().unwrap().revoked_at_ms, Some(5));
     // The bootstrap membership; a project-narrowed one beside it.
-    assert_eq!(store.roles_of("default", "admin").await.unwrap(), vec![(None, Role::Owner)]);
-    store.set_member("default", "alice", Role::Developer, None, &audit(), 1).await.unwrap();
-    store.set_member("default", "alice", Role::Viewer, None, &audit(), 2).await.unwrap();
+    assert_eq!(store.identity().roles_of("default", "admin").await.unwrap(), vec![(None, Role::Owner)]);
+    store.identity().set_member("default", "alice", Role::Developer, None, &audit(), 1).await.unwrap();
+    store.identity().set_member("default", "alice", Role::Viewer, None, &audit(), 2).await.unwrap();
     assert_eq!(
-        store.roles_of("default", &store.user_id("alice").await.unwrap().unwrap()).await.unwrap(),
+        store.identity().roles_of("default", &store.identity().user_id("alice").await.unwrap().unwrap()).await.unwrap(),
         vec![(None, Role::Viewer)]
     );
     assert!(matches!(
-        store.remove_member("default", "admin", None, &audit()).await,
+        store.identity().remove_member("default", "admin", None, &audit()).await,
         Err(helix_store::MemberError::LastOwner)
     ));
-    store.remove_member("default", "alice", None, &audit()).await.unwrap();
+    store.identity().remove_member("default", "alice", None, &audit()).await.unwrap();
     assert!(matches!(
-        store.remove_member("default", "alice", None, &audit()).await,
+        store.identity().remove_member("default", "alice", None, &audit()).await,
         Err(helix_store::MemberError::NotMember(_))
     ));
     // Every change above is in the chain, which verifies.
-    let (entries, head, hash) = store.audit_chain().await.unwrap();
+    let (entries, head, hash) = store.audit().audit_chain().await.unwrap();
     assert_eq!(entries.len() as u64, head);
     assert_eq!(head, 5, "a token, its revocation, two member changes and a removal: {entries:?}");
     assert!(helix_core::audit::verify(&entries, head, &hash).intact);
@@ -231,18 +233,19 @@ async fn tokens(store: Store) {
 async fn create_finalize_and_list(store: Store) {
     let (id, now) = create(&store, "site", &[("/a.html", b"a"), ("/b.html", b"b")], false).await;
     // Uploading: known by id, but not listed and not served.
-    let row = store.deployment(id.as_str()).await.unwrap().unwrap();
+    let row = store.deployments().deployment(id.as_str()).await.unwrap().unwrap();
     assert_eq!(row.state, DeploymentState::Uploading);
     assert_eq!(row.file_count, 2);
-    assert_eq!(store.ready_deployments(&project("site")).await.unwrap().unwrap(), vec![]);
+    assert_eq!(store.deployments().ready_deployments(&project("site")).await.unwrap().unwrap(), vec![]);
     assert!(store.serving_state().await.unwrap().deployments.is_empty());
-    let files = store.uploading_files(&id).await.unwrap().unwrap();
+    let files = store.deployments().uploading_files(&id).await.unwrap().unwrap();
     assert_eq!(files["/a.html"], Digest::of(b"a"));
     let (_, uploading) = store.live_references().await.unwrap();
     assert!(uploading.contains(&Digest::of(b"b")));
 
     let manifest = Digest::of(b"manifest");
     let Finalized::Now(row, _) = store
+        .deployments()
         .finalize(&id, Ready { manifest, total_bytes: 2, routes_json: "", alias: None }, &audit(), now + 5)
         .await
         .unwrap()
@@ -255,15 +258,16 @@ async fn create_finalize_and_list(store: Store) {
     );
     assert!(matches!(
         store
+            .deployments()
             .finalize(&id, Ready { manifest, total_bytes: 2, routes_json: "", alias: None }, &audit(), now + 6)
             .await
             .unwrap(),
         Finalized::Already(_)
     ));
-    assert_eq!(store.uploading_files(&id).await.unwrap(), None);
-    let listed = store.ready_deployments(&project("site")).await.unwrap().unwrap();
+    assert_eq!(store.deployments().uploading_files(&id).await.unwrap(), None);
+    let listed = store.deployments().ready_deployments(&project("site")).await.unwrap().unwrap();
     assert_eq!(listed.len(), 1);
-    assert_eq!(store.ready_deployments(&project("nope")).await.unwrap(), None);
+    assert_eq!(store.deployments().ready_deployments(&project("nope")).await.unwrap(), None);
     let serving = store.serving_state().await.unwrap();
     assert_eq!(serving.deployments, vec![(project("site"), id.clone(), manifest)]);
     assert!(serving.production.is_empty());
@@ -278,6 +282,7 @@ async fn events_are_numbered_in_commit_order(store: Store) {
     assert_eq!(store.event_seq().await.unwrap(), 0);
     let (id, now) = create(&store, "p", &[("/a", b"a")], true).await;
     let Finalized::Now(_, seq) = store
+        .deployments()
         .finalize(
             &id,
             Ready { manifest: Digest::of(b"m"), total_bytes: 1, routes_json: "", alias: None },
@@ -290,10 +295,10 @@ async fn events_are_numbered_in_commit_order(store: Store) {
         panic!()
     };
     assert_eq!(seq, 2, "ready, then promoted");
-    let (_, moved) = store.promote(id.as_str(), &audit(), now + 2).await.unwrap();
+    let (_, moved) = store.deployments().promote(id.as_str(), &audit(), now + 2).await.unwrap();
     assert_eq!(moved, None, "already production: no event");
     let b = ready(&store, "p", false).await;
-    let (_, moved) = store.promote(b.as_str(), &audit(), now + 3).await.unwrap();
+    let (_, moved) = store.deployments().promote(b.as_str(), &audit(), now + 3).await.unwrap();
     assert_eq!(moved, Some(4));
     let pending = store.outbox_pending(100).await.unwrap();
     assert_eq!(pending.iter().map(|(_, e)| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
@@ -314,6 +319,7 @@ async fn concurrent_writers_of_one_project_never_deadlock(store: Store) {
             let store = store.clone();
             tokio::spawn(async move {
                 store
+                    .deployments()
                     .finalize(
                         &id,
                         Ready {
@@ -330,11 +336,11 @@ async fn concurrent_writers_of_one_project_never_deadlock(store: Store) {
         };
         let promote = {
             let (store, other) = (store.clone(), if round % 2 == 0 { a.clone() } else { b.clone() });
-            tokio::spawn(async move { store.promote(other.as_str(), &audit(), now + 2).await })
+            tokio::spawn(async move { store.deployments().promote(other.as_str(), &audit(), now + 2).await })
         };
         let remove = {
             let store = store.clone();
-            tokio::spawn(async move { store.remove_alias(&project("p"), "feature", now + 3).await })
+            tokio::spawn(async move { store.builds().remove_alias(&project("p"), "feature", now + 3).await })
         };
         assert!(matches!(finalize.await.unwrap(), Ok(Finalized::Now(..))), "round {round}");
         promote.await.unwrap().unwrap();
@@ -349,7 +355,7 @@ async fn finalize_promotes_when_asked_and_writes_events(store: Store) {
     let a = ready(&store, "p", true).await;
     let events = drain_outbox(&store).await;
     assert_eq!(events.iter().map(Event::topic).collect::<Vec<_>>(), ["deploy.ready", "deploy.promoted"]);
-    let row = store.deployment(a.as_str()).await.unwrap().unwrap();
+    let row = store.deployments().deployment(a.as_str()).await.unwrap().unwrap();
     assert!(row.is_production);
     let serving = store.serving_state().await.unwrap();
     assert_eq!(serving.production, vec![(project("p"), a)]);
@@ -360,26 +366,26 @@ async fn promote_and_rollback_walk_the_pointer(store: Store) {
     let b = ready(&store, "p", true).await;
     let c = ready(&store, "p", false).await;
     drain_outbox(&store).await;
-    let list = store.ready_deployments(&project("p")).await.unwrap().unwrap();
+    let list = store.deployments().ready_deployments(&project("p")).await.unwrap().unwrap();
     assert_eq!(list.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), [c.clone(), b.clone(), a.clone()]);
     assert_eq!(list.iter().filter(|r| r.is_production).count(), 1);
 
-    let (row, moved) = store.promote(c.as_str(), &audit(), 1).await.unwrap();
+    let (row, moved) = store.deployments().promote(c.as_str(), &audit(), 1).await.unwrap();
     assert!(moved.is_some() && row.is_production);
-    let (_, moved) = store.promote(c.as_str(), &audit(), 2).await.unwrap();
+    let (_, moved) = store.deployments().promote(c.as_str(), &audit(), 2).await.unwrap();
     assert!(moved.is_none(), "promoting production again is a no-op");
     assert_eq!(drain_outbox(&store).await.len(), 1);
 
     // Default rollback: the newest earlier deployment that served production.
-    let (row, _) = store.rollback(&project("p"), None, &audit(), 3).await.unwrap();
+    let (row, _) = store.deployments().rollback(&project("p"), None, &audit(), 3).await.unwrap();
     assert_eq!(row.id, b);
-    let (row, _) = store.rollback(&project("p"), None, &audit(), 4).await.unwrap();
+    let (row, _) = store.deployments().rollback(&project("p"), None, &audit(), 4).await.unwrap();
     assert_eq!(row.id, a);
     assert!(matches!(
-        store.rollback(&project("p"), None, &audit(), 5).await,
+        store.deployments().rollback(&project("p"), None, &audit(), 5).await,
         Err(PointerError::NothingToRollBackTo(_))
     ));
-    let (row, _) = store.rollback(&project("p"), Some(c.as_str()), &audit(), 6).await.unwrap();
+    let (row, _) = store.deployments().rollback(&project("p"), Some(c.as_str()), &audit(), 6).await.unwrap();
     assert_eq!(row.id, c);
     let topics: Vec<_> = drain_outbox(&store).await.iter().map(|e| e.topic()).collect();
     assert_eq!(topics, ["deploy.rolled_back", "deploy.rolled_back", "deploy.rolled_back"]);
@@ -388,29 +394,36 @@ async fn promote_and_rollback_walk_the_pointer(store: Store) {
 async fn rollback_errors(store: Store) {
     let a = ready(&store, "p", false).await;
     let other = ready(&store, "q", true).await;
-    assert!(matches!(store.rollback(&project("zzz"), None, &audit(), 1).await, Err(PointerError::UnknownProject(_))));
     assert!(matches!(
-        store.rollback(&project("p"), None, &audit(), 1).await,
+        store.deployments().rollback(&project("zzz"), None, &audit(), 1).await,
+        Err(PointerError::UnknownProject(_))
+    ));
+    assert!(matches!(
+        store.deployments().rollback(&project("p"), None, &audit(), 1).await,
         Err(PointerError::NothingToRollBackTo(_))
     ));
     assert!(matches!(
-        store.rollback(&project("p"), Some(other.as_str()), &audit(), 1).await,
+        store.deployments().rollback(&project("p"), Some(other.as_str()), &audit(), 1).await,
         Err(PointerError::WrongProject { .. })
     ));
     assert!(matches!(
-        store.rollback(&project("p"), Some("01jzzzzzzzzzzzzzzzzzzzzzzz"), &audit(), 1).await,
+        store.deployments().rollback(&project("p"), Some("01jzzzzzzzzzzzzzzzzzzzzzzz"), &audit(), 1).await,
         Err(PointerError::UnknownDeployment(_))
     ));
     let (uploading, _) = create(&store, "p", &[("/x", b"x")], false).await;
-    assert!(matches!(store.promote(uploading.as_str(), &audit(), 1).await, Err(PointerError::NotReady(_))));
-    assert!(store.promote(a.as_str(), &audit(), 1).await.is_ok());
+    assert!(matches!(
+        store.deployments().promote(uploading.as_str(), &audit(), 1).await,
+        Err(PointerError::NotReady(_))
+    ));
+    assert!(store.deployments().promote(a.as_str(), &audit(), 1).await.is_ok());
 }
 
 async fn failed_and_abandoned_uploads_are_never_served(store: Store) {
     let (failed, _) = create(&store, "p", &[("/x", b"x")], true).await;
-    store.fail_deployment(&failed, "too big").await.unwrap();
+    store.deployments().fail_deployment(&failed, "too big").await.unwrap();
     assert!(matches!(
         store
+            .deployments()
             .finalize(
                 &failed,
                 Ready { manifest: Digest::of(b"m"), total_bytes: 1, routes_json: "", alias: None },
@@ -423,7 +436,7 @@ async fn failed_and_abandoned_uploads_are_never_served(store: Store) {
     ));
     let (old, now) = create(&store, "p", &[("/y", b"y")], false).await;
     assert_eq!(store.abandon_uploads_before(now + 1).await.unwrap(), 1);
-    assert_eq!(store.deployment(old.as_str()).await.unwrap().unwrap().state, DeploymentState::Error);
+    assert_eq!(store.deployments().deployment(old.as_str()).await.unwrap().unwrap().state, DeploymentState::Error);
     assert!(store.serving_state().await.unwrap().deployments.is_empty());
     assert_eq!(store.live_references().await.unwrap(), (vec![], vec![]));
     assert!(drain_outbox(&store).await.is_empty());
@@ -445,9 +458,13 @@ async fn splits_replace_atomically(store: Store) {
     let b = ready(&store, "p", false).await;
     let other = ready(&store, "q", true).await;
     drain_outbox(&store).await;
-    let seq = store.set_split(&project("p"), &[(a.to_string(), 80), (b.to_string(), 20)], &audit(), 1).await.unwrap();
+    let seq = store
+        .deployments()
+        .set_split(&project("p"), &[(a.to_string(), 80), (b.to_string(), 20)], &audit(), 1)
+        .await
+        .unwrap();
     assert_eq!(seq, store.event_seq().await.unwrap());
-    let mut got = store.split(&project("p")).await.unwrap();
+    let mut got = store.deployments().split(&project("p")).await.unwrap();
     got.sort();
     let mut want = vec![(a.to_string(), 80), (b.to_string(), 20)];
     want.sort();
@@ -458,13 +475,16 @@ async fn splits_replace_atomically(store: Store) {
     );
     // A bad entry changes nothing.
     assert!(matches!(
-        store.set_split(&project("p"), &[(a.to_string(), 50), (other.to_string(), 50)], &audit(), 2).await,
+        store
+            .deployments()
+            .set_split(&project("p"), &[(a.to_string(), 50), (other.to_string(), 50)], &audit(), 2)
+            .await,
         Err(PointerError::WrongProject { .. })
     ));
-    assert_eq!(store.split(&project("p")).await.unwrap().len(), 2);
+    assert_eq!(store.deployments().split(&project("p")).await.unwrap().len(), 2);
     assert!(drain_outbox(&store).await.is_empty());
-    store.set_split(&project("p"), &[], &audit(), 3).await.unwrap();
-    assert!(store.split(&project("p")).await.unwrap().is_empty());
+    store.deployments().set_split(&project("p"), &[], &audit(), 3).await.unwrap();
+    assert!(store.deployments().split(&project("p")).await.unwrap().is_empty());
     assert!(
         matches!(drain_outbox(&store).await.as_slice(), [Event::SplitChanged { variants, .. }] if variants.is_empty())
     );
@@ -483,12 +503,12 @@ async fn links_find_projects_by_repository(store: Store) {
         audit: Box::leak(Box::new(audit())),
         now_ms: 1,
     };
-    let a = store.link_project(link("a", "git.example.com/me/app", Some("sealed"))).await.unwrap();
+    let a = store.builds().link_project(link("a", "git.example.com/me/app", Some("sealed"))).await.unwrap();
     assert_eq!(a.webhook_secret, "whsec_first");
-    store.link_project(link("b", "git.example.com/me/app", None)).await.unwrap();
-    store.link_project(link("c", "git.example.com/me/other", None)).await.unwrap();
+    store.builds().link_project(link("b", "git.example.com/me/app", None)).await.unwrap();
+    store.builds().link_project(link("c", "git.example.com/me/other", None)).await.unwrap();
     let found: Vec<String> =
-        store.links_by_repo("git.example.com/me/app").await.unwrap().into_iter().map(|l| l.project).collect();
+        store.builds().links_by_repo("git.example.com/me/app").await.unwrap().into_iter().map(|l| l.project).collect();
     assert_eq!(found, ["a", "b"]);
     // Relinking keeps the secret the host has and a credential not replaced.
     let again = NewLink {
@@ -497,7 +517,7 @@ async fn links_find_projects_by_repository(store: Store) {
         status_api: Some("https://git.example.com/api/v4"),
         ..link("a", "git.example.com/me/app", None)
     };
-    let a = store.link_project(again).await.unwrap();
+    let a = store.builds().link_project(again).await.unwrap();
     assert_eq!((a.webhook_secret.as_str(), a.production_branch.as_str()), ("whsec_first", "trunk"));
     assert_eq!(a.git_credential_sealed.as_deref(), Some("sealed"));
     assert_eq!(a.status_api.as_deref(), Some("https://git.example.com/api/v4"));
@@ -515,6 +535,7 @@ async fn the_build_queue_leases_supersedes_and_dedups(store: Store) {
     const B9: &str = "01h00000000000000000000b09";
     let p = project("site");
     store
+        .builds()
         .link_project(NewLink {
             project: &p,
             repo_url: "file:///r.git",
@@ -530,26 +551,26 @@ async fn the_build_queue_leases_supersedes_and_dedups(store: Store) {
         .await
         .unwrap();
     let prod = BuildContext::Production;
-    let q = store.queue_builds(Some(("github", "d1")), &[new_build(B1, &p, "main", &prod)], 10).await.unwrap();
+    let q = store.builds().queue_builds(Some(("github", "d1")), &[new_build(B1, &p, "main", &prod)], 10).await.unwrap();
     assert_eq!(q, Queued::New { canceled: vec![] });
     // The same delivery again queues nothing and names the first build.
-    let q = store.queue_builds(Some(("github", "d1")), &[new_build(B9, &p, "main", &prod)], 11).await.unwrap();
+    let q = store.builds().queue_builds(Some(("github", "d1")), &[new_build(B9, &p, "main", &prod)], 11).await.unwrap();
     assert_eq!(q, Queued::Duplicate { builds: vec![B1.into()] });
-    assert!(store.build(B9).await.unwrap().is_none());
-    store.note_commit_status(B1, "github pending: posted (201)").await.unwrap();
-    let b1 = store.build(B1).await.unwrap().unwrap();
+    assert!(store.builds().build(B9).await.unwrap().is_none());
+    store.builds().note_commit_status(B1, "github pending: posted (201)").await.unwrap();
+    let b1 = store.builds().build(B1).await.unwrap().unwrap();
     assert_eq!(b1.commit_status.as_deref(), Some("github pending: posted (201)"));
 
     // A worker claims it; no one else can while the lease holds.
-    let (id, _, attempt) = store.claim_build(1_000, 3, 100).await.unwrap().unwrap();
+    let (id, _, attempt) = store.builds().claim_build(1_000, 3, 100).await.unwrap().unwrap();
     assert_eq!((id.as_str(), attempt), (B1, 1));
-    assert!(store.claim_build(1_000, 3, 200).await.unwrap().is_none());
-    assert!(store.extend_build_lease(B1, 1, 2_000).await.unwrap());
+    assert!(store.builds().claim_build(1_000, 3, 200).await.unwrap().is_none());
+    assert!(store.builds().extend_build_lease(B1, 1, 2_000).await.unwrap());
     // The lease runs out: another worker takes it, as attempt 2; the first
     // worker's attempt is fenced off.
-    let (id, _, attempt) = store.claim_build(1_000, 3, 2_001).await.unwrap().unwrap();
+    let (id, _, attempt) = store.builds().claim_build(1_000, 3, 2_001).await.unwrap().unwrap();
     assert_eq!((id.as_str(), attempt), (B1, 2));
-    assert!(!store.extend_build_lease(B1, 1, 9_000).await.unwrap(), "attempt 1 was taken over");
+    assert!(!store.builds().extend_build_lease(B1, 1, 9_000).await.unwrap(), "attempt 1 was taken over");
     let stale = BuildEnd {
         state: BuildState::Ready,
         deployment_id: Some("d"),
@@ -558,25 +579,29 @@ async fn the_build_queue_leases_supersedes_and_dedups(store: Store) {
         exit_status: None,
         now_ms: 2_002,
     };
-    store.finish_build(B1, 1, stale).await.unwrap();
-    assert_eq!(store.build(B1).await.unwrap().unwrap().state, BuildState::Building, "a stale finish changes nothing");
+    store.builds().finish_build(B1, 1, stale).await.unwrap();
+    assert_eq!(
+        store.builds().build(B1).await.unwrap().unwrap().state,
+        BuildState::Building,
+        "a stale finish changes nothing"
+    );
 
     // A newer build of the branch cancels it; a pull request's does not.
     let pr = BuildContext::PullRequest { number: 4, fork: false };
-    store.queue_builds(None, &[new_build(B2, &p, "feature", &pr)], 12).await.unwrap();
-    let q = store.queue_builds(None, &[new_build(B3, &p, "main", &prod)], 13).await.unwrap();
+    store.builds().queue_builds(None, &[new_build(B2, &p, "feature", &pr)], 12).await.unwrap();
+    let q = store.builds().queue_builds(None, &[new_build(B3, &p, "main", &prod)], 13).await.unwrap();
     assert_eq!(q, Queued::New { canceled: vec![B1.into()] });
-    assert_eq!(store.build(B1).await.unwrap().unwrap().state, BuildState::Canceled);
-    assert!(!store.extend_build_lease(B1, 2, 9_999).await.unwrap(), "a canceled build's worker stops");
-    assert_eq!(store.build(B2).await.unwrap().unwrap().state, BuildState::Queued);
+    assert_eq!(store.builds().build(B1).await.unwrap().unwrap().state, BuildState::Canceled);
+    assert!(!store.builds().extend_build_lease(B1, 2, 9_999).await.unwrap(), "a canceled build's worker stops");
+    assert_eq!(store.builds().build(B2).await.unwrap().unwrap().state, BuildState::Queued);
 
     // Infrastructure failures requeue until the attempts run out.
-    let (id, _, attempt) = store.claim_build(1_000, 3, 3_000).await.unwrap().unwrap();
+    let (id, _, attempt) = store.builds().claim_build(1_000, 3, 3_000).await.unwrap().unwrap();
     assert_eq!((id.as_str(), attempt), (B2, 1), "oldest first");
-    assert!(store.requeue_build(B2, 1, "registry down", 3, 3_001).await.unwrap());
-    let (id, _, attempt) = store.claim_build(1_000, 3, 3_002).await.unwrap().unwrap();
+    assert!(store.builds().requeue_build(B2, 1, "registry down", 3, 3_001).await.unwrap());
+    let (id, _, attempt) = store.builds().claim_build(1_000, 3, 3_002).await.unwrap().unwrap();
     assert_eq!((id.as_str(), attempt), (B2, 2));
-    let (id, _, _) = store.claim_build(1_000, 3, 3_003).await.unwrap().unwrap();
+    let (id, _, _) = store.builds().claim_build(1_000, 3, 3_003).await.unwrap().unwrap();
     assert_eq!(id, B3);
     let end = BuildEnd {
         state: BuildState::Error,
@@ -586,36 +611,40 @@ async fn the_build_queue_leases_supersedes_and_dedups(store: Store) {
         exit_status: Some(2),
         now_ms: 3_004,
     };
-    store.finish_build(B3, 1, end).await.unwrap();
-    let b3 = store.build(B3).await.unwrap().unwrap();
+    store.builds().finish_build(B3, 1, end).await.unwrap();
+    let b3 = store.builds().build(B3).await.unwrap().unwrap();
     assert_eq!((b3.state, b3.failed_step.as_deref(), b3.exit_status), (BuildState::Error, Some("build"), Some(2)));
-    let failed = store.deployment(b3.deployment_id.as_deref().unwrap()).await.unwrap().unwrap();
+    let failed = store.deployments().deployment(b3.deployment_id.as_deref().unwrap()).await.unwrap().unwrap();
     assert_eq!(failed.state, helix_core::api::DeploymentState::Error, "the failed build's deployment is in error");
-    assert!(!store.cancel_build(B3, 3_005).await.unwrap(), "a finished build cannot be canceled");
+    assert!(!store.builds().cancel_build(B3, 3_005).await.unwrap(), "a finished build cannot be canceled");
 
     // A build whose workers keep vanishing is given up at the limit.
-    let (id, _, attempt) = store.claim_build(1_000, 3, 10_000).await.unwrap().unwrap();
+    let (id, _, attempt) = store.builds().claim_build(1_000, 3, 10_000).await.unwrap().unwrap();
     assert_eq!((id.as_str(), attempt), (B2, 3), "b2's lease ran out");
-    assert!(store.claim_build(1_000, 3, 20_000).await.unwrap().is_none());
-    let b2 = store.build(B2).await.unwrap().unwrap();
+    assert!(store.builds().claim_build(1_000, 3, 20_000).await.unwrap().is_none());
+    let b2 = store.builds().build(B2).await.unwrap().unwrap();
     assert_eq!(b2.state, BuildState::Error);
     assert!(b2.error.unwrap().contains("gave up after 3 attempts"));
 
     // Logs append in order and restart with a new attempt.
-    store.append_build_log(B2, &[(1, 5, "one".into()), (2, 6, "two".into())], 8, false).await.unwrap();
-    store.append_build_log(B2, &[(3, 7, "three".into())], 14, true).await.unwrap();
-    let lines: Vec<String> = store.build_log(B2, 1, 10).await.unwrap().into_iter().map(|l| l.2).collect();
+    store.builds().append_build_log(B2, &[(1, 5, "one".into()), (2, 6, "two".into())], 8, false).await.unwrap();
+    store.builds().append_build_log(B2, &[(3, 7, "three".into())], 14, true).await.unwrap();
+    let lines: Vec<String> = store.builds().build_log(B2, 1, 10).await.unwrap().into_iter().map(|l| l.2).collect();
     assert_eq!(lines, ["two", "three"]);
-    let b2 = store.build(B2).await.unwrap().unwrap();
+    let b2 = store.builds().build(B2).await.unwrap().unwrap();
     assert_eq!((b2.log_lines, b2.log_bytes, b2.log_truncated), (3, 14, true));
-    assert_eq!(store.build_log_end(B2).await.unwrap(), 3, "a new attempt's lines follow these");
-    assert_eq!(store.build_log_end(B3).await.unwrap(), 0);
-    assert_eq!(store.builds(&p, 10).await.unwrap().iter().map(|b| b.id.as_str()).collect::<Vec<_>>(), [B3, B2, B1]);
+    assert_eq!(store.builds().build_log_end(B2).await.unwrap(), 3, "a new attempt's lines follow these");
+    assert_eq!(store.builds().build_log_end(B3).await.unwrap(), 0);
+    assert_eq!(
+        store.builds().builds(&p, 10).await.unwrap().iter().map(|b| b.id.as_str()).collect::<Vec<_>>(),
+        [B3, B2, B1]
+    );
 }
 
 async fn aliases_point_at_finalized_deployments(store: Store) {
     let (id, now) = create(&store, "site", &[("/a", b"a")], false).await;
     let Finalized::Now(..) = store
+        .deployments()
         .finalize(
             &id,
             Ready { manifest: Digest::of(b"m"), total_bytes: 1, routes_json: "", alias: Some("feature-x") },
@@ -636,6 +665,7 @@ async fn aliases_point_at_finalized_deployments(store: Store) {
     );
     let (id2, now) = create(&store, "site", &[("/a", b"b")], false).await;
     store
+        .deployments()
         .finalize(
             &id2,
             Ready { manifest: Digest::of(b"m2"), total_bytes: 1, routes_json: "", alias: Some("feature-x") },
@@ -647,8 +677,11 @@ async fn aliases_point_at_finalized_deployments(store: Store) {
     let state = store.serving_state().await.unwrap();
     assert_eq!(state.aliases, vec![(project("site"), "feature-x".to_owned(), id2)]);
     drain_outbox(&store).await;
-    assert!(store.remove_alias(&project("site"), "feature-x", now + 2).await.unwrap().is_some());
-    assert!(store.remove_alias(&project("site"), "feature-x", now + 3).await.unwrap().is_none(), "gone already");
+    assert!(store.builds().remove_alias(&project("site"), "feature-x", now + 2).await.unwrap().is_some());
+    assert!(
+        store.builds().remove_alias(&project("site"), "feature-x", now + 3).await.unwrap().is_none(),
+        "gone already"
+    );
     assert!(store.serving_state().await.unwrap().aliases.is_empty());
     let events = drain_outbox(&store).await;
     assert_eq!(events, vec![Event::AliasRemoved { project: project("site"), alias: "feature-x".into() }]);
@@ -657,17 +690,18 @@ async fn aliases_point_at_finalized_deployments(store: Store) {
 async fn a_cron_slot_is_claimed_once(store: Store) {
     let id = ready(&store, "cronp", true).await;
     let p = project("cronp");
-    let production = store.production_manifests().await.unwrap();
+    let production = store.crons().production_manifests().await.unwrap();
     assert_eq!(production.iter().map(|(p, d, _)| (p.as_str(), d.clone())).collect::<Vec<_>>(), [("cronp", id.clone())]);
     // Two servers race for the same minute: one wins.
+    let crons = store.crons();
     let (a, b) = tokio::join!(
-        store.claim_cron_run(&p, "/api/tick", 60_000, &id, 1),
-        store.claim_cron_run(&p, "/api/tick", 60_000, &id, 2)
+        crons.claim_cron_run(&p, "/api/tick", 60_000, &id, 1),
+        crons.claim_cron_run(&p, "/api/tick", 60_000, &id, 2)
     );
     assert!(a.unwrap() ^ b.unwrap(), "exactly one claim lands");
-    assert!(store.claim_cron_run(&p, "/api/tick", 120_000, &id, 3).await.unwrap(), "the next minute is free");
-    store.finish_cron_run(&p, "/api/tick", 60_000, true, "GET /api/tick → 200", 5).await.unwrap();
-    let runs = store.cron_runs(&p, 10).await.unwrap();
+    assert!(store.crons().claim_cron_run(&p, "/api/tick", 120_000, &id, 3).await.unwrap(), "the next minute is free");
+    store.crons().finish_cron_run(&p, "/api/tick", 60_000, true, "GET /api/tick → 200", 5).await.unwrap();
+    let runs = store.crons().cron_runs(&p, 10).await.unwrap();
     assert_eq!(
         runs.iter().map(|r| (r.slot_ms, r.status.as_str())).collect::<Vec<_>>(),
         [(120_000, "running"), (60_000, "ok")]
@@ -685,13 +719,17 @@ async fn function_logs_are_read_after_a_cursor(store: Store) {
         line: text,
         at_ms: 1000,
     };
-    store.append_function_logs(&[line("one", "a"), line("two", "b"), line("three", "a")]).await.unwrap();
-    let all = store.function_logs("logs", None, None, None, 10).await.unwrap();
+    store
+        .function_logs()
+        .append_function_logs(&[line("one", "a"), line("two", "b"), line("three", "a")])
+        .await
+        .unwrap();
+    let all = store.function_logs().function_logs("logs", None, None, None, 10).await.unwrap();
     assert_eq!(all.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(), ["one", "two", "three"]);
-    let newest = store.function_logs("logs", None, None, None, 2).await.unwrap();
+    let newest = store.function_logs().function_logs("logs", None, None, None, 2).await.unwrap();
     assert_eq!(newest.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(), ["two", "three"]);
-    let after = store.function_logs("logs", Some("a"), None, Some(&all[0].id), 10).await.unwrap();
+    let after = store.function_logs().function_logs("logs", Some("a"), None, Some(&all[0].id), 10).await.unwrap();
     assert_eq!(after.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(), ["three"]);
-    assert!(store.function_logs("other", None, None, None, 10).await.unwrap().is_empty());
-    assert_eq!(store.prune_function_logs(1001).await.unwrap(), 3);
+    assert!(store.function_logs().function_logs("other", None, None, None, 10).await.unwrap().is_empty());
+    assert_eq!(store.function_logs().prune_function_logs(1001).await.unwrap(), 3);
 }

@@ -167,7 +167,7 @@ async fn receive(
     // repository. None at all answers as a bad signature does.
     let candidates: Vec<LinkRow> = match project {
         Some(name) => match ProjectName::parse(name) {
-            Ok(name) => cp.store.project_link(&name).await?.into_iter().collect(),
+            Ok(name) => cp.store.builds().project_link(&name).await?.into_iter().collect(),
             Err(_) => Vec::new(),
         },
         None => {
@@ -180,7 +180,7 @@ async fn receive(
             }
             let mut found: Vec<LinkRow> = Vec::new();
             for key in keys {
-                for link in cp.store.links_by_repo(&key).await? {
+                for link in cp.store.builds().links_by_repo(&key).await? {
                     if !found.iter().any(|f| f.project == link.project) {
                         found.push(link);
                     }
@@ -271,9 +271,9 @@ async fn remove_previews(
     for link in links {
         let project = ProjectName::parse(&link.project).map_err(|e| ApiError::Internal(e.to_string()))?;
         let gone = if pull_request.is_some() { "the pull request was closed" } else { "the branch was deleted" };
-        cp.store.cancel_builds_of(&project, branch, pull_request, gone, crate::now_ms()).await?;
+        cp.store.builds().cancel_builds_of(&project, branch, pull_request, gone, crate::now_ms()).await?;
         if let Some(alias) = alias_of(link, &project)
-            && cp.store.remove_alias(&project, &alias, crate::now_ms()).await?.is_some()
+            && cp.store.builds().remove_alias(&project, &alias, crate::now_ms()).await?.is_some()
         {
             removed.push(helix_core::hosts::alias_host(&alias, &project, &cp.edge.base_domain));
         }
