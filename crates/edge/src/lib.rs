@@ -11,6 +11,7 @@
 //! of hot blobs. The edge never reads the state store, never blocks a
 //! request on a lock held across I/O, and never logs on the request path.
 
+mod compress;
 mod files;
 pub mod geoip;
 mod hosts;

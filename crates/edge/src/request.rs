@@ -160,7 +160,9 @@ impl Edge {
             };
             drop(facts);
             let (host, path) = (host.into_owned(), path.into_owned());
-            return self.respond_chosen(ctx, req, &site, target, &host, path).await;
+            let coding = crate::compress::negotiate(req.headers());
+            let resp = self.respond_chosen(ctx, req, &site, target, &host, path).await;
+            return crate::compress::response(resp, coding);
         }
         // Header rules: which path they match, if they apply at all.
         let header_path = match (&outcome, router.platform) {
@@ -178,7 +180,11 @@ impl Edge {
 
         // respond: proxy | static | redirect | error
         let mut resp = match outcome {
-            Outcome::Proxy { url, headers } => return self.proxy.forward(ctx, req, &url, &host, headers).await,
+            Outcome::Proxy { url, headers } => {
+                let coding = crate::compress::negotiate(req.headers());
+                let resp = self.proxy.forward(ctx, req, &url, &host, headers).await;
+                return crate::compress::response(resp, coding);
+            }
             Outcome::File { file, status, .. } => {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
                 self.respond_static(ctx, file, &req, status).await

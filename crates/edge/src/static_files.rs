@@ -12,6 +12,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Either, Full};
 
 use crate::Edge;
+use crate::compress::accepts;
 use crate::files::{Representation, ServedFile};
 use crate::request::{EdgeBody, Problem, RequestCtx, empty, text};
 
@@ -113,28 +114,6 @@ fn choose_encoding<'f>(file: &'f ServedFile, headers: &HeaderMap) -> (&'f Repres
         return (gz, Some("gzip"));
     }
     (&file.identity, None)
-}
-
-/// Whether an `Accept-Encoding` value accepts `coding` (q > 0, or `*`).
-fn accepts(header: &str, coding: &str) -> bool {
-    let mut star = false;
-    for item in header.split(',') {
-        let mut parts = item.split(';');
-        let name = parts.next().unwrap_or("").trim();
-        let q_zero = parts.any(|p| {
-            let p = p.trim();
-            p.strip_prefix("q=")
-                .or_else(|| p.strip_prefix("Q="))
-                .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
-        });
-        if name.eq_ignore_ascii_case(coding) {
-            return !q_zero;
-        }
-        if name == "*" {
-            star = !q_zero;
-        }
-    }
-    star
 }
 
 /// `If-None-Match` with weak comparison: any listed tag, or `*`.

@@ -131,3 +131,68 @@ async fn netlify_toml_proxy_rules_send_their_headers_upstream() {
     assert_eq!(seen["uri"], "/v1/me");
     assert_eq!(seen["x-api-key"], "s3cret");
 }
+
+#[tokio::test]
+async fn proxied_responses_are_compressed_on_the_fly_when_worth_it() {
+    let text = "the quick brown fox jumps over the lazy dog. ".repeat(200);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = text.clone();
+    let app = axum::Router::new()
+        .route(
+            "/big",
+            axum::routing::get(move || async move {
+                ([("content-type", "text/plain; charset=utf-8"), ("etag", "\"v1\"")], body)
+            }),
+        )
+        .route("/small", axum::routing::get(|| async { ([("content-type", "application/json")], "{\"ok\":true}") }))
+        .route("/png", axum::routing::get(|| async { ([("content-type", "image/png")], vec![7u8; 8192]) }))
+        .route(
+            "/events",
+            axum::routing::get(|| async { ([("content-type", "text/event-stream")], "data: x\n\n".repeat(300)) }),
+        )
+        .route(
+            "/keep",
+            axum::routing::get(|| async {
+                ([("content-type", "text/plain"), ("cache-control", "no-transform")], "k".repeat(4096))
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let s = with_loopback_upstreams().await;
+    deploy_proxy(&s, "zip", &format!("http://{addr}")).await;
+    let get = |path: &'static str, accept: &'static str| {
+        let req = s.edge(Method::GET, "zip.localhost", path);
+        async move { req.header("accept-encoding", accept).send().await.unwrap() }
+    };
+
+    // Brotli preferred; the body decodes to what the upstream sent.
+    let resp = get("/api/big", "gzip, deflate, br, zstd").await;
+    assert_eq!(resp.headers()["content-encoding"], "br");
+    assert!(resp.headers().get_all("vary").iter().any(|v| v.to_str().unwrap().contains("accept-encoding")));
+    assert_eq!(resp.headers()["etag"], "W/\"v1\"", "another representation, a weak validator");
+    assert!(resp.headers().get("content-length").is_none_or(|l| l != text.len().to_string().as_str()));
+    let bytes = resp.bytes().await.unwrap();
+    assert!(bytes.len() < text.len() / 10, "{} bytes", bytes.len());
+    let mut plain = Vec::new();
+    brotli::BrotliDecompress(&mut &bytes[..], &mut plain).unwrap();
+    assert_eq!(plain, text.as_bytes());
+
+    // gzip when that is what is accepted; zstd too.
+    let resp = get("/api/big", "gzip").await;
+    assert_eq!(resp.headers()["content-encoding"], "gzip");
+    let mut plain = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&resp.bytes().await.unwrap()[..]), &mut plain)
+        .unwrap();
+    assert_eq!(plain, text);
+    assert_eq!(get("/api/big", "zstd").await.headers()["content-encoding"], "zstd");
+
+    // Left as they are: nothing accepted, small bodies, images, event
+    // streams, no-transform.
+    for (path, accept) in
+        [("/api/big", "identity"), ("/api/small", "br"), ("/api/png", "br"), ("/api/events", "br"), ("/api/keep", "br")]
+    {
+        let resp = get(path, accept).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        assert!(resp.headers().get("content-encoding").is_none(), "{path} with {accept}: {:?}", resp.headers());
+    }
+}
