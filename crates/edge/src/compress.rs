@@ -1,7 +1,9 @@
 //! Compression on the fly for what the edge did not have precompressed:
 //! function and proxied responses. The visitor's `Accept-Encoding` picks
-//! brotli, zstd or gzip (in that order of preference at equal weight);
-//! the body is encoded as it streams, so nothing is buffered whole.
+//! brotli, zstd or gzip (in that order of preference); a body of known
+//! length is encoded as it streams, so nothing is buffered whole, and a
+//! body streamed without a length passes as it is (its pieces must reach
+//! the visitor as they are written).
 //! Static files keep their precompressed variants and never come here.
 
 use async_compression::Level;
@@ -91,11 +93,14 @@ pub(crate) fn response(resp: Response<EdgeBody>, coding: Option<Coding>) -> Resp
     let Some(coding) = coding else { return resp };
     let headers = resp.headers();
     let status = resp.status();
-    let short = headers
+    // A body of unknown length is being streamed (a function writing as
+    // it goes, an upstream's chunked answer): the encoder would hold its
+    // pieces back until its buffer fills, so it passes as it is.
+    let long_enough = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|n| n < MIN_BYTES);
+        .is_some_and(|n| n >= MIN_BYTES);
     let no_transform = headers
         .get_all(CACHE_CONTROL)
         .iter()
@@ -106,7 +111,7 @@ pub(crate) fn response(resp: Response<EdgeBody>, coding: Option<Coding>) -> Resp
         && !headers.contains_key(CONTENT_ENCODING)
         && !headers.contains_key(http::header::CONTENT_RANGE)
         && headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(compressible)
-        && !short
+        && long_enough
         && !no_transform;
     if !eligible {
         return resp;

@@ -156,6 +156,14 @@ async fn proxied_responses_are_compressed_on_the_fly_when_worth_it() {
             axum::routing::get(|| async {
                 ([("content-type", "text/plain"), ("cache-control", "no-transform")], "k".repeat(4096))
             }),
+        )
+        .route(
+            "/stream",
+            axum::routing::get(|| async {
+                let chunks =
+                    futures_util::stream::iter((0..50).map(|_| Ok::<_, std::io::Error>("chunk of text ".repeat(20))));
+                ([("content-type", "text/plain")], axum::body::Body::from_stream(chunks))
+            }),
         );
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let s = with_loopback_upstreams().await;
@@ -187,10 +195,15 @@ async fn proxied_responses_are_compressed_on_the_fly_when_worth_it() {
     assert_eq!(get("/api/big", "zstd").await.headers()["content-encoding"], "zstd");
 
     // Left as they are: nothing accepted, small bodies, images, event
-    // streams, no-transform.
-    for (path, accept) in
-        [("/api/big", "identity"), ("/api/small", "br"), ("/api/png", "br"), ("/api/events", "br"), ("/api/keep", "br")]
-    {
+    // streams, no-transform, bodies streamed without a length.
+    for (path, accept) in [
+        ("/api/big", "identity"),
+        ("/api/small", "br"),
+        ("/api/png", "br"),
+        ("/api/events", "br"),
+        ("/api/keep", "br"),
+        ("/api/stream", "br"),
+    ] {
         let resp = get(path, accept).await;
         assert_eq!(resp.status(), StatusCode::OK, "{path}");
         assert!(resp.headers().get("content-encoding").is_none(), "{path} with {accept}: {:?}", resp.headers());
