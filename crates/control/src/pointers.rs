@@ -69,7 +69,8 @@ impl ControlPlane {
                 "a split needs at least one deployment; DELETE the split to end it".into(),
             ));
         }
-        let total: u32 = req.weights.values().sum();
+        // Summed wide: weights near u32::MAX must not wrap round to 100.
+        let total: u64 = req.weights.values().map(|w| u64::from(*w)).sum();
         if req.weights.values().any(|w| *w > 100) || total != 100 {
             return Err(ApiError::BadRequest(format!(
                 "split weights are percents and must add up to 100 (they add up to {total})"

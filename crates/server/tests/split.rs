@@ -99,6 +99,8 @@ async fn bad_splits_are_refused_and_change_nothing() {
         (json!({"weights": {v1.clone(): 60}}), StatusCode::BAD_REQUEST),
         (json!({"weights": {v1.clone(): 150, "production": 0}}), StatusCode::BAD_REQUEST),
         (json!({"weights": {}}), StatusCode::BAD_REQUEST),
+        // Found by schemathesis: weights whose sum overflows a u32.
+        (json!({"weights": {"": 2147483648u32, "0": 1, "1": 2147483647}}), StatusCode::BAD_REQUEST),
         (json!({"weights": {v1.clone(): 50, "production": 50}}), StatusCode::BAD_REQUEST),
         (json!({"weights": {v1.clone(): 50, "01jzzzzzzzzzzzzzzzzzzzzzzz": 50}}), StatusCode::NOT_FOUND),
         (json!({"weights": {v1.clone(): 50, other.clone(): 50}}), StatusCode::CONFLICT),
