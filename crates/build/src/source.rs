@@ -171,14 +171,11 @@ impl Git<'_> {
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    f.write_all(text.as_bytes())?;
+    let mut bytes = text.as_bytes().to_vec();
     if !text.ends_with('\n') {
-        f.write_all(b"\n")?;
+        bytes.push(b'\n');
     }
-    Ok(())
+    helix_sandbox::write_private(path, &bytes)
 }
 
 /// A URL without any `user:password@` part, for the log.

@@ -126,12 +126,15 @@ impl ControlPlane {
         let Some(row) = self.store.builds().project_link(&project).await.map_err(|e| e.to_string())? else {
             return Ok(None);
         };
-        row.git_credential_sealed
-            .map(|sealed| {
-                self.secrets
-                    .open(&crate::env::credentials_context(project.as_str()), &sealed)
-                    .map_err(|e| e.to_string())
-            })
+        self.credential_of(&row)
+    }
+
+    /// A link's git token or deploy key, unsealed.
+    pub(crate) fn credential_of(&self, link: &LinkRow) -> Result<Option<String>, String> {
+        let context = crate::env::credentials_context(&link.project);
+        link.git_credential_sealed
+            .as_deref()
+            .map(|sealed| self.secrets.open(&context, sealed).map_err(|e| e.to_string()))
             .transpose()
     }
 

@@ -200,11 +200,12 @@ impl ControlPlane {
         manifest.functions = functions;
         manifest.crons = crons;
         manifest.function_env = environment;
-        if row.production_requested {
-            let deployment = crate::policy::deployment_input(&row);
-            self.decide_crons(ctx, &owner, deployment, crate::functions::schedules(&manifest.crons)).await?;
-        }
         let manifest_digest = self.blobs.put_bytes(manifest.to_json().into()).await?;
+        // A denial leaves only the manifest blob, unreferenced: GC takes it.
+        let next = self.remember_schedules(manifest_digest, &manifest.crons);
+        if row.production_requested {
+            self.decide_crons(ctx, &owner, crate::policy::deployment_input(&row), next).await?;
+        }
         self.blobs.sync().await?;
         let report_json = serde_json::to_string(&report).map_err(|e| ApiError::Internal(e.to_string()))?;
         let detail = serde_json::json!({

@@ -137,11 +137,29 @@ impl ControlPlane {
     }
 
     /// The schedules of the deployment whose manifest is `digest`.
-    pub(crate) async fn schedules_of(&self, digest: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
-        let Some(digest) = digest.and_then(|d| d.parse::<helix_core::Digest>().ok()) else { return Ok(Vec::new()) };
+    /// A manifest is immutable by its digest, so its schedules are read
+    /// (and a manifest of 100,000 files parsed) once, not at every promote.
+    pub(crate) async fn schedules_of(&self, digest: Option<&str>) -> Result<Schedules, ApiError> {
+        let Some(digest) = digest.and_then(|d| d.parse::<helix_core::Digest>().ok()) else {
+            return Ok(Schedules::default());
+        };
+        if let Some(known) = self.schedules.get(&digest) {
+            return Ok(known);
+        }
         let manifest = helix_core::manifest::Manifest::from_json(&self.blobs.get(digest).await?)
             .map_err(|e| ApiError::Internal(format!("reading manifest {digest}: {e}")))?;
-        Ok(schedules(&manifest.crons))
+        Ok(self.remember_schedules(digest, &manifest.crons))
+    }
+
+    /// The schedules of the manifest `digest` holds, kept for [`Self::schedules_of`].
+    pub(crate) fn remember_schedules(
+        &self,
+        digest: helix_core::Digest,
+        crons: &[helix_core::functions::Cron],
+    ) -> Schedules {
+        let known = Schedules::from(schedules(crons));
+        self.schedules.insert(digest, known.clone());
+        known
     }
 
     /// Serving `deployment` in production with schedules `next` is also a
@@ -151,12 +169,12 @@ impl ControlPlane {
         ctx: &crate::access::Ctx,
         project: &helix_store::ProjectRef,
         deployment: serde_json::Value,
-        next: Vec<(String, String)>,
+        next: Schedules,
     ) -> Result<(), ApiError> {
         let name = crate::pointers::name_of(project)?;
         let current = match self.store.deployments().production_deployment(&name).await? {
             Some(row) => self.schedules_of(row.manifest_digest.as_deref()).await?,
-            None => Vec::new(),
+            None => Schedules::default(),
         };
         if current == next {
             return Ok(());
@@ -169,14 +187,18 @@ impl ControlPlane {
             project: Some(project),
             environment: Some("production"),
             deployment: Some(deployment),
-            request: serde_json::json!({ "crons": list(&next), "previous": list(&current) }),
+            request: serde_json::json!({ "crons": list(&next[..]), "previous": list(&current[..]) }),
         };
         self.decide_for(ctx, decision).await
     }
 }
 
-/// (name, schedule) of each schedule, sorted: what `cron.change` compares.
-pub(crate) fn schedules(crons: &[helix_core::functions::Cron]) -> Vec<(String, String)> {
+/// A deployment's (name, schedule) pairs, sorted: what `cron.change`
+/// compares.
+pub(crate) type Schedules = std::sync::Arc<[(String, String)]>;
+
+/// (name, schedule) of each schedule, sorted.
+fn schedules(crons: &[helix_core::functions::Cron]) -> Vec<(String, String)> {
     let mut all: Vec<(String, String)> = crons.iter().map(|c| (c.name().to_owned(), c.schedule.clone())).collect();
     all.sort();
     all

@@ -253,6 +253,8 @@ pub struct ControlPlane {
     compressor: helix_artifacts::variants::CompressionPool,
     /// Digest sets of deployments being uploaded, weighted by size.
     upload_sets: quick_cache::sync::Cache<DeploymentId, Arc<UploadSet>, DigestSetWeight>,
+    /// Manifest digest → its schedules (for `cron.change` decisions).
+    schedules: quick_cache::sync::Cache<Digest, functions::Schedules>,
 }
 
 #[derive(Clone)]
@@ -307,6 +309,7 @@ impl ControlPlane {
             gc_lock: Arc::new(tokio::sync::RwLock::new(())),
             // About 40 bytes a digest: at most ~40 MB of sets in memory.
             upload_sets: quick_cache::sync::Cache::with_weighter(64, 1_000_000, DigestSetWeight),
+            schedules: quick_cache::sync::Cache::new(4096),
         }))
     }
 

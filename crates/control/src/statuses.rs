@@ -311,7 +311,7 @@ impl ControlPlane {
             return None;
         }
         let (host, path) = link.repo_key.split_once('/')?;
-        let token = match self.git_credential(row.project.as_str()).await {
+        let token = match self.credential_of(link) {
             Ok(Some(c)) if c.trim_start().starts_with("-----BEGIN") => {
                 return Some(format!(
                     "{label}: not posted: the linked credential is a deploy key; statuses need a token"

@@ -18,6 +18,9 @@ use crate::request::EdgeBody;
 /// Bodies shorter than this are sent as they are: the framing would eat
 /// the gain.
 const MIN_BYTES: u64 = 1024;
+/// Nor longer than this: encoding runs on the serving threads, and one
+/// tenant's huge answers must not take their CPU from everyone else's.
+const MAX_BYTES: u64 = 8 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Coding {
@@ -96,11 +99,11 @@ pub(crate) fn response(resp: Response<EdgeBody>, coding: Option<Coding>) -> Resp
     // A body of unknown length is being streamed (a function writing as
     // it goes, an upstream's chunked answer): the encoder would hold its
     // pieces back until its buffer fills, so it passes as it is.
-    let long_enough = headers
+    let worth_it = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|n| n >= MIN_BYTES);
+        .is_some_and(|n| (MIN_BYTES..=MAX_BYTES).contains(&n));
     let no_transform = headers
         .get_all(CACHE_CONTROL)
         .iter()
@@ -111,7 +114,7 @@ pub(crate) fn response(resp: Response<EdgeBody>, coding: Option<Coding>) -> Resp
         && !headers.contains_key(CONTENT_ENCODING)
         && !headers.contains_key(http::header::CONTENT_RANGE)
         && headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(compressible)
-        && long_enough
+        && worth_it
         && !no_transform;
     if !eligible {
         return resp;

@@ -5,9 +5,10 @@
 //! caller binds, a private `/tmp` (writable by anyone, sticky), its own
 //! PID, IPC, UTS and network namespaces, no inherited environment (the
 //! one given is handed to bwrap through a descriptor, never on a command
-//! line another user could read), no capabilities. The network reaches the outside through slirp4netns but
-//! none of this machine ([`network`]). When the server runs as root the
-//! process runs as `nobody` (`setpriv` inside the sandbox), so files only
+//! line another user could read), no capabilities. The network reaches
+//! the outside through slirp4netns but none of this machine
+//! ([`network`]). When the server runs as root the process runs as
+//! `nobody` (`setpriv` inside the sandbox), so files only
 //! root may read stay closed; otherwise as the server's user in a user
 //! namespace.
 //!
@@ -335,8 +336,9 @@ fn env_args(env: &[(String, String)]) -> std::io::Result<Vec<u8>> {
     Ok(args)
 }
 
-/// Writes a file only this user may read.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes a new file only this user may read (secrets the sandbox is
+/// handed: its environment, a build's deploy key).
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?.write_all(bytes)

@@ -157,6 +157,7 @@ async fn proxied_responses_are_compressed_on_the_fly_when_worth_it() {
                 ([("content-type", "text/plain"), ("cache-control", "no-transform")], "k".repeat(4096))
             }),
         )
+        .route("/huge", axum::routing::get(|| async { ([("content-type", "text/plain")], "h".repeat(9 << 20)) }))
         .route(
             "/stream",
             axum::routing::get(|| async {
@@ -195,7 +196,8 @@ async fn proxied_responses_are_compressed_on_the_fly_when_worth_it() {
     assert_eq!(get("/api/big", "zstd").await.headers()["content-encoding"], "zstd");
 
     // Left as they are: nothing accepted, small bodies, images, event
-    // streams, no-transform, bodies streamed without a length.
+    // streams, no-transform, bodies streamed without a length, bodies
+    // over 8 MiB (the edge's CPU is every tenant's).
     for (path, accept) in [
         ("/api/big", "identity"),
         ("/api/small", "br"),
@@ -203,6 +205,7 @@ async fn proxied_responses_are_compressed_on_the_fly_when_worth_it() {
         ("/api/events", "br"),
         ("/api/keep", "br"),
         ("/api/stream", "br"),
+        ("/api/huge", "br"),
     ] {
         let resp = get(path, accept).await;
         assert_eq!(resp.status(), StatusCode::OK, "{path}");
