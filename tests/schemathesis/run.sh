@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Schemathesis against the served OpenAPI document: starts `helix server`
 # on free ports with a throwaway data dir, seeds a project (a deployment,
-# a variable, a webhook) so operations reach real objects as well as
+# a variable, a domain) so operations reach real objects as well as
 # random names, and runs schemathesis's checks: no 5xx, every status,
 # content type and body as documented. Exit status: schemathesis's.
 #
@@ -30,14 +30,21 @@ helix="$target/debug/helix"
 work="$(mktemp -d)"
 cleanup() {
     [[ -n "${server:-}" ]] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+    [[ -n "${dns:-}" ]] && kill "$dns" 2>/dev/null && wait "$dns" 2>/dev/null
     rm -rf "$work"
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 api_port="$(free_port)"
 edge_port="$(free_port)"
+# Domain claims are verified against a DNS server of the run's own, which
+# answers at once (names without records: 127.0.0.2, where nothing listens).
+dns_port="$(free_port)"
+pebble-challtestsrv -dns01 "127.0.0.1:$dns_port" -management "127.0.0.1:$(free_port)" -http01 "" -https01 "" \
+    -tlsalpn01 "" -defaultIPv4 127.0.0.2 -defaultIPv6 "" >"$work/dns.log" 2>&1 &
+dns=$!
 HELIX_API_RATE=0 "$helix" server --data-dir "$work/data" --api-addr "127.0.0.1:$api_port" \
-    --edge-addr "127.0.0.1:$edge_port" --build-workers 0 >"$work/server.log" 2>&1 &
+    --edge-addr "127.0.0.1:$edge_port" --build-workers 0 --dns-server "127.0.0.1:$dns_port" >"$work/server.log" 2>&1 &
 server=$!
 export HELIX_API_URL="http://127.0.0.1:$api_port"
 for _ in $(seq 100); do
@@ -52,6 +59,7 @@ printf '/old /new 301\n' >"$work/site/_redirects"
 "$helix" deploy "$work/site" --project demo --prod >/dev/null
 "$helix" env set GREETING hello --project demo >/dev/null
 "$helix" env set API_KEY s3cret-value --secret --project demo >/dev/null
+"$helix" domains add shop.demo.test --project demo >/dev/null
 deployment="$("$helix" deployments --project demo --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')"
 export HELIX_SEEDED_DEPLOYMENT="$deployment"
 

@@ -62,6 +62,8 @@ const NEEDS: &[(Check, &str)] = &[
     (Check::Command("nsenter"), "util-linux"),
     (Check::Command("prlimit"), "util-linux"),
     (Check::Command("git"), "git"),
+    // Custom domains are verified against its DNS server; ACME tests use Pebble.
+    (Check::Command("pebble-challtestsrv"), "pebble"),
     // The deploy-key test runs its own sshd.
     (Check::File("/usr/sbin/sshd"), "openssh-server"),
     // Real static site generators and the npm registry's tools.

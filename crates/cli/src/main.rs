@@ -5,6 +5,7 @@
 //! client would.
 
 mod builds;
+mod domains;
 mod env;
 mod functions;
 mod identity;
@@ -258,6 +259,9 @@ enum Command {
     /// A project's outgoing webhooks (signed, retried): add, list, rm, deliveries.
     #[command(subcommand)]
     Webhooks(webhooks::WebhooksCommand),
+    /// Custom domains: add (says what DNS record proves it), verify, list, rm.
+    #[command(subcommand)]
+    Domains(domains::DomainsCommand),
     /// The tamper-evident audit log (`-f` follows); `helix audit verify` checks its hash chain.
     Audit(identity::AuditArgs),
     /// Delete blobs no deployment references.
@@ -369,6 +373,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Env(args) => env::env(args).await,
         Command::Policy(cmd) => policy::policy(cmd).await,
         Command::Webhooks(cmd) => webhooks::webhooks(cmd).await,
+        Command::Domains(cmd) => domains::domains(cmd).await,
         Command::Keys(cmd) => env::keys(cmd).await,
         Command::Gc { client } => {
             let r: GcReport = api(&client)?.post("/api/v1/gc", &serde_json::json!({})).await?;

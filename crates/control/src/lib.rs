@@ -10,6 +10,7 @@ mod audit;
 mod auth;
 mod builds;
 mod deploy;
+mod domains;
 mod env;
 mod functions;
 mod gc;
@@ -132,6 +133,10 @@ pub struct ApiSettings {
     /// addresses.
     #[arg(long = "webhook-allow", env = "HELIX_WEBHOOK_ALLOW", value_delimiter = ',')]
     pub webhook_allow: Vec<String>,
+    /// The DNS server (`IP:PORT`) custom domains are verified through;
+    /// the system's resolver by default.
+    #[arg(long = "dns-server", env = "HELIX_DNS_SERVER", value_name = "IP:PORT")]
+    pub dns_server: Option<SocketAddr>,
 }
 
 impl Default for ApiSettings {
@@ -154,6 +159,7 @@ impl Default for ApiSettings {
             webhook_retry_base_ms: 5_000,
             webhook_max_attempts: 8,
             webhook_allow: Vec::new(),
+            dns_server: None,
         }
     }
 }
@@ -227,6 +233,9 @@ pub struct ControlPlane {
     /// Organisations' compiled policy modules.
     policies: policy::PolicyCache,
     delivery: DeliverySettings,
+    /// Where domain verification looks names up (`None`: the system's
+    /// resolver).
+    dns_server: Option<SocketAddr>,
     pub(crate) rate: rate::RateLimiter,
     /// When tokens' last use was written.
     pub(crate) touched: auth::Touched,
@@ -293,6 +302,7 @@ impl ControlPlane {
             rotation: tokio::sync::RwLock::new(()),
             policies: policy::PolicyCache::new(),
             delivery: api.delivery(),
+            dns_server: api.dns_server,
             rate: rate::RateLimiter::new(api.rate_per_token, api.burst_per_token),
             touched: auth::Touched::default(),
             delivery_wake: tokio::sync::Notify::new(),

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, delete, get, post, put};
 use axum::{Json, Router};
-use helix_core::api::Split;
+use helix_core::api::{AddDomain, Split};
 
 use crate::ControlPlane;
 use crate::access::{Ctx, Need};
@@ -111,6 +111,11 @@ pub const ROUTES: &[RouteSpec] = &[
     spec("POST", "/projects/{project}/webhooks", Scope::Project, Need::MANAGE),
     spec("DELETE", "/projects/{project}/webhooks/{id}", Scope::Project, Need::MANAGE),
     spec("GET", "/projects/{project}/webhooks/deliveries", Scope::Project, Need { write: false, ..Need::MANAGE }),
+    spec("GET", "/domains", Scope::Caller, Need::READ),
+    spec("GET", "/projects/{project}/domains", Scope::Project, Need::READ),
+    spec("POST", "/projects/{project}/domains", Scope::Project, Need::MANAGE),
+    spec("POST", "/projects/{project}/domains/{name}/verify", Scope::Project, Need::MANAGE),
+    spec("DELETE", "/projects/{project}/domains/{name}", Scope::Project, Need::MANAGE),
     spec("GET", "/audit", Scope::Org, crate::audit::READ_AUDIT),
     spec("GET", "/audit/verify", Scope::Org, crate::audit::READ_AUDIT),
 ];
@@ -131,8 +136,9 @@ fn at(method: &'static str, path: &'static str, handler: MethodRouter<Arc<Contro
 /// (the OpenAPI document is made from these).
 pub(crate) fn endpoints() -> Vec<Endpoint> {
     use helix_core::api::{
-        Build, CreateDeployment, CreateWebhook, CreatedDeployment, Deployment, GcReport, LinkProject, Policy,
-        PolicyVerdict, ProjectLink, ProjectSummary, RequestBuild, Rollback, SetPolicy, SetSplit, TestPolicy, Webhook,
+        AddDomain, Build, CreateDeployment, CreateWebhook, CreatedDeployment, Deployment, Domain, GcReport,
+        LinkProject, Policy, PolicyVerdict, ProjectLink, ProjectSummary, RequestBuild, Rollback, SetPolicy, SetSplit,
+        TestPolicy, Webhook,
     };
     use helix_core::audit::ChainReport;
     use helix_core::env::{EnvVar, ImportEnv, PulledEnv, Rotated, SetEnv};
@@ -350,6 +356,41 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             "/projects/{project}/webhooks/deliveries",
             get(webhook_deliveries),
             doc("The latest deliveries of the project's webhooks", json::<Deliveries>()),
+        ),
+        at(
+            "GET",
+            "/domains",
+            get(all_domains),
+            doc("Every domain of the projects the caller may read", list::<Domain>()),
+        ),
+        at(
+            "GET",
+            "/projects/{project}/domains",
+            get(project_domains),
+            doc("The project's custom domains", list::<Domain>()),
+        ),
+        at(
+            "POST",
+            "/projects/{project}/domains",
+            post(add_domain),
+            doc(
+                "Claim a domain: the answer names the TXT record that proves it; verified at once when it exists",
+                json::<Domain>(),
+            )
+            .body(json::<AddDomain>())
+            .status(201),
+        ),
+        at(
+            "POST",
+            "/projects/{project}/domains/{name}/verify",
+            post(verify_domain),
+            doc("Check a domain's proof again (`verified` and `last_error` say what came of it)", json::<Domain>()),
+        ),
+        at(
+            "DELETE",
+            "/projects/{project}/domains/{name}",
+            delete(remove_domain),
+            doc("Remove a domain: the edge stops serving it", json::<Domain>()),
         ),
         at(
             "GET",
@@ -943,6 +984,44 @@ async fn remove_policy(State(cp): Cp, Extension(ctx): Caller) -> Result<impl Int
 
 async fn test_policy(State(cp): Cp, Extension(ctx): Caller, body: Bytes) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(cp.test_policy(&ctx, &body).await?))
+}
+
+async fn all_domains(State(cp): Cp, Extension(ctx): Caller) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.all_domains(&ctx).await?))
+}
+
+async fn project_domains(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path(project): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.project_domains(&ctx, &project).await?))
+}
+
+async fn add_domain(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path(project): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let req: AddDomain = crate::problem::parse(&body, "domain")?;
+    Ok((StatusCode::CREATED, Json(cp.add_domain(&ctx, &project, &req).await?)))
+}
+
+async fn verify_domain(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path((project, name)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.verify_domain(&ctx, &project, &name).await?))
+}
+
+async fn remove_domain(
+    State(cp): Cp,
+    Extension(ctx): Caller,
+    Path((project, name)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(cp.remove_domain(&ctx, &project, &name).await?))
 }
 
 async fn list_webhooks(

@@ -376,3 +376,48 @@ pub struct Webhook {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
 }
+
+/// `POST /projects/{p}/domains`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddDomain {
+    /// `shop.example.com`, or `*.preview.example.com` (an IDN is taken as
+    /// punycode).
+    pub name: String,
+    /// A wildcard only: serve `<branch>.<rest>` as the branch's (or pull
+    /// request's) preview and `<deployment-id>.<rest>` as that deployment,
+    /// instead of production.
+    #[serde(default)]
+    pub previews: bool,
+    /// Answer every request with a permanent redirect to this other
+    /// domain of the project (the apex ↔ `www` pair).
+    #[serde(default)]
+    pub redirect_to: Option<String>,
+}
+
+/// A custom domain of a project.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Domain {
+    pub name: String,
+    pub project: String,
+    pub previews: bool,
+    pub redirect_to: Option<String>,
+    /// Once verified the edge serves it, and no other project may claim it.
+    pub verified: bool,
+    pub verified_at_ms: Option<i64>,
+    /// The TXT record that proves control: its name and value.
+    pub txt_name: String,
+    pub txt_value: String,
+    /// Where the edge answers the HTTP proof (exact names only), once the
+    /// name's DNS points at it.
+    pub http_path: Option<String>,
+    /// Why the last verification failed.
+    pub last_error: Option<String>,
+    pub last_checked_ms: Option<i64>,
+    pub created_at_ms: i64,
+    /// What a user does next.
+    pub hint: Option<String>,
+    /// A change's way to the edges (when this answer made one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propagation: Option<Propagation>,
+}

@@ -38,6 +38,24 @@ pub enum Event {
     /// hostnames.
     #[serde(rename = "alias.removed")]
     AliasRemoved { project: ProjectName, alias: String },
+    /// A project claimed `domain` and has yet to prove it: the edge
+    /// answers `/.well-known/helix-challenge/<token>` on it.
+    #[serde(rename = "domain.pending")]
+    DomainPending { project: ProjectName, domain: String, token: String },
+    /// `domain` (verified) serves the project: its production, its
+    /// previews (a wildcard with `previews`), or a redirect to another
+    /// of its domains.
+    #[serde(rename = "domain.set")]
+    DomainSet {
+        project: ProjectName,
+        domain: String,
+        previews: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        redirect_to: Option<String>,
+    },
+    /// The project no longer claims `domain`.
+    #[serde(rename = "domain.removed")]
+    DomainRemoved { project: ProjectName, domain: String, token: String },
     /// A build was queued (`trigger`: `api`, `github`, …).
     #[serde(rename = "build.requested")]
     BuildRequested { project: ProjectName, build: String, branch: String, trigger: String },
@@ -116,6 +134,9 @@ impl Event {
             Event::SplitChanged { .. } => "split.changed",
             Event::AliasSet { .. } => "alias.set",
             Event::AliasRemoved { .. } => "alias.removed",
+            Event::DomainPending { .. } => "domain.pending",
+            Event::DomainSet { .. } => "domain.set",
+            Event::DomainRemoved { .. } => "domain.removed",
             Event::BuildRequested { .. } => "build.requested",
             Event::BuildFinished { .. } => "build.finished",
             Event::EnvChanged { .. } => "env.changed",
@@ -133,6 +154,9 @@ impl Event {
             | Event::SplitChanged { project, .. }
             | Event::AliasSet { project, .. }
             | Event::AliasRemoved { project, .. }
+            | Event::DomainPending { project, .. }
+            | Event::DomainSet { project, .. }
+            | Event::DomainRemoved { project, .. }
             | Event::BuildRequested { project, .. }
             | Event::BuildFinished { project, .. }
             | Event::EnvChanged { project, .. } => Some(project),

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod build;
 pub mod cron;
 pub mod digest;
+pub mod domains;
 pub mod env;
 pub mod events;
 pub mod functions;

@@ -6,6 +6,12 @@
 //! and never waits for a manifest to load. The map holds references to
 //! deployments (id, project, manifest digest), not their manifests: those
 //! load on first request (`sites.rs`).
+//!
+//! Custom domains serve what the project's production hostname serves,
+//! or redirect to another of its domains; a wildcard (`*.rest`) serves
+//! one label below it — production, or with previews the branch alias or
+//! deployment that label names, never another project's. Claimed domains
+//! not yet verified only answer their HTTP proof.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,11 +28,31 @@ pub struct SiteRef {
     pub manifest: Digest,
 }
 
-/// What a hostname serves: one deployment, or a weighted split.
+/// What a hostname serves: one deployment, a weighted split, or a
+/// permanent redirect to another hostname.
 #[derive(Clone)]
 pub enum Target {
     Site(Arc<SiteRef>),
     Split(Arc<Split>),
+    Redirect(Arc<str>),
+}
+
+impl Target {
+    fn project(&self) -> Option<&ProjectName> {
+        match self {
+            Target::Site(site) => Some(&site.project),
+            Target::Split(split) => split.variants.first().map(|(site, _)| &site.project),
+            Target::Redirect(_) => None,
+        }
+    }
+}
+
+/// A wildcard domain's project, and whether the label below it names a
+/// preview (else it serves production).
+#[derive(Clone)]
+struct Wildcard {
+    project: ProjectName,
+    previews: bool,
 }
 
 /// Deployments with cumulative weights: variant `i` takes draws below
@@ -56,7 +82,18 @@ impl Split {
 pub(crate) struct Hosts {
     base_domain: String,
     map: papaya::HashMap<Box<str>, Target>,
+    /// `rest` of each verified `*.rest`.
+    wildcards: papaya::HashMap<Box<str>, Wildcard>,
+    /// `<domain> <token>` of every claim not yet proven.
+    challenges: papaya::HashSet<Box<str>>,
     state: Mutex<State>,
+}
+
+/// A verified custom domain.
+struct CustomDomain {
+    project: ProjectName,
+    previews: bool,
+    redirect_to: Option<Arc<str>>,
 }
 
 /// What the events said so far.
@@ -68,16 +105,40 @@ struct State {
     splits: HashMap<ProjectName, Vec<(DeploymentId, u32)>>,
     /// Preview aliases: (project, alias) → deployment.
     aliases: HashMap<(ProjectName, String), DeploymentId>,
+    /// Verified custom domains, by name.
+    domains: HashMap<String, CustomDomain>,
 }
 
 impl Hosts {
     pub fn new(base_domain: String) -> Hosts {
-        Hosts { base_domain, map: papaya::HashMap::new(), state: Mutex::new(State::default()) }
+        Hosts {
+            base_domain,
+            map: papaya::HashMap::new(),
+            wildcards: papaya::HashMap::new(),
+            challenges: papaya::HashSet::new(),
+            state: Mutex::new(State::default()),
+        }
     }
 
     /// What `host` (lowercase, no port) serves now.
     pub fn get(&self, host: &str) -> Option<Target> {
-        self.map.pin().get(host).cloned()
+        let map = self.map.pin();
+        if let Some(target) = map.get(host) {
+            return Some(target.clone());
+        }
+        let (label, rest) = host.split_once('.')?;
+        let wildcard = self.wildcards.pin().get(rest)?.clone();
+        let served = if wildcard.previews {
+            alias_host(label, &wildcard.project, &self.base_domain)
+        } else {
+            production_host(&wildcard.project, &self.base_domain)
+        };
+        map.get(served.as_str()).filter(|t| t.project() == Some(&wildcard.project)).cloned()
+    }
+
+    /// Whether `token` is the proof a claim on `host` waits for.
+    pub fn is_challenge(&self, host: &str, token: &str) -> bool {
+        !self.challenges.is_empty() && self.challenges.pin().contains(format!("{host} {token}").as_str())
     }
 
     /// A deployment made ready here, by id.
@@ -130,6 +191,25 @@ impl Hosts {
                 self.refresh_production(&state, project);
                 None
             }
+            Event::DomainPending { domain, token, .. } => {
+                self.challenges.pin().insert(format!("{domain} {token}").into_boxed_str());
+                None
+            }
+            Event::DomainSet { project, domain, previews, redirect_to } => {
+                let redirect_to = redirect_to.as_deref().map(Arc::from);
+                let custom = CustomDomain { project: project.clone(), previews: *previews, redirect_to };
+                state.domains.insert(domain.clone(), custom);
+                self.refresh_domain(&state, domain);
+                None
+            }
+            Event::DomainRemoved { project, domain, token } => {
+                self.challenges.pin().remove(format!("{domain} {token}").as_str());
+                if state.domains.get(domain).is_some_and(|d| d.project == *project) {
+                    state.domains.remove(domain);
+                    self.refresh_domain(&state, domain);
+                }
+                None
+            }
             // Nothing the edge serves changes; their numbers still count.
             Event::BuildRequested { .. }
             | Event::BuildFinished { .. }
@@ -152,8 +232,8 @@ impl Hosts {
         site
     }
 
-    fn refresh_production(&self, state: &State, project: &ProjectName) {
-        let host: Box<str> = production_host(project, &self.base_domain).into_boxed_str();
+    /// What the project's production hostname serves, from the state.
+    fn production_target(state: &State, project: &ProjectName) -> Option<Target> {
         let split = state.splits.get(project).map(|weights| {
             let mut upto = 0;
             let variants: Vec<(Arc<SiteRef>, u32)> = weights
@@ -165,23 +245,57 @@ impl Hosts {
                 .collect();
             variants
         });
-        let target = match split {
+        match split {
             Some(variants) if !variants.is_empty() => Some(Target::Split(Arc::new(Split { variants }))),
             _ => state
                 .production
                 .get(project)
                 .and_then(|id| state.deployments.get(id))
                 .map(|site| Target::Site(site.clone())),
-        };
+        }
+    }
+
+    /// Sets the production hostname and every exact custom domain that
+    /// serves production.
+    fn refresh_production(&self, state: &State, project: &ProjectName) {
+        let target = Self::production_target(state, project);
+        let mut hosts = vec![production_host(project, &self.base_domain)];
+        hosts.extend(
+            state
+                .domains
+                .iter()
+                .filter(|(name, d)| d.project == *project && d.redirect_to.is_none() && !name.starts_with("*."))
+                .map(|(name, _)| name.clone()),
+        );
+        let map = self.map.pin();
+        for host in hosts {
+            match &target {
+                Some(t) => map.insert(host.into_boxed_str(), t.clone()),
+                None => map.remove(host.as_str()),
+            };
+        }
+    }
+
+    /// Sets what custom domain `name` serves (nothing, once removed).
+    fn refresh_domain(&self, state: &State, name: &str) {
+        let custom = state.domains.get(name);
+        if let Some(rest) = name.strip_prefix("*.") {
+            let wildcards = self.wildcards.pin();
+            match custom {
+                Some(d) => wildcards.insert(rest.into(), Wildcard { project: d.project.clone(), previews: d.previews }),
+                None => wildcards.remove(rest),
+            };
+            return;
+        }
+        let target = custom.and_then(|d| match &d.redirect_to {
+            Some(to) => Some(Target::Redirect(to.clone())),
+            None => Self::production_target(state, &d.project),
+        });
         let map = self.map.pin();
         match target {
-            Some(t) => {
-                map.insert(host, t);
-            }
-            None => {
-                map.remove(&host);
-            }
-        }
+            Some(t) => map.insert(name.into(), t),
+            None => map.remove(name),
+        };
     }
 
     fn refresh_alias(&self, state: &State, project: &ProjectName, alias: &str) {
@@ -217,7 +331,7 @@ mod tests {
     fn site_at(hosts: &Hosts, host: &str) -> Option<DeploymentId> {
         match hosts.get(host)? {
             Target::Site(s) => Some(s.deployment.clone()),
-            Target::Split(_) => None,
+            Target::Split(_) | Target::Redirect(_) => None,
         }
     }
 
@@ -249,5 +363,64 @@ mod tests {
         assert_eq!(site_at(&hosts, &format!("{a}--shop.localhost")), Some(a.clone()));
         hosts.apply(&Event::AliasRemoved { project: p, alias: a.to_string() });
         assert_eq!(site_at(&hosts, &format!("{a}--shop.localhost")), Some(a));
+    }
+
+    #[test]
+    fn custom_domains_follow_production_and_wildcards_stay_in_their_project() {
+        let hosts = Hosts::new("localhost".into());
+        let (shop, other) = (ProjectName::parse("shop").unwrap(), ProjectName::parse("other").unwrap());
+        let (a, b, c) = (id(1), id(2), id(3));
+        let m = Digest::of(b"m");
+        hosts.apply(&Event::DeployPromoted { project: shop.clone(), deployment: a.clone(), manifest: m });
+        let set = |domain: &str, previews, redirect_to: Option<&str>| Event::DomainSet {
+            project: shop.clone(),
+            domain: domain.into(),
+            previews,
+            redirect_to: redirect_to.map(str::to_owned),
+        };
+        hosts.apply(&set("shop.example.com", false, None));
+        hosts.apply(&set("www.example.com", false, Some("shop.example.com")));
+        hosts.apply(&set("*.preview.example.com", true, None));
+        assert_eq!(site_at(&hosts, "shop.example.com"), Some(a.clone()));
+        assert!(matches!(hosts.get("www.example.com"), Some(Target::Redirect(to)) if &*to == "shop.example.com"));
+        hosts.apply(&Event::DeployPromoted { project: shop.clone(), deployment: b.clone(), manifest: m });
+        assert_eq!(site_at(&hosts, "shop.example.com"), Some(b.clone()), "the domain follows production");
+
+        // Previews: the branch alias or the deployment the label names, of
+        // this project only.
+        hosts.apply(&Event::AliasSet {
+            project: shop.clone(),
+            alias: "feat".into(),
+            deployment: a.clone(),
+            manifest: m,
+        });
+        hosts.apply(&Event::AliasSet { project: other.clone(), alias: "x".into(), deployment: c.clone(), manifest: m });
+        assert_eq!(site_at(&hosts, "feat.preview.example.com"), Some(a.clone()));
+        assert_eq!(site_at(&hosts, &format!("{b}.preview.example.com")), Some(b.clone()));
+        assert_eq!(site_at(&hosts, &format!("{c}.preview.example.com")), None, "another project's deployment");
+        assert_eq!(site_at(&hosts, "x.preview.example.com"), None);
+
+        // Only the project that set a domain removes it.
+        hosts.apply(&Event::DomainRemoved { project: other, domain: "shop.example.com".into(), token: "t".into() });
+        assert_eq!(site_at(&hosts, "shop.example.com"), Some(b));
+        hosts.apply(&Event::DomainRemoved {
+            project: shop.clone(),
+            domain: "shop.example.com".into(),
+            token: "t".into(),
+        });
+        hosts.apply(&Event::DomainRemoved {
+            project: shop.clone(),
+            domain: "*.preview.example.com".into(),
+            token: "t".into(),
+        });
+        assert!(hosts.get("shop.example.com").is_none());
+        assert!(hosts.get("feat.preview.example.com").is_none());
+
+        // A claim not yet proven answers only its own token.
+        hosts.apply(&Event::DomainPending { project: shop, domain: "new.example.com".into(), token: "tok".into() });
+        assert!(hosts.is_challenge("new.example.com", "tok"));
+        assert!(!hosts.is_challenge("new.example.com", "other"));
+        assert!(!hosts.is_challenge("shop.example.com", "tok"));
+        assert!(hosts.get("new.example.com").is_none());
     }
 }

@@ -242,7 +242,7 @@ impl Proxy {
                     ctx.problem(Problem::ProxyRefused { url: url.to_owned(), reason: reason.clone() });
                     return refused(&reason);
                 }
-                ctx.problem(Problem::ProxyFailed { url: url.to_owned(), error: error_chain(&e) });
+                ctx.problem(Problem::ProxyFailed { url: url.to_owned(), error: helix_http::error_chain(&e) });
                 if e.is_timeout() {
                     return text(
                         StatusCode::GATEWAY_TIMEOUT,
@@ -271,17 +271,6 @@ impl Proxy {
         *resp.headers_mut() = out_headers;
         resp
     }
-}
-
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(err) = source {
-        out.push_str(": ");
-        out.push_str(&err.to_string());
-        source = err.source();
-    }
-    out
 }
 
 fn bad_gateway(why: &'static str) -> Response<EdgeBody> {

@@ -31,6 +31,13 @@ pub const SPLIT_COOKIE: &str = "helix-split";
 /// Longest request path the edge routes; longer ones get 414.
 const MAX_PATH_BYTES: usize = 16 * 1024;
 
+/// What a hostname resolved to.
+enum Resolved {
+    Site(Arc<SiteRef>),
+    /// A custom domain that redirects to another (apex ↔ `www`).
+    Redirect(Arc<str>),
+}
+
 /// What one request carries through its phases.
 pub(crate) struct RequestCtx {
     pub id: HeaderValue,
@@ -117,7 +124,17 @@ impl Edge {
             Some(h) => Cow::Borrowed(h),
             None => return unknown_host(&req),
         };
-        let Some(site_ref) = self.resolve_host(ctx, &req, &host) else { return unknown_host(&req) };
+        // A custom domain's proof, answered before it serves anything.
+        if let Some(token) = req.uri().path().strip_prefix(helix_core::domains::CHALLENGE_PATH)
+            && self.hosts.is_challenge(&host, token)
+        {
+            return challenge_answer(token);
+        }
+        let site_ref = match self.resolve_host(ctx, &req, &host) {
+            Some(Resolved::Site(site)) => site,
+            Some(Resolved::Redirect(to)) => return domain_redirect(&req, &to),
+            None => return unknown_host(&req),
+        };
         ctx.site = Some(site_ref.clone());
 
         // load_site: from memory, or loaded now (once, however many wait).
@@ -223,24 +240,26 @@ impl Edge {
     /// the visitor's variant: pinned by the `x-helix-split` header or the
     /// `helix-split` cookie, else drawn by weight (and the cookie to set
     /// so the visitor stays on it).
-    fn resolve_host<B>(&self, ctx: &mut RequestCtx, req: &Request<B>, host: &str) -> Option<Arc<SiteRef>> {
+    fn resolve_host<B>(&self, ctx: &mut RequestCtx, req: &Request<B>, host: &str) -> Option<Resolved> {
         let target = self.hosts.get(host)?;
-        match target {
-            Target::Site(site) => Some(site),
+        let site = match target {
+            Target::Site(site) => site,
+            Target::Redirect(to) => return Some(Resolved::Redirect(to)),
             Target::Split(split) => {
                 let header = req.headers().get(SPLIT_HEADER).and_then(|v| v.to_str().ok());
                 if let Some(site) = header.and_then(|id| split.pinned(id.trim())) {
-                    return Some(site.clone());
+                    return Some(Resolved::Site(site.clone()));
                 }
                 if let Some(site) = cookie(req.headers(), SPLIT_COOKIE).and_then(|id| split.pinned(id)) {
-                    return Some(site.clone());
+                    return Some(Resolved::Site(site.clone()));
                 }
                 let site = split.draw(self.draws.next_percent()).clone();
                 let cookie = format!("{SPLIT_COOKIE}={}; Path=/; Max-Age=604800; SameSite=Lax", site.deployment);
                 ctx.split_cookie = HeaderValue::from_str(&cookie).ok();
-                Some(site)
+                site
             }
-        }
+        };
+        Some(Resolved::Site(site))
     }
 
     /// The visitor's country: the `nf_country` cookie, else the trusted
@@ -342,6 +361,35 @@ pub(crate) fn text(status: StatusCode, body: &'static str) -> Response<EdgeBody>
         .header(CACHE_CONTROL, "no-store")
         .body(Either::Left(Full::new(Bytes::from_static(body.as_bytes()))))
         .expect("valid response")
+}
+
+/// The body a custom domain's HTTP proof expects.
+fn challenge_answer(token: &str) -> Response<EdgeBody> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(CACHE_CONTROL, "no-store")
+        .body(Either::Left(Full::new(Bytes::copy_from_slice(token.as_bytes()))))
+        .expect("valid response")
+}
+
+/// `308` to the same path and query on the domain `to` (same scheme, and
+/// the port the request came to, if it named one).
+fn domain_redirect<B>(req: &Request<B>, to: &str) -> Response<EdgeBody> {
+    let scheme = req.uri().scheme_str().unwrap_or("http");
+    let port = req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.rsplit_once(':'))
+        .map(|(_, port)| port)
+        .filter(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+    let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let location = match port {
+        Some(port) => format!("{scheme}://{to}:{port}{path}"),
+        None => format!("{scheme}://{to}{path}"),
+    };
+    redirect(308, &location)
 }
 
 fn unknown_host<B>(req: &Request<B>) -> Response<EdgeBody> {

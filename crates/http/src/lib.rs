@@ -74,6 +74,18 @@ impl ListenerSettings {
     }
 }
 
+/// An error with its causes, as one line (`a: b: c`).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
 /// Raises the soft file-descriptor limit to the hard limit, and returns
 /// the soft limit now in force.
 pub fn raise_fd_limit() -> u64 {

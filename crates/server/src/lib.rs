@@ -266,6 +266,17 @@ fn initial_events(state: &ServingState) -> Vec<Event> {
             });
         }
     }
+    for d in &state.domains {
+        events.push(match d.verified_at_ms {
+            Some(_) => Event::DomainSet {
+                project: d.project.clone(),
+                domain: d.name.clone(),
+                previews: d.previews,
+                redirect_to: d.redirect_to.clone(),
+            },
+            None => Event::DomainPending { project: d.project.clone(), domain: d.name.clone(), token: d.token.clone() },
+        });
+    }
     events
 }
 

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use helix_core::identity::Role;
 use helix_server::control::{Scope, route_table};
 use helix_testkit::TestServer;
+use helix_testkit::dns::FakeDns;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -29,6 +30,7 @@ struct World {
     rival: String,
     own: Fixture,
     foreign: Fixture,
+    _dns: FakeDns,
 }
 
 async fn ok(s: &TestServer, token: &str, method: Method, path: &str, body: Value) -> Value {
@@ -67,7 +69,15 @@ async fn fixture(s: &TestServer, token: &str, project: &str) -> Fixture {
 
 async fn world() -> World {
     // No build workers: queued builds stay queued, so they can be pointed at.
-    let s = TestServer::start_with(|c| c.build_workers = 0).await;
+    // Domain claims are checked against a real DNS server, which answers
+    // at once (and not at all for names of the world outside).
+    let dns = FakeDns::start().await;
+    let dns_addr = dns.addr;
+    let s = TestServer::start_with(move |c| {
+        c.build_workers = 0;
+        c.api.dns_server = Some(dns_addr);
+    })
+    .await;
     ok(&s, s.token(), Method::POST, "/api/v1/orgs", json!({ "name": "rival", "owner": "eve" })).await;
     let rival = token_for(&s, "eve", Role::Owner, Some("rival")).await;
     let mut tokens = HashMap::new();
@@ -78,7 +88,7 @@ async fn world() -> World {
     }
     let own = fixture(&s, s.token(), "mine").await;
     let foreign = fixture(&s, &rival, "theirs").await;
-    World { s, tokens, rival, own, foreign }
+    World { s, tokens, rival, own, foreign, _dns: dns }
 }
 
 /// What a route is called with: the concrete path and a body. A route
@@ -112,6 +122,9 @@ async fn request(w: &World, role: Role, method: &str, path: &str, f: &Fixture) -
         ("PUT", "/policy") => json!({ "source": "package helix\n" }),
         ("POST", "/policy/test") => json!({ "input": {}, "source": "package helix\n" }),
         ("POST", "/members") => json!({ "user": "matrix-member", "role": "viewer" }),
+        ("POST", "/projects/{project}/domains") => {
+            json!({ "name": format!("{}.matrix.test", ulid::Ulid::new().to_string().to_lowercase()) })
+        }
         ("POST", "/orgs") => {
             json!({ "name": format!("org-{}", ulid::Ulid::new().to_string().to_lowercase()), "owner": "o" })
         }
@@ -134,6 +147,12 @@ async fn request(w: &World, role: Role, method: &str, path: &str, f: &Fixture) -
             ok(s, s.token(), Method::PUT, &format!("/api/v1/projects/{p}/env/MATRIX"), set).await;
             format!("/projects/{p}/env/MATRIX")
         }
+        "/projects/{project}/domains/{name}" | "/projects/{project}/domains/{name}/verify" => {
+            // A claim to check or remove, made by the server admin each time.
+            let name = format!("{}.matrix.test", ulid::Ulid::new().to_string().to_lowercase());
+            ok(s, s.token(), Method::POST, &format!("/api/v1/projects/{p}/domains"), json!({ "name": name })).await;
+            path.replace("{project}", p).replace("{name}", &name)
+        }
         "/members/{user}" => {
             ok(s, s.token(), Method::POST, "/api/v1/members", json!({ "user": "leaver", "role": "viewer" })).await;
             "/members/leaver".to_owned()
@@ -142,7 +161,7 @@ async fn request(w: &World, role: Role, method: &str, path: &str, f: &Fixture) -
         other if other.contains("{project}") => other.replace("{project}", p),
         other if other.contains("{id}") => other.replace("{id}", &id),
         "/gc" | "/whoami" | "/tokens" | "/members" | "/orgs" | "/projects" | "/login" | "/audit" | "/audit/verify"
-        | "/keys/rotate" | "/policy/test" => path.to_owned(),
+        | "/domains" | "/keys/rotate" | "/policy/test" => path.to_owned(),
         unknown => panic!("the matrix has no case for {method} {unknown}: add one"),
     };
     (format!("/api/v1{concrete}"), body)

@@ -88,6 +88,9 @@ pub struct ServingState {
     pub splits: Vec<(ProjectName, DeploymentId, u32)>,
     /// Project, alias → deployment of every preview alias.
     pub aliases: Vec<(ProjectName, String, DeploymentId)>,
+    /// Every custom domain: verified ones serve, pending ones answer their
+    /// HTTP proof.
+    pub domains: Vec<DomainRow>,
 }
 
 /// A deployment being created.
@@ -188,6 +191,7 @@ macro_rules! on_pool {
 mod audit;
 mod builds;
 mod crons;
+mod domains;
 mod env;
 mod function_logs;
 mod identity;
@@ -196,6 +200,7 @@ mod webhooks;
 pub use audit::NewAudit;
 pub use builds::{BuildEnd, BuildRow, LinkRow, NewBuild, NewLink, Queued};
 pub use crons::CronRun;
+pub use domains::{Claim, DomainRow, NewDomain, Verified};
 pub use env::{EnvRow, NewEnv};
 pub use function_logs::{FunctionLog, NewFunctionLog};
 pub use identity::{MemberError, NewToken, ProjectRef, TokenRow};
@@ -242,6 +247,8 @@ aggregates! {
     builds => Builds,
     /// Schedules and their runs.
     crons => Crons,
+    /// Custom domains and their proof.
+    domains => Domains,
     /// Environment variables and projects' data keys.
     env => Env,
     /// Function log lines.
@@ -687,7 +694,7 @@ impl Store {
 
     pub async fn serving_state(&self) -> Result<ServingState, StoreError> {
         // One snapshot: the sequence number and the state it describes.
-        let (seq, deployments, production, splits, aliases) = on_pool!(self, p => {
+        let (seq, deployments, production, splits, aliases, domains) = on_pool!(self, p => {
             let mut tx = p.begin_snapshot().await?;
             let seq: i64 = sqlx::query_scalar("SELECT last FROM event_sequence WHERE id = 1").fetch_one(&mut *tx).await?;
             let deployments: Vec<(String, String, String)> = sqlx::query_as(
@@ -702,10 +709,13 @@ impl Store {
             let aliases: Vec<(String, String, String)> = sqlx::query_as(
                 "SELECT p.name, a.alias, a.deployment_id FROM aliases a JOIN projects p ON p.id = a.project_id ORDER BY p.name, a.alias")
                 .fetch_all(&mut *tx).await?;
+            let domains: Vec<domains::DomainTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {} ORDER BY d.name, p.name", domains::COLUMNS))).fetch_all(&mut *tx).await?;
             tx.commit().await?;
-            (seq, deployments, production, splits, aliases)
+            (seq, deployments, production, splits, aliases, domains)
         });
-        let mut state = ServingState { seq: seq as u64, ..ServingState::default() };
+        let domains = domains.into_iter().map(domains::row).collect::<Result<_, _>>()?;
+        let mut state = ServingState { seq: seq as u64, domains, ..ServingState::default() };
         for (project, alias, id) in aliases {
             state.aliases.push((parse_project(&project)?, alias, parse_id(&id)?));
         }

@@ -100,6 +100,7 @@ pub(crate) fn migrator() -> Migrator {
         (12, "webhooks", include_str!("../migrations/0012_webhooks.sql")),
         (13, "listing", include_str!("../migrations/0013_listing.sql")),
         (14, "commit_status", include_str!("../migrations/0014_commit_status.sql")),
+        (15, "domains", include_str!("../migrations/0015_domains.sql")),
     ];
     Migrator::with_migrations(
         MIGRATIONS

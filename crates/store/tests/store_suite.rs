@@ -51,7 +51,68 @@ suite!(
     a_cron_slot_is_claimed_once,
     function_logs_are_read_after_a_cursor,
     deployments_list_in_pages,
+    a_verified_domain_belongs_to_one_project,
 );
+
+async fn a_verified_domain_belongs_to_one_project(store: Store) {
+    use helix_store::{Claim, NewDomain, Verified};
+    for p in ["a", "b", "c"] {
+        ready(&store, p, true).await;
+    }
+    let id = |p: &'static str| {
+        let store = &store;
+        async move { store.identity().project_ref(p).await.unwrap().unwrap().id }
+    };
+    let (a, b, c) = (id("a").await, id("b").await, id("c").await);
+    let claim = |project_id: &str, token: &'static str| {
+        let project_id = project_id.to_owned();
+        let store = &store;
+        async move {
+            let new = NewDomain {
+                project_id: &project_id,
+                name: "shop.example.com",
+                token,
+                previews: false,
+                redirect_to: None,
+                max: 2,
+            };
+            store.domains().add_domain(new, &audit()).await.unwrap()
+        }
+    };
+    drain_outbox(&store).await;
+    assert!(matches!(claim(&a, "ta").await, Claim::Added(..)));
+    assert!(matches!(claim(&b, "tb").await, Claim::Added(..)), "pending claims coexist");
+    assert!(matches!(claim(&b, "other").await, Claim::Exists(row) if row.token == "tb"), "a repeat changes nothing");
+    assert!(matches!(
+        store.domains().verify_domain(&a, "shop.example.com", &audit()).await.unwrap(),
+        Verified::Now(..)
+    ));
+    // The unique index refuses the second proof, whatever the caller checked.
+    assert!(matches!(store.domains().verify_domain(&b, "shop.example.com", &audit()).await.unwrap(), Verified::Taken));
+    assert!(matches!(claim(&c, "tc").await, Claim::Taken));
+    assert!(matches!(
+        store.domains().verify_domain(&a, "shop.example.com", &audit()).await.unwrap(),
+        Verified::Already(..)
+    ));
+    let events = drain_outbox(&store).await;
+    assert_eq!(events.len(), 3, "two claims and one proof: {events:?}");
+    let state = store.serving_state().await.unwrap();
+    let served: Vec<(&str, bool)> =
+        state.domains.iter().map(|d| (d.project.as_str(), d.verified_at_ms.is_some())).collect();
+    assert_eq!(served, vec![("a", true), ("b", false)]);
+
+    let (gone, _) = store.domains().remove_domain(&a, "shop.example.com", &audit()).await.unwrap().unwrap();
+    assert_eq!(gone.token, "ta");
+    assert_eq!(
+        drain_outbox(&store).await,
+        vec![Event::DomainRemoved { project: project("a"), domain: "shop.example.com".into(), token: "ta".into() }]
+    );
+    assert!(matches!(
+        store.domains().verify_domain(&b, "shop.example.com", &audit()).await.unwrap(),
+        Verified::Now(..)
+    ));
+    assert_eq!(store.domains().claimants("shop.example.com").await.unwrap(), vec![(project("b"), true)]);
+}
 
 async fn deployments_list_in_pages(store: Store) {
     let mut made = Vec::new();

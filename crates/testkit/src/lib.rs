@@ -13,6 +13,7 @@ use reqwest::StatusCode;
 pub use helix_server;
 
 pub mod cases;
+pub mod dns;
 pub mod git;
 pub mod mmdb;
 
