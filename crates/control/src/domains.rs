@@ -5,6 +5,10 @@
 //! `domain.change` policy decision and an audit entry, and reaches the
 //! edges as an event; the answer waits until they serve it.
 //!
+//! A pending claim is checked again in the background (`--domain-recheck-secs`,
+//! every minute in its first hour, every ten after, for a week), so a
+//! record created after `add` verifies the domain without another command.
+//!
 //! Lookups go to the resolver `--dns-server` names (`HELIX_DNS_SERVER`),
 //! else to the system's. The HTTP proof is a GET of one fixed path on the
 //! edge's public port, to the addresses that resolver gives, with a short
@@ -12,6 +16,7 @@
 //! body was the token.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use helix_core::api::{AddDomain, Domain};
@@ -28,6 +33,12 @@ use crate::{ControlPlane, now_ms};
 
 /// How long one lookup or one HTTP proof may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A pending claim is checked in the background for this long.
+const RECHECK_FOR_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Pending claims checked in one background round, at most.
+const RECHECK_BATCH: i64 = 20;
 
 /// Addresses of a name the HTTP proof tries, at most.
 const MAX_ADDRESSES: usize = 4;
@@ -130,7 +141,7 @@ impl ControlPlane {
         }
         // Try the proof once now: a record set up beforehand needs no
         // second command.
-        self.prove_and_verify(ctx, &project, row).await
+        self.prove_and_verify(Some(ctx), &project, row).await
     }
 
     /// The other domain a redirect goes to: the project's, exact, not the
@@ -164,7 +175,37 @@ impl ControlPlane {
             return Ok(view(&row));
         }
         self.decide_domain(ctx, &project, serde_json::json!({ "op": "verify", "domain": row.name })).await?;
-        self.prove_and_verify(ctx, &project, row).await
+        self.prove_and_verify(Some(ctx), &project, row).await
+    }
+
+    /// Checks pending claims until the process ends.
+    pub fn spawn_domain_checker(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let cp = self.clone();
+        tokio::spawn(async move {
+            let Some(every) = cp.domain_recheck else { return };
+            loop {
+                if let Err(e) = cp.recheck_pending().await {
+                    tracing::warn!(error = %e, "checking pending domains: will retry");
+                }
+                tokio::time::sleep(every).await;
+            }
+        })
+    }
+
+    /// One background round: the pending claims due, each proven or its
+    /// reason recorded (which makes it due again only later).
+    async fn recheck_pending(&self) -> Result<(), ApiError> {
+        let Some(every) = self.domain_recheck else { return Ok(()) };
+        let every_ms = every.as_millis() as i64;
+        let now = now_ms();
+        let due = self.store.domains().pending_due(now, every_ms, RECHECK_FOR_MS, RECHECK_BATCH).await?;
+        for row in due {
+            let Some(project) = self.store.identity().project_ref(row.project.as_str()).await? else { continue };
+            if let Err(e) = self.prove_and_verify(None, &project, row).await {
+                tracing::debug!(error = %e, "a pending domain stays pending");
+            }
+        }
+        Ok(())
     }
 
     async fn claim_of(&self, project: &ProjectRef, name: &str) -> Result<DomainRow, ApiError> {
@@ -177,8 +218,14 @@ impl ControlPlane {
     }
 
     /// Checks the proof; verified (and served) when it holds, the reason
-    /// recorded when not.
-    async fn prove_and_verify(&self, ctx: &Ctx, project: &ProjectRef, row: DomainRow) -> Result<Domain, ApiError> {
+    /// recorded when not. `ctx`: the caller, or `None` for the background
+    /// check (audited as `system`).
+    async fn prove_and_verify(
+        &self,
+        ctx: Option<&Ctx>,
+        project: &ProjectRef,
+        row: DomainRow,
+    ) -> Result<Domain, ApiError> {
         let domain = CustomDomain { name: row.name.clone() };
         // A name another project claims too is proven by its TXT record
         // only: its DNS pointing here says nothing about which project.
@@ -194,10 +241,22 @@ impl ControlPlane {
             let row = self.claim_of(project, &row.name).await?;
             return Ok(view(&row));
         }
-        let audit = helix_store::NewAudit {
-            target: Some(&row.name),
-            ..ctx.audit_on(project, "domain.verify", serde_json::json!({}))
+        let audit = match ctx {
+            Some(ctx) => ctx.audit_on(project, "domain.verify", serde_json::json!({})),
+            None => helix_store::NewAudit {
+                org: &project.org,
+                actor: "system",
+                token: None,
+                action: "domain.verify",
+                project: Some(&project.name),
+                target: None,
+                outcome: "ok",
+                detail: serde_json::json!({ "by": "background check" }),
+                request_id: None,
+                at_ms: now_ms(),
+            },
         };
+        let audit = helix_store::NewAudit { target: Some(&row.name), ..audit };
         match self.store.domains().verify_domain(&project.id, &row.name, &audit).await? {
             Verified::Now(row, seq) => {
                 let propagation = self.committed(Some(seq)).await?;

@@ -137,6 +137,11 @@ pub struct ApiSettings {
     /// the system's resolver by default.
     #[arg(long = "dns-server", env = "HELIX_DNS_SERVER", value_name = "IP:PORT")]
     pub dns_server: Option<SocketAddr>,
+    /// Seconds between background checks of a pending domain's proof in
+    /// its first hour (ten times as long after, for a week); 0: only
+    /// `helix domains verify` checks.
+    #[arg(long = "domain-recheck-secs", env = "HELIX_DOMAIN_RECHECK_SECS", default_value_t = 60)]
+    pub domain_recheck_secs: u64,
 }
 
 impl Default for ApiSettings {
@@ -160,6 +165,7 @@ impl Default for ApiSettings {
             webhook_max_attempts: 8,
             webhook_allow: Vec::new(),
             dns_server: None,
+            domain_recheck_secs: 60,
         }
     }
 }
@@ -236,6 +242,9 @@ pub struct ControlPlane {
     /// Where domain verification looks names up (`None`: the system's
     /// resolver).
     dns_server: Option<SocketAddr>,
+    /// How often pending domains are checked in the background (`None`:
+    /// never).
+    domain_recheck: Option<Duration>,
     pub(crate) rate: rate::RateLimiter,
     /// When tokens' last use was written.
     pub(crate) touched: auth::Touched,
@@ -303,6 +312,7 @@ impl ControlPlane {
             policies: policy::PolicyCache::new(),
             delivery: api.delivery(),
             dns_server: api.dns_server,
+            domain_recheck: (api.domain_recheck_secs > 0).then(|| Duration::from_secs(api.domain_recheck_secs)),
             rate: rate::RateLimiter::new(api.rate_per_token, api.burst_per_token),
             touched: auth::Touched::default(),
             delivery_wake: tokio::sync::Notify::new(),

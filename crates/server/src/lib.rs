@@ -187,6 +187,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         control.spawn_deliverer().map_err(anyhow::Error::msg).context("starting the webhook deliverer")?,
         control.spawn_commit_statuses().map_err(anyhow::Error::msg).context("starting the commit status poster")?,
         control.spawn_gc(),
+        control.spawn_domain_checker(),
         tokio::spawn(runtime_invoker.prewarm_on_promote(promotions, blobs.clone())),
         tokio::spawn(functions::store_logs(runtime.clone(), store.clone())),
         cron::Crons {

@@ -260,3 +260,34 @@ async fn a_policy_can_refuse_domain_changes() {
     let (status, _) = add(&s, "shop", json!({ "name": "allowed.test" })).await;
     assert_eq!(status, StatusCode::CREATED);
 }
+
+#[tokio::test]
+async fn a_record_created_after_the_claim_verifies_it_in_the_background() {
+    let dns = FakeDns::start().await;
+    let addr = dns.addr;
+    let s = TestServer::start_with(move |c| {
+        c.api.dns_server = Some(addr);
+        c.api.domain_recheck_secs = 1;
+    })
+    .await;
+    s.deploy("shop", &[("index.html", b"shop")], true).await;
+    let (_, d) = add(&s, "shop", json!({ "name": "later.example.test" })).await;
+    assert_eq!(d["verified"], false, "{d}");
+    dns.set_txt("_helix-challenge.later.example.test", d["txt_value"].as_str().unwrap()).await;
+    let mut served = false;
+    for _ in 0..100 {
+        if body_at(&s, "later.example.test", "/").await == (StatusCode::OK, "shop".into()) {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(served, "the background check verified the domain without another command");
+    let (_, audit) = s.call(Method::GET, "/api/v1/audit?project=shop", None).await;
+    let by_system = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "domain.verify" && e["actor"] == "system" && e["target"] == "later.example.test");
+    assert!(by_system, "{audit}");
+}

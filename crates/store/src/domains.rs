@@ -166,6 +166,24 @@ impl Domains<'_> {
         rows.iter().map(|(n, verified)| Ok((parse_project(n)?, verified.is_some()))).collect()
     }
 
+    /// Pending claims younger than `for_ms` whose last check is older than
+    /// `every_ms` (ten times that once they are an hour old), least
+    /// recently checked first.
+    pub async fn pending_due(
+        &self,
+        now_ms: i64,
+        every_ms: i64,
+        for_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<DomainRow>, StoreError> {
+        let rows: Vec<DomainTuple> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} WHERE d.verified_at_ms IS NULL AND d.created_at_ms > $1 - $3 \
+             AND (d.last_checked_ms IS NULL OR d.last_checked_ms <= $1 - CASE WHEN d.created_at_ms > $1 - 3600000 \
+             THEN $2 ELSE $2 * 10 END) ORDER BY COALESCE(d.last_checked_ms, 0), d.name LIMIT $4")))
+            .bind(now_ms).bind(every_ms).bind(for_ms).bind(limit).fetch_all(p).await?);
+        rows.into_iter().map(row).collect()
+    }
+
     /// Remembers why a proof failed (no event: nothing served changes).
     pub async fn record_check(&self, project_id: &str, name: &str, error: &str, now_ms: i64) -> Result<(), StoreError> {
         on_pool!(self, p => sqlx::query(
