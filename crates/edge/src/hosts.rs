@@ -84,8 +84,8 @@ pub(crate) struct Hosts {
     map: papaya::HashMap<Box<str>, Target>,
     /// `rest` of each verified `*.rest`.
     wildcards: papaya::HashMap<Box<str>, Wildcard>,
-    /// `<domain> <token>` of every claim not yet proven.
-    challenges: papaya::HashSet<Box<str>>,
+    /// `<domain> <token>` of every claim not yet proven → its project.
+    challenges: papaya::HashMap<Box<str>, ProjectName>,
     state: Mutex<State>,
 }
 
@@ -115,7 +115,7 @@ impl Hosts {
             base_domain,
             map: papaya::HashMap::new(),
             wildcards: papaya::HashMap::new(),
-            challenges: papaya::HashSet::new(),
+            challenges: papaya::HashMap::new(),
             state: Mutex::new(State::default()),
         }
     }
@@ -136,9 +136,23 @@ impl Hosts {
         map.get(served.as_str()).filter(|t| t.project() == Some(&wildcard.project)).cloned()
     }
 
-    /// Whether `token` is the proof a claim on `host` waits for.
+    /// Whether `name` is under the base domain (the platform's own names).
+    fn is_platform_name(&self, name: &str) -> bool {
+        let name = name.strip_prefix("*.").unwrap_or(name);
+        name == self.base_domain || name.strip_suffix(&self.base_domain).is_some_and(|head| head.ends_with('.'))
+    }
+
+    /// Whether `token` is the proof a claim on `host` waits for — and
+    /// `host` serves nothing of another project's (a name under another
+    /// project's wildcard is never proven through it).
     pub fn is_challenge(&self, host: &str, token: &str) -> bool {
-        !self.challenges.is_empty() && self.challenges.pin().contains(format!("{host} {token}").as_str())
+        if self.challenges.is_empty() {
+            return false;
+        }
+        let Some(project) = self.challenges.pin().get(format!("{host} {token}").as_str()).cloned() else {
+            return false;
+        };
+        self.get(host).is_none_or(|served| served.project() == Some(&project))
     }
 
     /// A deployment made ready here, by id.
@@ -191,10 +205,13 @@ impl Hosts {
                 self.refresh_production(&state, project);
                 None
             }
-            Event::DomainPending { domain, token, .. } => {
-                self.challenges.pin().insert(format!("{domain} {token}").into_boxed_str());
+            Event::DomainPending { project, domain, token } => {
+                self.challenges.pin().insert(format!("{domain} {token}").into_boxed_str(), project.clone());
                 None
             }
+            // A custom domain never takes a name under the base domain (one
+            // stored before the operator changed it, say).
+            Event::DomainSet { domain, .. } if self.is_platform_name(domain) => None,
             Event::DomainSet { project, domain, previews, redirect_to } => {
                 let redirect_to = redirect_to.as_deref().map(Arc::from);
                 let custom = CustomDomain { project: project.clone(), previews: *previews, redirect_to };
@@ -415,6 +432,20 @@ mod tests {
         });
         assert!(hosts.get("shop.example.com").is_none());
         assert!(hosts.get("feat.preview.example.com").is_none());
+
+        // Nothing under the base domain is ever a custom domain.
+        hosts.apply(&set("x.localhost", false, None));
+        assert!(hosts.get("x.localhost").is_none());
+
+        // A name under another project's wildcard is never proven here.
+        hosts.apply(&set("*.apps.example.com", false, None));
+        let intruder = ProjectName::parse("intruder").unwrap();
+        hosts.apply(&Event::DomainPending {
+            project: intruder,
+            domain: "x.apps.example.com".into(),
+            token: "t2".into(),
+        });
+        assert!(!hosts.is_challenge("x.apps.example.com", "t2"));
 
         // A claim not yet proven answers only its own token.
         hosts.apply(&Event::DomainPending { project: shop, domain: "new.example.com".into(), token: "tok".into() });

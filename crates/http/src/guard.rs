@@ -89,7 +89,7 @@ impl Guard {
 }
 
 /// Every address of every interface of this machine.
-fn own_addresses() -> Vec<IpAddr> {
+pub fn own_addresses() -> Vec<IpAddr> {
     if_addrs::get_if_addrs().map(|list| list.into_iter().map(|i| i.ip()).collect()).unwrap_or_default()
 }
 

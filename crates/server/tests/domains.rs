@@ -134,6 +134,11 @@ async fn a_name_pointed_at_the_edge_is_proven_over_http_and_www_redirects_to_the
     assert_eq!(resp.headers()["location"], format!("http://example.test:{port}/a").as_str());
     assert_eq!(body_at(&s, "example.test", "/").await, (StatusCode::OK, "apex".into()));
 
+    // A redirect goes to a domain that serves, never down a chain.
+    let (status, body) = add(&s, "shop", json!({ "name": "w2.example.test", "redirect_to": "www.example.test" })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("redirects to example.test itself"), "{body}");
+
     // The apex cannot go while www redirects to it.
     let (status, body) = s.call(Method::DELETE, "/api/v1/projects/shop/domains/example.test", None).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
@@ -196,6 +201,13 @@ async fn a_wildcard_serves_branch_and_deployment_previews_of_its_project_only() 
     assert_eq!(body_at(&s, "feat.preview.example.test", "/").await, (StatusCode::OK, "feature branch".into()));
     let by_id = format!("{}.preview.example.test", feat.to_lowercase());
     assert_eq!(body_at(&s, &by_id, "/").await, (StatusCode::OK, "feature branch".into()));
+    // A name under the verified wildcard is the wildcard owner's: another
+    // project cannot claim it, even though its DNS reaches the edge.
+    s.deploy("evil", &[("index.html", b"evil")], true).await;
+    dns.set_a("feat.preview.example.test", &["127.0.0.1"]).await;
+    let (status, body) = add(&s, "evil", json!({ "name": "feat.preview.example.test" })).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body_at(&s, "feat.preview.example.test", "/").await, (StatusCode::OK, "feature branch".into()));
     for host in [
         "nope.preview.example.test",
         "a.b.preview.example.test",

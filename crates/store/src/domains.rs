@@ -80,6 +80,15 @@ pub(crate) fn row(t: DomainTuple) -> Result<DomainRow, StoreError> {
     })
 }
 
+/// `*.rest` for `label.rest`: the wildcard whose owner a name under it
+/// belongs to. (A wildcard itself: one no name spells.)
+pub fn covering_wildcard(name: &str) -> String {
+    match name.split_once('.') {
+        Some((label, rest)) if label != "*" => format!("*.{rest}"),
+        _ => String::new(),
+    }
+}
+
 fn unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error().is_some_and(|d| d.is_unique_violation())
 }
@@ -94,8 +103,10 @@ impl Domains<'_> {
             let project: String = sqlx::query_scalar("SELECT name FROM projects WHERE id = $1")
                 .bind(new.project_id).fetch_one(&mut *tx).await?;
             let taken: Option<String> = sqlx::query_scalar(
-                "SELECT project_id FROM domains WHERE name = $1 AND verified_at_ms IS NOT NULL AND project_id <> $2")
-                .bind(new.name).bind(new.project_id).fetch_optional(&mut *tx).await?;
+                "SELECT project_id FROM domains WHERE name IN ($1, $3) AND verified_at_ms IS NOT NULL \
+                 AND project_id <> $2 LIMIT 1")
+                .bind(new.name).bind(new.project_id).bind(covering_wildcard(new.name))
+                .fetch_optional(&mut *tx).await?;
             if taken.is_some() {
                 return Ok(Claim::Taken);
             }
@@ -107,11 +118,21 @@ impl Domains<'_> {
                 if count as usize >= new.max {
                     return Ok(Claim::TooMany);
                 }
-                sqlx::query(
+                let inserted = sqlx::query(
                     "INSERT INTO domains (id, project_id, name, token, previews, redirect_to, created_at_ms) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7)")
                     .bind(&id).bind(new.project_id).bind(new.name).bind(new.token).bind(new.previews)
-                    .bind(new.redirect_to).bind(audit.at_ms).execute(&mut *tx).await?;
+                    .bind(new.redirect_to).bind(audit.at_ms).execute(&mut *tx).await;
+                match inserted {
+                    // The same claim made at the same moment: that one stands.
+                    Err(e) if unique_violation(&e) => {
+                        drop(tx);
+                        let found = self.domain(new.project_id, new.name).await?;
+                        return found.map(Claim::Exists).ok_or_else(|| StoreError::Corrupt("a claim vanished".into()));
+                    }
+                    Err(e) => return Err(e.into()),
+                    Ok(_) => {}
+                }
                 insert_audit!(tx, audit);
                 let event = Event::DomainPending {
                     project: parse_project(&project)?,
@@ -157,12 +178,13 @@ impl Domains<'_> {
         rows.into_iter().map(row).collect()
     }
 
-    /// The projects that claim `name`, each with whether it verified it.
+    /// The projects that claim `name` (or the wildcard covering it),
+    /// each with whether it verified it.
     pub async fn claimants(&self, name: &str) -> Result<Vec<(ProjectName, bool)>, StoreError> {
         let rows: Vec<(String, Option<i64>)> = on_pool!(self, p => sqlx::query_as(
             "SELECT p.name, d.verified_at_ms FROM domains d JOIN projects p ON p.id = d.project_id \
-             WHERE d.name = $1 ORDER BY p.name")
-            .bind(name).fetch_all(p).await?);
+             WHERE d.name IN ($1, $2) ORDER BY p.name")
+            .bind(name).bind(covering_wildcard(name)).fetch_all(p).await?);
         rows.iter().map(|(n, verified)| Ok((parse_project(n)?, verified.is_some()))).collect()
     }
 
@@ -192,7 +214,8 @@ impl Domains<'_> {
         Ok(())
     }
 
-    /// Marks the claim proven: the name is the project's from now on.
+    /// Marks the claim proven: the name is the project's from now on
+    /// (unless another project holds it, or the wildcard covering it).
     pub async fn verify_domain(
         &self,
         project_id: &str,
@@ -213,6 +236,12 @@ impl Domains<'_> {
         let now_ms = audit.at_ms;
         let seq = on_pool!(self, p => {
             let mut tx = p.begin_write().await?;
+            let covered: Option<String> = sqlx::query_scalar(
+                "SELECT project_id FROM domains WHERE name = $1 AND verified_at_ms IS NOT NULL AND project_id <> $2")
+                .bind(covering_wildcard(name)).bind(project_id).fetch_optional(&mut *tx).await?;
+            if covered.is_some() {
+                return Ok(Verified::Taken);
+            }
             let updated = sqlx::query(
                 "UPDATE domains SET verified_at_ms = $1, last_error = NULL, last_checked_ms = $1 \
                  WHERE project_id = $2 AND name = $3 AND verified_at_ms IS NULL")
