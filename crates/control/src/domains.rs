@@ -47,22 +47,15 @@ const MAX_ADDRESSES: usize = 4;
 
 pub(crate) fn view(row: &DomainRow) -> Domain {
     let domain = CustomDomain { name: row.name.clone() };
-    let hint = match (&row.verified_at_ms, &row.redirect_to) {
-        (Some(_), _) => None,
-        (None, _) if domain.is_wildcard() => Some(format!(
-            "create a TXT record {} with the value {}, then run `helix domains verify {}`",
+    let or_http = if domain.is_wildcard() { "" } else { " (or point the name's A/CNAME record at this server)" };
+    let hint = row.verified_at_ms.is_none().then(|| {
+        format!(
+            "create a TXT record {} with the value {}{or_http}, then run `helix domains verify {}`",
             domain.txt_name(),
             txt_value(&row.token),
             row.name
-        )),
-        (None, _) => Some(format!(
-            "create a TXT record {} with the value {} (or point the name's A/CNAME record at this server), \
-             then run `helix domains verify {}`",
-            domain.txt_name(),
-            txt_value(&row.token),
-            row.name
-        )),
-    };
+        )
+    });
     Domain {
         name: row.name.clone(),
         project: row.project.to_string(),

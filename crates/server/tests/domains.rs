@@ -139,6 +139,14 @@ async fn a_name_pointed_at_the_edge_is_proven_over_http_and_www_redirects_to_the
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body["detail"].as_str().unwrap().contains("redirects to example.test itself"), "{body}");
 
+    // A name pointing at another host is never contacted for the proof,
+    // and nothing about that host comes back.
+    dns.set_a("elsewhere.test", &["192.0.2.1"]).await;
+    let (_, d) = add(&s, "shop", json!({ "name": "elsewhere.test" })).await;
+    let why = d["last_error"].as_str().unwrap();
+    assert!(why.contains("elsewhere.test does not point at this server"), "{why}");
+    assert!(!why.contains("192.0.2.1"), "{why}");
+
     // The apex cannot go while www redirects to it.
     let (status, body) = s.call(Method::DELETE, "/api/v1/projects/shop/domains/example.test", None).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
